@@ -1,0 +1,52 @@
+# Two commands on a fresh machine:
+#   make demo   run the main job (provisions the venv and the Kafka broker, runs the pipeline)
+#   make test   run the whole test suite (provisions the venv; the tests provision the broker)
+# The virtual environment is cached outside the repository (torch alone is ~5 GB) and
+# reinstalled only when requirements.lock changes.
+
+PYTHON ?= python3.11
+CACHE ?= $(HOME)/.cache/banditlp
+VENV ?= $(CACHE)/venv
+LOCK_SHA := $(shell sha256sum requirements.lock | cut -c1-16)
+STAMP := $(VENV)/.installed-$(LOCK_SHA)
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-unit test-integration demo kafka-up kafka-down bench clean-venv
+
+$(STAMP): requirements.lock
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: venv
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/banditlp demo
+
+kafka-up: venv
+	$(VENV)/bin/banditlp kafka up
+
+kafka-down: venv
+	$(VENV)/bin/banditlp kafka down
+
+bench: venv
+	$(PY) bench/bench_allocator.py
+	$(PY) bench/bench_models.py
+	$(PY) bench/bench_pipeline.py
+
+clean-venv:
+	rm -rf $(VENV)

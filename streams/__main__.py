@@ -1,0 +1,5 @@
+"""``python -m streams`` is the ``banditlp`` command."""
+
+from streams.cli import app
+
+app()

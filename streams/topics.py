@@ -1,0 +1,111 @@
+"""The topics of DESIGN.md, their partitioning and cleanup policies, and idempotent creation.
+
+Every topic is created with its partition count before any worker starts (faust refuses a
+table whose changelog's partition count differs from its source's, and a topic auto-created
+by a producer gets one partition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException
+
+from streams.errors import BrokerError
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its base name (the Avro subject), partitions and retention.
+
+    Attributes:
+        base: the name in DESIGN.md and the schema subject (``schemas/<base>.avsc``).
+        partitions: partition count; keyed topics that are joined share one count.
+        compacted: ``cleanup.policy=compact`` (latest value per key kept forever).
+        retention_ms: ``retention.ms`` for delete-policy topics.
+    """
+
+    base: str
+    partitions: int
+    compacted: bool = False
+    retention_ms: int = 7 * DAY_MS
+
+    def config(self) -> dict[str, str]:
+        if self.compacted:
+            return {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+        return {"cleanup.policy": "delete", "retention.ms": str(self.retention_ms)}
+
+
+BASE_TOPICS: tuple[str, ...] = (
+    "candidates", "batch-control", "scores", "decisions", "allocation-reports",
+    "feedback", "model-snapshots", "parameter-distribution", "metrics", "dead-letters",
+)
+
+
+def topic_specs(partitions: int = 4) -> tuple[TopicSpec, ...]:
+    """DESIGN.md's table. candidates, feedback and decisions are keyed by user and share
+    ``partitions`` so per-user state is co-partitioned; batch-control and the compacted
+    topics are small and get one partition so that order is total."""
+    return (
+        TopicSpec("candidates", partitions, retention_ms=2 * DAY_MS),
+        TopicSpec("batch-control", 1, retention_ms=30 * DAY_MS),
+        TopicSpec("scores", partitions, retention_ms=2 * DAY_MS),
+        TopicSpec("decisions", partitions, retention_ms=90 * DAY_MS),
+        TopicSpec("allocation-reports", 1, retention_ms=90 * DAY_MS),
+        TopicSpec("feedback", partitions, retention_ms=90 * DAY_MS),
+        TopicSpec("model-snapshots", 1, compacted=True),
+        TopicSpec("parameter-distribution", 1, compacted=True),
+        TopicSpec("metrics", 1, retention_ms=30 * DAY_MS),
+        TopicSpec("dead-letters", 1, retention_ms=30 * DAY_MS),
+    )
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Real topic names: the base name behind an optional prefix (one namespace per run or test)."""
+
+    prefix: str = ""
+
+    def __call__(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    def base_of(self, topic: str) -> str:
+        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
+
+
+def create_topics(bootstrap: str, names: TopicNames, specs: tuple[TopicSpec, ...],
+                  timeout_s: float = 30.0) -> dict[str, str]:
+    """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``.
+
+    An existing topic with fewer partitions than asked is an error, not silently accepted.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    outcome: dict[str, str] = {}
+    new = []
+    for spec in specs:
+        name = names(spec.base)
+        if name in existing:
+            have = len(existing[name].partitions)
+            if have != spec.partitions:
+                raise BrokerError(f"topic {name} exists with {have} partitions, expected {spec.partitions}")
+            outcome[name] = "exists"
+        else:
+            new.append(NewTopic(name, num_partitions=spec.partitions, replication_factor=1, config=spec.config()))
+    if new:
+        for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+            try:
+                fut.result(timeout=timeout_s)
+                outcome[name] = "created"
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    outcome[name] = "exists"
+                else:
+                    raise BrokerError(f"cannot create topic {name}: {exc}") from exc
+    return outcome

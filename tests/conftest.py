@@ -1,0 +1,71 @@
+"""Shared fixtures: a real Kafka broker for integration tests and per-test topic namespaces.
+
+``kafka_bootstrap`` resolves, in order: ``$KAFKA_BOOTSTRAP_SERVERS``; a testcontainers
+Kafka when a Docker engine answers; else the project's own local KRaft broker
+(``streams.local_broker``), started for the session and stopped afterwards if this
+session started it. Kafka is never mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:  # no engine, no socket, no permission: all mean "no Docker"
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    if os.environ.get("BANDITLP_TEST_DOCKER", "1") == "1" and _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
+
+    port = int(os.environ.get("BANDITLP_TEST_KAFKA_PORT", "9092"))
+    home = Path(os.environ.get("BANDITLP_KAFKA_HOME", os.path.expanduser("~/.cache/banditlp/kafka")))
+    broker = LocalBroker(LocalBrokerConfig(home=home, port=port))
+    already = broker_answers(broker.config.bootstrap)
+    broker.up()
+    yield broker.config.bootstrap
+    if not already:
+        broker.down()
+
+
+@pytest.fixture
+def topic_names():
+    """A fresh topic namespace per test, so tests never see each other's records."""
+    from streams.topics import TopicNames
+
+    return TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}-")
+
+
+@pytest.fixture
+def project_topics(kafka_bootstrap: str, topic_names) -> Callable[..., object]:
+    """Create the project's topics under the test's namespace; returns the names mapper."""
+    from streams.topics import create_topics, topic_specs
+
+    def make(partitions: int = 4):
+        create_topics(kafka_bootstrap, topic_names, topic_specs(partitions))
+        return topic_names
+
+    return make
