@@ -178,7 +178,7 @@ class ScoresRecord:
 
     batch_id: str
     user_id: str
-    user_cap: int
+    user_cap: int | None  # None: the batch's default cap
     model_name: str
     model_version: int
     parameter_version: str
@@ -199,8 +199,9 @@ class ScoresRecord:
         samples = {k: _finite(f"samples[{k}]", np.array([it["samples"][k] for it in items], dtype=np.float64))
                    for k in keys}
         means = {k: np.array([it["means"].get(k, np.nan) for it in items], dtype=np.float64) for k in keys}
-        if value["user_cap"] < 0:
-            raise ValidationError(f"user_cap {value['user_cap']} is negative")
-        return cls(value["batch_id"], value["user_id"], int(value["user_cap"]), value["model_name"],
+        cap = value.get("user_cap")
+        if cap is not None and cap < 0:
+            raise ValidationError(f"user_cap {cap} is negative")
+        return cls(value["batch_id"], value["user_id"], cap, value["model_name"],
                    int(value["model_version"]), value.get("parameter_version", "default"),
                    tuple(it["item_id"] for it in items), tuple(it["provider_id"] for it in items), samples, means)

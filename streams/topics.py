@@ -41,7 +41,7 @@ class TopicSpec:
 
 BASE_TOPICS: tuple[str, ...] = (
     "candidates", "batch-control", "scores", "decisions", "allocation-reports",
-    "feedback", "model-snapshots", "parameter-distribution", "metrics", "dead-letters",
+    "feedback", "training-rows", "model-snapshots", "parameter-distribution", "metrics", "dead-letters",
 )
 
 
@@ -56,6 +56,7 @@ def topic_specs(partitions: int = 4) -> tuple[TopicSpec, ...]:
         TopicSpec("decisions", partitions, retention_ms=90 * DAY_MS),
         TopicSpec("allocation-reports", 1, retention_ms=90 * DAY_MS),
         TopicSpec("feedback", partitions, retention_ms=90 * DAY_MS),
+        TopicSpec("training-rows", partitions, retention_ms=30 * DAY_MS),
         TopicSpec("model-snapshots", 1, compacted=True),
         TopicSpec("parameter-distribution", 1, compacted=True),
         TopicSpec("metrics", 1, retention_ms=30 * DAY_MS),
