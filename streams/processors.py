@@ -1,0 +1,304 @@
+"""The faust app: the scorer (candidates -> scores) and the learner (feedback -> posteriors).
+
+Both agents run in one app so they share its RocksDB tables, which are co-partitioned with
+``candidates`` and ``feedback`` (both keyed by user_id):
+
+- ``users``: user_id -> the user's random-effect posterior (``A``, ``b``) and the ids of
+  the feedback it has already absorbed (bounded), so a redelivered feedback record
+  updates the posterior once (faust runs at-least-once; see DESIGN.md).
+- ``contexts``: "<user_id>/<slot>" -> the decision context the scorer saw for one batch
+  (features, item features, the global model's mean conversion per item). A user keeps
+  ``context_slots`` slots, chosen by a hash of the batch id: that is the retention bound;
+  feedback whose context was overwritten or never stored is "late/unknown".
+
+Records are taken from Kafka as raw bytes and decoded with our serde, so a bad record
+becomes a dead letter instead of a crash loop (faust's own decoder would restart the agent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from banditlp.errors import BanditLPError
+from models import random_effects
+from models.random_effects import RandomEffectConfig
+from streams.dead_letters import dead_letter
+from streams.errors import DecodeError, ValidationError
+from streams.model_feed import ModelFeed
+from streams.records import CandidatesRecord, FeedbackRecord
+from streams.serde import AvroSerde
+from streams.state_codec import pack, unpack
+from streams.topics import TopicNames
+
+log = logging.getLogger("banditlp.processors")
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """Settings of one scorer/learner worker.
+
+    Attributes:
+        app_id: faust app id (consumer group and changelog prefix).
+        tau: Thompson temperature (posterior covariance scale) for users with no tuner arm.
+        take: how many records an agent scores or learns from at once (vectorised).
+        within_s: how long an agent waits to fill ``take``.
+        context_slots: recent batches per user whose decision context is kept.
+        seen_limit: feedback ids per user remembered for deduplication.
+    """
+
+    bootstrap: str
+    names: TopicNames
+    state_dir: Path
+    partitions: int = 4
+    app_id: str = "banditlp-processors"
+    tau: float = 1.0
+    model_name: str = "email"
+    take: int = 500
+    within_s: float = 0.05
+    context_slots: int = 8
+    seen_limit: int = 256
+    max_candidates: int = 1_000
+    random_effect_prior_precision: float = 25.0
+    seed: int = 0
+    web_port: int | None = None
+
+
+@dataclass
+class ProcessorStats:
+    """Counters, logged periodically."""
+
+    scored_users: int = 0
+    scored_pairs: int = 0
+    feedback_applied: int = 0
+    feedback_duplicate: int = 0
+    feedback_unknown: int = 0
+    dead_letters: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def slot_of(batch_id: str, slots: int) -> int:
+    """The context slot of a batch (stable across processes, unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(batch_id.encode(), digest_size=4).digest(), "big") % slots
+
+
+def encode_user(A: np.ndarray, b: np.ndarray, seen: list[str], n_obs: int) -> bytes:
+    return pack({"A": A, "b": b}, {"seen": seen, "n": n_obs})
+
+
+def decode_user(data: bytes) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    arrays, meta = unpack(data)
+    return arrays["A"], arrays["b"], list(meta["seen"]), int(meta["n"])
+
+
+def build_app(cfg: ProcessorConfig):
+    """Build the faust app with its topics, tables, agents and the model feed."""
+    import faust
+
+    app = faust.App(
+        cfg.app_id,
+        broker=f"kafka://{cfg.bootstrap}",
+        store="rocksdb://",
+        datadir=str(cfg.state_dir),
+        web_enabled=cfg.web_port is not None,
+        web_port=cfg.web_port or 6066,
+        topic_partitions=cfg.partitions,
+        topic_replication_factor=1,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_acks=-1,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+    )
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    names = cfg.names
+    candidates_topic = app.topic(names("candidates"), partitions=cfg.partitions, **raw)
+    feedback_topic = app.topic(names("feedback"), partitions=cfg.partitions, **raw)
+    scores_topic = app.topic(names("scores"), **raw)
+    training_topic = app.topic(names("training-rows"), **raw)
+    metrics_topic = app.topic(names("metrics"), **raw)
+    dead_topic = app.topic(names("dead-letters"), **raw)
+    users = app.Table("users", partitions=cfg.partitions, **raw)
+    contexts = app.Table("contexts", partitions=cfg.partitions, **raw)
+
+    serde = AvroSerde()
+    feed = ModelFeed(cfg.bootstrap, names("model-snapshots"), cfg.model_name)
+    stats = ProcessorStats()
+    rng = np.random.default_rng(cfg.seed)
+
+    async def reject(event: Any, exc: BaseException, consumer: str) -> None:
+        msg = event.message
+        stats.dead_letters += 1
+        await dead_topic.send(key=msg.topic.encode(), value=dead_letter(
+            serde, source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+            key=msg.key, value=msg.value, error=exc, consumer=consumer))
+
+    noise_var = RandomEffectConfig(1).noise_var
+
+    def user_state(user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+        data = users.get(user_id.encode())
+        if data is None:
+            A, b = RandomEffectConfig(k, cfg.random_effect_prior_precision).prior()
+            return A, b, [], 0
+        return decode_user(data)
+
+    @app.agent(candidates_topic)
+    async def score(stream):  # noqa: ANN001 - faust's stream type
+        async for events in stream.take_events(cfg.take, within=cfg.within_s):
+            records: list[tuple[Any, CandidatesRecord]] = []
+            for event in events:
+                msg = event.message
+                try:
+                    value = serde.decode("candidates", msg.value, topic=msg.topic,
+                                         partition=msg.partition, offset=msg.offset)
+                    rec = CandidatesRecord.from_avro(value, cfg.max_candidates)
+                    if records and rec.features.shape[1] != records[0][1].features.shape[1]:
+                        raise ValidationError(f"feature width {rec.features.shape[1]} differs from the batch's")
+                    feed.model_for(rec.features.shape[1])
+                except (DecodeError, ValidationError, BanditLPError) as exc:
+                    await reject(event, exc, "scorer")
+                    continue
+                records.append((event, rec))
+            if not records:
+                continue
+            scored = score_records([r for _, r in records], user_state, feed, cfg.tau, rng)
+            for (event, rec), value, context in zip(records, scored.values, scored.contexts):
+                contexts[f"{rec.user_id}/{slot_of(rec.batch_id, cfg.context_slots)}".encode()] = context
+                await scores_topic.send(key=rec.batch_id.encode(), value=serde.encode("scores", value))
+            stats.scored_users += len(records)
+            stats.scored_pairs += scored.n_pairs
+
+    @app.agent(feedback_topic)
+    async def learn(stream):  # noqa: ANN001
+        async for events in stream.take_events(cfg.take, within=cfg.within_s):
+            metric = {"n": 0, "conv": 0, "unsub": 0, "value": 0.0}
+            for event in events:
+                msg = event.message
+                try:
+                    fb = FeedbackRecord.from_avro(serde.decode("feedback", msg.value, topic=msg.topic,
+                                                               partition=msg.partition, offset=msg.offset))
+                except (DecodeError, ValidationError) as exc:
+                    await reject(event, exc, "learner")
+                    continue
+                ctx_bytes = contexts.get(f"{fb.user_id}/{slot_of(fb.batch_id, cfg.context_slots)}".encode())
+                ctx = unpack(ctx_bytes) if ctx_bytes is not None else None
+                if ctx is None or ctx[1]["batch_id"] != fb.batch_id or fb.item_id not in ctx[1]["items"]:
+                    stats.feedback_unknown += 1
+                    await reject(event, ValidationError(
+                        f"no decision context for {fb.feedback_id} (unknown decision id, or late: "
+                        f"older than the last {cfg.context_slots} batches of this user)"), "learner")
+                    continue
+                arrays, meta = ctx
+                j = meta["items"].index(fb.item_id)
+                k = arrays["item_features"].shape[1]
+                A, b, seen, n_obs = user_state(fb.user_id, k)
+                if fb.feedback_id in seen:
+                    stats.feedback_duplicate += 1
+                    continue
+                if k:
+                    residual = float(fb.converted) - float(arrays["p_conversion"][j])
+                    A, b = random_effects.update(A, b, arrays["item_features"][j:j + 1],
+                                                 np.array([residual]), noise_var)
+                seen = (seen + [fb.feedback_id])[-cfg.seen_limit:]
+                users[fb.user_id.encode()] = encode_user(A, b, seen, n_obs + 1)
+                stats.feedback_applied += 1
+                metric["n"] += 1
+                metric["conv"] += int(fb.converted)
+                metric["unsub"] += int(fb.unsubscribed)
+                metric["value"] += fb.value
+                await training_topic.send(key=fb.user_id.encode(), value=serde.encode("training-rows", {
+                    "decision_id": fb.decision_id, "batch_id": fb.batch_id, "user_id": fb.user_id,
+                    "item_id": fb.item_id, "features": arrays["features"][j].tolist(),
+                    "converted": fb.converted, "unsubscribed": fb.unsubscribed, "value": fb.value,
+                    "model_version": int(meta["model_version"]), "observed_at_ms": fb.observed_at_ms,
+                }))
+            if metric["n"]:
+                now = int(time.time() * 1000)
+                await metrics_topic.send(key=b"default", value=serde.encode("metrics", {
+                    "arm_id": "default", "window_start_ms": now, "window_end_ms": now,
+                    "n_feedback": metric["n"], "conversions": metric["conv"],
+                    "unsubscriptions": metric["unsub"], "value_sum": metric["value"]}))
+
+    @app.timer(interval=10.0)
+    async def report() -> None:
+        log.info("stats %s; model %s v%d", stats, feed.model_name, feed.version)
+
+    @app.task
+    async def start_feed() -> None:
+        feed.start()
+
+    app.banditlp_stats = stats  # type: ignore[attr-defined]
+    return app
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """Scores values (Avro dicts), the context bytes to store per user, and the pair count."""
+
+    values: list[dict[str, Any]]
+    contexts: list[bytes]
+    n_pairs: int
+
+
+def score_records(records: list[CandidatesRecord], user_state, feed: ModelFeed, tau: float,
+                  rng: np.random.Generator) -> ScoredBatch:
+    """Score many users at once: one vectorised pass of the global model over all pairs,
+    one batched draw of every user's random effect, calibration, then per-user records."""
+    model = feed.model_for(records[0].features.shape[1])
+    sizes = np.array([len(r.item_ids) for r in records])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    X = np.concatenate([r.features for r in records])
+
+    effect = None
+    k = records[0].item_features.shape[1]
+    if k and all(r.item_features.shape[1] == k for r in records):
+        states = [user_state(r.user_id, k) for r in records]
+        A = np.stack([s[0] for s in states])
+        b = np.stack([s[1] for s in states])
+        w = random_effects.sample_effects(A, b, tau, rng)                         # (n_users, k)
+        w_mean = random_effects.posterior_mean(A, b)
+        Z = np.concatenate([r.item_features for r in records]).astype(np.float64)  # (n_pairs, k)
+        owner = np.repeat(np.arange(len(records)), sizes)
+        effect = (np.einsum("pk,pk->p", Z, w[owner]), np.einsum("pk,pk->p", Z, w_mean[owner]))
+    out = model.score(X, tau, rng, conversion_effect=effect)  # calibrated, (n_pairs,) per outcome
+
+    values, contexts = [], []
+    now = int(time.time() * 1000)
+    outcomes = list(out.samples)
+    for u, rec in enumerate(records):
+        sl = slice(offsets[u], offsets[u + 1])
+        s = {o: out.samples[o][sl].tolist() for o in outcomes}
+        m = {o: out.means[o][sl].tolist() for o in outcomes}
+        d = {o: out.stds[o][sl].tolist() for o in outcomes}
+        items = [{"item_id": item, "provider_id": prov,
+                  "samples": {o: s[o][j] for o in outcomes}, "means": {o: m[o][j] for o in outcomes},
+                  "stds": {o: d[o][j] for o in outcomes}}
+                 for j, (item, prov) in enumerate(zip(rec.item_ids, rec.provider_ids))]
+        values.append({
+            "batch_id": rec.batch_id, "user_id": rec.user_id,
+            "user_cap": rec.user_cap, "scored_at_ms": now,
+            "model_name": model.name, "model_version": model.version, "parameter_version": "default",
+            "tau": float(tau), "items": items,
+        })
+        contexts.append(pack(
+            {"features": rec.features, "item_features": rec.item_features,
+             "p_conversion": out.fixed_conversion_mean[sl]},
+            {"batch_id": rec.batch_id, "items": list(rec.item_ids), "model_version": model.version}))
+    return ScoredBatch(values, contexts, int(offsets[-1]))
+
+
+def run_worker(cfg: ProcessorConfig, loglevel: str = "info") -> None:
+    """Run the faust worker until SIGTERM/SIGINT."""
+    import faust
+
+    app = build_app(cfg)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

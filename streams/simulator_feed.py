@@ -1,0 +1,179 @@
+"""Plays the simulated email world (evaluation.email_world) against the pipeline through Kafka.
+
+Per batch: publish batch-control OPENED (with the batch's budget and provider bounds),
+every user's candidates, CLOSED; wait for the allocator's committed decisions; draw the
+outcomes of what was sent from the true model; publish them as feedback. Returns the
+world's per-batch evaluation record (true expected reward, oracle objective, usage).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from evaluation.email_world import EmailWorld, EmailWorldConfig
+from evaluation.run_summary import BatchOutcome
+from streams.errors import StreamError
+from streams.serde import AvroSerde
+from streams.topics import TopicNames
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Settings of the simulated feed.
+
+    Attributes:
+        timeout_ms: the allocator's wait for missing users after CLOSED.
+        decision_timeout_s: how long to wait for a batch's decisions before giving up.
+    """
+
+    bootstrap: str
+    names: TopicNames
+    world: EmailWorldConfig = field(default_factory=EmailWorldConfig)
+    timeout_ms: int = 30_000
+    decision_timeout_s: float = 180.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class BatchRun:
+    """One batch as the pipeline decided it: the evaluation record and the LP's x."""
+
+    outcome: BatchOutcome
+    x_lp: np.ndarray          # (E,) published allocation
+    chosen: np.ndarray        # (E,) 0/1 sent
+    decided_s: float          # CLOSED produced -> last decision read
+
+
+def _producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4",
+                     "enable.idempotence": True, "partitioner": "murmur2_random"})
+
+
+class SimulatorFeed:
+    """Drives batches of the email world through the pipeline's topics."""
+
+    def __init__(self, cfg: SimulatorConfig) -> None:
+        self.cfg = cfg
+        self.world = EmailWorld(cfg.world)
+        self.serde = AvroSerde()
+        self.rng = np.random.default_rng(cfg.seed + 1)
+        self.producer = _producer(cfg.bootstrap)
+        self.consumer = Consumer({"bootstrap.servers": cfg.bootstrap, "group.id": f"{cfg.names.prefix}simulator",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+        topic = cfg.names("decisions")
+        md = self.consumer.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error:
+            raise StreamError(f"topic {topic} does not exist; run `banditlp topics create` first")
+        # Start at the current end: decisions for this run's batches only.
+        tps = []
+        for p in md.topics[topic].partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            tps.append(TopicPartition(topic, p, high))
+        self.consumer.assign(tps)
+        c = cfg.world
+        self.item_slice = slice(c.user_dim, c.user_dim + c.item_dim)
+
+    def publish_batch(self, batch_index: int):
+        """Produce OPENED, candidates and CLOSED for one batch; returns (batch, constraints)."""
+        names, w = self.cfg.names, self.world
+        batch = w.candidates(batch_index)
+        cons = w.constraints(batch)
+        now = int(time.time() * 1000)
+        control = {
+            "batch_id": batch.batch_id, "expected_users": int(len(batch.user_ids)),
+            "timeout_ms": self.cfg.timeout_ms, "created_at_ms": now,
+            "default_user_cap": int(self.cfg.world.sends_per_user),
+            "budgets": [{"name": n, "outcome": "unsubscription", "limit": float(b)}
+                        for n, b in zip(cons.budget_names, cons.budget) if np.isfinite(b)],
+            "providers": [{"provider_id": f"p{p}", "min_exposure": float(lo),
+                           "max_exposure": None if np.isinf(hi) else float(hi)}
+                          for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))],
+            "reward_outcome": "reward",
+        }
+        key = batch.batch_id.encode()
+        self.producer.produce(names("batch-control"), key=key,
+                              value=self.serde.encode("batch-control", {**control, "event": "OPENED"}))
+        bounds = np.flatnonzero(np.diff(batch.pair_user)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [batch.n_pairs]])
+        feats = batch.features
+        for s, e in zip(starts, ends):
+            u = int(batch.pair_user[s])
+            value = {
+                "batch_id": batch.batch_id, "user_id": f"u{u}", "created_at_ms": now,
+                "user_cap": int(cons.user_cap[u]),
+                "candidates": [{"item_id": f"i{int(i)}", "provider_id": f"p{int(p)}",
+                                "features": feats[j].tolist(), "item_features": feats[j, self.item_slice].tolist()}
+                               for j, i, p in zip(range(s, e), batch.pair_item[s:e], batch.pair_provider[s:e])],
+            }
+            self.producer.produce(names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value))
+            self.producer.poll(0)
+        self.producer.produce(names("batch-control"), key=key,
+                              value=self.serde.encode("batch-control", {**control, "event": "CLOSED",
+                                                                       "created_at_ms": int(time.time() * 1000)}))
+        self.producer.flush(60)
+        return batch, cons
+
+    def await_decisions(self, batch_id: str, n_users: int) -> dict[str, dict]:
+        """Read committed decisions until every user of ``batch_id`` has one (or time out)."""
+        got: dict[str, dict] = {}
+        deadline = time.monotonic() + self.cfg.decision_timeout_s
+        while len(got) < n_users and time.monotonic() < deadline:
+            for msg in self.consumer.consume(1000, timeout=0.5):
+                if msg.error():
+                    continue
+                d = self.serde.decode("decisions", msg.value())
+                if d["batch_id"] == batch_id:
+                    got.setdefault(d["user_id"], d)
+        if len(got) < n_users:
+            raise StreamError(f"batch {batch_id}: {len(got)} of {n_users} decisions after "
+                              f"{self.cfg.decision_timeout_s:.0f} s; is the allocator running?")
+        return got
+
+    def run_batch(self, batch_index: int) -> BatchRun:
+        """One full round: publish, wait for decisions, draw outcomes, publish feedback."""
+        batch, cons = self.publish_batch(batch_index)
+        t_closed = time.monotonic()
+        decisions = self.await_decisions(batch.batch_id, len(batch.user_ids))
+        decided_s = time.monotonic() - t_closed
+        # Map decisions back onto the batch's pair order (pairs are user-major, items sorted).
+        pair_key = {(int(u), int(i)): j for j, (u, i) in enumerate(zip(batch.pair_user, batch.pair_item))}
+        x_lp = np.zeros(batch.n_pairs)
+        chosen = np.zeros(batch.n_pairs)
+        propensity = np.ones(batch.n_pairs)
+        for d in decisions.values():
+            u = int(d["user_id"][1:])
+            for share in d["allocation"]:
+                x_lp[pair_key[(u, int(share["item_id"][1:]))]] = share["x"]
+            for c in d["chosen"]:
+                j = pair_key[(u, int(c["item_id"][1:]))]
+                chosen[j] = 1.0
+                propensity[j] = c["propensity"]
+        outcome = self.world.batch_outcome(batch, chosen, self.rng, constraints=cons,
+                                           mean_entropy=_mean_entropy(x_lp, batch.pair_user))
+        now = int(time.time() * 1000)
+        for j in np.flatnonzero(chosen):
+            u, i = int(batch.pair_user[j]), int(batch.pair_item[j])
+            self.producer.produce(self.cfg.names("feedback"), key=f"u{u}".encode(), value=self.serde.encode("feedback", {
+                "decision_id": f"{batch.batch_id}/u{u}", "batch_id": batch.batch_id, "user_id": f"u{u}",
+                "item_id": f"i{i}", "converted": bool(outcome.realised_value[j] > 0),
+                "unsubscribed": bool(outcome.realised_unsub[j] > 0), "value": float(outcome.realised_value[j]),
+                "observed_at_ms": now, "source": "simulator"}))
+        self.producer.flush(60)
+        return BatchRun(outcome, x_lp, chosen, decided_s)
+
+    def close(self) -> None:
+        self.producer.flush(30)
+        self.consumer.close()
+
+
+def _mean_entropy(x: np.ndarray, pair_user: np.ndarray) -> float:
+    """Mean per-user entropy (nats) of the allocation normalised per user: 0 = deterministic."""
+    totals = np.bincount(pair_user, weights=x)
+    p = x / np.maximum(totals[pair_user], 1e-12)
+    h = np.bincount(pair_user, weights=np.where(p > 0, -p * np.log(np.maximum(p, 1e-300)), 0.0))
+    return float(h[totals > 0].mean()) if np.any(totals > 0) else 0.0
