@@ -94,14 +94,19 @@ def topics_create(
     console.print(table)
 
 
-def _register_optional_commands() -> None:
-    """Sub-apps living in their own modules (``streams/commands/``)."""
+def _register_commands() -> None:
     import importlib.util
 
-    if importlib.util.find_spec("streams.commands.lp"):
+    """Sub-apps living in their own modules (``streams/commands/``)."""
+    from streams.commands.demo import demo
+    from streams.commands.workers import worker_app
+
+    if importlib.util.find_spec("streams.commands.lp"):  # TEMP until allocator CLI lands
         from streams.commands.lp import lp_app
 
         app.add_typer(lp_app, name="lp")
+    app.add_typer(worker_app, name="worker")
+    app.command("demo")(demo)
 
 
-_register_optional_commands()
+_register_commands()

@@ -127,8 +127,9 @@ def build_app(cfg: ProcessorConfig):
     training_topic = app.topic(names("training-rows"), **raw)
     metrics_topic = app.topic(names("metrics"), **raw)
     dead_topic = app.topic(names("dead-letters"), **raw)
-    users = app.Table("users", partitions=cfg.partitions, **raw)
-    contexts = app.Table("contexts", partitions=cfg.partitions, **raw)
+    # Tables take their serializers from the app defaults (raw bytes, set above).
+    users = app.Table("users", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+    contexts = app.Table("contexts", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
 
     serde = AvroSerde()
     feed = ModelFeed(cfg.bootstrap, names("model-snapshots"), cfg.model_name)
@@ -172,6 +173,9 @@ def build_app(cfg: ProcessorConfig):
                 continue
             scored = score_records([r for _, r in records], user_state, feed, cfg.tau, rng)
             for (event, rec), value, context in zip(records, scored.values, scored.contexts):
+                # take_events() leaves no "current event"; a table write needs one to know
+                # which changelog partition it belongs to (the event's own).
+                stream._set_current_event(event)
                 contexts[f"{rec.user_id}/{slot_of(rec.batch_id, cfg.context_slots)}".encode()] = context
                 await scores_topic.send(key=rec.batch_id.encode(), value=serde.encode("scores", value))
             stats.scored_users += len(records)
@@ -209,6 +213,7 @@ def build_app(cfg: ProcessorConfig):
                     A, b = random_effects.update(A, b, arrays["item_features"][j:j + 1],
                                                  np.array([residual]), noise_var)
                 seen = (seen + [fb.feedback_id])[-cfg.seen_limit:]
+                stream._set_current_event(event)
                 users[fb.user_id.encode()] = encode_user(A, b, seen, n_obs + 1)
                 stats.feedback_applied += 1
                 metric["n"] += 1

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
-from evaluation.run_summary import BatchOutcome
+from evaluation.run_summary import BatchOutcome, mean_user_entropy
 from streams.errors import StreamError
 from streams.serde import AvroSerde
 from streams.topics import TopicNames
@@ -68,12 +68,8 @@ class SimulatorFeed:
         md = self.consumer.list_topics(topic, timeout=10)
         if topic not in md.topics or md.topics[topic].error:
             raise StreamError(f"topic {topic} does not exist; run `banditlp topics create` first")
-        # Start at the current end: decisions for this run's batches only.
-        tps = []
-        for p in md.topics[topic].partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            tps.append(TopicPartition(topic, p, high))
-        self.consumer.assign(tps)
+        # From the beginning, filtered by batch id: decisions of batches published here only.
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions])
         c = cfg.world
         self.item_slice = slice(c.user_dim, c.user_dim + c.item_dim)
 
@@ -154,7 +150,7 @@ class SimulatorFeed:
                 chosen[j] = 1.0
                 propensity[j] = c["propensity"]
         outcome = self.world.batch_outcome(batch, chosen, self.rng, constraints=cons,
-                                           mean_entropy=_mean_entropy(x_lp, batch.pair_user))
+                                           mean_entropy=mean_user_entropy(x_lp, batch.pair_user))
         now = int(time.time() * 1000)
         for j in np.flatnonzero(chosen):
             u, i = int(batch.pair_user[j]), int(batch.pair_item[j])
@@ -170,10 +166,3 @@ class SimulatorFeed:
         self.producer.flush(30)
         self.consumer.close()
 
-
-def _mean_entropy(x: np.ndarray, pair_user: np.ndarray) -> float:
-    """Mean per-user entropy (nats) of the allocation normalised per user: 0 = deterministic."""
-    totals = np.bincount(pair_user, weights=x)
-    p = x / np.maximum(totals[pair_user], 1e-12)
-    h = np.bincount(pair_user, weights=np.where(p > 0, -p * np.log(np.maximum(p, 1e-300)), 0.0))
-    return float(h[totals > 0].mean()) if np.any(totals > 0) else 0.0
