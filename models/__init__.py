@@ -1,0 +1,13 @@
+"""Learning, pure: reward and cost estimators with posterior uncertainty.
+
+- ``models.posterior``: linear-Gaussian head (LinTS / LinUCB), compact per-key state.
+- ``models.logistic``: Bayesian logistic head, Laplace approximation, online Newton updates.
+- ``models.laplace`` / ``models.neural``: multi-outcome network with last-layer Laplace
+  Thompson sampling and the two-speed learner.
+- ``models.calibration``: isotonic calibration of Thompson samples, expected calibration error.
+- ``models.snapshot``: versioned snapshot bytes for all of the above.
+
+Imports numpy, scipy, torch, scikit-learn and ``banditlp.errors`` only; never Kafka,
+``allocator`` or ``evaluation``. Submodules are not imported here, so importing a numpy-only
+head does not load torch.
+"""

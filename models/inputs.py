@@ -1,0 +1,89 @@
+"""Validation of arrays at the public edges of ``models``.
+
+Every public method that takes features or outcomes from outside (a decoded Kafka record, a
+trainer's arrays) passes them through these checks, so a malformed record fails with one typed
+error (:class:`~models.errors.ShapeError` / :class:`~models.errors.ModelInputError`) that the
+stream layer dead-letters, instead of a numpy broadcasting surprise deep inside a solver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from models.errors import ModelInputError, ShapeError
+
+
+def as_matrix(X: ArrayLike, dim: int, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a finite float64 matrix of width ``dim``.
+
+    Args:
+        X: (n, dim) array-like; a single (dim,) row is accepted and promoted to (1, dim).
+        dim: the expected number of columns.
+        name: the argument's name, for the error message.
+
+    Returns:
+        (n, dim) float64 array (a view when no conversion was needed).
+
+    Raises:
+        ShapeError: wrong number of dimensions or columns.
+        ModelInputError: NaN or inf entries.
+    """
+    arr = np.asarray(X, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ShapeError(f"{name} must have shape (n, {dim}), got {np.shape(X)}")
+    if not np.all(np.isfinite(arr)):
+        raise ModelInputError(f"{name} contains NaN or inf")
+    return arr
+
+
+def as_vector(x: ArrayLike, dim: int, name: str = "x") -> np.ndarray:
+    """Return ``x`` as a finite float64 vector of length ``dim``.
+
+    Raises:
+        ShapeError: not of shape (dim,).
+        ModelInputError: NaN or inf entries.
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.shape != (dim,):
+        raise ShapeError(f"{name} must have shape ({dim},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ModelInputError(f"{name} contains NaN or inf")
+    return arr
+
+
+def as_targets(y: ArrayLike, n: int, name: str = "y", *, binary: bool = False) -> np.ndarray:
+    """Return ``y`` as a finite float64 vector of length ``n``.
+
+    Args:
+        y: (n,) array-like (a scalar is accepted when ``n == 1``).
+        n: the number of rows it must match.
+        name: the argument's name, for the error message.
+        binary: require every entry to be 0 or 1.
+
+    Raises:
+        ShapeError: length differs from ``n``.
+        ModelInputError: NaN/inf, or a non-binary entry when ``binary``.
+    """
+    arr = np.asarray(y, dtype=np.float64).reshape(-1)
+    if arr.shape != (n,):
+        raise ShapeError(f"{name} must have shape ({n},), got {np.shape(y)}")
+    if not np.all(np.isfinite(arr)):
+        raise ModelInputError(f"{name} contains NaN or inf")
+    if binary and not np.all((arr == 0.0) | (arr == 1.0)):
+        raise ModelInputError(f"{name} must be 0/1 outcomes")
+    return arr
+
+
+def check_positive(value: float, name: str) -> None:
+    """Raise :class:`ModelInputError` unless ``value`` is a finite number > 0."""
+    if not (np.isfinite(value) and value > 0):
+        raise ModelInputError(f"{name} must be finite and > 0, got {value!r}")
+
+
+def check_discount(gamma: float) -> None:
+    """Raise :class:`ModelInputError` unless the discount ``gamma`` lies in (0, 1]."""
+    if not (np.isfinite(gamma) and 0.0 < gamma <= 1.0):
+        raise ModelInputError(f"gamma must lie in (0, 1], got {gamma!r}")
