@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,9 +174,7 @@ def build_app(cfg: ProcessorConfig):
                 continue
             scored = score_records([r for _, r in records], user_state, feed, cfg.tau, rng)
             for (event, rec), value, context in zip(records, scored.values, scored.contexts):
-                # take_events() leaves no "current event"; a table write needs one to know
-                # which changelog partition it belongs to (the event's own).
-                stream._set_current_event(event)
+                _bind_event(event)
                 contexts[f"{rec.user_id}/{slot_of(rec.batch_id, cfg.context_slots)}".encode()] = context
                 await scores_topic.send(key=rec.batch_id.encode(), value=serde.encode("scores", value))
             stats.scored_users += len(records)
@@ -213,7 +212,7 @@ def build_app(cfg: ProcessorConfig):
                     A, b = random_effects.update(A, b, arrays["item_features"][j:j + 1],
                                                  np.array([residual]), noise_var)
                 seen = (seen + [fb.feedback_id])[-cfg.seen_limit:]
-                stream._set_current_event(event)
+                _bind_event(event)
                 users[fb.user_id.encode()] = encode_user(A, b, seen, n_obs + 1)
                 stats.feedback_applied += 1
                 metric["n"] += 1
@@ -243,6 +242,19 @@ def build_app(cfg: ProcessorConfig):
 
     app.banditlp_stats = stats  # type: ignore[attr-defined]
     return app
+
+
+def _bind_event(event: Any) -> None:
+    """Make ``event`` the current event of this agent's task, for the table write that follows.
+
+    A table write needs a current event to pick its changelog partition (the event's own),
+    and take_events() leaves none. Only the task-local context variable is set: setting the
+    stream's ``current_event`` attribute instead races with take_events' buffer filler, which
+    reads it, and makes it buffer a stale event in place of a new one.
+    """
+    import faust.streams
+
+    faust.streams._current_event.set(weakref.ref(event))
 
 
 @dataclass(frozen=True)

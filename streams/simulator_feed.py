@@ -33,7 +33,7 @@ class SimulatorConfig:
     bootstrap: str
     names: TopicNames
     world: EmailWorldConfig = field(default_factory=EmailWorldConfig)
-    timeout_ms: int = 30_000
+    timeout_ms: int = 60_000
     decision_timeout_s: float = 180.0
     seed: int = 0
 
@@ -69,7 +69,10 @@ class SimulatorFeed:
         if topic not in md.topics or md.topics[topic].error:
             raise StreamError(f"topic {topic} does not exist; run `banditlp topics create` first")
         # From the beginning, filtered by batch id: decisions of batches published here only.
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions])
+        # The allocation report says how many users were decided (missing users time out).
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
+                             + [TopicPartition(cfg.names("allocation-reports"), 0, OFFSET_BEGINNING)])
+        self.reports: dict[str, dict] = {}
         c = cfg.world
         self.item_slice = slice(c.user_dim, c.user_dim + c.item_dim)
 
@@ -115,17 +118,29 @@ class SimulatorFeed:
         return batch, cons
 
     def await_decisions(self, batch_id: str, n_users: int) -> dict[str, dict]:
-        """Read committed decisions until every user of ``batch_id`` has one (or time out)."""
+        """Read committed decisions of ``batch_id`` until every user has one, or until the
+        batch's allocation report is in and every user it decided has one (users whose scores
+        never reached the allocator before its window timed out are reported there as missing)."""
         got: dict[str, dict] = {}
         deadline = time.monotonic() + self.cfg.decision_timeout_s
-        while len(got) < n_users and time.monotonic() < deadline:
+        reports_topic = self.cfg.names("allocation-reports")
+
+        def done() -> bool:
+            report = self.reports.get(batch_id)
+            return len(got) >= (n_users if report is None else report["n_users"])
+
+        while not done() and time.monotonic() < deadline:
             for msg in self.consumer.consume(1000, timeout=0.5):
                 if msg.error():
+                    continue
+                if msg.topic() == reports_topic:
+                    r = self.serde.decode("allocation-reports", msg.value())
+                    self.reports[r["batch_id"]] = r
                     continue
                 d = self.serde.decode("decisions", msg.value())
                 if d["batch_id"] == batch_id:
                     got.setdefault(d["user_id"], d)
-        if len(got) < n_users:
+        if not done():
             raise StreamError(f"batch {batch_id}: {len(got)} of {n_users} decisions after "
                               f"{self.cfg.decision_timeout_s:.0f} s; is the allocator running?")
         return got

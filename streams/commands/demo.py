@@ -29,6 +29,44 @@ from streams.settings import Settings
 console = Console()
 
 
+def publish_warm_start(bootstrap: str, names, world_cfg, model_name: str, n_batches: int, seed: int) -> int:
+    """Train version 1 of the model on logged data of a uniformly random policy and publish it.
+
+    BanditLP starts from models trained on logged data; without this the scorer would start
+    from the untrained prior (flat 50% probabilities), which makes the unsubscription budget
+    look infeasible for the first batches. Returns the number of logged rows.
+    """
+    import numpy as np
+    from confluent_kafka import Producer
+
+    from evaluation.email_world import EmailWorld
+    from streams.serde import AvroSerde
+    from streams.trainer import fit_model
+    from models.neural import NeuralThompsonModel
+
+    world = EmailWorld(world_cfg)
+    rng = np.random.default_rng(seed + 7)
+    X, conv, unsub, value = [], [], [], []
+    for b in range(n_batches):
+        batch = world.candidates(1_000_000 + b)  # batches the demo never plays
+        starts = np.flatnonzero(np.r_[True, np.diff(batch.pair_user) != 0])
+        sizes = np.diff(np.r_[starts, batch.n_pairs])
+        idx = starts + (rng.random(len(starts)) * sizes).astype(int)
+        c, u, v = world.draw_outcomes(batch.pair_user[idx], batch.pair_item[idx], rng)
+        X.append(batch.features[idx]); conv.append(c); unsub.append(u); value.append(v)
+    X = np.concatenate(X)
+    model = fit_model(X, np.concatenate(conv).astype(float), np.concatenate(unsub).astype(float),
+                      np.concatenate(value), seed=seed)
+    serde = AvroSerde()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(names("model-snapshots"), key=model_name.encode(), value=serde.encode("model-snapshots", {
+        "name": model_name, "version": 1, "kind": NeuralThompsonModel.snapshot_kind,
+        "created_at_ms": int(time.time() * 1000), "n_observations": len(X),
+        "payload": model.to_bytes(name=model_name, version=1)}))
+    producer.flush(30)
+    return len(X)
+
+
 class WorkerSet:
     """Child processes with their logs; stopped together (SIGTERM, then SIGKILL)."""
 
@@ -67,6 +105,7 @@ def demo(
     candidates: int = typer.Option(10, help="Candidates per user per batch."),
     tau: float = typer.Option(1.0, help="Thompson temperature (0 = greedy)."),
     seed: int = typer.Option(0),
+    warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1."),
     run_dir: Optional[Path] = typer.Option(None, help="Where logs, summary and plots go [runs/demo-<time>]."),
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
@@ -91,14 +130,17 @@ def demo(
             with console.status("starting the local Kafka broker ..."):
                 LocalBroker(LocalBrokerConfig(home=settings.kafka_home, port=settings.kafka_port)).up()
         create_topics(settings.bootstrap, names, topic_specs(settings.partitions))
+        world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers,
+                                 candidates_per_user=candidates, seed=seed)
+        with console.status("training version 1 on logged data of a random policy ..."):
+            n_logged = publish_warm_start(settings.bootstrap, names, world, "email", warm_start_batches, seed)
+        console.print(f"model v1 trained on {n_logged} logged sends of a uniformly random policy")
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "BANDITLP_TOPIC_PREFIX": prefix,
                "BANDITLP_STATE_DIR": str((run_dir / "state").resolve())}
         workers.start("processors", ["worker", "processors", "--tau", str(tau), "--seed", str(seed)], env)
         workers.start("allocator", ["worker", "allocator"], env)
         workers.start("trainer", ["worker", "trainer", "--retrain-every", str(users), "--min-rows",
                                   str(min(200, users)), "--retrain-interval-s", "5"], env)
-        world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers,
-                                 candidates_per_user=candidates, seed=seed)
         feed = SimulatorFeed(SimulatorConfig(bootstrap=settings.bootstrap, names=names, world=world, seed=seed))
         runs = []
         with Progress(TextColumn("[bold]send batches"), BarColumn(), MofNCompleteColumn(),

@@ -1,0 +1,281 @@
+"""DuaLip-style dual decomposition of the allocation LP, in torch (CPU or CUDA, float32 or float64).
+
+The LP is perturbed by a ridge term, ``max r.x - gamma/2 ||x||^2``, which makes its dual smooth.
+User caps stay in the primal: for duals ``y = (lambda, nu)`` the primal is
+``x(y) = Proj_U((r - C^T lambda - nu[provider]) / gamma)`` with ``U`` the product of per-user capped
+simplices (:mod:`allocator.projection`). Budgets (``lambda >= 0``) and provider rows are dualised;
+each provider's range row ``lo_p <= sum_p x <= hi_p`` gets one free dual ``nu_p`` whose
+non-smooth part ``psi(nu) = hi_p nu^+ - lo_p nu^-`` is handled by its proximal step (a shifted soft
+threshold), so ``nu_p > 0`` means the maximum binds and ``nu_p < 0`` the minimum — the convention
+of :mod:`allocator.result`.
+
+The dual ``D(y) = max_{x in U} [(r - A^T y).x - gamma/2 ||x||^2] + lambda.B + psi(nu)`` is minimised
+by FISTA with gradient-based restarts. Rows are normalised (each budget row by its norm, each
+provider row by ``sqrt(n_p)``), so ``||A_normalised||^2 <= L + 1`` is a safe bound and the step of
+row ``j`` is ``gamma / ((L + 1) ||a_j||^2)`` (the 1/Lipschitz step written in original units).
+The safe bound is pessimistic (only pairs strictly inside their box feel a change of the duals),
+so the step starts at the safe value and grows by ``step_growth`` per iteration while the dual
+objective falls, up to ``max_step`` times the safe one; when it rises the step halves and the
+momentum restarts (O'Donoghue & Candes' function restart), besides the usual gradient restart.
+``gamma`` goes through a continuation schedule (default ``10 g, g``, momentum restarted at each
+change): the larger ``gamma`` finds the duals fast, the last stage is accurate.
+
+``gamma`` is relative: the ridge weight is ``gamma x max|r|``, so the QP optimum is within about
+``gamma/2 x max|r| x ||x||^2`` of the LP optimum. Stopping: at the final ``gamma``, relative
+duality gap ``(D(y) - Q(x)) / |Q(x)|`` and relative max violation of ``x(y)`` both ``<= tol``.
+The gap is computed from the small vectors only, ``lambda.(B - Cx) + psi(nu) - nu.Px``, so it is
+free of cancellation even in float32.
+
+Infeasibility: a pre-check (:mod:`allocator.feasibility`) first; then weak duality — if ``D(y)``
+falls below ``sum_e min(0, r_e - gamma/2)``, a lower bound on the QP optimum of any feasible
+instance, the LP is certified infeasible; and at the iteration limit, duals that kept growing
+(x10 over the second half) while the violation stayed above ``10 tol`` are reported as divergence.
+All three raise :class:`InfeasibleAllocation`. With ``elastic=True`` the duals are boxed
+(``lambda_l <= rho_l``, ``nu_p >= -rho_p``), the exact dual of the elastic model of
+:mod:`allocator.highs` with the same penalties, so the solve always converges.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from allocator.errors import InfeasibilityReport, InfeasibleAllocation
+from allocator.feasibility import precheck
+from allocator.highs import default_elastic_penalty
+from allocator.problem import AllocationProblem
+from allocator.projection import project_capped_simplex
+from allocator.repair import repair as repair_allocation
+from allocator.result import AllocationResult, Status
+from allocator.violations import violations
+
+__all__ = ["solve_dual", "repair_allocation"]
+
+
+@dataclass
+class _Layout:
+    """Pairs permuted so that users of equal degree are contiguous: bucket ``b`` is a dense block.
+
+    ``perm[j]`` is the original index of permuted pair ``j``; ``buckets`` holds
+    ``(pair_start, n_rows, degree, row_start)`` per degree, ``row_start`` indexing ``caps``/``tau``.
+    """
+
+    perm: np.ndarray
+    buckets: list[tuple[int, int, int, int]]
+    caps: np.ndarray
+
+
+def _layout(problem: AllocationProblem) -> _Layout:
+    off = problem.user_offsets
+    deg = np.diff(off)
+    users = np.flatnonzero(deg > 0)
+    users = users[np.argsort(deg[users], kind="stable")]
+    lens = deg[users]
+    row_pair_start = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    perm = problem.user_order[np.repeat(off[users] - row_pair_start, lens) + np.arange(lens.sum())]
+    change = np.flatnonzero(np.diff(lens)) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [lens.size]))
+    buckets = [(int(row_pair_start[s]), int(e - s), int(lens[s]), int(s)) for s, e in zip(starts, ends)]
+    return _Layout(perm=perm, buckets=buckets, caps=problem.caps[users])
+
+
+def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 1e-4, max_iter: int = 3000,
+               device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float64,
+               repair: bool = True, elastic: bool = False, elastic_penalty: Optional[float] = None,
+               continuation: tuple[float, ...] = (10.0, 1.0), stage_iter: int = 300,
+               step_growth: float = 1.05, max_step: float = 100.0, keep_unrepaired: bool = True) -> AllocationResult:
+    """Solve the allocation LP approximately by accelerated dual ascent, then repair the primal.
+
+    Args:
+        problem: the LP.
+        gamma: ridge weight relative to ``max|r|`` (module docstring).
+        tol: relative duality gap and relative max violation to stop at.
+        max_iter: total dual iterations over all continuation stages.
+        device: torch device (``"cpu"``, ``"cuda"``); the code is the same on both.
+        dtype: ``torch.float32`` (half the memory traffic; gap and row sums still accurate to
+            ~1e-6) or ``torch.float64``.
+        repair: run :func:`allocator.repair.repair` on the final primal so that it is feasible.
+        elastic: box the duals by the elastic penalties instead of raising on infeasibility.
+        elastic_penalty: as in :func:`allocator.highs.solve_highs`.
+        continuation: multiples of ``gamma`` for the stages, largest first, ending at 1.
+        stage_iter: iterations at most per stage before the last (the last gets the rest).
+        step_growth: factor by which the step grows per iteration while the dual objective falls.
+        max_step: cap of the step, as a multiple of the safe 1/Lipschitz step.
+        keep_unrepaired: keep the primal before repair in ``result.x_unrepaired``.
+
+    Returns:
+        An :class:`AllocationResult`; ``status`` is ``"optimal"`` (tolerance met),
+        ``"iteration_limit"`` or ``"elastic"``; ``max_violation_before_repair`` is relative.
+
+    Raises:
+        InfeasibleAllocation: pre-check conflict, weak-duality certificate or diverging duals.
+    """
+    t0 = time.perf_counter()
+    if not elastic and (found := precheck(problem)):
+        raise InfeasibleAllocation(InfeasibilityReport("precheck", found, "allocation LP is infeasible"))
+    dev = torch.device(device)
+    lay = _layout(problem)
+    perm = lay.perm
+    n_l, n_p = problem.n_budgets, problem.n_providers
+    as_t = lambda a, dt=dtype: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=dev)  # noqa: E731
+    r = as_t(problem.reward[perm])
+    cmat = as_t(problem.cost[:, perm])                        # (L, E)
+    prov = as_t(problem.provider[perm], torch.int64)
+    caps = as_t(lay.caps)
+    f64 = dict(dtype=torch.float64, device=dev)
+    budget = torch.tensor(problem.budget, **f64)
+    lo = torch.tensor(problem.provider_min, **f64)
+    hi = torch.tensor(problem.provider_max, **f64)
+    scale = max(float(np.abs(problem.reward).max()), 1e-12)
+    row_sq = torch.as_tensor((problem.cost ** 2).sum(axis=1), **f64).clamp(min=1e-300)
+    prov_n = torch.as_tensor(problem.provider_size.astype(np.float64), **f64).clamp(min=1.0)
+    lip = float(n_l + 1)                                      # ||A_normalised||^2 <= L + 1
+
+    penalty = float(elastic_penalty) if elastic_penalty is not None else default_elastic_penalty(problem)
+    cmax = torch.as_tensor(np.abs(problem.cost).max(axis=1) if n_l else np.zeros(0), **f64)
+    lam_cap = penalty / torch.where(cmax > 0, cmax, torch.ones_like(cmax)) if elastic else None
+    lb_feasible = float(np.minimum(problem.reward - gamma * scale / 2, 0).sum())  # QP opt >= this if feasible
+    tau = torch.zeros_like(caps)
+    sbuf = torch.empty_like(r)
+    xbuf = torch.empty_like(r)
+
+    def primal(lam: torch.Tensor, nu: torch.Tensor, g_abs: float) -> torch.Tensor:
+        """x(y) into xbuf: s = (r - C^T lam - nu[prov]) / gamma, projected per user."""
+        torch.index_select(nu.to(dtype), 0, prov, out=sbuf)
+        torch.sub(r, sbuf, out=sbuf)
+        if n_l:
+            sbuf.addmv_(cmat.T, lam.to(dtype), alpha=-1.0)
+        sbuf.mul_(1.0 / g_abs)
+        for p0, nrows, d, row0 in lay.buckets:
+            _, tb = project_capped_simplex(sbuf[p0:p0 + nrows * d].view(nrows, d), caps[row0:row0 + nrows],
+                                           tau[row0:row0 + nrows], out=xbuf[p0:p0 + nrows * d].view(nrows, d))
+            tau[row0:row0 + nrows] = tb
+        return xbuf
+
+    def rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cx = (cmat @ x).to(torch.float64) if n_l else torch.zeros(0, **f64)
+        px = torch.zeros(n_p, dtype=dtype, device=dev).index_add_(0, prov, x).to(torch.float64)
+        return cx, px
+
+    def psi(nu: torch.Tensor) -> torch.Tensor:
+        pos = torch.where(nu > 0, hi * nu, torch.zeros_like(nu))
+        neg = torch.where(nu < 0, lo * nu, torch.zeros_like(nu))
+        return (pos + neg).sum()
+
+    # domain of nu: psi is +inf for nu > 0 when hi = inf and for nu < 0 when lo = -inf
+    nu_max = torch.where(torch.isinf(hi), torch.zeros_like(hi), torch.full_like(hi, torch.inf))
+    nu_min = torch.where(torch.isinf(lo), torch.zeros_like(lo), torch.full_like(lo, -torch.inf))
+    if elastic:
+        nu_min = nu_min.clamp(min=-penalty)
+
+    def prox(lam_w, nu_w, cx, px, g_abs, mult):
+        step_l = mult * g_abs / (lip * row_sq)
+        step_p = mult * g_abs / (lip * prov_n)
+        lam = (lam_w - step_l * (budget - cx)).clamp(min=0.0)
+        if lam_cap is not None:
+            lam = torch.minimum(lam, lam_cap)
+        v = nu_w + step_p * px
+        up, dn = step_p * hi, step_p * lo
+        nu = torch.where(v > up, v - up, torch.where(v < dn, v - dn, torch.zeros_like(v)))
+        nu = torch.minimum(torch.maximum(nu, nu_min), nu_max)
+        return lam, nu, step_l, step_p
+
+    lam = torch.zeros(n_l, **f64)
+    nu = torch.zeros(n_p, **f64)
+    it, status, gap, rel_v = 0, Status.ITERATION_LIMIT, float("inf"), float("inf")
+    norms: list[float] = []
+    stages = [c for c in continuation if c > 1.0] + [1.0]
+    for si, mult in enumerate(stages):
+        g_abs = gamma * scale * mult
+        last = si == len(stages) - 1
+        budget_iter = max_iter - it if last else min(stage_iter, max_iter - it)
+        stage_tol = tol * (1.0 if last else mult ** 0.5)
+        lam_w, nu_w, tk, mult, prev_d = lam.clone(), nu.clone(), 1.0, 1.0, float("inf")
+        for _ in range(budget_iter):
+            it += 1
+            x = primal(lam_w, nu_w, g_abs)
+            cx, px = rows(x)
+            # stopping test at the (feasible-dual) point w; see module docstring for the gap
+            lam_d, nu_d = lam_w.clamp(min=0.0), nu_w
+            slack_gap = float(lam_d @ (budget - cx) + psi(nu_d) - nu_d @ px)
+            rx = float(torch.dot(r, x))
+            qval = rx - 0.5 * g_abs * float(torch.dot(x, x))
+            dval = qval + slack_gap
+            gap = abs(slack_gap) / max(abs(qval), 1e-12)
+            viol_b = ((cx - budget).clamp(min=0) / torch.maximum(budget.abs(), cmax.clamp(min=1e-300)))
+            viol_p = torch.maximum((lo - px).clamp(min=0) / lo.abs().nan_to_num(posinf=1.0).clamp(min=1.0),
+                                   (px - hi).clamp(min=0) / hi.abs().nan_to_num(posinf=1.0).clamp(min=1.0))
+            if elastic:  # the elastic model's soft rows do not count as violations
+                viol_b, viol_p = viol_b * (lam_d < lam_cap * (1 - 1e-9)), viol_p * ((nu_d > -penalty * (1 - 1e-9)) | (px > lo))
+            rel_v = float(torch.cat([viol_b, viol_p]).max()) if (n_l + n_p) else 0.0
+            if not elastic and dval < lb_feasible - 1e-9 * abs(lb_feasible) - 1e-12:
+                raise InfeasibleAllocation(InfeasibilityReport(
+                    "dual", violations(problem, _unpermute(x, perm)).listing(tol=tol),
+                    f"allocation LP is infeasible: dual bound {dval:.6g} < {lb_feasible:.6g}, the least "
+                    "objective any feasible point would reach (weak duality)"))
+            if gap <= stage_tol and rel_v <= stage_tol:
+                if last:
+                    status = Status.OPTIMAL
+                lam, nu = lam_d, nu_d
+                break
+            # step above the safe 1/Lipschitz bound while the dual keeps falling; back off on a rise
+            if dval > prev_d + 1e-12 * abs(prev_d):
+                mult, tk = max(1.0, mult / 2), 1.0
+            else:
+                mult = min(mult * step_growth, max_step)
+            prev_d = dval
+            lam_new, nu_new, step_l, step_p = prox(lam_w, nu_w, cx, px, g_abs, mult)
+            # gradient restart (O'Donoghue & Candes) in the step-weighted metric
+            if float(((lam_new - lam) * (lam_w - lam_new) / step_l).sum()
+                     + ((nu_new - nu) * (nu_w - nu_new) / step_p).sum()) > 0:
+                tk = 1.0
+                lam_w, nu_w = lam_new, nu_new
+            else:
+                tk1 = (1 + (1 + 4 * tk * tk) ** 0.5) / 2
+                beta = (tk - 1) / tk1
+                lam_w = (lam_new + beta * (lam_new - lam)).clamp(min=0.0)
+                nu_w = torch.minimum(torch.maximum(nu_new + beta * (nu_new - nu), nu_min), nu_max)
+                tk = tk1
+            lam, nu = lam_new, nu_new
+            norms.append(float(torch.sqrt((lam ** 2 * row_sq).sum() + (nu ** 2 * prov_n).sum())))
+        if last or it >= max_iter:
+            break
+    x_np = _unpermute(x, perm)
+    if (not elastic and status != Status.OPTIMAL and rel_v > 10 * tol and len(norms) > 20
+            and norms[-1] > 10 * max(norms[len(norms) // 2], 1e-300)):
+        raise InfeasibleAllocation(InfeasibilityReport(
+            "dual", violations(problem, x_np).listing(tol=tol),
+            f"allocation LP looks infeasible: duals grew x{norms[-1] / max(norms[len(norms) // 2], 1e-300):.3g} "
+            f"over the last {len(norms) - len(norms) // 2} iterations while the violation stayed at {rel_v:.3g}"))
+    before = violations(problem, x_np).max_relative_violation
+    x_final = x_np
+    listing = ()
+    if repair:
+        score = problem.reward - problem.cost.T @ lam.cpu().numpy() if n_l else problem.reward
+        x_final = repair_allocation(problem, x_np, score=score, hard_only=elastic)
+    viol = violations(problem, x_final)
+    if elastic:
+        listing = viol.listing(tol=10 * tol)
+        if listing:
+            status = Status.ELASTIC
+        elif repair:  # nothing needed to give way: make it exactly feasible
+            x_final = repair_allocation(problem, x_np, score=score)
+            viol = violations(problem, x_final)
+    return AllocationResult(
+        x=x_final, objective=float(problem.reward @ x_final), budget_dual=lam.cpu().numpy(),
+        provider_dual=nu.cpu().numpy(), status=status, max_violation=viol.max_violation,
+        max_relative_violation=viol.max_relative_violation, iterations=it, seconds=time.perf_counter() - t0,
+        solver="dual", violations=listing, x_unrepaired=x_np if keep_unrepaired else None,
+        max_violation_before_repair=before, duality_gap=gap)
+
+
+def _unpermute(x: torch.Tensor, perm: np.ndarray) -> np.ndarray:
+    """(n_pairs,) float64 numpy array in the problem's pair order from the permuted tensor."""
+    out = np.zeros(perm.shape[0], dtype=np.float64)
+    out[perm] = x.detach().to("cpu", torch.float64).numpy()
+    return out

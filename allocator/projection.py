@@ -1,0 +1,70 @@
+"""Euclidean projection onto the capped simplex ``{x : 0 <= x <= 1, sum x <= k}``, many rows at once.
+
+The projection of ``v`` is ``x = clip(v - tau, 0, 1)`` with ``tau = 0`` when ``sum clip(v, 0, 1) <= k``
+and otherwise the root ``tau > 0`` of ``f(tau) = sum clip(v - tau, 0, 1) = k``. ``f`` is piecewise
+linear and decreasing, so a safeguarded Newton iteration — one-sided slope in the direction of the
+step, bisection whenever the step leaves the bracket or the slope is 0 — is exact once it reaches
+the right piece. Warm-started from the previous dual iteration's ``tau`` most rows are done after
+the first full pass; only the rows not yet converged are carried into the next step.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+def project_capped_simplex(v: torch.Tensor, k: torch.Tensor, tau0: Optional[torch.Tensor] = None, *,
+                           out: Optional[torch.Tensor] = None, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project every row of ``v`` onto ``{0 <= x <= 1, sum x <= k_row}``.
+
+    Args:
+        v: (n_rows, d) points to project (float32 or float64, any device).
+        k: (n_rows,) caps ``>= 0``, same dtype/device as ``v``.
+        tau0: (n_rows,) warm-start thresholds, or None (start at 0).
+        out: (n_rows, d) buffer for the result (may not alias ``v``), or None.
+        max_iter: Newton/bisection steps at most (bisection alone would need ~60 in float64).
+
+    Returns:
+        ``(x, tau)``: (n_rows, d) projections and (n_rows,) thresholds (0 where the cap is slack).
+    """
+    n, d = v.shape
+    eps16d = torch.finfo(v.dtype).eps * 16 * max(d, 1)
+    t = torch.zeros_like(k) if tau0 is None else tau0.clamp(min=0.0)
+    x = torch.sub(v, t[:, None], out=out).clamp_(0.0, 1.0)
+    g = x.sum(dim=1) - k
+    # f is evaluated with rounding error about eps * d * (1 + |tau|) on the pairs that matter
+    done = (g.abs() <= eps16d * (1.0 + t)) | ((t == 0) & (g <= 0))
+    if bool(done.all()):
+        return x, t
+    rows = (~done).nonzero().squeeze(1)
+    vb, kb, t_r = v.index_select(0, rows), k.index_select(0, rows), t.index_select(0, rows)
+    lo = torch.zeros_like(kb)
+    hi = vb.amax(dim=1).clamp(min=0.0)               # f(hi) = 0 <= k
+    t_r = torch.minimum(t_r, hi)
+    live = torch.arange(rows.numel(), device=v.device)
+    for _ in range(max_iter):
+        vl, tl = vb.index_select(0, live), t_r.index_select(0, live)
+        z = vl - tl[:, None]
+        g = z.clamp(0.0, 1.0).sum(dim=1) - kb.index_select(0, live)
+        fin = (g.abs() <= eps16d * (1.0 + tl)) | ((tl == 0) & (g <= 0))
+        # one-sided slope in the direction of the step: exact Newton across breakpoints
+        m = torch.where(g > 0, ((z > 0) & (z <= 1)).sum(dim=1), ((z >= 0) & (z < 1)).sum(dim=1))
+        lol = torch.where(g > 0, tl, lo.index_select(0, live))
+        hil = torch.where(g < 0, tl, hi.index_select(0, live))
+        tn = tl + g / m.clamp(min=1).to(g.dtype)
+        bisect = (m == 0) | (tn <= lol) | (tn >= hil)
+        # tau = 0 is a root whenever f(0) <= k: a Newton step past 0 lands there, not in a bisection
+        to_zero = (tn <= 0) & (lol == 0) & (m > 0)
+        tn = torch.where(to_zero, torch.zeros_like(tn), torch.where(bisect, 0.5 * (lol + hil), tn))
+        fin = fin | (tn == tl)                        # no representable progress left
+        t_r.index_copy_(0, live, torch.where(fin, tl, tn))
+        lo.index_copy_(0, live, lol)
+        hi.index_copy_(0, live, hil)
+        live = live[~fin]
+        if live.numel() == 0:
+            break
+    x.index_copy_(0, rows, (vb - t_r[:, None]).clamp_(0.0, 1.0))
+    t = t.index_copy(0, rows, t_r)
+    return x, t
