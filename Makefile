@@ -44,9 +44,7 @@ kafka-down: venv
 	$(VENV)/bin/banditlp kafka down
 
 bench: venv
-	$(PY) bench/bench_allocator.py
-	$(PY) bench/bench_models.py
-	$(PY) bench/bench_pipeline.py
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)
