@@ -1,0 +1,54 @@
+"""Deciding under constraints, pure: the allocation LP, HiGHS, dual decomposition, rounding.
+
+Imports numpy, scipy, torch, highspy and ``banditlp.errors`` only; never models/, evaluation/,
+streams/ or Kafka.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from allocator.errors import (AllocatorError, ConstraintViolation, InfeasibilityReport, InfeasibleAllocation,
+                              ProblemValidationError)
+from allocator.problem import AllocationProblem, load_problem, save_problem
+from allocator.result import AllocationResult, Status, load_result, save_result
+from allocator.violations import Violations, violations
+
+#: ``solve(solver="auto")`` uses HiGHS below this many pairs and the dual solver from it on.
+AUTO_THRESHOLD = 200_000
+
+
+def solve(problem: AllocationProblem, solver: Literal["auto", "highs", "dual"] = "auto",
+          **options: Any) -> AllocationResult:
+    """Solve the allocation LP with HiGHS (exact) or the dual-decomposition solver (fast at scale).
+
+    Args:
+        problem: the LP.
+        solver: ``"highs"``, ``"dual"``, or ``"auto"``: HiGHS (IPM) below :data:`AUTO_THRESHOLD`
+            pairs, the dual solver from there on.
+        **options: passed on to :func:`allocator.highs.solve_highs` or
+            :func:`allocator.dual_decomposition.solve_dual` (``elastic`` is understood by both).
+
+    Returns:
+        An :class:`AllocationResult`.
+
+    Raises:
+        InfeasibleAllocation: see the chosen solver.
+        ProblemValidationError: ``solver`` is unknown.
+    """
+    if solver == "auto":
+        solver = "highs" if problem.n_pairs < AUTO_THRESHOLD else "dual"
+    if solver == "highs":
+        from allocator.highs import solve_highs
+
+        return solve_highs(problem, **options)
+    if solver == "dual":
+        from allocator.dual_decomposition import solve_dual
+
+        return solve_dual(problem, **options)
+    raise ProblemValidationError(f"solver: expected 'auto', 'highs' or 'dual', got {solver!r}")
+
+
+__all__ = ["AUTO_THRESHOLD", "AllocationProblem", "AllocationResult", "AllocatorError", "ConstraintViolation",
+           "InfeasibilityReport", "InfeasibleAllocation", "ProblemValidationError", "Status", "Violations",
+           "load_problem", "load_result", "save_problem", "save_result", "solve", "violations"]

@@ -54,6 +54,7 @@ from allocator.result import AllocationResult, Status
 from allocator.violations import violations
 
 __all__ = ["solve_dual", "repair_allocation"]
+_DEBUG = bool(__import__("os").environ.get("DUAL_DEBUG"))
 
 
 @dataclass
@@ -88,7 +89,7 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
                device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float64,
                repair: bool = True, elastic: bool = False, elastic_penalty: Optional[float] = None,
                continuation: tuple[float, ...] = (10.0, 1.0), stage_iter: int = 300,
-               step_growth: float = 1.05, max_step: float = 100.0, keep_unrepaired: bool = True) -> AllocationResult:
+               step_growth: float = 1.05, max_step: float = 1e4, keep_unrepaired: bool = True) -> AllocationResult:
     """Solve the allocation LP approximately by accelerated dual ascent, then repair the primal.
 
     Args:
@@ -190,12 +191,15 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
     it, status, gap, rel_v = 0, Status.ITERATION_LIMIT, float("inf"), float("inf")
     norms: list[float] = []
     stages = [c for c in continuation if c > 1.0] + [1.0]
-    for si, mult in enumerate(stages):
-        g_abs = gamma * scale * mult
+    for si, gmul in enumerate(stages):
+        g_abs = gamma * scale * gmul
         last = si == len(stages) - 1
         budget_iter = max_iter - it if last else min(stage_iter, max_iter - it)
-        stage_tol = tol * (1.0 if last else mult ** 0.5)
+        stage_tol = tol * (1.0 if last else gmul ** 0.5)
         lam_w, nu_w, tk, mult, prev_d = lam.clone(), nu.clone(), 1.0, 1.0, float("inf")
+        prev_g: Optional[torch.Tensor] = None
+        prev_y: Optional[torch.Tensor] = None
+        recent: list[float] = []
         for _ in range(budget_iter):
             it += 1
             x = primal(lam_w, nu_w, g_abs)
@@ -223,12 +227,22 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
                     status = Status.OPTIMAL
                 lam, nu = lam_d, nu_d
                 break
-            # step above the safe 1/Lipschitz bound while the dual keeps falling; back off on a rise
-            if dval > prev_d + 1e-12 * abs(prev_d):
-                mult, tk = max(1.0, mult / 2), 1.0
-            else:
-                mult = min(mult * step_growth, max_step)
+            # local curvature from successive gradients at w, in row-normalised coordinates
+            # (Barzilai-Borwein reading of the Lipschitz constant); the step is 1/(1.5 x the
+            # largest recent estimate), never below the safe step nor above max_step times it
+            gcat = torch.cat([(budget - cx) / row_sq.sqrt(), -px / prov_n.sqrt()])
+            ycat = torch.cat([lam_w * row_sq.sqrt(), nu_w * prov_n.sqrt()])
+            if prev_g is not None:
+                dy = float(torch.linalg.vector_norm(ycat - prev_y))
+                if dy > 0:
+                    recent.append(float(torch.linalg.vector_norm(gcat - prev_g)) / dy)
+                    del recent[:-5]
+                    mult = min(max(lip / g_abs / (1.5 * max(recent) + 1e-300), 1.0), max_step)
+            prev_g, prev_y = gcat, ycat
+            if dval > prev_d + 1e-12 * abs(prev_d):  # function restart of the momentum
+                tk = 1.0
             prev_d = dval
+            if _DEBUG and it % 50 == 0: print(it, mult, "gap %.2e viol %.2e" % (gap, rel_v), flush=True)
             lam_new, nu_new, step_l, step_p = prox(lam_w, nu_w, cx, px, g_abs, mult)
             # gradient restart (O'Donoghue & Candes) in the step-weighted metric
             if float(((lam_new - lam) * (lam_w - lam_new) / step_l).sum()

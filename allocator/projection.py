@@ -54,9 +54,17 @@ def project_capped_simplex(v: torch.Tensor, k: torch.Tensor, tau0: Optional[torc
         lol = torch.where(g > 0, tl, lo.index_select(0, live))
         hil = torch.where(g < 0, tl, hi.index_select(0, live))
         tn = tl + g / m.clamp(min=1).to(g.dtype)
-        bisect = (m == 0) | (tn <= lol) | (tn >= hil)
-        # tau = 0 is a root whenever f(0) <= k: a Newton step past 0 lands there, not in a bisection
-        to_zero = (tn <= 0) & (lol == 0) & (m > 0)
+        flat = m == 0
+        if bool(flat.any()):
+            # on a flat piece jump to the next breakpoint in the step's direction: left, the
+            # largest v_i below tau (a pair starts to count); right, the smallest v_i - 1 above it
+            inf = torch.full_like(vl, torch.inf)
+            left = torch.where(vl < tl[:, None], vl, -inf).amax(dim=1)
+            right = torch.where(vl - 1 > tl[:, None], vl - 1, inf).amin(dim=1)
+            tn = torch.where(flat, torch.where(g < 0, left, right), tn)
+        bisect = (tn <= lol) | (tn >= hil)
+        # tau = 0 is a root whenever f(0) <= k: a step past 0 lands there, not in a bisection
+        to_zero = (g < 0) & (lol == 0) & (tn <= 0)
         tn = torch.where(to_zero, torch.zeros_like(tn), torch.where(bisect, 0.5 * (lol + hil), tn))
         fin = fin | (tn == tl)                        # no representable progress left
         t_r.index_copy_(0, live, torch.where(fin, tl, tn))

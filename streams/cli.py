@@ -101,7 +101,7 @@ def _register_commands() -> None:
     from streams.commands.demo import demo
     from streams.commands.workers import worker_app
 
-    if importlib.util.find_spec("streams.commands.lp"):  # TEMP until allocator CLI lands
+    if importlib.util.find_spec("streams.commands.lp"):  # the LP command ships with allocator/ (issue 4)
         from streams.commands.lp import lp_app
 
         app.add_typer(lp_app, name="lp")
