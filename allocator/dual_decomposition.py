@@ -14,9 +14,11 @@ by FISTA with gradient-based restarts. Rows are normalised (each budget row by i
 provider row by ``sqrt(n_p)``), so ``||A_normalised||^2 <= L + 1`` is a safe bound and the step of
 row ``j`` is ``gamma / ((L + 1) ||a_j||^2)`` (the 1/Lipschitz step written in original units).
 The safe bound is pessimistic (only pairs strictly inside their box feel a change of the duals),
-so the step starts at the safe value and grows by ``step_growth`` per iteration while the dual
-objective falls, up to ``max_step`` times the safe one; when it rises the step halves and the
-momentum restarts (O'Donoghue & Candes' function restart), besides the usual gradient restart.
+so each step uses a local estimate instead: the Lipschitz constant read from successive gradients
+(Barzilai-Borwein), ``||grad(w_k) - grad(w_{k-1})|| / ||w_k - w_{k-1}||`` in row-normalised
+coordinates; the step is ``1 / (1.5 x`` the largest of the last five estimates), clamped between
+the safe step and ``max_step`` times it. Momentum restarts when the dual objective rises or the
+gradient points against the momentum (O'Donoghue & Candes).
 ``gamma`` goes through a continuation schedule (default ``10 g, g``, momentum restarted at each
 change): the larger ``gamma`` finds the duals fast, the last stage is accurate.
 
@@ -54,7 +56,6 @@ from allocator.result import AllocationResult, Status
 from allocator.violations import violations
 
 __all__ = ["solve_dual", "repair_allocation"]
-_DEBUG = bool(__import__("os").environ.get("DUAL_DEBUG"))
 
 
 @dataclass
@@ -89,7 +90,7 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
                device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float64,
                repair: bool = True, elastic: bool = False, elastic_penalty: Optional[float] = None,
                continuation: tuple[float, ...] = (10.0, 1.0), stage_iter: int = 300,
-               step_growth: float = 1.05, max_step: float = 1e4, keep_unrepaired: bool = True) -> AllocationResult:
+               max_step: float = 1e4, keep_unrepaired: bool = True) -> AllocationResult:
     """Solve the allocation LP approximately by accelerated dual ascent, then repair the primal.
 
     Args:
@@ -105,7 +106,6 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
         elastic_penalty: as in :func:`allocator.highs.solve_highs`.
         continuation: multiples of ``gamma`` for the stages, largest first, ending at 1.
         stage_iter: iterations at most per stage before the last (the last gets the rest).
-        step_growth: factor by which the step grows per iteration while the dual objective falls.
         max_step: cap of the step, as a multiple of the safe 1/Lipschitz step.
         keep_unrepaired: keep the primal before repair in ``result.x_unrepaired``.
 
@@ -242,7 +242,6 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
             if dval > prev_d + 1e-12 * abs(prev_d):  # function restart of the momentum
                 tk = 1.0
             prev_d = dval
-            if _DEBUG and it % 50 == 0: print(it, mult, "gap %.2e viol %.2e" % (gap, rel_v), flush=True)
             lam_new, nu_new, step_l, step_p = prox(lam_w, nu_w, cx, px, g_abs, mult)
             # gradient restart (O'Donoghue & Candes) in the step-weighted metric
             if float(((lam_new - lam) * (lam_w - lam_new) / step_l).sum()

@@ -33,7 +33,7 @@ PROBLEM_KEYS = ("user", "item", "reward", "cost", "budget", "provider",
 def _first_bad(mask: np.ndarray) -> str:
     """Index (as text) of the first True entry of a boolean array of any shape."""
     flat = int(np.flatnonzero(mask.ravel())[0])
-    return str(np.unravel_index(flat, mask.shape)) if mask.ndim > 1 else str(flat)
+    return str(tuple(int(i) for i in np.unravel_index(flat, mask.shape))) if mask.ndim > 1 else str(flat)
 
 
 def _ids(name: str, value: ArrayLike) -> np.ndarray:
@@ -131,7 +131,7 @@ class AllocationProblem:
             raise ProblemValidationError(f"user: id {user[i]} at index {i} is out of range for {cap.shape[0]} user caps")
         for k, v in (("user", user), ("item", item), ("reward", reward), ("cost", cost), ("budget", budget),
                      ("provider", provider), ("provider_min", lo), ("provider_max", hi), ("user_cap", cap)):
-            v = np.ascontiguousarray(v)
+            v = np.asarray(v, order="C").view()  # a read-only view: the caller's array stays writable
             v.flags.writeable = False  # frozen all the way down: grouping caches rely on it
             put(k, v)
 
