@@ -47,7 +47,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.dead_letters import dead_letter
-from streams.errors import DecodeError, ValidationError
+from streams.errors import DecodeError, StreamError, ValidationError
 from streams.records import BatchControlRecord, ScoresRecord
 from streams.serde import AvroSerde
 from streams.topics import TopicNames
@@ -278,7 +278,7 @@ class OffsetTracker:
 
 
 # --------------------------------------------------------------------------------------------
-# The LP of one batch, its solution checks and rounding (vectorised over pairs)
+# The LP of one batch, its solution checks and the rounding seed (vectorised over pairs)
 # --------------------------------------------------------------------------------------------
 
 
@@ -390,6 +390,18 @@ class BatchLP:
                    [b.name for b in control.budgets], provider, names, provider_min, provider_max, n_c,
                    user_cap)
 
+    def to_problem(self) -> Any:
+        """The ``allocator.problem.AllocationProblem`` of this batch (needs ``n_pairs > 0``).
+
+        Raises:
+            ProblemValidationError: malformed arrays (cannot happen for validated records).
+        """
+        from allocator.problem import AllocationProblem
+
+        return AllocationProblem(user=self.user, item=self.item, reward=self.reward, cost=self.cost,
+                                 budget=self.budget, provider=self.provider, provider_min=self.provider_min,
+                                 provider_max=self.provider_max, user_cap=self.user_cap)
+
     # -- checks on a solution ----------------------------------------------------------------
 
     def usage(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -425,57 +437,6 @@ def batch_seed(seed: int, batch_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{batch_id}".encode()).digest()[:8], "big")
 
 
-def systematic_round(x: np.ndarray, starts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Systematic sampling within each user: ``P(pair e chosen) = x_e`` exactly.
-
-    Per user, one ``U ~ Uniform[0, 1)``; pair ``e`` is chosen when an integer ``k`` has
-    ``C_{e-1} <= k + U < C_e`` where ``C`` is the user's cumulative sum of ``x``. With
-    ``0 <= x_e <= 1`` each pair is chosen at most once and a user gets ``floor`` or ``ceil``
-    of ``sum x`` items, never more than ``ceil(sum x) <= cap``.
-
-    Args:
-        x: ``(E,)`` LP values in [0, 1], user-major.
-        starts: ``(n + 1,)`` user boundaries.
-        rng: the batch's generator (one draw per user).
-
-    Returns:
-        ``(E,)`` bool mask of chosen pairs.
-    """
-    n = starts.shape[0] - 1
-    if x.size == 0:
-        return np.zeros(0, dtype=bool)
-    counts = np.diff(starts)
-    u = np.repeat(rng.random(n), counts)
-    cum = np.cumsum(x)
-    base = np.repeat(np.concatenate(([0.0], cum[starts[1:-1] - 1])) if n > 1 else np.zeros(1), counts)
-    hi = cum - base  # the user's own cumulative sum C_e
-    lo = hi - x  # C_{e-1}
-    return np.floor(hi - u) > np.floor(lo - u)
-
-
-def top_round(x: np.ndarray, starts: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """Deterministic rounding: per user, the ``round(sum x)`` (<= cap) pairs of largest ``x``.
-
-    Args:
-        x: ``(E,)`` LP values, user-major. starts: ``(n + 1,)``. cap: ``(n,)``.
-
-    Returns:
-        ``(E,)`` bool mask.
-    """
-    n = starts.shape[0] - 1
-    if x.size == 0:
-        return np.zeros(0, dtype=bool)
-    counts = np.diff(starts)
-    user = np.repeat(np.arange(n), counts)
-    order = np.lexsort((-x, user))  # by user, then x descending
-    rank = np.arange(x.size) - np.repeat(starts[:-1], counts)
-    per_user = np.bincount(user, weights=x, minlength=n)
-    k = np.minimum(np.floor(per_user + 0.5), cap)
-    chosen = np.zeros(x.size, dtype=bool)
-    chosen[order] = (rank < np.repeat(k, counts)) & (x[order] > 0)
-    return chosen
-
-
 # --------------------------------------------------------------------------------------------
 # Solving: the allocator package, with the worker's fallback chain
 # --------------------------------------------------------------------------------------------
@@ -501,32 +462,29 @@ class Solved:
     max_relative_violation: float
 
 
-class AllocationRejected(Exception):
+class AllocationRejected(StreamError):
     """The LP could not be solved into a publishable allocation (the batch is reported, not decided)."""
 
 
-def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig) -> Solved:
+def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: Any | None = None) -> Solved:
     """Solve ``lp``: HiGHS at or below ``highs_threshold`` pairs, else the dual solver.
 
     Fallbacks: when the first solver fails (``AllocatorError``) or returns an ``x`` that
     violates a constraint by more than ``max_relative_violation``, the other one solves; when
-    both do, or the LP is infeasible (``InfeasibleAllocation``), HiGHS solves it in elastic mode
+    both do, or the LP is infeasible (``InfeasibleAllocation``), it is solved in elastic mode
     (solver ``"<name>+elastic"``, status ``"elastic"`` when a constraint had to give way).
 
     Raises:
         AllocationRejected: no publishable solution (every solve, elastic included, failed).
     """
     from allocator.errors import AllocatorError, InfeasibleAllocation
-    from allocator.problem import AllocationProblem
 
     t0 = time.perf_counter()
     zeros = np.zeros(lp.n_pairs)
     if lp.n_pairs == 0:
         return Solved(zeros, 0.0, np.zeros(len(lp.budget)), np.zeros(len(lp.provider_names)), "empty",
                       "none", 0, 0.0, *lp.violations(zeros))
-    problem = AllocationProblem(user=lp.user, item=lp.item, reward=lp.reward, cost=lp.cost, budget=lp.budget,
-                                provider=lp.provider, provider_min=lp.provider_min,
-                                provider_max=lp.provider_max, user_cap=lp.user_cap)
+    problem = problem if problem is not None else lp.to_problem()
     # The other solver is the fallback of the first: for a solution out of tolerance, and for
     # a solver failure (e.g. HiGHS ending with status "Unknown").
     attempts = ["highs", "dual"] if lp.n_pairs <= cfg.highs_threshold else ["dual", "highs"]
@@ -536,7 +494,7 @@ def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig) -> Solved:
             res = _solver(name)(problem)
         except InfeasibleAllocation as exc:
             log.warning("batch LP infeasible (%s); solving elastic", exc)
-            return _elastic(problem, lp, t0)
+            return _elastic(problem, lp, t0, cfg)
         except AllocatorError as exc:
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             log.warning("%s failed (%s); falling back", name, exc)
@@ -551,36 +509,27 @@ def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig) -> Solved:
         log.warning("%s; falling back", failures[-1])
     log.warning("no solver gave a solution within tolerance (%s); solving elastic", "; ".join(failures))
     try:
-        return _elastic(problem, lp, t0)
+        return _elastic(problem, lp, t0, cfg)
     except AllocationRejected as exc:
         raise AllocationRejected("; ".join(failures + [str(exc)])) from exc
 
 
 def _solver(name: str) -> Callable[[Any], Any]:
-    """``allocator.solve(problem, solver=name)``. Adapter while that entry point does not exist:
-    ``allocator.highs.solve_highs`` for ``"highs"`` and ``allocator.dual_decomposition.solve_dual``
-    for ``"dual"``, called directly."""
-    try:
-        from allocator import solve  # type: ignore[attr-defined]
-    except ImportError:
-        if name == "dual":
-            from allocator.dual_decomposition import solve_dual
+    """``allocator.solve(problem, solver=name)`` (a seam the unit tests replace)."""
+    from allocator import solve
 
-            return lambda problem: solve_dual(problem)
-        from allocator.highs import solve_highs
-
-        return lambda problem: solve_highs(problem)
     return lambda problem: solve(problem, solver=name)
 
 
-def _elastic(problem: Any, lp: BatchLP, t0: float) -> Solved:
-    """The allocator's elastic solve (least weighted violation of budgets and provider bounds;
-    user caps and [0, 1] stay hard)."""
+def _elastic(problem: Any, lp: BatchLP, t0: float, cfg: AllocatorWorkerConfig) -> Solved:
+    """The allocator's elastic solve (budgets and provider minimums give way at a penalty; user
+    caps and [0, 1] stay hard), with the solver the batch's size picks."""
+    from allocator import solve
     from allocator.errors import AllocatorError
-    from allocator.highs import solve_highs
 
+    name = "highs" if lp.n_pairs <= cfg.highs_threshold else "dual"
     try:
-        res = solve_highs(problem, elastic=True)
+        res = solve(problem, solver=name, elastic=True)
     except AllocatorError as exc:
         raise AllocationRejected(f"elastic solve failed: {type(exc).__name__}: {exc}") from exc
     x = np.clip(np.asarray(res.x, dtype=np.float64), 0.0, 1.0)
@@ -887,19 +836,25 @@ class AllocatorWorker:
         control = window.opened
         lp = BatchLP.build(control, window.scores)
         decided_at = int(time.time() * 1000)
+        from allocator.errors import AllocatorError
+        from allocator.rounding import round_allocation
+
         try:
-            sol = solve_batch(lp, self.cfg)
+            problem = lp.to_problem() if lp.n_pairs else None
+            sol = solve_batch(lp, self.cfg, problem)
             x = sol.x
-            if self.cfg.rounding == "sample":
+            chosen, propensity = np.zeros(lp.n_pairs, dtype=bool), np.zeros(lp.n_pairs)
+            if problem is not None:
+                # Seeded by (seed, batch_id): a batch re-decided after a crash draws the same U_u.
                 rng = np.random.default_rng(batch_seed(self.cfg.seed, window.batch_id))
-                chosen, propensity = systematic_round(x, lp.starts, rng), x
-            else:
-                chosen, propensity = top_round(x, lp.starts, lp.user_cap), np.ones_like(x)
+                r = round_allocation(problem, x, mode=self.cfg.rounding, rng=rng)  # type: ignore[arg-type]
+                chosen[r.pairs] = True
+                propensity[r.pairs] = r.propensity
             # Never publish an invalid decision: the rounded counts must respect the caps.
             n_chosen = np.bincount(lp.user, weights=chosen, minlength=lp.n_users)
             if np.any(n_chosen > lp.user_cap):
                 raise AllocationRejected("rounding gave a user more items than its cap")
-        except AllocationRejected as exc:
+        except (AllocationRejected, AllocatorError) as exc:
             # The batch is closed with a report saying why and no decisions: its records are
             # released (a stuck batch would pin the offsets forever) and monitoring sees it.
             log.error("batch %s not decided: %s", window.batch_id, exc)
