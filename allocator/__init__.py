@@ -12,6 +12,7 @@ from allocator.errors import (AllocatorError, ConstraintViolation, Infeasibility
                               ProblemValidationError)
 from allocator.problem import AllocationProblem, load_problem, save_problem
 from allocator.result import AllocationResult, Status, load_result, save_result
+from allocator.rounding import Rounding, round_allocation
 from allocator.violations import Violations, violations
 
 #: ``solve(solver="auto")`` uses HiGHS below this many pairs and the dual solver from it on.
@@ -50,5 +51,5 @@ def solve(problem: AllocationProblem, solver: Literal["auto", "highs", "dual"] =
 
 
 __all__ = ["AUTO_THRESHOLD", "AllocationProblem", "AllocationResult", "AllocatorError", "ConstraintViolation",
-           "InfeasibilityReport", "InfeasibleAllocation", "ProblemValidationError", "Status", "Violations",
-           "load_problem", "load_result", "save_problem", "save_result", "solve", "violations"]
+           "InfeasibilityReport", "InfeasibleAllocation", "ProblemValidationError", "Rounding", "Status", "Violations",
+           "load_problem", "load_result", "round_allocation", "save_problem", "save_result", "solve", "violations"]

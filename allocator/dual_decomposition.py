@@ -25,8 +25,15 @@ change): the larger ``gamma`` finds the duals fast, the last stage is accurate.
 ``gamma`` is relative: the ridge weight is ``gamma x max|r|``, so the QP optimum is within about
 ``gamma/2 x max|r| x ||x||^2`` of the LP optimum. Stopping: at the final ``gamma``, relative
 duality gap ``(D(y) - Q(x)) / |Q(x)|`` and relative max violation of ``x(y)`` both ``<= tol``.
-The gap is computed from the small vectors only, ``lambda.(B - Cx) + psi(nu) - nu.Px``, so it is
-free of cancellation even in float32.
+The gap is computed from the small vectors only, ``lambda.(B - Cx) + psi(nu) - nu.Px`` (plus the
+penalties of the rows that give way, in elastic mode), so it is free of cancellation even in
+float32. The test runs at the extrapolated point ``w``, which is kept inside the dual domain, so
+every ``D(w)`` is a valid bound and no extra primal pass is needed.
+
+Memory: the pairs are permuted once so that users of equal degree form dense ``(n_users, d)``
+blocks (no padding, no per-user loop); per pair the solver holds ``r``, ``C`` (L rows), the
+provider id, ``s`` and ``x`` — ``(L + 4)`` words, float32 or float64 — plus one ``tau`` per user.
+Set the ``allocator.dual_decomposition`` logger to DEBUG to see the progress every 10 iterations.
 
 Infeasibility: a pre-check (:mod:`allocator.feasibility`) first; then weak duality — if ``D(y)``
 falls below ``sum_e min(0, r_e - gamma/2)``, a lower bound on the QP optimum of any feasible
@@ -39,6 +46,7 @@ All three raise :class:`InfeasibleAllocation`. With ``elastic=True`` the duals a
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -55,7 +63,9 @@ from allocator.repair import repair as repair_allocation
 from allocator.result import AllocationResult, Status
 from allocator.violations import violations
 
-__all__ = ["solve_dual", "repair_allocation"]
+repair = repair_allocation  # ``allocator.dual_decomposition.repair(problem, x)``, as in allocator.repair
+__all__ = ["solve_dual", "repair", "repair_allocation"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -209,13 +219,18 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
             slack_gap = float(lam_d @ (budget - cx) + psi(nu_d) - nu_d @ px)
             rx = float(torch.dot(r, x))
             qval = rx - 0.5 * g_abs * float(torch.dot(x, x))
+            if elastic:  # the elastic primal pays the penalties of the rows it lets give way
+                pen = float((lam_cap * (cx - budget).clamp(min=0)).sum()
+                            + penalty * (lo - px).clamp(min=0).nan_to_num(posinf=0.0).sum())
+                qval, slack_gap = qval - pen, slack_gap + pen
             dval = qval + slack_gap
             gap = abs(slack_gap) / max(abs(qval), 1e-12)
             viol_b = ((cx - budget).clamp(min=0) / torch.maximum(budget.abs(), cmax.clamp(min=1e-300)))
             viol_p = torch.maximum((lo - px).clamp(min=0) / lo.abs().nan_to_num(posinf=1.0).clamp(min=1.0),
                                    (px - hi).clamp(min=0) / hi.abs().nan_to_num(posinf=1.0).clamp(min=1.0))
             if elastic:  # the elastic model's soft rows do not count as violations
-                viol_b, viol_p = viol_b * (lam_d < lam_cap * (1 - 1e-9)), viol_p * ((nu_d > -penalty * (1 - 1e-9)) | (px > lo))
+                viol_b = viol_b * (lam_d < lam_cap * (1 - 1e-9))
+                viol_p = viol_p * ((nu_d > -penalty * (1 - 1e-9)) | (px > lo))
             rel_v = float(torch.cat([viol_b, viol_p]).max()) if (n_l + n_p) else 0.0
             if not elastic and dval < lb_feasible - 1e-9 * abs(lb_feasible) - 1e-12:
                 raise InfeasibleAllocation(InfeasibilityReport(
@@ -242,6 +257,8 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
             if dval > prev_d + 1e-12 * abs(prev_d):  # function restart of the momentum
                 tk = 1.0
             prev_d = dval
+            if log.isEnabledFor(logging.DEBUG) and it % 10 == 0:
+                log.debug("it %d gamma x%g step x%.3g gap %.2e viol %.2e dual %.8g", it, gmul, mult, gap, rel_v, dval)
             lam_new, nu_new, step_l, step_p = prox(lam_w, nu_w, cx, px, g_abs, mult)
             # gradient restart (O'Donoghue & Candes) in the step-weighted metric
             if float(((lam_new - lam) * (lam_w - lam_new) / step_l).sum()
@@ -252,6 +269,8 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
                 tk1 = (1 + (1 + 4 * tk * tk) ** 0.5) / 2
                 beta = (tk - 1) / tk1
                 lam_w = (lam_new + beta * (lam_new - lam)).clamp(min=0.0)
+                if lam_cap is not None:
+                    lam_w = torch.minimum(lam_w, lam_cap)
                 nu_w = torch.minimum(torch.maximum(nu_new + beta * (nu_new - nu), nu_min), nu_max)
                 tk = tk1
             lam, nu = lam_new, nu_new

@@ -24,7 +24,13 @@ def _cheapest_units(key: np.ndarray, group: np.ndarray, need: np.ndarray, n_grou
     Returns:
         (n_groups,) least cost, the fractional last unit priced pro rata.
     """
-    order = np.lexsort((key, group))
+    # sort by key, then a stable sort by group (radix sort when the ids fit in 16 bits): the
+    # same order as lexsort((key, group)), several times faster at 1e6+ pairs
+    by_key = np.argsort(key)
+    gk = group[by_key]
+    if n_groups <= np.iinfo(np.int16).max:
+        gk = gk.astype(np.int16)
+    order = by_key[np.argsort(gk, kind="stable")]
     g, k = group[order], key[order]
     start = np.searchsorted(g, np.arange(n_groups))
     pos = np.arange(g.shape[0]) - start[g]                 # 0-based rank within the group

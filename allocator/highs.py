@@ -148,7 +148,7 @@ def solve_highs(problem: AllocationProblem, *, method: Method = "ipm", elastic: 
     st = {ms.kOptimal: Status.OPTIMAL, ms.kTimeLimit: Status.TIME_LIMIT,
           ms.kIterationLimit: Status.ITERATION_LIMIT, ms.kUnknown: Status.OPTIMAL_PRIMAL}[status]
     listing = viol.listing(tol=1e-9)
-    if elastic and status == ms.kOptimal and listing:
+    if elastic and st in (Status.OPTIMAL, Status.OPTIMAL_PRIMAL) and listing:
         st = Status.ELASTIC
     iters = int(info.ipm_iteration_count + info.simplex_iteration_count + info.pdlp_iteration_count
                 + info.crossover_iteration_count)

@@ -109,11 +109,13 @@ class AllocationProblem:
             raise ProblemValidationError(f"cost: expected shape (n_budgets, {e}), got {cost.shape}")
         budget = _floats("budget", self.budget)
         if budget.shape != (cost.shape[0],):
-            raise ProblemValidationError(f"budget: expected shape ({cost.shape[0]},) (one per cost row), got {budget.shape}")
+            raise ProblemValidationError(
+                f"budget: expected shape ({cost.shape[0]},) (one per cost row), got {budget.shape}")
         lo = _floats("provider_min", self.provider_min, allow_neg_inf=True)
         hi = _floats("provider_max", self.provider_max, allow_pos_inf=True)
         if lo.ndim != 1 or hi.shape != lo.shape:
-            raise ProblemValidationError(f"provider_min/provider_max: expected equal 1-d shapes, got {lo.shape} and {hi.shape}")
+            raise ProblemValidationError(
+                f"provider_min/provider_max: expected equal 1-d shapes, got {lo.shape} and {hi.shape}")
         if (bad := lo > hi).any():
             i = int(np.flatnonzero(bad)[0])
             raise ProblemValidationError(f"provider_min > provider_max for provider {i}: {lo[i]} > {hi[i]}")
@@ -128,7 +130,8 @@ class AllocationProblem:
             raise ProblemValidationError(f"user_cap: negative cap at index {_first_bad(bad) if cap.ndim else 0}")
         if cap.ndim == 1 and int(user.max()) >= cap.shape[0]:
             i = int(np.flatnonzero(user >= cap.shape[0])[0])
-            raise ProblemValidationError(f"user: id {user[i]} at index {i} is out of range for {cap.shape[0]} user caps")
+            raise ProblemValidationError(
+                f"user: id {user[i]} at index {i} is out of range for {cap.shape[0]} user caps")
         for k, v in (("user", user), ("item", item), ("reward", reward), ("cost", cost), ("budget", budget),
                      ("provider", provider), ("provider_min", lo), ("provider_max", hi), ("user_cap", cap)):
             v = np.asarray(v, order="C").view()  # a read-only view: the caller's array stays writable
