@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -84,6 +85,8 @@ class AllocatorWorkerConfig:
             a batch transaction before a transaction of their own is committed.
         unknown_batch_timeout_s: how long scores for a batch with no OPENED are buffered
             before they are dead-lettered ("unknown batch").
+        open_timeout_s: how long a batch OPENED but never CLOSED is held before it is decided
+            with the users scored so far (its report's status says so).
         max_relative_violation: largest relative constraint violation of the LP's x accepted
             from a solver before falling back (dual -> HiGHS -> elastic).
         stats_interval_s: period of the stats log line.
@@ -103,6 +106,7 @@ class AllocatorWorkerConfig:
     poll_timeout_s: float = 0.2
     dead_letter_flush_s: float = 1.0
     unknown_batch_timeout_s: float = 300.0
+    open_timeout_s: float = 3600.0
     max_relative_violation: float = 1e-6
     stats_interval_s: float = 30.0
     transaction_timeout_s: float = 60.0
@@ -142,7 +146,9 @@ class BatchWindow:
     """What one undecided batch has received so far; pure, the clock is passed in.
 
     A window is ready when its batch is OPENED and CLOSED and either every expected user is
-    scored or ``timeout_ms`` has passed since CLOSED was seen. Scores may arrive before OPENED
+    scored or ``timeout_ms`` has passed since CLOSED was seen; or when it was OPENED and never
+    CLOSED for ``open_timeout_s`` (a producer that died mid-batch must not pin the allocator's
+    offsets forever: the users scored so far are decided). Scores may arrive before OPENED
     (other topic, other partitions); their raw bytes are kept until OPENED so they can be
     dead-lettered if the batch never opens.
     """
@@ -153,18 +159,19 @@ class BatchWindow:
         self.opened: BatchControlRecord | None = None
         self.closed: BatchControlRecord | None = None
         self.closed_at: float | None = None
+        self.opened_at: float | None = None
         self.scores: dict[str, ScoresRecord] = {}  # user_id -> first scores record
         self.unopened_raw: dict[str, RawRecord] = {}  # user_id (or "#CLOSED") -> raw, before OPENED
 
     # -- events ------------------------------------------------------------------------------
 
-    def open(self, record: BatchControlRecord) -> tuple[bool, list[tuple[RawRecord, str]]]:
-        """Apply OPENED. Returns (applied, rejected): applied is False for a repeated OPENED
+    def open(self, record: BatchControlRecord, now: float | None = None) -> tuple[bool, list[tuple[RawRecord, str]]]:
+        """Apply OPENED (seen at ``now``, the start of the open timeout). Returns (applied, rejected): applied is False for a repeated OPENED
         (the first one wins); rejected lists buffered scores lacking an outcome the batch needs,
         removed from the window, with the reason."""
         if self.opened is not None:
             return False, []
-        self.opened = record
+        self.opened, self.opened_at = record, now
         rejected: list[tuple[RawRecord, str]] = []
         for user_id in list(self.scores):
             reason = self.missing_outcomes(self.scores[user_id])
@@ -223,10 +230,21 @@ class BatchWindow:
     def n_missing(self) -> int:
         return max(0, self.expected_users - len(self.scores))
 
-    def is_ready(self, now: float) -> bool:
-        """Opened and closed, and all expected users in or the timeout since CLOSED passed."""
-        if self.opened is None or self.closed_at is None:
+    def missing_users(self, limit: int = 1_000) -> list[str]:
+        """Ids of listed users (``user_ids`` of CLOSED, else OPENED) with no scores, sorted,
+        at most ``limit``; empty when the producer gave a count only."""
+        rec = self.closed if self.closed is not None and self.closed.user_ids is not None else self.opened
+        if rec is None or rec.user_ids is None:
+            return []
+        return sorted(set(rec.user_ids) - set(self.scores))[:limit]
+
+    def is_ready(self, now: float, open_timeout_s: float = math.inf) -> bool:
+        """Opened and closed, and all expected users in or the timeout since CLOSED passed;
+        or opened, never closed, for ``open_timeout_s``."""
+        if self.opened is None:
             return False
+        if self.closed_at is None:
+            return self.opened_at is not None and now - self.opened_at >= open_timeout_s
         if len(self.scores) >= self.expected_users:
             return True
         return now - self.closed_at >= self.opened.timeout_ms / 1000.0
@@ -714,7 +732,7 @@ class AllocatorWorker:
                     self._on_message(msg)
                 now = self.clock()
                 self._expire_unknown(now)
-                ready = [w for w in self.windows.values() if w.is_ready(now)]
+                ready = [w for w in self.windows.values() if w.is_ready(now, self.cfg.open_timeout_s)]
                 for window in ready:  # one batch per transaction: bounded transaction size
                     if stop_event.is_set():  # undecided windows are re-read by the next start
                         break
@@ -775,7 +793,7 @@ class AllocatorWorker:
             return
         window = self.windows.get(bid) or self.windows.setdefault(bid, BatchWindow(bid, self.clock()))
         if control.event == "OPENED":
-            applied, rejected = window.open(control)
+            applied, rejected = window.open(control, self.clock())
             for rraw, reason in rejected:
                 self._dead_letter(rraw, ValidationError(reason))
         else:
@@ -886,13 +904,14 @@ class AllocatorWorker:
         pdual = sol.provider_dual if sol is not None else np.zeros(len(lp.provider_names))
         n_missing = window.n_missing
         return self.serde.encode("allocation-reports", {
-            "batch_id": window.batch_id, "status": status or sol.status,  # type: ignore[union-attr]
+            "batch_id": window.batch_id,
+            "status": (status or sol.status) + ("" if window.closed is not None  # type: ignore[union-attr]
+                                                 else f" (never closed: decided after the {self.cfg.open_timeout_s:g} s open timeout)"),
             "solver": sol.solver if sol is not None else "none",
             "objective": float(lp.reward @ x) if lp.n_pairs else 0.0,
             "n_users": lp.n_users, "n_pairs": lp.n_pairs,
-            # batch-control carries a count only, so the ids of users never scored are unknown
-            # here; the list stays empty and n_missing carries the count (see report docs).
-            "missing_users": [],
+            # named when batch-control lists the batch's users; otherwise the count alone
+            "missing_users": window.missing_users(),
             "n_missing": n_missing,
             "budgets": [{"name": lp.budget_names[l], "dual": float(bd[l]), "used": float(used[l]),
                          "limit": float(lp.budget[l])} for l in range(len(lp.budget))],
@@ -1031,6 +1050,8 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--poll-timeout", type=float, default=0.2, help="Seconds.")
     ap.add_argument("--dead-letter-flush", type=float, default=1.0, help="Seconds.")
     ap.add_argument("--unknown-batch-timeout", type=float, default=300.0, help="Seconds.")
+    ap.add_argument("--open-timeout", type=float, default=3600.0,
+                    help="Seconds a batch may stay OPENED without CLOSED before it is decided.")
     ap.add_argument("--stats-interval", type=float, default=30.0, help="Seconds.")
     ap.add_argument("--schema-registry-url", default=None)
     ap.add_argument("--max-seconds", type=float, default=None, help="Stop after this long.")
@@ -1053,7 +1074,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     cfg = AllocatorWorkerConfig.for_prefix(
         args.bootstrap, args.prefix, highs_threshold=args.highs_threshold, rounding=args.rounding,
         seed=args.seed, poll_timeout_s=args.poll_timeout, dead_letter_flush_s=args.dead_letter_flush,
-        unknown_batch_timeout_s=args.unknown_batch_timeout, stats_interval_s=args.stats_interval,
+        unknown_batch_timeout_s=args.unknown_batch_timeout, open_timeout_s=args.open_timeout, stats_interval_s=args.stats_interval,
         debug_sleep_before_commit_s=args.debug_sleep_before_commit,
         schema_registry_url=args.schema_registry_url, **overrides)
     stop = threading.Event()

@@ -99,6 +99,7 @@ def _register_commands() -> None:
 
     """Sub-apps living in their own modules (``streams/commands/``)."""
     from streams.commands.demo import demo
+    from streams.commands.simulate import simulate
     from streams.commands.workers import worker_app
 
     if importlib.util.find_spec("streams.commands.lp"):  # the LP command ships with allocator/ (issue 4)
@@ -107,6 +108,7 @@ def _register_commands() -> None:
         app.add_typer(lp_app, name="lp")
     app.add_typer(worker_app, name="worker")
     app.command("demo")(demo)
+    app.command("simulate")(simulate)
 
 
 _register_commands()

@@ -6,10 +6,11 @@ Both agents run in one app so they share its RocksDB tables, which are co-partit
 - ``users``: user_id -> the user's random-effect posterior (``A``, ``b``) and the ids of
   the feedback it has already absorbed (bounded), so a redelivered feedback record
   updates the posterior once (faust runs at-least-once; see DESIGN.md).
-- ``contexts``: "<user_id>/<slot>" -> the decision context the scorer saw for one batch
-  (features, item features, the global model's mean conversion per item). A user keeps
-  ``context_slots`` slots, chosen by a hash of the batch id: that is the retention bound;
-  feedback whose context was overwritten or never stored is "late/unknown".
+- ``contexts``: "<user_id>/<batch_id>" -> the decision context the scorer saw for one batch
+  (features, item features, the global model's mean conversion per item), and
+  "<user_id>/#recent" -> the user's last ``context_slots`` batch ids (JSON). Scoring a newer
+  batch deletes the context of the oldest beyond that: the retention bound is exact per user
+  (no slot collisions). Feedback whose context was deleted or never stored is "late/unknown".
 
 Records are taken from Kafka as raw bytes and decoded with our serde, so a bad record
 becomes a dead letter instead of a crash loop (faust's own decoder would restart the agent).
@@ -17,7 +18,7 @@ becomes a dead letter instead of a crash loop (faust's own decoder would restart
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import time
 import weakref
@@ -34,6 +35,7 @@ from streams.dead_letters import dead_letter
 from streams.errors import DecodeError, ValidationError
 from streams.model_feed import ModelFeed
 from streams.records import CandidatesRecord, FeedbackRecord
+from streams.scoring import ScoringModel
 from streams.serde import AvroSerde
 from streams.state_codec import pack, unpack
 from streams.topics import TopicNames
@@ -50,8 +52,13 @@ class ProcessorConfig:
         tau: Thompson temperature (posterior covariance scale) for users with no tuner arm.
         take: how many records an agent scores or learns from at once (vectorised).
         within_s: how long an agent waits to fill ``take``.
-        context_slots: recent batches per user whose decision context is kept.
+        context_slots: recent batches per user whose decision context is kept (the retention
+            bound of the decision contexts; feedback older than that is dead-lettered as late).
         seen_limit: feedback ids per user remembered for deduplication.
+        feature_dim: width of the pair features when no model snapshot exists yet (the cold-start
+            prior's input); None takes the width of the first candidates record scored.
+        model_wait_s: at start, how long the scorer waits for the model feed to read the
+            snapshots topic to its end, so it scores with the newest model, not the prior.
     """
 
     bootstrap: str
@@ -69,6 +76,8 @@ class ProcessorConfig:
     random_effect_prior_precision: float = 25.0
     seed: int = 0
     web_port: int | None = None
+    feature_dim: int | None = None
+    model_wait_s: float = 30.0
 
 
 @dataclass
@@ -84,9 +93,14 @@ class ProcessorStats:
     started: float = field(default_factory=time.monotonic)
 
 
-def slot_of(batch_id: str, slots: int) -> int:
-    """The context slot of a batch (stable across processes, unlike ``hash``)."""
-    return int.from_bytes(hashlib.blake2b(batch_id.encode(), digest_size=4).digest(), "big") % slots
+def context_key(user_id: str, batch_id: str) -> bytes:
+    """Key of one user's decision context for one batch in the ``contexts`` table."""
+    return f"{user_id}/{batch_id}".encode()
+
+
+def recent_key(user_id: str) -> bytes:
+    """Key of the user's list of batches with a stored context, oldest first."""
+    return f"{user_id}/#recent".encode()
 
 
 def encode_user(A: np.ndarray, b: np.ndarray, seen: list[str], n_obs: int) -> bytes:
@@ -133,7 +147,7 @@ def build_app(cfg: ProcessorConfig):
     contexts = app.Table("contexts", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
 
     serde = AvroSerde()
-    feed = ModelFeed(cfg.bootstrap, names("model-snapshots"), cfg.model_name)
+    feed = ModelFeed(cfg.bootstrap, names("model-snapshots"), cfg.model_name, feature_dim=cfg.feature_dim)
     stats = ProcessorStats()
     rng = np.random.default_rng(cfg.seed)
 
@@ -146,7 +160,20 @@ def build_app(cfg: ProcessorConfig):
 
     noise_var = RandomEffectConfig(1).noise_var
 
+    def remember_context(user_id: str, batch_id: str, context: bytes) -> None:
+        """Store the context and drop the user's contexts older than the last ``context_slots``
+        batches (the current event must be bound: the writes go to its changelog partition)."""
+        raw_recent = contexts.get(recent_key(user_id))
+        recent = json.loads(raw_recent) if raw_recent is not None else []
+        if batch_id not in recent:
+            recent.append(batch_id)
+        for old in recent[:-cfg.context_slots]:
+            contexts.pop(context_key(user_id, old), None)
+        contexts[context_key(user_id, batch_id)] = context
+        contexts[recent_key(user_id)] = json.dumps(recent[-cfg.context_slots:]).encode()
+
     def user_state(user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+        """The user's head; the user's event must be bound (a read goes to its partition's store)."""
         data = users.get(user_id.encode())
         if data is None:
             A, b = RandomEffectConfig(k, cfg.random_effect_prior_precision).prior()
@@ -155,27 +182,38 @@ def build_app(cfg: ProcessorConfig):
 
     @app.agent(candidates_topic)
     async def score(stream):  # noqa: ANN001 - faust's stream type
+        await feed.wait_caught_up(cfg.model_wait_s)
         async for events in stream.take_events(cfg.take, within=cfg.within_s):
             records: list[tuple[Any, CandidatesRecord]] = []
+            model = None  # one model per take: a snapshot swapped in meanwhile serves the next one
             for event in events:
                 msg = event.message
                 try:
                     value = serde.decode("candidates", msg.value, topic=msg.topic,
                                          partition=msg.partition, offset=msg.offset)
                     rec = CandidatesRecord.from_avro(value, cfg.max_candidates)
-                    if records and rec.features.shape[1] != records[0][1].features.shape[1]:
-                        raise ValidationError(f"feature width {rec.features.shape[1]} differs from the batch's")
-                    feed.model_for(rec.features.shape[1])
+                    width = rec.features.shape[1]
+                    if model is None:
+                        model = feed.model_for(width)  # raises when the width is not the model's
+                    elif width != model.feature_dim:
+                        raise ValidationError(f"{width} features, but model {model.name} "
+                                              f"v{model.version} expects {model.feature_dim}")
                 except (DecodeError, ValidationError, BanditLPError) as exc:
                     await reject(event, exc, "scorer")
                     continue
                 records.append((event, rec))
             if not records:
                 continue
-            scored = score_records([r for _, r in records], user_state, feed, cfg.tau, rng)
+            event_of = {rec.user_id: event for event, rec in records}
+
+            def bound_user_state(user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+                _bind_event(event_of[user_id])
+                return user_state(user_id, k)
+
+            scored = score_records([r for _, r in records], bound_user_state, model, cfg.tau, rng)
             for (event, rec), value, context in zip(records, scored.values, scored.contexts):
                 _bind_event(event)
-                contexts[f"{rec.user_id}/{slot_of(rec.batch_id, cfg.context_slots)}".encode()] = context
+                remember_context(rec.user_id, rec.batch_id, context)
                 await scores_topic.send(key=rec.batch_id.encode(), value=serde.encode("scores", value))
             stats.scored_users += len(records)
             stats.scored_pairs += scored.n_pairs
@@ -186,13 +224,14 @@ def build_app(cfg: ProcessorConfig):
             metric = {"n": 0, "conv": 0, "unsub": 0, "value": 0.0}
             for event in events:
                 msg = event.message
+                _bind_event(event)  # table reads and writes below go to this event's partition
                 try:
                     fb = FeedbackRecord.from_avro(serde.decode("feedback", msg.value, topic=msg.topic,
                                                                partition=msg.partition, offset=msg.offset))
                 except (DecodeError, ValidationError) as exc:
                     await reject(event, exc, "learner")
                     continue
-                ctx_bytes = contexts.get(f"{fb.user_id}/{slot_of(fb.batch_id, cfg.context_slots)}".encode())
+                ctx_bytes = contexts.get(context_key(fb.user_id, fb.batch_id))
                 ctx = unpack(ctx_bytes) if ctx_bytes is not None else None
                 if ctx is None or ctx[1]["batch_id"] != fb.batch_id or fb.item_id not in ctx[1]["items"]:
                     stats.feedback_unknown += 1
@@ -209,10 +248,9 @@ def build_app(cfg: ProcessorConfig):
                     continue
                 if k:
                     residual = float(fb.converted) - float(arrays["p_conversion"][j])
-                    A, b = random_effects.update(A, b, arrays["item_features"][j:j + 1],
+                    A, b = random_effects.update(A, b, arrays["item_features"][j:j + 1].astype(np.float64),
                                                  np.array([residual]), noise_var)
                 seen = (seen + [fb.feedback_id])[-cfg.seen_limit:]
-                _bind_event(event)
                 users[fb.user_id.encode()] = encode_user(A, b, seen, n_obs + 1)
                 stats.feedback_applied += 1
                 metric["n"] += 1
@@ -266,11 +304,11 @@ class ScoredBatch:
     n_pairs: int
 
 
-def score_records(records: list[CandidatesRecord], user_state, feed: ModelFeed, tau: float,
+def score_records(records: list[CandidatesRecord], user_state, model: ScoringModel, tau: float,
                   rng: np.random.Generator) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
-    one batched draw of every user's random effect, calibration, then per-user records."""
-    model = feed.model_for(records[0].features.shape[1])
+    one batched draw of every user's random effect, calibration, then per-user records.
+    Every record's feature width is ``model.feature_dim`` (the agent checked it)."""
     sizes = np.array([len(r.item_ids) for r in records])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     X = np.concatenate([r.features for r in records])

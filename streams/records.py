@@ -131,6 +131,7 @@ class BatchControlRecord:
     budgets: tuple[BudgetSpec, ...]
     providers: tuple[ProviderSpec, ...]
     reward_outcome: str
+    user_ids: tuple[str, ...] | None = None  # the batch's users when the producer lists them
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> "BatchControlRecord":
@@ -150,9 +151,14 @@ class BatchControlRecord:
                 raise ValidationError(f"provider {p.provider_id} has bounds [{p.min_exposure}, {p.max_exposure}]")
         if value["expected_users"] < 0 or value["default_user_cap"] < 0:
             raise ValidationError("expected_users and default_user_cap must be >= 0")
+        users = value.get("user_ids")
+        if users is not None and len(set(users)) != value["expected_users"]:
+            raise ValidationError(f"user_ids lists {len(set(users))} distinct users, "
+                                  f"expected_users says {value['expected_users']}")
         return cls(value["batch_id"], value["event"], int(value["expected_users"]), int(value["timeout_ms"]),
                    int(value["created_at_ms"]), int(value["default_user_cap"]), budgets, providers,
-                   value.get("reward_outcome", "reward"))
+                   value.get("reward_outcome", "reward"),
+                   None if value.get("user_ids") is None else tuple(value["user_ids"]))
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -164,6 +170,7 @@ class BatchControlRecord:
                            "max_exposure": None if np.isinf(p.max_exposure) else p.max_exposure}
                           for p in self.providers],
             "reward_outcome": self.reward_outcome,
+            "user_ids": None if self.user_ids is None else list(self.user_ids),
         }
 
 

@@ -91,7 +91,7 @@ class SimulatorFeed:
             "providers": [{"provider_id": f"p{p}", "min_exposure": float(lo),
                            "max_exposure": None if np.isinf(hi) else float(hi)}
                           for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))],
-            "reward_outcome": "reward",
+            "reward_outcome": "reward", "user_ids": None,
         }
         key = batch.batch_id.encode()
         self.producer.produce(names("batch-control"), key=key,
@@ -112,8 +112,10 @@ class SimulatorFeed:
             self.producer.produce(names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value))
             self.producer.poll(0)
         self.producer.produce(names("batch-control"), key=key,
-                              value=self.serde.encode("batch-control", {**control, "event": "CLOSED",
-                                                                       "created_at_ms": int(time.time() * 1000)}))
+                              value=self.serde.encode("batch-control", {
+                                  **control, "event": "CLOSED", "created_at_ms": int(time.time() * 1000),
+                                  # the users, so the allocator's report can name any it never saw scored
+                                  "user_ids": [f"u{int(u)}" for u in np.unique(batch.pair_user)]}))
         self.producer.flush(60)
         return batch, cons
 

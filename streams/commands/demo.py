@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -67,6 +67,43 @@ def publish_warm_start(bootstrap: str, names, world_cfg, model_name: str, n_batc
     return len(X)
 
 
+def play_batches(feed, batches: int, check: Callable[[], None] = lambda: None, first: int = 0) -> list:
+    """Play ``batches`` send batches through the pipeline with a progress bar; returns the
+    ``BatchRun`` of each. ``check`` runs before every batch (e.g. raises if a worker died)."""
+    runs = []
+    with Progress(TextColumn("[bold]send batches"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=console) as progress:
+        task = progress.add_task("batches", total=batches, note="")
+        for b in range(first, first + batches):
+            check()
+            run = feed.run_batch(b)
+            runs.append(run)
+            o = run.outcome
+            progress.update(task, advance=1, note=(
+                f"reward {float((o.x * o.expected_reward).sum()):.1f} / oracle {o.oracle_objective:.1f}, "
+                f"unsub {float((o.x * o.expected_unsub).sum()) / o.unsub_budget:.0%} of budget, "
+                f"decided in {run.decided_s:.1f} s"))
+    return runs
+
+
+def report_run(runs: list, run_dir: Path, title: str) -> None:
+    """Print the summary table and write ``summary.json`` and the PNG plots into ``run_dir``."""
+    from evaluation.report import write_plots
+    from evaluation.run_summary import summarise, summary_rows
+
+    summary = summarise([r.outcome for r in runs])
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for k, v in summary_rows(summary):
+        table.add_row(k, v)
+    console.print(table)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plots = write_plots([r.outcome for r in runs], run_dir)
+    (run_dir / "summary.json").write_text(json.dumps(dict(summary_rows(summary)), indent=2))
+    console.print(f"plots: {', '.join(str(p) for p in plots)}")
+
+
 class WorkerSet:
     """Child processes with their logs; stopped together (SIGTERM, then SIGKILL)."""
 
@@ -110,8 +147,6 @@ def demo(
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
     from evaluation.email_world import EmailWorldConfig
-    from evaluation.report import write_plots
-    from evaluation.run_summary import summarise, summary_rows
     from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
     from streams.simulator_feed import SimulatorConfig, SimulatorFeed
     from streams.topics import TopicNames, create_topics, topic_specs
@@ -142,30 +177,10 @@ def demo(
         workers.start("trainer", ["worker", "trainer", "--retrain-every", str(users), "--min-rows",
                                   str(min(200, users)), "--retrain-interval-s", "5"], env)
         feed = SimulatorFeed(SimulatorConfig(bootstrap=settings.bootstrap, names=names, world=world, seed=seed))
-        runs = []
-        with Progress(TextColumn("[bold]send batches"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=console) as progress:
-            task = progress.add_task("batches", total=batches, note="")
-            for b in range(batches):
-                workers.check()
-                run = feed.run_batch(b)
-                runs.append(run)
-                o = run.outcome
-                progress.update(task, advance=1, note=(
-                    f"reward {float((o.x * o.expected_reward).sum()):.1f} / oracle {o.oracle_objective:.1f}, "
-                    f"unsub {float((o.x * o.expected_unsub).sum()) / o.unsub_budget:.0%} of budget, "
-                    f"decided in {run.decided_s:.1f} s"))
+        runs = play_batches(feed, batches, check=workers.check)
         feed.close()
-        summary = summarise([r.outcome for r in runs])
-        table = Table(title=f"BanditLP demo: {batches} batches x {users} users x {candidates} candidates")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        for k, v in summary_rows(summary):
-            table.add_row(k, v)
-        console.print(table)
-        plots = write_plots([r.outcome for r in runs], run_dir)
-        (run_dir / "summary.json").write_text(json.dumps(dict(summary_rows(summary)), indent=2))
-        console.print(f"plots: {', '.join(str(p) for p in plots)}\nlogs: {run_dir / 'logs'}")
+        report_run(runs, run_dir, f"BanditLP demo: {batches} batches x {users} users x {candidates} candidates")
+        console.print(f"logs: {run_dir / 'logs'}")
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; stopping workers[/]")
         raise typer.Exit(code=130)

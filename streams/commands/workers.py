@@ -33,6 +33,8 @@ def processors(
     partitions: Optional[int] = typer.Option(None, help="[env BANDITLP_PARTITIONS]"),
     tau: float = typer.Option(1.0, help="Thompson temperature: posterior covariance scale (0 = greedy)."),
     model_name: str = typer.Option("email", help="Model snapshot name to score with."),
+    feature_dim: Optional[int] = typer.Option(None, help="Pair-feature width of the cold-start prior, "
+                                              "used until a model snapshot exists (default: the first record's)."),
     seed: int = typer.Option(0),
 ) -> None:
     """The faust scorer (candidates -> scores) and learner (feedback -> posterior tables)."""
@@ -42,21 +44,31 @@ def processors(
     names = TopicNames(s.topic_prefix)
     run_worker(ProcessorConfig(bootstrap=s.bootstrap, names=names, state_dir=s.state_dir,
                                partitions=s.partitions, app_id=f"{s.topic_prefix}banditlp-processors",
-                               tau=tau, model_name=model_name, seed=seed))
+                               tau=tau, model_name=model_name, seed=seed, feature_dim=feature_dim))
 
 
 @worker_app.command("allocator")
 def allocator(
     bootstrap: Optional[str] = BootstrapOpt,
     prefix: Optional[str] = PrefixOpt,
+    highs_threshold: int = typer.Option(200_000, help="LP pairs up to which HiGHS solves; the dual solver above."),
+    rounding: str = typer.Option("sample", help="sample (systematic, propensity x) | top (propensity 1)."),
+    seed: int = typer.Option(0, help="Mixed with each batch id to seed its rounding."),
+    unknown_batch_timeout_s: float = typer.Option(300.0, help="Scores of a batch never OPENED are "
+                                                  "dead-lettered after this many seconds."),
+    open_timeout_s: float = typer.Option(3600.0, help="A batch OPENED but never CLOSED is decided with "
+                                         "the users scored so far after this many seconds."),
     log_level: str = typer.Option("info"),
 ) -> None:
     """The windowed, transactional allocator: scores -> LP -> decisions, exactly once."""
     from streams import allocator_worker
 
     s = _settings(bootstrap, prefix)
-    _logging(log_level)
-    allocator_worker.main(["--bootstrap", s.bootstrap, "--prefix", s.topic_prefix])
+    code = allocator_worker.main([
+        "--bootstrap", s.bootstrap, "--prefix", s.topic_prefix, "--highs-threshold", str(highs_threshold),
+        "--rounding", rounding, "--seed", str(seed), "--unknown-batch-timeout", str(unknown_batch_timeout_s),
+        "--open-timeout", str(open_timeout_s), "--log-level", log_level])
+    raise typer.Exit(code=code)
 
 
 @worker_app.command("trainer")

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.allocator_worker import AllocatorWorker, AllocatorWorkerConfig
 from streams.serde import AvroSerde
 from streams.topics import TopicNames
+from tests.integration.kafka_reading import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -92,26 +93,6 @@ def produce_batches(bootstrap: str, names: TopicNames, batch_ids: list[str], n_u
 
 
 # -- reading output ----------------------------------------------------------------------------
-
-
-def read_all(bootstrap: str, topic: str, subject: str, timeout_s: float = 60.0) -> list[tuple[bytes, dict]]:
-    """Every committed record of ``topic`` (read_committed, from the beginning to the end)."""
-    serde = AvroSerde()
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "isolation.level": "read_committed",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
-    c.assign([TopicPartition(topic, p, -2) for p in parts])
-    todo, out, deadline = set(parts), [], time.monotonic() + timeout_s
-    while todo and time.monotonic() < deadline:
-        for m in c.consume(1000, 0.5):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    todo.discard(m.partition())
-                continue
-            out.append((m.key(), serde.decode(subject, m.value())))
-    c.close()
-    assert not todo, f"did not reach the end of {topic}"
-    return out
 
 
 def wait_for_reports(bootstrap: str, names: TopicNames, n: int, timeout_s: float = 120.0,

@@ -14,8 +14,8 @@ from streams.records import BatchControlRecord, BudgetSpec, ProviderSpec, Scores
 
 def control(event: str = "OPENED", expected: int = 3, timeout_ms: int = 5_000, batch: str = "b1",
             budgets: tuple[BudgetSpec, ...] = (BudgetSpec("unsubs", "unsubscription", 1.0),),
-            providers: tuple[ProviderSpec, ...] = ()) -> BatchControlRecord:
-    return BatchControlRecord(batch, event, expected, timeout_ms, 0, 1, budgets, providers, "reward")
+            providers: tuple[ProviderSpec, ...] = (), user_ids: tuple[str, ...] | None = None) -> BatchControlRecord:
+    return BatchControlRecord(batch, event, expected, timeout_ms, 0, 1, budgets, providers, "reward", user_ids)
 
 
 def scores(user: str, n: int = 3, batch: str = "b1", outcomes: tuple[str, ...] = ("reward", "unsubscription"),
@@ -52,6 +52,36 @@ def test_window_closes_on_timeout_after_closed_and_counts_missing() -> None:
     assert not w.is_ready(now=104.999)
     assert w.is_ready(now=105.0)
     assert w.n_missing == 2
+
+
+def test_missing_users_are_named_when_the_producer_lists_them() -> None:
+    w = BatchWindow("b1", first_seen=0.0)
+    w.open(control(expected=3))
+    w.add(scores("u2"))
+    w.close(control("CLOSED", expected=3, user_ids=("u3", "u2", "u1")), now=0.0)
+    assert w.is_ready(now=5.0) and w.n_missing == 2
+    assert w.missing_users() == ["u1", "u3"] and w.missing_users(limit=1) == ["u1"]
+    counted = BatchWindow("b2", first_seen=0.0)
+    counted.open(control(expected=3))
+    assert counted.missing_users() == [] and counted.n_missing == 3  # a count only: no names to give
+
+
+def test_a_batch_never_closed_is_decided_after_the_open_timeout() -> None:
+    w = BatchWindow("b1", first_seen=0.0)
+    w.open(control(expected=3), now=10.0)
+    w.add(scores("u1"))
+    assert not w.is_ready(now=1e9)  # no open timeout given: held until CLOSED
+    assert not w.is_ready(now=69.999, open_timeout_s=60.0)
+    assert w.is_ready(now=70.0, open_timeout_s=60.0) and w.n_missing == 2
+
+
+def test_batch_control_user_ids_must_match_the_count() -> None:
+    from streams.errors import ValidationError
+
+    value = {**control(expected=2).to_avro(), "user_ids": ["u1", "u2"]}
+    assert BatchControlRecord.from_avro(value).user_ids == ("u1", "u2")
+    with pytest.raises(ValidationError, match="distinct users"):
+        BatchControlRecord.from_avro({**value, "user_ids": ["u1", "u1"]})
 
 
 def test_window_is_not_ready_without_opened_even_when_closed() -> None:
