@@ -236,8 +236,10 @@ def build_app(cfg: ProcessorConfig):
                 if ctx is None or ctx[1]["batch_id"] != fb.batch_id or fb.item_id not in ctx[1]["items"]:
                     stats.feedback_unknown += 1
                     await reject(event, ValidationError(
-                        f"no decision context for {fb.feedback_id} (unknown decision id, or late: "
-                        f"older than the last {cfg.context_slots} batches of this user)"), "learner")
+                        f"no decision context for {fb.feedback_id} (unknown decision id; or late: "
+                        f"older than the last {cfg.context_slots} batches of this user; or feedback "
+                        f"keyed or partitioned unlike candidates: key by user_id, murmur2 partitioner)"),
+                        "learner")
                     continue
                 arrays, meta = ctx
                 j = meta["items"].index(fb.item_id)
