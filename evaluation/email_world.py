@@ -510,6 +510,7 @@ class EmailWorld:
         oracle_objective: float | None = None,
         mean_entropy: float = math.nan,
         mean_posterior_std: float = math.nan,
+        x_planned: np.ndarray | None = None,
     ) -> BatchOutcome:
         """Evaluate a policy's decisions on a batch: true expectations, drawn outcomes, oracle.
 
@@ -521,6 +522,8 @@ class EmailWorld:
             oracle_objective: The oracle's objective if already known; solved when None.
             mean_entropy: The policy's mean per-user selection entropy (nan if unknown).
             mean_posterior_std: The policy's mean posterior std of its scores (nan if unknown).
+            x_planned: ``(E,)`` the fractional allocation ``x`` was rounded from, if any (the
+                constraint usage is then measured on it, see :class:`BatchOutcome`).
 
         Returns:
             The per-batch record :func:`evaluation.run_summary.summarise` takes.
@@ -558,6 +561,7 @@ class EmailWorld:
             provider_max=cons.provider_max,
             mean_entropy=mean_entropy,
             mean_posterior_std=mean_posterior_std,
+            x_planned=x_planned,
         )
 
     def _check_pairs(

@@ -49,6 +49,10 @@ class BatchOutcome:
         mean_entropy: Mean over users of the entropy of the policy's selection distribution
             (see :func:`mean_user_entropy`); nan when the policy does not report it.
         mean_posterior_std: Mean posterior std of the policy's reward scores; nan if unknown.
+        x_planned: ``(n,)`` or None: the fractional allocation ``x`` was sampled from (a
+            randomised rounding has ``E[x] = x_planned``). When given, constraint usage
+            (unsubscription budget, provider exposure) is measured on it: in expectation over
+            the rounding, which is what the LP promises; the sends themselves vary around it.
     """
 
     batch_id: str
@@ -65,6 +69,7 @@ class BatchOutcome:
     provider_max: np.ndarray
     mean_entropy: float = math.nan
     mean_posterior_std: float = math.nan
+    x_planned: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Convert and validate the arrays.
@@ -101,6 +106,13 @@ class BatchOutcome:
                 raise EvaluationInputError(f"{self.batch_id}: {name} has NaN or inf")
         if np.any(self.x < 0) or np.any(self.x > 1 + VIOLATION_TOLERANCE):
             raise EvaluationInputError(f"{self.batch_id}: x must lie in [0, 1]")
+        if self.x_planned is not None:
+            planned = np.array(self.x_planned, dtype=float)
+            if planned.shape != n or not np.all(np.isfinite(planned)) or np.any(planned < 0) \
+                    or np.any(planned > 1 + VIOLATION_TOLERANCE):
+                raise EvaluationInputError(f"{self.batch_id}: x_planned must be finite in [0, 1] with shape {n}")
+            planned.flags.writeable = False
+            object.__setattr__(self, "x_planned", planned)
         n_providers = self.provider_min.shape
         if len(n_providers) != 1 or self.provider_max.shape != n_providers:
             raise EvaluationInputError(
@@ -126,9 +138,14 @@ class BatchOutcome:
             getattr(self, name).flags.writeable = False
 
     @property
+    def x_usage(self) -> np.ndarray:
+        """``(n,)`` the weights constraint usage is measured on: ``x_planned`` if given, else ``x``."""
+        return self.x if self.x_planned is None else self.x_planned
+
+    @property
     def provider_exposure(self) -> np.ndarray:
-        """``(P,)`` sum of ``x`` per provider."""
-        return np.bincount(self.pair_provider, weights=self.x, minlength=self.provider_min.shape[0])
+        """``(P,)`` sum of :attr:`x_usage` per provider."""
+        return np.bincount(self.pair_provider, weights=self.x_usage, minlength=self.provider_min.shape[0])
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,7 +279,7 @@ def summarise(outcomes: list[BatchOutcome]) -> RunSummary:
         below.append(
             float(np.sum(exposure < outcome.provider_min * (1 - VIOLATION_TOLERANCE) - 1e-9))
         )
-    expected_unsub = series([float(o.x @ o.expected_unsub) for o in outcomes])
+    expected_unsub = series([float(o.x_usage @ o.expected_unsub) for o in outcomes])
     budget = series([o.unsub_budget for o in outcomes])
     return RunSummary(
         batch_ids=tuple(o.batch_id for o in outcomes),
@@ -304,10 +321,10 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("reward / oracle", f"{summary.reward_fraction:.3f}"),
         ("cumulative realised reward", f"{summary.realised_reward.sum():.3f}"),
         (
-            "unsub budget usage mean / max",
+            "unsub budget usage mean / max (true probabilities)",
             f"{summary.unsub_usage.mean():.3f} / {summary.unsub_usage.max():.3f}",
         ),
-        ("batches over unsub budget", f"{summary.budget_violations} of {b}"),
+        ("batches over unsub budget (true probabilities)", f"{summary.budget_violations} of {b}"),
         ("realised unsubscriptions", f"{summary.realised_unsubs.sum():.0f}"),
         ("worst provider exposure / minimum", _nan_aware(np.min, summary.provider_min_ratio)),
         ("batches with a provider out of bounds", f"{summary.provider_violations} of {b}"),

@@ -167,7 +167,8 @@ class SimulatorFeed:
                 chosen[j] = 1.0
                 propensity[j] = c["propensity"]
         outcome = self.world.batch_outcome(batch, chosen, self.rng, constraints=cons,
-                                           mean_entropy=mean_user_entropy(x_lp, batch.pair_user))
+                                           mean_entropy=mean_user_entropy(x_lp, batch.pair_user),
+                                           x_planned=x_lp)
         now = int(time.time() * 1000)
         for j in np.flatnonzero(chosen):
             u, i = int(batch.pair_user[j]), int(batch.pair_item[j])

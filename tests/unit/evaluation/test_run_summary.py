@@ -123,7 +123,7 @@ def test_summary_rows_cover_reward_constraints_and_exploration() -> None:
     table = dict(rows)
     assert table["batches"] == "1"
     assert table["cumulative regret"] == "1.000 (16.7% of oracle)"
-    assert table["batches over unsub budget"] == "0 of 1"
+    assert table["batches over unsub budget (true probabilities)"] == "0 of 1"
     assert table["worst provider exposure / minimum"] == "0.500"
     assert table["mean selection entropy"] == "n/a"
     assert table["mean posterior std"] == "0.125"
@@ -141,3 +141,16 @@ def test_mean_user_entropy_closed_forms() -> None:
     assert mean_user_entropy(mixed, users) == pytest.approx((2 * math.log(4) + math.log(2)) / 3)
     with pytest.raises(EvaluationInputError, match="finite"):
         mean_user_entropy(np.array([-0.1, 1.1]), np.array([0, 0]))
+
+
+def test_constraint_usage_is_measured_on_the_planned_allocation_when_given() -> None:
+    """Sends [1, 0, 1] rounded from x_planned [0.5, 1, 0.5]: reward and realised figures follow
+    the sends, budget and exposure the plan (their expectation over the rounding)."""
+    planned = np.array([0.5, 1.0, 0.5])
+    summary = summarise([_outcome(x_planned=planned)])
+    np.testing.assert_allclose(summary.expected_reward, [5.0])               # sends: 2 + 3
+    np.testing.assert_allclose(summary.expected_unsub, [0.05 + 0.2 + 0.15])  # plan
+    np.testing.assert_allclose(summary.provider_min_ratio, [0.5 / 1.0])      # plan: [0.5, 1.5] vs [1, 2]
+    np.testing.assert_allclose(summary.providers_below_min, [2])
+    with pytest.raises(EvaluationInputError, match="x_planned"):
+        _outcome(x_planned=np.array([0.5, 1.5, 0.0]))
