@@ -4,8 +4,13 @@ It keeps the newest ``buffer_rows`` rows, and every ``retrain_every`` new rows (
 ``retrain_interval_s`` seconds when at least one new row came in) refits the network,
 rebuilds the last-layer posterior and the calibrators from the retained rows, and
 publishes version n+1 on the compacted ``model-snapshots`` topic, where every scorer picks
-it up without restarting. Offsets are committed after the snapshot is published
-(at-least-once: a crash retrains on the same rows, which is harmless).
+it up without restarting.
+
+Its window is the last ``buffer_rows`` rows of the topic (logged history included: the
+warm-start rows a deployment starts from are training rows like any other). It keeps no
+offsets: on (re)start it reads the topic from the beginning to rebuild the window, and rows up
+to the end offsets seen at start count as history, not as new rows, when a model already
+exists, so a restart does not retrain on what the current model has seen.
 """
 
 from __future__ import annotations
@@ -96,9 +101,13 @@ class Trainer:
         version, payload = latest_version(cfg.bootstrap, names("model-snapshots"), cfg.model_name, self.serde)
         previous = NeuralThompsonModel.from_bytes(payload) if payload else None
         consumer = Consumer({"bootstrap.servers": cfg.bootstrap, "group.id": cfg.group_id,
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                             "isolation.level": "read_committed"})
-        consumer.subscribe([names("training-rows")])
+                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        topic = names("training-rows")
+        parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        # rows below these offsets are history the current model was trained on (if any)
+        history_end = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                       if payload else 0 for p in parts}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         producer = Producer({"bootstrap.servers": cfg.bootstrap, "enable.idempotence": True,
                              "message.max.bytes": 16 * 1024 * 1024, "compression.type": "lz4"})
         new_rows = 0
@@ -123,12 +132,11 @@ class Trainer:
                             key=msg.key(), value=msg.value(), error=exc, consumer="trainer"))
                         continue
                     self.buffer.append((features, row["converted"], row["unsubscribed"], row["value"]))
-                    new_rows += 1
+                    new_rows += msg.offset() >= history_end.get(msg.partition(), 0)
                 due = new_rows >= cfg.retrain_every or (new_rows and time.monotonic() - last_fit >= cfg.retrain_interval_s)
                 if due and len(self.buffer) >= cfg.min_rows:
                     version += 1
                     previous = self._retrain_and_publish(producer, version, previous)
-                    consumer.commit(asynchronous=False)
                     new_rows = 0
                     last_fit = time.monotonic()
         finally:

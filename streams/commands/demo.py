@@ -30,11 +30,14 @@ console = Console()
 
 
 def publish_warm_start(bootstrap: str, names, world_cfg, model_name: str, n_batches: int, seed: int) -> int:
-    """Train version 1 of the model on logged data of a uniformly random policy and publish it.
+    """Log sends of a uniformly random policy on ``training-rows``, train version 1 of the
+    model on them and publish it.
 
     BanditLP starts from models trained on logged data; without this the scorer would start
     from the untrained prior (flat 50% probabilities), which makes the unsubscription budget
-    look infeasible for the first batches. Returns the number of logged rows.
+    look infeasible for the first batches. The logged rows stay on ``training-rows``, so the
+    trainer's later versions learn from them too, not only from the pipeline's own sends.
+    Returns the number of logged rows.
     """
     import numpy as np
     from confluent_kafka import Producer
@@ -46,7 +49,7 @@ def publish_warm_start(bootstrap: str, names, world_cfg, model_name: str, n_batc
 
     world = EmailWorld(world_cfg)
     rng = np.random.default_rng(seed + 7)
-    X, conv, unsub, value = [], [], [], []
+    X, conv, unsub, value, who = [], [], [], [], []
     for b in range(n_batches):
         batch = world.candidates(1_000_000 + b)  # batches the demo never plays
         starts = np.flatnonzero(np.r_[True, np.diff(batch.pair_user) != 0])
@@ -54,11 +57,21 @@ def publish_warm_start(bootstrap: str, names, world_cfg, model_name: str, n_batc
         idx = starts + (rng.random(len(starts)) * sizes).astype(int)
         c, u, v = world.draw_outcomes(batch.pair_user[idx], batch.pair_item[idx], rng)
         X.append(batch.features[idx]); conv.append(c); unsub.append(u); value.append(v)
+        who += [(batch.batch_id, int(batch.pair_user[j]), int(batch.pair_item[j])) for j in idx]
     X = np.concatenate(X)
-    model = fit_model(X, np.concatenate(conv).astype(float), np.concatenate(unsub).astype(float),
-                      np.concatenate(value), seed=seed)
+    conv_all, unsub_all, value_all = (np.concatenate(a) for a in (conv, unsub, value))
+    model = fit_model(X, conv_all.astype(float), unsub_all.astype(float), value_all, seed=seed)
     serde = AvroSerde()
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
+                         "partitioner": "murmur2_random"})
+    now = int(time.time() * 1000)
+    for j, (batch_id, user, item) in enumerate(who):
+        producer.produce(names("training-rows"), key=f"u{user}".encode(), value=serde.encode("training-rows", {
+            "decision_id": f"{batch_id}/u{user}", "batch_id": batch_id, "user_id": f"u{user}",
+            "item_id": f"i{item}", "features": X[j].tolist(), "converted": bool(conv_all[j]),
+            "unsubscribed": bool(unsub_all[j]), "value": float(value_all[j]), "model_version": 0,
+            "observed_at_ms": now}))
+        producer.poll(0)
     producer.produce(names("model-snapshots"), key=model_name.encode(), value=serde.encode("model-snapshots", {
         "name": model_name, "version": 1, "kind": NeuralThompsonModel.snapshot_kind,
         "created_at_ms": int(time.time() * 1000), "n_observations": len(X),

@@ -8,6 +8,7 @@ truths computed here from the inputs (not from the workers' own reports):
 
 - exactly one decision per (batch, user); every user's cap holds exactly; the budget and the
   provider bounds hold in expectation for the published x and the scores the allocator read;
+- the trainer retrains from the feedback and the scorer uses the new snapshot without a restart;
 - the learner's posterior table (read from its changelog) equals the closed-form precision
   of every user's observed items;
 - every garbage record is in dead-letters with a reason, no good record is, no worker died.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import threading
 import time
@@ -37,6 +39,7 @@ from streams.processors import decode_user
 from streams.serde import AvroSerde
 from streams.simulator_feed import BatchRun, SimulatorConfig, SimulatorFeed
 from streams.topics import TopicNames, create_topics, topic_specs
+from streams.trainer import latest_version
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -167,6 +170,8 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
     try:
         workers.start("processors", ["worker", "processors"], env)
         workers.start("allocator", ["worker", "allocator", "--unknown-batch-timeout-s", "5"], env)
+        workers.start("trainer", ["worker", "trainer", "--retrain-every", str(N_USERS // 2), "--min-rows", "200",
+                                  "--retrain-interval-s", "3"], env)
         feed = SimulatorFeed(SimulatorConfig(bootstrap=kafka_bootstrap, names=names, world=WORLD,
                                              timeout_ms=120_000, decision_timeout_s=240.0))
         garbage = garbage_records(AvroSerde(), feed.world.candidates(0).features.shape[1])
@@ -175,6 +180,13 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
         runs = []
         for b in range(N_BATCHES):
             workers.check()
+            if b == N_BATCHES - 1:  # the trainer has learned from the feedback and the scorer loaded it
+                wait_until(lambda: latest_version(kafka_bootstrap, names("model-snapshots"), "email",
+                                                  AvroSerde())[0] >= 2, 180, "a retrained model snapshot",
+                           alive=workers.check)
+                wait_until(lambda: re.search(r"model email v([2-9]|\d\d+) loaded",
+                                             (tmp / "logs" / "processors.log").read_text()) is not None,
+                           60, "the scorer loaded the retrained model", alive=workers.check)
             runs.append(feed.run_batch(b))
         garbage_thread.join(60)
         assert not garbage_thread.is_alive()
@@ -232,6 +244,9 @@ def test_one_decision_per_batch_and_user_within_caps_budget_and_provider_bounds(
         for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max)):
             got = exposure[f"p{p}"]
             assert got >= lo * (1 - TOL) - TOL and got <= hi * (1 + TOL) + TOL, (c.batch_id, p, lo, got, hi)
+
+    last = [d["model_version"] for d in decisions if d["batch_id"] == batches[-1].batch_id]
+    assert min(last) >= 2, "the last batch was not scored with a retrained model"
 
     reports = {v["batch_id"]: v for _, v in read_all(pipeline.bootstrap, pipeline.names("allocation-reports"),
                                                        "allocation-reports")}
