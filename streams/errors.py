@@ -4,7 +4,7 @@
   record goes to dead-letters with its reason and original bytes; the stream goes on.
 - ``ValidationError`` (decoded but unusable: NaN/inf, empty or oversized lists, unknown
   batch): dead-letter, go on.
-- ``BrokerError`` / ``ConfigError``: stop the process with a clear message.
+- ``BrokerError`` / ``ConfigError`` / ``DeliveryError``: stop the process with a clear message.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ class ConfigError(StreamError):
 
 class BrokerError(StreamError):
     """The local broker could not be provisioned, started or reached (stop)."""
+
+
+class DeliveryError(StreamError):
+    """Produced records were not acknowledged by Kafka after the producer's retries (stop: the
+    offsets of the records they came from stay uncommitted, so a restart redoes them)."""
 
 
 class SchemaError(StreamError):

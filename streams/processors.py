@@ -27,13 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from banditlp.errors import BanditLPError
 from models import random_effects
 from models.random_effects import RandomEffectConfig
 from streams.dead_letters import dead_letter
 from streams.errors import DecodeError, ValidationError
+from streams.avro_columns import ScoredItems
 from streams.model_feed import ModelFeed
+from streams.score_publisher import ScorePublisher
 from streams.records import CandidatesRecord, FeedbackRecord
 from streams.scoring import ScoringModel
 from streams.serde import AvroSerde
@@ -59,6 +62,7 @@ class ProcessorConfig:
             prior's input); None takes the width of the first candidates record scored.
         model_wait_s: at start, how long the scorer waits for the model feed to read the
             snapshots topic to its end, so it scores with the newest model, not the prior.
+        torch_threads: intra-op threads of the scoring model (``torch.set_num_threads``).
     """
 
     bootstrap: str
@@ -78,6 +82,7 @@ class ProcessorConfig:
     web_port: int | None = None
     feature_dim: int | None = None
     model_wait_s: float = 30.0
+    torch_threads: int = 1
 
 
 @dataclass
@@ -131,6 +136,13 @@ def build_app(cfg: ProcessorConfig):
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        # The changelogs carry a ~2 KB context per scored user: batch them (aiokafka's defaults
+        # send a request per few records) but leave them uncompressed, since compressing runs on
+        # this event loop, the scorer's bottleneck (bench/bench_pipeline.py).
+        producer_linger=0.005,
+        producer_max_batch_size=1024 * 1024,
+        producer_max_request_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=4 * 1024 * 1024,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
     )
@@ -138,7 +150,7 @@ def build_app(cfg: ProcessorConfig):
     names = cfg.names
     candidates_topic = app.topic(names("candidates"), partitions=cfg.partitions, **raw)
     feedback_topic = app.topic(names("feedback"), partitions=cfg.partitions, **raw)
-    scores_topic = app.topic(names("scores"), **raw)
+    publisher = ScorePublisher(cfg.bootstrap, names("scores"))
     training_topic = app.topic(names("training-rows"), **raw)
     metrics_topic = app.topic(names("metrics"), **raw)
     dead_topic = app.topic(names("dead-letters"), **raw)
@@ -214,7 +226,9 @@ def build_app(cfg: ProcessorConfig):
             for (event, rec), value, context in zip(records, scored.values, scored.contexts):
                 _bind_event(event)
                 remember_context(rec.user_id, rec.batch_id, context)
-                await scores_topic.send(key=rec.batch_id.encode(), value=serde.encode("scores", value))
+                publisher.publish(rec.batch_id.encode(), serde.encode("scores", value))
+            # faust acks the take's events after this body: their scores must be on the topic first
+            await publisher.flushed()
             stats.scored_users += len(records)
             stats.scored_pairs += scored.n_pairs
 
@@ -280,8 +294,43 @@ def build_app(cfg: ProcessorConfig):
     async def start_feed() -> None:
         feed.start()
 
+    _reseek_after_rebalance(app)
     app.banditlp_stats = stats  # type: ignore[attr-defined]
     return app
+
+
+def _reseek_after_rebalance(app: Any, settle_s: float = 0.5, timeout_s: float = 120.0) -> None:
+    """Once each rebalance is over, seek the input partitions to their committed offsets again.
+
+    Why: faust resumes the stream partitions, seeks them to the committed offsets and only
+    then reopens its flow control. Records its fetcher already holds from before the seek are
+    still delivered in that gap: the stream skips them (flow closed), but their offsets have
+    become the consumer's read offsets, so the same records fetched again after the seek are
+    dropped as already read. A restarted worker with records waiting on its partitions then
+    never scores them (seen here in about one start in five; faust-streaming issues #216 and
+    #596 describe the race). A second seek, with the flow open, re-reads from the committed
+    offsets: at worst a few records are processed twice, which every consumer downstream
+    tolerates (the allocator keeps the first scores record of a (batch, user), the learner
+    drops a feedback id it has seen).
+    """
+    import asyncio
+
+    async def reseek(sender: Any = None, **_: Any) -> None:
+        deadline = time.monotonic() + timeout_s
+        while app.rebalancing or not app.flow_control.is_active():
+            if time.monotonic() > deadline:
+                log.warning("rebalance did not end within %.0f s; input partitions not re-seeked", timeout_s)
+                return
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(settle_s)
+        if not app.rebalancing:
+            await app.consumer.perform_seek()
+            log.info("input partitions re-seeked to their committed offsets after the rebalance")
+
+    async def on_rebalance_complete(sender: Any = None, **_: Any) -> None:
+        asyncio.ensure_future(reseek())
+
+    app.on_rebalance_complete.connect(on_rebalance_complete)
 
 
 def _bind_event(event: Any) -> None:
@@ -310,8 +359,12 @@ def score_records(records: list[CandidatesRecord], user_state, model: ScoringMod
                   rng: np.random.Generator) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
-    Every record's feature width is ``model.feature_dim`` (the agent checked it)."""
-    sizes = np.array([len(r.item_ids) for r in records])
+    Every record's feature width is ``model.feature_dim`` (the agent checked it).
+
+    The ``scores`` values are Avro dicts whose ``items`` is a ``ScoredItems`` (columns that
+    read as the list of item dicts the schema describes); no per-pair Python object is built.
+    """
+    sizes = np.fromiter((len(r.item_ids) for r in records), dtype=np.int64, count=len(records))
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     X = np.concatenate([r.features for r in records])
 
@@ -328,34 +381,29 @@ def score_records(records: list[CandidatesRecord], user_state, model: ScoringMod
         effect = (np.einsum("pk,pk->p", Z, w[owner]), np.einsum("pk,pk->p", Z, w_mean[owner]))
     out = model.score(X, tau, rng, conversion_effect=effect)  # calibrated, (n_pairs,) per outcome
 
-    values, contexts = [], []
+    # The scored items as columns: their fixed-layout part (three maps of doubles) is encoded
+    # here for all pairs at once; the serde then only adds each item's two id strings.
+    items = ScoredItems.split([r.item_ids for r in records], [r.provider_ids for r in records],
+                              out.samples, out.means, out.stds, offsets)
     now = int(time.time() * 1000)
-    outcomes = list(out.samples)
-    for u, rec in enumerate(records):
-        sl = slice(offsets[u], offsets[u + 1])
-        s = {o: out.samples[o][sl].tolist() for o in outcomes}
-        m = {o: out.means[o][sl].tolist() for o in outcomes}
-        d = {o: out.stds[o][sl].tolist() for o in outcomes}
-        items = [{"item_id": item, "provider_id": prov,
-                  "samples": {o: s[o][j] for o in outcomes}, "means": {o: m[o][j] for o in outcomes},
-                  "stds": {o: d[o][j] for o in outcomes}}
-                 for j, (item, prov) in enumerate(zip(rec.item_ids, rec.provider_ids))]
-        values.append({
-            "batch_id": rec.batch_id, "user_id": rec.user_id,
-            "user_cap": rec.user_cap, "scored_at_ms": now,
-            "model_name": model.name, "model_version": model.version, "parameter_version": "default",
-            "tau": float(tau), "items": items,
-        })
-        contexts.append(pack(
-            {"features": rec.features, "item_features": rec.item_features,
-             "p_conversion": out.fixed_conversion_mean[sl]},
-            {"batch_id": rec.batch_id, "items": list(rec.item_ids), "model_version": model.version}))
-    return ScoredBatch(values, contexts, int(offsets[-1]))
+    values = [{"batch_id": rec.batch_id, "user_id": rec.user_id, "user_cap": rec.user_cap, "scored_at_ms": now,
+               "model_name": model.name, "model_version": model.version, "parameter_version": "default",
+               "tau": float(tau), "items": scored}
+              for rec, scored in zip(records, items)]
+    bounds = offsets.tolist()
+    contexts = [pack({"features": rec.features, "item_features": rec.item_features,
+                      "p_conversion": out.fixed_conversion_mean[bounds[u]:bounds[u + 1]]},
+                     {"batch_id": rec.batch_id, "items": list(rec.item_ids), "model_version": model.version})
+                for u, rec in enumerate(records)]
+    return ScoredBatch(values, contexts, bounds[-1])
 
 
 def run_worker(cfg: ProcessorConfig, loglevel: str = "info") -> None:
     """Run the faust worker until SIGTERM/SIGINT."""
     import faust
 
+    # One thread: scoring's matrix products are small, and on a machine shared with the broker
+    # and the allocator a second torch thread costs more CPU than it saves time.
+    torch.set_num_threads(cfg.torch_threads)
     app = build_app(cfg)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -2,7 +2,9 @@
 
 Decoders turn Avro dicts into these frozen values at the edge and raise
 ``ValidationError`` for anything unusable (NaN/inf, empty or oversized candidate lists,
-ragged feature lengths), so the code inside trusts its inputs.
+ragged feature lengths), so the code inside trusts its inputs. The serde decodes the
+candidates and scored items of the hot subjects as numpy columns
+(``streams.avro_columns``); those are taken as they are, with the same checks.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from streams.avro_columns import CandidateColumns, ScoredItems
 from streams.errors import ValidationError
 
 MAX_CANDIDATES = 1_000
@@ -56,23 +59,31 @@ class CandidatesRecord:
 
     @classmethod
     def from_avro(cls, value: dict[str, Any], max_candidates: int = MAX_CANDIDATES) -> "CandidatesRecord":
+        """From a decoded ``candidates`` value: plain dicts, or the serde's columns (same checks)."""
         cands = value["candidates"]
         if not cands:
             raise ValidationError(f"user {value['user_id']} in batch {value['batch_id']} has no candidates")
         if len(cands) > max_candidates:
             raise ValidationError(f"{len(cands)} candidates exceed the limit of {max_candidates}")
-        items = tuple(c["item_id"] for c in cands)
+        columns = isinstance(cands, CandidateColumns)
+        items = cands.item_ids if columns else tuple(c["item_id"] for c in cands)
         if len(set(items)) != len(items):
             raise ValidationError("duplicate item_id among the candidates")
         cap = value.get("user_cap")
         if cap is not None and cap < 0:
             raise ValidationError(f"user_cap {cap} is negative")
-        return cls(
-            batch_id=value["batch_id"], user_id=value["user_id"], user_cap=cap, item_ids=items,
-            provider_ids=tuple(c["provider_id"] for c in cands),
-            features=_matrix("features", [c["features"] for c in cands]),
-            item_features=_matrix("item_features", [c.get("item_features", []) for c in cands], allow_empty=True),
-        )
+        if columns:
+            providers = cands.provider_ids
+            if not cands.features.shape[1]:
+                raise ValidationError("features are empty")
+            features = _finite("features", cands.features.astype(np.float32, copy=False))
+            item_features = _finite("item_features", cands.item_features.astype(np.float32, copy=False))
+        else:
+            providers = tuple(c["provider_id"] for c in cands)
+            features = _matrix("features", [c["features"] for c in cands])
+            item_features = _matrix("item_features", [c.get("item_features", []) for c in cands], allow_empty=True)
+        return cls(batch_id=value["batch_id"], user_id=value["user_id"], user_cap=cap, item_ids=items,
+                   provider_ids=providers, features=features, item_features=item_features)
 
 
 @dataclass(frozen=True)
@@ -196,19 +207,29 @@ class ScoresRecord:
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> "ScoresRecord":
+        """From a decoded ``scores`` value: plain dicts, or the serde's columns (same checks)."""
         items = value["items"]
         if not items:
             raise ValidationError(f"scores for user {value['user_id']} list no items")
-        keys = set(items[0]["samples"])
-        for it in items:
-            if set(it["samples"]) != keys:
-                raise ValidationError("scored items disagree on their outcomes")
-        samples = {k: _finite(f"samples[{k}]", np.array([it["samples"][k] for it in items], dtype=np.float64))
-                   for k in keys}
-        means = {k: np.array([it["means"].get(k, np.nan) for it in items], dtype=np.float64) for k in keys}
+        if isinstance(items, ScoredItems):  # one set of outcomes for every item, by construction
+            item_ids, provider_ids = items.item_ids, items.provider_ids
+            columns, mean_columns = items.samples, items.means
+            samples = {k: _finite(f"samples[{k}]", np.array(v, dtype=np.float64)) for k, v in columns.items()}
+            means = {k: np.array(mean_columns[k], dtype=np.float64) if k in mean_columns
+                     else np.full(len(item_ids), np.nan) for k in samples}
+        else:
+            keys = set(items[0]["samples"])
+            for it in items:
+                if set(it["samples"]) != keys:
+                    raise ValidationError("scored items disagree on their outcomes")
+            samples = {k: _finite(f"samples[{k}]", np.array([it["samples"][k] for it in items], dtype=np.float64))
+                       for k in keys}
+            means = {k: np.array([it["means"].get(k, np.nan) for it in items], dtype=np.float64) for k in keys}
+            item_ids = tuple(it["item_id"] for it in items)
+            provider_ids = tuple(it["provider_id"] for it in items)
         cap = value.get("user_cap")
         if cap is not None and cap < 0:
             raise ValidationError(f"user_cap {cap} is negative")
         return cls(value["batch_id"], value["user_id"], cap, value["model_name"],
                    int(value["model_version"]), value.get("parameter_version", "default"),
-                   tuple(it["item_id"] for it in items), tuple(it["provider_id"] for it in items), samples, means)
+                   item_ids, provider_ids, samples, means)

@@ -5,6 +5,12 @@
 the current one, so records written with an older version get the new fields' defaults.
 Every decoding failure raises one typed ``DecodeError`` naming topic, partition, offset
 and cause; the caller dead-letters it.
+
+The scorer's two hot subjects, ``candidates`` and ``scores``, go through the columnar codecs
+of ``streams.avro_columns`` (the same bytes, ~10x faster than fastavro for their float arrays
+and maps) whenever those implement the subject's current schema; anything they do not handle
+falls back to fastavro. Their decoded values hold the candidates / scored items as a
+read-only sequence of dicts backed by numpy columns.
 """
 
 from __future__ import annotations
@@ -16,18 +22,37 @@ from typing import Any
 
 import fastavro
 
+from streams import avro_columns
 from streams.errors import DecodeError, SchemaError
 from streams.schema_registry import SchemaRegistry, make_registry
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
+_FAST_ENCODERS = {"candidates": avro_columns.encode_candidates, "scores": avro_columns.encode_scores}
+_FAST_DECODERS = {"candidates": avro_columns.decode_candidates, "scores": avro_columns.decode_scores}
 
 
 class AvroSerde:
-    """Encode and decode topic values against a schema registry."""
+    """Encode and decode topic values against a schema registry.
 
-    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+    Args:
+        registry: where schema ids come from (default: ``make_registry()``).
+        columnar: use the columnar codecs for the subjects whose current schema they
+            implement; False runs fastavro alone (the reference the codecs are tested against).
+    """
+
+    def __init__(self, registry: SchemaRegistry | None = None, columnar: bool = True) -> None:
         self.registry = registry or make_registry()
+        self.columnar = columnar
+        self._implemented: dict[int, bool] = {}  # schema id -> the columnar codecs implement it
+
+    def _fast(self, subject: str, sid: int, schema: Any) -> bool:
+        if not self.columnar:
+            return False
+        fast = self._implemented.get(sid)
+        if fast is None:
+            fast = self._implemented[sid] = avro_columns.implements(subject, schema)
+        return fast
 
     def encode(self, subject: str, value: dict[str, Any]) -> bytes:
         """Serialise ``value`` with the current schema of ``subject`` (a topic's base name).
@@ -36,6 +61,11 @@ class AvroSerde:
             SchemaError: the value does not fit the schema.
         """
         sid, schema = self.registry.current(subject)
+        if subject in _FAST_ENCODERS and self._fast(subject, sid, schema):
+            body = _FAST_ENCODERS[subject](value)
+            if body is not None:
+                return _HEADER.pack(MAGIC, sid) + body
+            value = _plain(value)
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, sid))
         try:
@@ -64,7 +94,11 @@ class AvroSerde:
         writer = self.registry.by_id(sid)
         if writer is None:
             raise DecodeError(where, f"unknown schema id {sid}", partition=partition, offset=offset)
-        _, reader = self.registry.current(subject)
+        reader_id, reader = self.registry.current(subject)
+        if sid == reader_id and subject in _FAST_DECODERS and self._fast(subject, sid, reader):
+            value = _FAST_DECODERS[subject](data, _HEADER.size)
+            if value is not None:
+                return value
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
         try:
@@ -75,6 +109,13 @@ class AvroSerde:
             raise DecodeError(where, f"{len(data) - buf.tell()} trailing bytes after the record",
                               partition=partition, offset=offset)
         return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with its columnar sequences as lists of dicts (what fastavro writes)."""
+    if isinstance(value, dict) and any(isinstance(v, avro_columns.Columns) for v in value.values()):
+        return {k: v.rows() if isinstance(v, avro_columns.Columns) else v for k, v in value.items()}
+    return value
 
 
 def all_finite(values: list[float] | tuple[float, ...]) -> bool:

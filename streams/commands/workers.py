@@ -51,7 +51,7 @@ def processors(
 def allocator(
     bootstrap: Optional[str] = BootstrapOpt,
     prefix: Optional[str] = PrefixOpt,
-    highs_threshold: int = typer.Option(200_000, help="LP pairs up to which HiGHS solves; the dual solver above."),
+    highs_threshold: int = typer.Option(50_000, help="LP pairs up to which HiGHS solves; the dual solver above."),
     rounding: str = typer.Option("sample", help="sample (systematic, propensity x) | top (propensity 1)."),
     seed: int = typer.Option(0, help="Mixed with each batch id to seed its rounding."),
     unknown_batch_timeout_s: float = typer.Option(300.0, help="Scores of a batch never OPENED are "
