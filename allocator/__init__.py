@@ -29,19 +29,31 @@ def solve(problem: AllocationProblem, solver: Literal["auto", "highs", "dual"] =
             pairs, the dual solver from there on.
         **options: passed on to :func:`allocator.highs.solve_highs` or
             :func:`allocator.dual_decomposition.solve_dual` (``elastic`` is understood by both).
+            ``dual_start=(budget_dual (L,), provider_dual (P,))`` warm-starts the dual solver
+            (e.g. from the previous batch's result). HiGHS takes no dual start: with
+            ``solver="highs"`` it raises :class:`ProblemValidationError`; with ``solver="auto"``
+            it is dropped when HiGHS is chosen (so a caller can pass the last batch's duals on
+            every batch without knowing which solver the size picks).
 
     Returns:
         An :class:`AllocationResult`.
 
     Raises:
         InfeasibleAllocation: see the chosen solver.
-        ProblemValidationError: ``solver`` is unknown.
+        ProblemValidationError: ``solver`` is unknown, ``dual_start`` is given with
+            ``solver="highs"``, or it is malformed and the dual solver runs (see ``solve_dual``).
     """
     if solver == "auto":
         solver = "highs" if problem.n_pairs < AUTO_THRESHOLD else "dual"
+        if solver == "highs":
+            options.pop("dual_start", None)
     if solver == "highs":
         from allocator.highs import solve_highs
 
+        if options.get("dual_start") is not None:
+            raise ProblemValidationError("dual_start: HiGHS takes no dual start; it is for solver='dual' "
+                                         "(or 'auto', which drops it when it picks HiGHS)")
+        options.pop("dual_start", None)
         return solve_highs(problem, **options)
     if solver == "dual":
         from allocator.dual_decomposition import solve_dual

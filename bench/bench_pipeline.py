@@ -405,6 +405,8 @@ def main(
     py_spy: Optional[Path] = typer.Option(None, "--py-spy", help="Record the processors worker during the "
                                           "batch to this file (py-spy raw/collapsed format)."),
     keep_logs: Optional[Path] = typer.Option(None, help="Copy the workers' logs here at the end."),
+    processors_arg: list[str] = typer.Option([], help="An argument added to `banditlp worker processors` "
+                                             "(repeatable), e.g. --processors-arg=--take=2000."),
     worker_env: list[str] = typer.Option([], help="NAME=VALUE added to the workers' environment (repeatable), "
                                          "for experiments such as OMP_NUM_THREADS=1."),
     out: Optional[Path] = typer.Option(None, help="Write all figures as JSON here."),
@@ -453,7 +455,8 @@ def main(
                "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
                **dict(item.split("=", 1) for item in worker_env)}
         result["config"]["worker_env"] = worker_env
-        workers.start("processors", ["worker", "processors", "--seed", str(seed)], env)
+        result["config"]["processors_args"] = processors_arg
+        workers.start("processors", ["worker", "processors", "--seed", str(seed), *processors_arg], env)
         workers.start("allocator", ["worker", "allocator"], env)
         reader = DecisionReader(boot, names, partitions)
         warm = SimulatorFeed(SimulatorConfig(bootstrap=boot, names=names, seed=seed, world=EmailWorldConfig(

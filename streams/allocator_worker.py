@@ -485,13 +485,42 @@ class AllocationRejected(StreamError):
     """The LP could not be solved into a publishable allocation (the batch is reported, not decided)."""
 
 
-def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: Any | None = None) -> Solved:
+@dataclass
+class DualMemory:
+    """The duals of the last batch the dual solver decided, by constraint name.
+
+    Consecutive batches have the same budgets and mostly the same providers, so the last
+    batch's prices are a good start for the next solve (``solve_dual(dual_start=...)``:
+    ~2.5x fewer iterations on 10,000 users x 20 candidates). Names absent from the memory
+    start at 0; the solver drops a start that is worse than zero, so a stale one costs little.
+    """
+
+    budget: dict[str, float] = field(default_factory=dict)
+    provider: dict[str, float] = field(default_factory=dict)
+
+    def start_for(self, lp: "BatchLP") -> tuple[np.ndarray, np.ndarray] | None:
+        """``(budget_dual (L,), provider_dual (P,))`` for ``lp``'s rows, or None before any batch."""
+        if not self.budget and not self.provider:
+            return None
+        return (np.array([self.budget.get(n, 0.0) for n in lp.budget_names]),
+                np.array([self.provider.get(n, 0.0) for n in lp.provider_names]))
+
+    def remember(self, lp: "BatchLP", solved: Solved) -> None:
+        self.budget = dict(zip(lp.budget_names, map(float, solved.budget_dual)))
+        self.provider = dict(zip(lp.provider_names, map(float, solved.provider_dual)))
+
+
+def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: Any | None = None,
+                memory: DualMemory | None = None) -> Solved:
     """Solve ``lp``: HiGHS at or below ``highs_threshold`` pairs, else the dual solver.
 
     Fallbacks: when the first solver fails (``AllocatorError``) or returns an ``x`` that
     violates a constraint by more than ``max_relative_violation``, the other one solves; when
     both do, or the LP is infeasible (``InfeasibleAllocation``), it is solved in elastic mode
     (solver ``"<name>+elastic"``, status ``"elastic"`` when a constraint had to give way).
+
+    ``memory``: the dual solver starts from its duals, and it learns this batch's when the
+    dual solver's answer is published.
 
     Raises:
         AllocationRejected: no publishable solution (every solve, elastic included, failed).
@@ -509,8 +538,9 @@ def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: Any | None = N
     attempts = ["highs", "dual"] if lp.n_pairs <= cfg.highs_threshold else ["dual", "highs"]
     failures: list[str] = []
     for name in attempts:
+        start = memory.start_for(lp) if memory is not None and name == "dual" else None
         try:
-            res = _solver(name)(problem)
+            res = _solver(name)(problem) if start is None else _solver(name)(problem, dual_start=start)
         except InfeasibleAllocation as exc:
             log.warning("batch LP infeasible (%s); solving elastic", exc)
             return _elastic(problem, lp, t0, cfg)
@@ -521,9 +551,12 @@ def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: Any | None = N
         x = np.clip(np.asarray(res.x, dtype=np.float64), 0.0, 1.0)
         abs_v, rel_v = lp.violations(x)
         if rel_v <= cfg.max_relative_violation:
-            return Solved(x, float(lp.reward @ x), np.asarray(res.budget_dual, dtype=np.float64),
-                          np.asarray(res.provider_dual, dtype=np.float64), str(res.status),
-                          str(res.solver), int(res.iterations), time.perf_counter() - t0, abs_v, rel_v)
+            solved = Solved(x, float(lp.reward @ x), np.asarray(res.budget_dual, dtype=np.float64),
+                            np.asarray(res.provider_dual, dtype=np.float64), str(res.status),
+                            str(res.solver), int(res.iterations), time.perf_counter() - t0, abs_v, rel_v)
+            if memory is not None and name == "dual":
+                memory.remember(lp, solved)
+            return solved
         failures.append(f"{name}: solution violates a constraint by {rel_v:.3g} (relative)")
         log.warning("%s; falling back", failures[-1])
     log.warning("no solver gave a solution within tolerance (%s); solving elastic", "; ".join(failures))
@@ -533,11 +566,11 @@ def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: Any | None = N
         raise AllocationRejected("; ".join(failures + [str(exc)])) from exc
 
 
-def _solver(name: str) -> Callable[[Any], Any]:
-    """``allocator.solve(problem, solver=name)`` (a seam the unit tests replace)."""
+def _solver(name: str) -> Callable[..., Any]:
+    """``allocator.solve(problem, solver=name, **options)`` (a seam the unit tests replace)."""
     from allocator import solve
 
-    return lambda problem: solve(problem, solver=name)
+    return lambda problem, **options: solve(problem, solver=name, **options)
 
 
 def _elastic(problem: Any, lp: BatchLP, t0: float, cfg: AllocatorWorkerConfig) -> Solved:
@@ -607,6 +640,7 @@ class AllocatorWorker:
         self.decided: set[str] = set()
         self.windows: dict[str, BatchWindow] = {}
         self.tracker = OffsetTracker()
+        self.duals = DualMemory()  # warm start of the next batch's dual solve
         self.horizon: dict[TP, int] = {}  # replay horizon: the committed position of each partition
         self.committed: dict[TP, int] = {}
         self.pending = _Pending()
@@ -860,7 +894,7 @@ class AllocatorWorker:
 
         try:
             problem = lp.to_problem() if lp.n_pairs else None
-            sol = solve_batch(lp, self.cfg, problem)
+            sol = solve_batch(lp, self.cfg, problem, self.duals)
             x = sol.x
             chosen, propensity = np.zeros(lp.n_pairs, dtype=bool), np.zeros(lp.n_pairs)
             if problem is not None:

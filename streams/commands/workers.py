@@ -35,6 +35,8 @@ def processors(
     model_name: str = typer.Option("email", help="Model snapshot name to score with."),
     feature_dim: Optional[int] = typer.Option(None, help="Pair-feature width of the cold-start prior, "
                                               "used until a model snapshot exists (default: the first record's)."),
+    take: int = typer.Option(500, help="Records an agent takes at once (scored in one vectorised pass)."),
+    within_s: float = typer.Option(0.05, help="Longest wait, in seconds, to fill a take."),
     seed: int = typer.Option(0),
 ) -> None:
     """The faust scorer (candidates -> scores) and learner (feedback -> posterior tables)."""
@@ -44,7 +46,8 @@ def processors(
     names = TopicNames(s.topic_prefix)
     run_worker(ProcessorConfig(bootstrap=s.bootstrap, names=names, state_dir=s.state_dir,
                                partitions=s.partitions, app_id=f"{s.topic_prefix}banditlp-processors",
-                               tau=tau, model_name=model_name, seed=seed, feature_dim=feature_dim))
+                               tau=tau, model_name=model_name, seed=seed, feature_dim=feature_dim,
+                               take=take, within_s=within_s))
 
 
 @worker_app.command("allocator")

@@ -303,3 +303,38 @@ def test_a_solver_failure_falls_back_to_the_other_solver(monkeypatch: pytest.Mon
     c, recs = _batch(20, 4, (ProviderSpec("p1", 5.0, float("inf")),), limit=3.0)
     sol = aw.solve_batch(BatchLP.build(c, recs), aw.AllocatorWorkerConfig("unused:9092", TopicNames(), "g", "t"))
     assert calls == ["highs", "dual"] and sol.status == "optimal" and sol.max_relative_violation <= 1e-6
+
+
+def test_the_next_batch_starts_from_the_last_batchs_duals_by_name() -> None:
+    """The worker's dual memory: batch 2's dual solve starts from batch 1's prices, mapped by
+    constraint name (rows are reordered between batches), and still reaches HiGHS's optimum
+    (the start only changes where the solver begins)."""
+    import streams.allocator_worker as aw
+    from allocator.highs import solve_highs
+    from streams.topics import TopicNames
+
+    cfg = aw.AllocatorWorkerConfig("unused:9092", TopicNames(), "g", "t", highs_threshold=0)  # dual solver
+    memory = aw.DualMemory()
+    c1, recs1 = _batch(80, 1, (ProviderSpec("p1", 30.0, float("inf")),), limit=8.0)
+    lp1 = BatchLP.build(c1, recs1)
+    assert memory.start_for(lp1) is None
+    first = aw.solve_batch(lp1, cfg, memory=memory)
+    assert first.solver == "dual" and first.budget_dual[0] > 0  # the budget binds: a price to carry over
+    assert memory.budget == {"unsubs": pytest.approx(float(first.budget_dual[0]))}
+
+    c2, recs2 = _batch(80, 2, (ProviderSpec("p2", 12.0, float("inf")), ProviderSpec("p1", 25.0, float("inf"))),
+                       limit=8.0)
+    lp2 = BatchLP.build(c2, recs2)
+    budget_start, provider_start = memory.start_for(lp2)
+    assert budget_start.tolist() == [pytest.approx(float(first.budget_dual[0]))]
+    by_name = dict(zip(lp1.provider_names, first.provider_dual))
+    assert provider_start.tolist() == [pytest.approx(float(by_name.get(n, 0.0))) for n in lp2.provider_names]
+    # p1 moved from row 0 to row 1 and keeps its (nonzero) price; p2 had none
+    assert lp1.provider_names.index("p1") == 0 and lp2.provider_names.index("p1") == 1
+    assert provider_start[1] == pytest.approx(float(first.provider_dual[0])) != 0.0 and provider_start[0] == 0.0
+
+    second = aw.solve_batch(lp2, cfg, memory=memory)
+    exact = solve_highs(lp2.to_problem())
+    assert second.solver == "dual" and second.max_relative_violation <= cfg.max_relative_violation
+    assert second.objective == pytest.approx(exact.objective, rel=1e-3)
+    assert memory.provider == {n: pytest.approx(float(d)) for n, d in zip(lp2.provider_names, second.provider_dual)}
