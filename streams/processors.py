@@ -33,7 +33,7 @@ from banditlp.errors import BanditLPError
 from models import random_effects
 from models.random_effects import RandomEffectConfig
 from streams.dead_letters import dead_letter
-from streams.errors import DecodeError, ValidationError
+from streams.errors import DecodeError, DeliveryError, ValidationError
 from streams.avro_columns import ScoredItems
 from streams.model_feed import ModelFeed
 from streams.score_publisher import ScorePublisher
@@ -228,7 +228,12 @@ def build_app(cfg: ProcessorConfig):
                 remember_context(rec.user_id, rec.batch_id, context)
                 publisher.publish(rec.batch_id.encode(), serde.encode("scores", value))
             # faust acks the take's events after this body: their scores must be on the topic first
-            await publisher.flushed()
+            try:
+                await publisher.flushed()
+            except DeliveryError as exc:  # stop with the take unacked: a restart re-scores it
+                log.critical("%s; stopping the worker", exc)
+                await app.crash(exc)
+                return
             stats.scored_users += len(records)
             stats.scored_pairs += scored.n_pairs
 
