@@ -1,18 +1,31 @@
 """Primal repair: turn a nearly feasible ``x`` (the dual solver's) into a feasible one.
 
-Four vectorised passes, each keeping what the earlier ones fixed:
+Five vectorised passes, each keeping what the earlier ones fixed:
 
 1. user caps: scale each over-cap user's pairs down by ``k_u / sum_u x``;
 2. provider maximums: scale each over-maximum provider's pairs down by ``hi_p / sum_p x``;
-3. provider minimums: top each short provider up with its best pairs (by ``score``, the reduced
-   reward ``r - C^T lambda`` when the solver passes it) that have room (``x_e < 1`` and user slack),
-   one pair per user per round, a few rounds; the top-up never passes ``lo_p <= hi_p``;
+3. provider minimums, top-up: top each short provider up with its best pairs (by ``score``, the
+   reduced reward ``r - C^T lambda`` when the solver passes it) that have room (``x_e < 1`` and
+   user slack), one pair per user per round, a few rounds; the top-up never passes ``lo_p <= hi_p``;
+3b. provider minimums, swaps: a user at its cap has no slack, so a provider still short gains
+   exposure by a swap inside a user: raise the user's best pair (by ``score``) of a short provider
+   and lower, by the same total, the user's pairs of donor providers (above their minimum, or
+   with none), worst ``score`` first. Each donor provider gives at most its surplus over its
+   minimum (best ``score`` gain first) and each short provider gains at most its deficit (users
+   with the best gain first); one raised pair per user per round, a few rounds. A swap leaves
+   every user sum unchanged, only raises short providers (never past ``lo_p <= hi_p``), never
+   takes a donor below its minimum and keeps ``x`` in ``[0, 1]``;
 4. budgets: for each over-budget row, lower pairs in increasing order of ``r_e / c_{l,e}``,
    never taking a provider below its minimum, until the row holds. Lowering only helps every
-   other row (costs >= 0) and every cap.
+   other row (costs >= 0) and every cap. A swap may raise a row's cost: ordering swaps by the
+   reduced reward, which charges each pair its budget price, keeps that small, and this pass takes
+   it back from providers above their minimum. Should it fail to (every provider at its minimum),
+   pass 4 is also run on ``x`` as it stood before the swaps, and of the two results the one with
+   the smaller worst relative violation of the budgets and minimums is kept.
 
-After the passes ``x`` is feasible whenever such reductions can reach feasibility (a provider
-minimum that no pair with room can raise is left short and shows in the violations).
+After the passes ``x`` is feasible whenever such moves can reach feasibility (a provider minimum
+that neither a pair with room nor a swap against a provider above its minimum can raise is left
+short and shows in the violations; every other constraint still holds).
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from typing import Optional
 import numpy as np
 
 from allocator.problem import AllocationProblem
+from allocator.violations import violations
 
 
 def _group_cumsum_before(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -34,6 +48,55 @@ def _group_cumsum_before(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     return excl - excl[base]
 
 
+def _best_per_user(idx: np.ndarray, key: np.ndarray, user: np.ndarray) -> np.ndarray:
+    """For the pairs ``idx``, the one of each user with the largest ``key`` (ties: lowest index);
+    returned in increasing user order."""
+    order = idx[np.lexsort((-key[idx], user[idx]))]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = user[order[1:]] != user[order[:-1]]
+    return order[first]
+
+
+def _swap_round(x: np.ndarray, user: np.ndarray, prov: np.ndarray, score: np.ndarray,
+                deficit: np.ndarray, surplus: np.ndarray) -> bool:
+    """One round of pass 3b, in place: per user at most one pair of a short provider goes up (its
+    best by ``score``) and the user's donor pairs go down by the same total, worst ``score`` first.
+    Returns whether anything moved."""
+    recv = np.flatnonzero((deficit[prov] > 0) & (x < 1.0))
+    don = np.flatnonzero((surplus[prov] > 0) & (deficit[prov] <= 0) & (x > 0.0))
+    if recv.size == 0 or don.size == 0:
+        return False
+    recv = _best_per_user(recv, score, user)            # one per user, sorted by user
+    n_u = int(user.max()) + 1
+    slot = np.full(n_u, -1, dtype=np.int64)
+    slot[user[recv]] = np.arange(recv.size)
+    don = don[slot[user[don]] >= 0]                     # donors of users that have a recipient
+    if don.size == 0:
+        return False
+    don = don[np.lexsort((score[don], user[don]))]      # by user, worst score first
+    k = slot[user[don]]                                 # the recipient each donor pays
+    room = 1.0 - x[recv]
+    # (a) a user gives at most its recipient's room
+    take = np.clip(room[k] - _group_cumsum_before(x[don], user[don]), 0.0, x[don])
+    # (b) each donor provider gives at most its surplus over its minimum, best gain first
+    gain = score[recv][k] - score[don]
+    o = np.lexsort((-gain, prov[don]))
+    take[o] = np.clip(surplus[prov[don[o]]] - _group_cumsum_before(take[o], prov[don[o]]), 0.0, take[o])
+    # (c) each short provider gains at most its deficit, users with the best mean gain first
+    total = np.bincount(k, weights=take, minlength=recv.size)
+    worth = np.bincount(k, weights=take * gain, minlength=recv.size) / np.where(total > 0, total, 1.0)
+    o = np.lexsort((-worth, prov[recv]))
+    amount = np.empty(recv.size)
+    amount[o] = np.clip(deficit[prov[recv[o]]] - _group_cumsum_before(total[o], prov[recv[o]]), 0.0, total[o])
+    # (d) shrink each user's donations to its amount, worst score first again (only lowers takes)
+    take = np.clip(amount[k] - _group_cumsum_before(take, user[don]), 0.0, take)
+    if not (amount > 0).any():
+        return False
+    x[recv] += np.bincount(k, weights=take, minlength=recv.size)
+    x[don] -= take
+    return True
+
+
 def repair(problem: AllocationProblem, x: np.ndarray, *, score: Optional[np.ndarray] = None,
            hard_only: bool = False, rounds: int = 4) -> np.ndarray:
     """A feasible allocation close to ``x``.
@@ -41,10 +104,12 @@ def repair(problem: AllocationProblem, x: np.ndarray, *, score: Optional[np.ndar
     Args:
         problem: the LP.
         x: (n_pairs,) allocation to repair (any float dtype).
-        score: (n_pairs,) preference for the provider top-up (higher first); default ``reward``.
+        score: (n_pairs,) preference for the provider top-up and swaps (higher first: a short
+            provider gains on its best pairs, donors give up their worst); default ``reward``.
         hard_only: only passes 1-2 (user caps, provider maximums): used by elastic solves, whose
             budgets and provider minimums may give way.
-        rounds: rounds of the provider top-up (each gives at most one pair per user).
+        rounds: rounds of the provider top-up and, after it, of the swaps (each round moves at
+            most one pair, or one swap, per user).
 
     Returns:
         (n_pairs,) float64 repaired allocation in ``[0, 1]``.
@@ -77,8 +142,31 @@ def repair(problem: AllocationProblem, x: np.ndarray, *, score: Optional[np.ndar
         cand = cand[np.argsort(prov[cand], kind="stable")]     # grouped by provider, best first
         before = _group_cumsum_before(room[cand], prov[cand])
         x[cand] += np.clip(deficit[prov[cand]] - before, 0.0, room[cand])
-    # 4. budgets, keeping provider minimums
+    # 3b. provider minimums by swaps inside users (users at cap have no room for the top-up)
     floor = np.where(np.isfinite(lo), np.maximum(lo, 0.0), 0.0)
+    x_pre, swapped = x.copy(), False
+    for _ in range(rounds):
+        sp = np.bincount(prov, weights=x, minlength=n_p)
+        deficit = np.where(np.isfinite(lo), lo - sp, 0.0)
+        if not (deficit > 0).any():
+            break
+        surplus = np.maximum(sp - floor, 0.0)
+        if not _swap_round(x, user, prov, score, deficit, surplus):
+            break
+        swapped = True
+    # 4. budgets, keeping provider minimums
+    x = np.clip(_budgets(problem, x, floor), 0.0, 1.0)
+    if swapped and (problem.cost @ x > problem.budget).any():   # the swaps cost more than pass 4 could free
+        alt = np.clip(_budgets(problem, x_pre, floor), 0.0, 1.0)
+        if _soft_violation(problem, alt) < _soft_violation(problem, x):
+            x = alt
+    return x
+
+
+def _budgets(problem: AllocationProblem, x: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Pass 4, in place on ``x`` (returned): lower pairs of each over-budget row in increasing order
+    of ``r_e / c_{l,e}``, never taking a provider below ``floor``."""
+    prov, n_p = problem.provider, problem.n_providers
     for _ in range(2):
         for l in range(problem.n_budgets):
             c = problem.cost[l]
@@ -95,4 +183,11 @@ def repair(problem: AllocationProblem, x: np.ndarray, *, score: Optional[np.ndar
             worth = removable * c[cand]
             done = np.cumsum(worth) - worth
             x[cand] -= np.clip((excess - done) / c[cand], 0.0, removable)
-    return np.clip(x, 0.0, 1.0)
+    return x
+
+
+def _soft_violation(problem: AllocationProblem, x: np.ndarray) -> float:
+    """Worst relative violation of the rows passes 3-4 trade against each other (budgets, minimums),
+    measured as :func:`allocator.violations.violations` does."""
+    v = violations(problem, x)
+    return float(max(v.budget_rel.max(initial=0.0), v.provider_min_rel.max(initial=0.0)))
