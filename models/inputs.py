@@ -1,4 +1,4 @@
-"""Validation of arrays at the public edges of ``models``.
+"""Validation of arrays at the public edges of ``models`` (and the read-only views models hand out).
 
 Every public method that takes features or outcomes from outside (a decoded Kafka record, a
 trainer's arrays) passes them through these checks, so a malformed record fails with one typed
@@ -87,3 +87,11 @@ def check_discount(gamma: float) -> None:
     """Raise :class:`ModelInputError` unless the discount ``gamma`` lies in (0, 1]."""
     if not (np.isfinite(gamma) and 0.0 < gamma <= 1.0):
         raise ModelInputError(f"gamma must lie in (0, 1], got {gamma!r}")
+
+
+def read_only_view(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that cannot be written through: a model hands out its state without
+    copying it and without letting a caller change it behind the model's back."""
+    view = array.view()
+    view.flags.writeable = False
+    return view

@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike
 from scipy.special import expit, log_expit
 
 from models.errors import ModelError, ModelInputError
-from models.inputs import as_matrix, as_targets, check_discount, check_positive
+from models.inputs import as_matrix, as_targets, check_discount, check_positive, read_only_view
 from models.posterior import GaussianWeightPosterior
 from models.snapshot import SnapshotMixin, register_kind
 
@@ -136,16 +136,12 @@ class BayesianLogisticHead(GaussianWeightPosterior, SnapshotMixin):
     @property
     def precision(self) -> np.ndarray:
         """(d, d) Laplace precision H (read-only view)."""
-        view = self._H.view()
-        view.flags.writeable = False
-        return view
+        return read_only_view(self._H)
 
     @property
     def mean(self) -> np.ndarray:
         """(d,) MAP weights ŵ (read-only view)."""
-        view = self._w.view()
-        view.flags.writeable = False
-        return view
+        return read_only_view(self._w)
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, X: ArrayLike, y: ArrayLike) -> int:

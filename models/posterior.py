@@ -40,7 +40,7 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 
 from models.errors import ModelError, ModelInputError, ShapeError
-from models.inputs import as_matrix, as_targets, as_vector, check_discount, check_positive
+from models.inputs import as_matrix, as_targets, as_vector, check_discount, check_positive, read_only_view
 from models.snapshot import SnapshotMixin, register_kind
 
 
@@ -251,16 +251,12 @@ class BayesianLinearHead(GaussianWeightPosterior, SnapshotMixin):
     @property
     def precision(self) -> np.ndarray:
         """(d, d) precision ``A`` (read-only view)."""
-        view = self._A.view()
-        view.flags.writeable = False
-        return view
+        return read_only_view(self._A)
 
     @property
     def b(self) -> np.ndarray:
         """(d,) precision-weighted mean ``b = Σ γ^{n−i} yᵢxᵢ/σ²`` (read-only view)."""
-        view = self._b.view()
-        view.flags.writeable = False
-        return view
+        return read_only_view(self._b)
 
     @property
     def mean(self) -> np.ndarray:
