@@ -147,12 +147,20 @@ class WorkerSet:
                 p.wait()
 
 
+# The simulated world's options, shared by `banditlp demo` and `banditlp simulate`.
+BatchesOpt = typer.Option(12, "--batches", "-r", help="Send batches to play.")
+UsersOpt = typer.Option(300, help="Users in the simulated world.")
+ItemsOpt = typer.Option(40, help="Items (marketing units).")
+ProvidersOpt = typer.Option(8, help="Providers owning the items.")
+CandidatesOpt = typer.Option(10, help="Candidates per user per batch.")
+
+
 def demo(
-    batches: int = typer.Option(12, "--batches", "-r", help="Send batches to play."),
-    users: int = typer.Option(300, help="Users in the simulated world."),
-    items: int = typer.Option(40, help="Items (marketing units)."),
-    providers: int = typer.Option(8, help="Providers owning the items."),
-    candidates: int = typer.Option(10, help="Candidates per user per batch."),
+    batches: int = BatchesOpt,
+    users: int = UsersOpt,
+    items: int = ItemsOpt,
+    providers: int = ProvidersOpt,
+    candidates: int = CandidatesOpt,
     tau: float = typer.Option(1.0, help="Thompson temperature (0 = greedy)."),
     seed: int = typer.Option(0),
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1."),

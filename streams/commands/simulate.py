@@ -15,16 +15,17 @@ from typing import Optional
 import typer
 
 from banditlp.errors import BanditLPError
-from streams.commands.demo import console, play_batches, publish_warm_start, report_run
+from streams.commands.demo import (BatchesOpt, CandidatesOpt, ItemsOpt, ProvidersOpt, UsersOpt, console, play_batches,
+                                   publish_warm_start, report_run)
 from streams.settings import Settings
 
 
 def simulate(
-    batches: int = typer.Option(12, "--batches", "-r", help="Send batches to play."),
-    users: int = typer.Option(300, help="Users in the simulated world."),
-    items: int = typer.Option(40, help="Items (marketing units)."),
-    providers: int = typer.Option(8, help="Providers owning the items."),
-    candidates: int = typer.Option(10, help="Candidates per user per batch."),
+    batches: int = BatchesOpt,
+    users: int = UsersOpt,
+    items: int = ItemsOpt,
+    providers: int = ProvidersOpt,
+    candidates: int = CandidatesOpt,
     seed: int = typer.Option(0),
     first_batch: int = typer.Option(0, help="Index of the first batch (batch ids are sim-<index>)."),
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1 "
