@@ -161,6 +161,21 @@ class LastLayerLaplace:
         V = (phi.to(torch.float32) @ t["LinvT32"]).view(phi.shape[0], len(self.outcomes), self.feature_dim)
         return torch.sqrt((V * V).sum(dim=-1)).to(torch.float64)
 
+    def marginal_draw(self, phi: torch.Tensor, tau: float,
+                      generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A marginal Thompson sample with the mean and std it was drawn from, in one pass.
+
+        ``f = φ̃ᵀθ̂ + sqrt(τ)·sqrt(φ̃ᵀH⁻¹φ̃)·z``, ``z ~ N(0, 1)`` per pair and head: the draw of
+        ``sample_logits(mode="marginal")``, for callers that publish the mean and std too.
+
+        Returns:
+            ``(sample, mean, std)``, each (n, k) float64.
+        """
+        mean = phi @ self._tensors(phi.device)["W"]
+        std = self.std_logits(phi)
+        z = torch.randn(mean.shape, generator=generator, device=phi.device, dtype=phi.dtype)
+        return mean + float(np.sqrt(tau)) * std * z, mean, std
+
     def sample_logits(self, phi: torch.Tensor, tau: float, generator: torch.Generator | None,
                       mode: SampleMode = "marginal") -> torch.Tensor:
         """Thompson samples of the linear predictors (see the module docstring for the modes).
@@ -178,9 +193,7 @@ class LastLayerLaplace:
         k, h = len(self.outcomes), self.feature_dim
         scale = float(np.sqrt(tau))
         if mode == "marginal":
-            mu = phi @ t["W"]
-            z = torch.randn(mu.shape, generator=generator, device=phi.device, dtype=phi.dtype)
-            return mu + scale * self.std_logits(phi) * z
+            return self.marginal_draw(phi, tau, generator)[0]
         if mode == "joint":
             z = torch.randn((k, h), generator=generator, device=phi.device, dtype=phi.dtype)
             LinvT = t["LinvT"].view(h, k, h)

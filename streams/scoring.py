@@ -14,12 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.errors import ModelInputError, NotFittedError
 from models.neural import NeuralConfig, NeuralThompsonModel
 
 BERNOULLI = ("conversion", "unsubscription")
-# Pairs per scoring chunk, as in models.neural: bounds the (chunk, k·h) float32 std temporaries.
-_CHUNK = 32_768
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,12 +59,8 @@ class ScoringModel:
               conversion_effect: tuple[np.ndarray, np.ndarray] | None = None) -> ScoreArrays:
         """Calibrated samples, means and stds for pair features ``X (n_pairs, d)``.
 
-        One pass over the pairs: the trunk's last-layer features ``φ̃`` are computed once per
-        chunk and give the means ``φ̃ᵀθ̂``, the stds ``sqrt(φ̃ᵀH⁻¹φ̃)`` and the marginal Thompson
-        samples ``mean + sqrt(τ)·std·z``, ``z ~ N(0, 1)`` (the draw of
-        ``NeuralThompsonModel.sample_scores(mode="marginal")``, whose separate calls would run
-        the trunk and the std three times and twice). Bernoulli heads are returned as
-        probabilities, stds on the logit scale.
+        One pass over the pairs (``NeuralThompsonModel.marginal_scores``): marginal Thompson
+        samples, means and stds, Bernoulli heads as probabilities, stds on the logit scale.
 
         Args:
             X: ``(n_pairs, d)`` float32 pair features.
@@ -78,29 +71,9 @@ class ScoringModel:
                 probability scale (a linear-Gaussian residual head), so the sum is clipped to
                 [0, 1] before the calibration map, which was fitted on raw scores.
         """
-        if not (np.isfinite(tau) and tau >= 0):
-            raise ModelInputError(f"tau must be finite and >= 0, got {tau!r}")
         model = self.model
-        if not model.fitted:
-            raise NotFittedError("the scoring model has not been fitted")
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        laplace, scale = model.laplace, float(np.sqrt(tau))
-        phi = torch.from_numpy(model.phi_tilde(X))  # (n_pairs, h + 1) float64; checks shape and finiteness
-        parts = []
-        with torch.no_grad():
-            for chunk in torch.split(phi, _CHUNK):
-                mean = laplace.mean_logits(chunk)
-                std = laplace.std_logits(chunk)
-                z = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-                parts.append(torch.stack([mean + scale * std * z, mean, std]))
-        f = (torch.cat(parts, dim=1) if parts else torch.zeros((3, 0, len(model.config.outcomes)),
-                                                                dtype=torch.float64)).numpy()
-        samples, means, stds = {}, {}, {}
-        for j, spec in enumerate(model.config.outcomes):
-            sample, mean = f[0, :, j], f[1, :, j]
-            if spec.likelihood == "bernoulli":
-                sample, mean = _sigmoid(sample), _sigmoid(mean)
-            samples[spec.name], means[spec.name], stds[spec.name] = sample, mean, np.ascontiguousarray(f[2, :, j])
+        samples, means, stds = model.marginal_scores(X, tau, generator)
         fixed = means["conversion"].copy()
         if conversion_effect is not None:
             samples["conversion"] = np.clip(samples["conversion"] + conversion_effect[0], 0.0, 1.0)
@@ -115,11 +88,6 @@ class ScoringModel:
         keep = ("conversion", "unsubscription", "value", "reward")
         return ScoreArrays({k: samples[k] for k in keep}, {k: means[k] for k in keep},
                            {k: stds.get(k, np.zeros_like(means[k])) for k in keep}, fixed)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """The logistic function as torch computes it (``torch.sigmoid``), on a numpy array."""
-    return torch.sigmoid(torch.from_numpy(x)).numpy()
 
 
 def neural_config(feature_dim: int, seed: int = 0) -> NeuralConfig:
