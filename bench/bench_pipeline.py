@@ -64,7 +64,7 @@ from rich.table import Table  # noqa: E402
 from banditlp.errors import BanditLPError  # noqa: E402
 from evaluation.email_world import EmailWorld, EmailWorldConfig  # noqa: E402
 from streams.commands.demo import WorkerSet, publish_warm_start  # noqa: E402
-from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers  # noqa: E402
+from streams.local_broker import ensure_kafka  # noqa: E402
 from streams.serde import AvroSerde  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 # The simulator's own producer, so the baseline produces with exactly the pipeline's settings.
@@ -415,11 +415,12 @@ def main(
     """Run the benchmark and print the side-by-side table."""
     settings = Settings.from_env(bootstrap=bootstrap)
     boot = settings.bootstrap
-    if not broker_answers(boot):
-        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ or bootstrap:
-            raise typer.BadParameter(f"no Kafka answers at {boot}")
-        with console.status("starting the local Kafka broker ..."):
-            LocalBroker(LocalBrokerConfig(home=settings.kafka_home, port=settings.kafka_port)).up()
+    try:
+        with console.status("checking for a Kafka broker (starting the local one if none answers) ..."):
+            ensure_kafka(boot, settings.kafka_home, settings.kafka_port,
+                         external="KAFKA_BOOTSTRAP_SERVERS" in os.environ or bootstrap is not None)
+    except BanditLPError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = f"{settings.topic_prefix}bench-pipeline-{stamp}-{os.getpid()}-"
     names = TopicNames(prefix)

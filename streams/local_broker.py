@@ -278,3 +278,20 @@ def _tail(path: Path, n: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
+
+
+def ensure_kafka(bootstrap: str, home: Path, port: int, external: bool) -> bool:
+    """Make sure a broker answers at ``bootstrap``; True when this call started the local one.
+
+    ``external``: the user named the broker (flag or ``KAFKA_BOOTSTRAP_SERVERS``), so a silent
+    one is an error rather than a reason to start ours on ``port`` under ``home``.
+
+    Raises:
+        BrokerError: the named broker does not answer, or the local one could not start.
+    """
+    if broker_answers(bootstrap):
+        return False
+    if external:
+        raise BrokerError(f"no Kafka answers at {bootstrap}")
+    LocalBroker(LocalBrokerConfig(home=home, port=port)).up()
+    return True

@@ -18,6 +18,7 @@ becomes a dead letter instead of a crash loop (faust's own decoder would restart
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -32,12 +33,12 @@ import torch
 from banditlp.errors import BanditLPError
 from models import random_effects
 from models.random_effects import RandomEffectConfig
+from streams.avro_columns import ScoredItems
 from streams.dead_letters import dead_letter
 from streams.errors import DecodeError, DeliveryError, ValidationError
-from streams.avro_columns import ScoredItems
 from streams.model_feed import ModelFeed
-from streams.score_publisher import ScorePublisher
 from streams.records import CandidatesRecord, FeedbackRecord
+from streams.score_publisher import ScorePublisher
 from streams.scoring import ScoringModel
 from streams.serde import AvroSerde
 from streams.state_codec import pack, unpack
@@ -318,9 +319,7 @@ def _reseek_after_rebalance(app: Any, settle_s: float = 0.5, timeout_s: float = 
     tolerates (the allocator keeps the first scores record of a (batch, user), the learner
     drops a feedback id it has seen).
     """
-    import asyncio
-
-    async def reseek(sender: Any = None, **_: Any) -> None:
+    async def reseek() -> None:
         deadline = time.monotonic() + timeout_s
         while app.rebalancing or not app.flow_control.is_active():
             if time.monotonic() > deadline:

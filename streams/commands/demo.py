@@ -168,7 +168,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
     from evaluation.email_world import EmailWorldConfig
-    from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
+    from streams.local_broker import ensure_kafka
     from streams.simulator_feed import SimulatorConfig, SimulatorFeed
     from streams.topics import TopicNames, create_topics, topic_specs
 
@@ -180,11 +180,9 @@ def demo(
     names = TopicNames(prefix)
     workers = WorkerSet(run_dir / "logs")
     try:
-        if not broker_answers(settings.bootstrap):
-            if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
-                raise BanditLPError(f"no Kafka answers at {settings.bootstrap}")
-            with console.status("starting the local Kafka broker ..."):
-                LocalBroker(LocalBrokerConfig(home=settings.kafka_home, port=settings.kafka_port)).up()
+        with console.status("checking for a Kafka broker (starting the local one if none answers) ..."):
+            ensure_kafka(settings.bootstrap, settings.kafka_home, settings.kafka_port,
+                         external="KAFKA_BOOTSTRAP_SERVERS" in os.environ)
         create_topics(settings.bootstrap, names, topic_specs(settings.partitions))
         world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers,
                                  candidates_per_user=candidates, seed=seed)
