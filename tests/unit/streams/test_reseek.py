@@ -59,7 +59,11 @@ def test_the_seek_waits_for_the_rebalance_to_end_and_the_flow_to_open() -> None:
         await asyncio.sleep(0.3)
         assert app.consumer.seeks == []  # flow still closed
         app.flow_control.active = True
-        await asyncio.sleep(0.4)
+        for _ in range(100):  # poll (bounded) rather than guess how long a loaded machine takes
+            if app.consumer.seeks:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # and no second seek follows
 
     asyncio.run(scenario())
     assert app.consumer.seeks == [(False, True)]  # exactly one seek, with the flow open
