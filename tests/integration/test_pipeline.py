@@ -297,12 +297,18 @@ def test_garbage_is_dead_lettered_with_reasons_and_no_worker_died(pipeline: Pipe
     time.sleep(2.0)  # anything extra (a good record dead-lettered) would land by now
     letters = dead()
     pipeline.alive()
-    by_key = {}
+    by_key: dict[bytes, dict] = {}
     for d in letters:
         assert d["key"] is not None and d["key"].startswith(b"junk-"), f"a good record was dead-lettered: {d}"
-        assert d["key"] not in by_key, f"dead-lettered twice: {d['key']}"
+        if d["key"] in by_key:
+            # The faust agents are at-least-once (DESIGN.md): a record re-read after a rebalance is
+            # dead-lettered again. That is allowed only as a replay of the very same source record.
+            first = by_key[d["key"]]
+            coordinates = ("source_topic", "partition", "offset", "value", "reason")
+            assert all(first[k] == d[k] for k in coordinates), f"two different records under one key: {first} {d}"
         by_key[d["key"]] = d
-    assert len(letters) == N_GARBAGE
+    assert len(by_key) == N_GARBAGE
+    assert len(letters) - len(by_key) <= N_GARBAGE // 10, "more replays than a rebalance explains"
     for g in pipeline.garbage:
         d = by_key[g.key]
         assert d["source_topic"] == pipeline.names(g.topic)
