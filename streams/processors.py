@@ -6,11 +6,11 @@ Both agents run in one app so they share its RocksDB tables, which are co-partit
 - ``users``: user_id -> the user's random-effect posterior (``A``, ``b``) and the ids of
   the feedback it has already absorbed (bounded), so a redelivered feedback record
   updates the posterior once (faust runs at-least-once; see DESIGN.md).
-- ``contexts``: "<user_id>/<batch_id>" -> the decision context the scorer saw for one batch
-  (features, item features, the global model's mean conversion per item), and
-  "<user_id>/#recent" -> the user's last ``context_slots`` batch ids (JSON). Scoring a newer
-  batch deletes the context of the oldest beyond that: the retention bound is exact per user
-  (no slot collisions). Feedback whose context was deleted or never stored is "late/unknown".
+- ``contexts``: "<user_id>/<slot>" -> the decision context the scorer saw for one batch
+  (features, item features, the global model's mean conversion per item), in a ring of
+  ``context_slots`` slots per user (``streams.context_slots``): the table keeps exactly each
+  user's last ``context_slots`` batches, with one write per scored user. Feedback whose
+  context was overwritten or never stored is "late/unknown".
 
 Records are taken from Kafka as raw bytes and decoded with our serde, so a bad record
 becomes a dead letter instead of a crash loop (faust's own decoder would restart the agent).
@@ -19,7 +19,6 @@ becomes a dead letter instead of a crash loop (faust's own decoder would restart
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -34,6 +33,7 @@ from banditlp.errors import BanditLPError
 from models import random_effects
 from models.random_effects import RandomEffectConfig
 from streams.avro_columns import ScoredItems
+from streams.context_slots import ContextIndex
 from streams.dead_letters import dead_letter
 from streams.errors import DecodeError, DeliveryError, ValidationError
 from streams.model_feed import ModelFeed
@@ -58,6 +58,8 @@ class ProcessorConfig:
         within_s: how long an agent waits to fill ``take``.
         context_slots: recent batches per user whose decision context is kept (the retention
             bound of the decision contexts; feedback older than that is dead-lettered as late).
+        context_index_users: users whose slot index is cached in memory (LRU); a user not in
+            it costs ``context_slots`` table reads when next scored or learned from.
         seen_limit: feedback ids per user remembered for deduplication.
         feature_dim: width of the pair features when no model snapshot exists yet (the cold-start
             prior's input); None takes the width of the first candidates record scored.
@@ -76,6 +78,7 @@ class ProcessorConfig:
     take: int = 500
     within_s: float = 0.05
     context_slots: int = 8
+    context_index_users: int = 200_000
     seen_limit: int = 256
     max_candidates: int = 1_000
     random_effect_prior_precision: float = 25.0
@@ -97,16 +100,6 @@ class ProcessorStats:
     feedback_unknown: int = 0
     dead_letters: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-def context_key(user_id: str, batch_id: str) -> bytes:
-    """Key of one user's decision context for one batch in the ``contexts`` table."""
-    return f"{user_id}/{batch_id}".encode()
-
-
-def recent_key(user_id: str) -> bytes:
-    """Key of the user's list of batches with a stored context, oldest first."""
-    return f"{user_id}/#recent".encode()
 
 
 def encode_user(A: np.ndarray, b: np.ndarray, seen: list[str], n_obs: int) -> bytes:
@@ -172,18 +165,13 @@ def build_app(cfg: ProcessorConfig):
             key=msg.key, value=msg.value, error=exc, consumer=consumer))
 
     noise_var = RandomEffectConfig(1).noise_var
+    # Reads of a user's slots go to the partition of the event bound at the time (the user's).
+    context_index = ContextIndex(cfg.context_slots, contexts.get, max_users=cfg.context_index_users)
 
-    def remember_context(user_id: str, batch_id: str, context: bytes) -> None:
-        """Store the context and drop the user's contexts older than the last ``context_slots``
-        batches (the current event must be bound: the writes go to its changelog partition)."""
-        raw_recent = contexts.get(recent_key(user_id))
-        recent = json.loads(raw_recent) if raw_recent is not None else []
-        if batch_id not in recent:
-            recent.append(batch_id)
-        for old in recent[:-cfg.context_slots]:
-            contexts.pop(context_key(user_id, old), None)
-        contexts[context_key(user_id, batch_id)] = context
-        contexts[recent_key(user_id)] = json.dumps(recent[-cfg.context_slots:]).encode()
+    async def forget_context_index(sender: Any = None, *_: Any, **__: Any) -> None:
+        context_index.clear()
+
+    app.on_partitions_revoked.connect(forget_context_index)
 
     def user_state(user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
         """The user's head; the user's event must be bound (a read goes to its partition's store)."""
@@ -223,10 +211,14 @@ def build_app(cfg: ProcessorConfig):
                 _bind_event(event_of[user_id])
                 return user_state(user_id, k)
 
-            scored = score_records([r for _, r in records], bound_user_state, model, cfg.tau, rng)
-            for (event, rec), value, context in zip(records, scored.values, scored.contexts):
-                _bind_event(event)
-                remember_context(rec.user_id, rec.batch_id, context)
+            def claim_slot(user_id: str, batch_id: str) -> tuple[bytes, int]:
+                _bind_event(event_of[user_id])
+                return context_index.claim(user_id, batch_id)
+
+            scored = score_records([r for _, r in records], bound_user_state, model, cfg.tau, rng, claim_slot)
+            for (event, rec), value, (key, context) in zip(records, scored.values, scored.contexts):
+                _bind_event(event)  # the write goes to this event's changelog partition
+                contexts[key] = context
                 publisher.publish(rec.batch_id.encode(), serde.encode("scores", value))
             # faust acks the take's events after this body: their scores must be on the topic first
             try:
@@ -251,7 +243,8 @@ def build_app(cfg: ProcessorConfig):
                 except (DecodeError, ValidationError) as exc:
                     await reject(event, exc, "learner")
                     continue
-                ctx_bytes = contexts.get(context_key(fb.user_id, fb.batch_id))
+                key = context_index.find(fb.user_id, fb.batch_id)
+                ctx_bytes = contexts.get(key) if key is not None else None
                 ctx = unpack(ctx_bytes) if ctx_bytes is not None else None
                 if ctx is None or ctx[1]["batch_id"] != fb.batch_id or fb.item_id not in ctx[1]["items"]:
                     stats.feedback_unknown += 1
@@ -352,18 +345,21 @@ def _bind_event(event: Any) -> None:
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    """Scores values (Avro dicts), the context bytes to store per user, and the pair count."""
+    """Scores values (Avro dicts), per user the (table key, context bytes) to store, and the
+    pair count."""
 
     values: list[dict[str, Any]]
-    contexts: list[bytes]
+    contexts: list[tuple[bytes, bytes]]
     n_pairs: int
 
 
 def score_records(records: list[CandidatesRecord], user_state, model: ScoringModel, tau: float,
-                  rng: np.random.Generator) -> ScoredBatch:
+                  rng: np.random.Generator, claim_slot) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
     Every record's feature width is ``model.feature_dim`` (the agent checked it).
+    ``claim_slot(user_id, batch_id) -> (key, seq)`` says where each context goes
+    (``ContextIndex.claim``).
 
     The ``scores`` values are Avro dicts whose ``items`` is a ``ScoredItems`` (columns that
     read as the list of item dicts the schema describes); no per-pair Python object is built.
@@ -395,10 +391,13 @@ def score_records(records: list[CandidatesRecord], user_state, model: ScoringMod
                "tau": float(tau), "items": scored}
               for rec, scored in zip(records, items)]
     bounds = offsets.tolist()
-    contexts = [pack({"features": rec.features, "item_features": rec.item_features,
-                      "p_conversion": out.fixed_conversion_mean[bounds[u]:bounds[u + 1]]},
-                     {"batch_id": rec.batch_id, "items": list(rec.item_ids), "model_version": model.version})
-                for u, rec in enumerate(records)]
+    contexts = []
+    for u, rec in enumerate(records):
+        key, seq = claim_slot(rec.user_id, rec.batch_id)
+        contexts.append((key, pack({"features": rec.features, "item_features": rec.item_features,
+                                    "p_conversion": out.fixed_conversion_mean[bounds[u]:bounds[u + 1]]},
+                                   {"batch_id": rec.batch_id, "seq": seq, "items": list(rec.item_ids),
+                                    "model_version": model.version})))
     return ScoredBatch(values, contexts, bounds[-1])
 
 

@@ -47,3 +47,12 @@ def unpack(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return arrays, header["m"]
     except (struct.error, ValueError, KeyError, TypeError) as exc:
         raise DecodeError("state", f"bad table value: {exc}") from exc
+
+
+def unpack_meta(data: bytes) -> dict[str, Any]:
+    """Only the ``meta`` dict of a packed value (its arrays are not read or copied)."""
+    try:
+        (n,) = _LEN.unpack_from(data)
+        return json.loads(data[_LEN.size:_LEN.size + n])["m"]
+    except (struct.error, ValueError, KeyError, TypeError) as exc:
+        raise DecodeError("state", f"bad table value header: {exc}") from exc

@@ -13,12 +13,14 @@ import torch
 
 from models.random_effects import RandomEffectConfig
 from streams.avro_columns import ScoredItems
+from streams.context_slots import ContextIndex
 from streams.errors import ValidationError
 from streams.processors import score_records
 from streams.records import CandidatesRecord, ScoresRecord
 from streams.schema_registry import LocalSchemaRegistry
 from streams.scoring import BERNOULLI, ScoringModel
 from streams.serde import AvroSerde
+from streams.state_codec import unpack
 from streams.trainer import fit_model
 
 REGISTRY = LocalSchemaRegistry()
@@ -91,8 +93,12 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
     def user_state(user_id: str, k: int):
         return A, b, [], 0
 
-    scored = score_records(records, user_state, model, 1.0, np.random.default_rng(9))
+    scored = score_records(records, user_state, model, 1.0, np.random.default_rng(9), ContextIndex(8, {}.get).claim)
     assert scored.n_pairs == 17
+    for rec, (key, context) in zip(records, scored.contexts):
+        arrays, meta = unpack(context)
+        assert key == f"{rec.user_id}/0".encode() and meta["batch_id"] == rec.batch_id and meta["seq"] == 0
+        np.testing.assert_array_equal(arrays["features"], rec.features)
     for rec, value in zip(records, scored.values):
         items = value["items"]
         assert items.item_ids == rec.item_ids and items.provider_ids == rec.provider_ids
@@ -156,7 +162,8 @@ def test_candidates_from_columns_as_from_dicts(changes: dict, match: str | None)
 def test_scores_with_a_nan_sample_are_rejected_from_columns_as_from_dicts(model: ScoringModel) -> None:
     rng = np.random.default_rng(4)
     rec = CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(1, 4, rng))))
-    value = score_records([rec], lambda u, k: (*RandomEffectConfig(k, 25.0).prior(), [], 0), model, 1.0, rng).values[0]
+    value = score_records([rec], lambda u, k: (*RandomEffectConfig(k, 25.0).prior(), [], 0), model, 1.0, rng,
+                          ContextIndex(8, {}.get).claim).values[0]
     items = value["items"]
     with pytest.raises(ValueError, match="read-only"):
         items.values[2, 1] = np.nan
