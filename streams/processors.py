@@ -24,6 +24,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from streams.score_publisher import ScorePublisher
 from streams.scoring import ScoringModel
 from streams.serde import AvroSerde
 from streams.state_codec import pack, unpack
+from streams.user_state import UserState
 from streams.topics import TopicNames
 
 log = logging.getLogger("banditlp.processors")
@@ -100,15 +102,6 @@ class ProcessorStats:
     feedback_unknown: int = 0
     dead_letters: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-def encode_user(A: np.ndarray, b: np.ndarray, seen: list[str], n_obs: int) -> bytes:
-    return pack({"A": A, "b": b}, {"seen": seen, "n": n_obs})
-
-
-def decode_user(data: bytes) -> tuple[np.ndarray, np.ndarray, list[str], int]:
-    arrays, meta = unpack(data)
-    return arrays["A"], arrays["b"], list(meta["seen"]), int(meta["n"])
 
 
 def build_app(cfg: ProcessorConfig):
@@ -173,13 +166,13 @@ def build_app(cfg: ProcessorConfig):
 
     app.on_partitions_revoked.connect(forget_context_index)
 
-    def user_state(user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+    def user_state(user_id: str, k: int) -> UserState:
         """The user's head; the user's event must be bound (a read goes to its partition's store)."""
         data = users.get(user_id.encode())
         if data is None:
             A, b = RandomEffectConfig(k, cfg.random_effect_prior_precision).prior()
-            return A, b, [], 0
-        return decode_user(data)
+            return UserState(A, b, np.zeros(0, dtype="<u8"), 0)
+        return UserState.decode(data)
 
     @app.agent(candidates_topic)
     async def score(stream):  # noqa: ANN001 - faust's stream type
@@ -207,7 +200,7 @@ def build_app(cfg: ProcessorConfig):
                 continue
             event_of = {rec.user_id: event for event, rec in records}
 
-            def bound_user_state(user_id: str, k: int) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+            def bound_user_state(user_id: str, k: int) -> UserState:
                 _bind_event(event_of[user_id])
                 return user_state(user_id, k)
 
@@ -257,16 +250,16 @@ def build_app(cfg: ProcessorConfig):
                 arrays, meta = ctx
                 j = meta["items"].index(fb.item_id)
                 k = arrays["item_features"].shape[1]
-                A, b, seen, n_obs = user_state(fb.user_id, k)
-                if fb.feedback_id in seen:
+                state = user_state(fb.user_id, k)
+                if state.has_seen(fb.feedback_id):
                     stats.feedback_duplicate += 1
                     continue
+                A, b = state.A, state.b
                 if k:
                     residual = float(fb.converted) - float(arrays["p_conversion"][j])
                     A, b = random_effects.update(A, b, arrays["item_features"][j:j + 1].astype(np.float64),
                                                  np.array([residual]), noise_var)
-                seen = (seen + [fb.feedback_id])[-cfg.seen_limit:]
-                users[fb.user_id.encode()] = encode_user(A, b, seen, n_obs + 1)
+                users[fb.user_id.encode()] = state.absorbed(A, b, fb.feedback_id, cfg.seen_limit).encode()
                 stats.feedback_applied += 1
                 metric["n"] += 1
                 metric["conv"] += int(fb.converted)
@@ -353,8 +346,9 @@ class ScoredBatch:
     n_pairs: int
 
 
-def score_records(records: list[CandidatesRecord], user_state, model: ScoringModel, tau: float,
-                  rng: np.random.Generator, claim_slot) -> ScoredBatch:
+def score_records(records: list[CandidatesRecord], user_state: Callable[[str, int], UserState],
+                  model: ScoringModel, tau: float, rng: np.random.Generator,
+                  claim_slot: Callable[[str, str], tuple[bytes, int]]) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
     Every record's feature width is ``model.feature_dim`` (the agent checked it).
@@ -372,8 +366,8 @@ def score_records(records: list[CandidatesRecord], user_state, model: ScoringMod
     k = records[0].item_features.shape[1]
     if k and all(r.item_features.shape[1] == k for r in records):
         states = [user_state(r.user_id, k) for r in records]
-        A = np.stack([s[0] for s in states])
-        b = np.stack([s[1] for s in states])
+        A = np.stack([s.A for s in states])
+        b = np.stack([s.b for s in states])
         w = random_effects.sample_effects(A, b, tau, rng)                         # (n_users, k)
         w_mean = random_effects.posterior_mean(A, b)
         Z = np.concatenate([r.item_features for r in records]).astype(np.float64)  # (n_pairs, k)

@@ -8,6 +8,7 @@ every feedback, and it never unpickles anything read back from a changelog.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
@@ -39,9 +40,9 @@ def unpack(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {}
         for name, dtype, shape in header["a"]:
             dt = np.dtype(dtype)
-            size = int(np.prod(shape)) * dt.itemsize
-            arrays[name] = np.frombuffer(data, dtype=dt, count=int(np.prod(shape)), offset=pos).reshape(shape).copy()
-            pos += size
+            count = math.prod(shape)  # not np.prod: this runs per table read, and np.prod costs ~10 µs
+            arrays[name] = np.frombuffer(data, dtype=dt, count=count, offset=pos).reshape(shape).copy()
+            pos += count * dt.itemsize
         if pos != len(data):
             raise ValueError(f"{len(data) - pos} trailing bytes")
         return arrays, header["m"]

@@ -35,11 +35,11 @@ from confluent_kafka import Producer
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
 from streams.commands.demo import WorkerSet, publish_warm_start
-from streams.processors import decode_user
 from streams.serde import AvroSerde
 from streams.simulator_feed import BatchRun, SimulatorConfig, SimulatorFeed
 from streams.topics import TopicNames, create_topics, topic_specs
 from streams.trainer import latest_version
+from streams.user_state import UserState
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -271,18 +271,19 @@ def test_posterior_table_holds_the_closed_form_of_each_users_feedback(pipeline: 
     assert sum(n_obs.values()) >= N_BATCHES * N_USERS * 0.5  # most users got a send each batch
     changelog = pipeline.names.prefix + "banditlp-processors-users-changelog"
 
-    def table() -> dict[str, tuple]:
+    def table() -> dict[str, UserState]:
         latest = {}
         for _, _, key, value in read_raw(pipeline.bootstrap, changelog):
-            latest[key.decode()] = decode_user(value)
+            latest[key.decode()] = UserState.decode(value)
         return latest
 
-    wait_until(lambda: sum(s[3] for s in table().values()) >= sum(n_obs.values()), 120,
+    wait_until(lambda: sum(s.n_obs for s in table().values()) >= sum(n_obs.values()), 120,
                "the learner absorbed every feedback record", alive=pipeline.alive)
     state = table()
     assert set(state) == set(n_obs)
-    for user, (A, b, seen, n) in state.items():
-        assert n == n_obs[user] and len(seen) == n
+    for user, s in state.items():
+        A, b, seen, n = s.A, s.b, s.seen, s.n_obs
+        assert n == n_obs[user] and len(set(seen.tolist())) == n  # one distinct digest per feedback
         np.testing.assert_allclose(A, z_sum[user], rtol=1e-9, atol=1e-9)
         assert np.abs(b).sum() > 0  # residuals moved the mean away from the prior's zero
 

@@ -21,10 +21,10 @@ from rocksdict import AccessType, Rdict
 
 from evaluation.email_world import EmailWorldConfig
 from streams.commands.demo import WorkerSet, publish_warm_start
-from streams.processors import decode_user
 from streams.serde import AvroSerde
 from streams.simulator_feed import SimulatorConfig, SimulatorFeed
 from streams.topics import TopicNames, create_topics, topic_specs
+from streams.user_state import UserState
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -78,7 +78,7 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
                     if v["batch_id"] == batch_id})
 
     def observations() -> dict[str, int]:
-        return {k.decode(): decode_user(v)[3] for _, _, k, v in read_raw(kafka_bootstrap, changelog)}
+        return {k.decode(): UserState.decode(v).n_obs for _, _, k, v in read_raw(kafka_bootstrap, changelog)}
 
     # 1. score batch 0, learn from one feedback record per user, stop.
     first = WorkerSet(tmp_path / "logs-1")
@@ -104,7 +104,8 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
     before_contexts = read_table(tmp_path / "state-1", "contexts")
     assert {k.decode() for k in before_users} == set(sent)
     for value in before_users.values():
-        A, b, seen, n = decode_user(value)
+        state = UserState.decode(value)
+        A, n = state.A, state.n_obs
         assert n == 1 and not np.allclose(A, A[0, 0] * np.eye(len(A)))  # the prior moved
     assert len(before_contexts) == n_users and all(k.endswith(b"/0") for k in before_contexts)  # first slots
 
@@ -139,6 +140,6 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
                    alive=third.check)
     finally:
         third.stop()
-    assert {k: decode_user(v)[3] for k, v in read_table(tmp_path / "state-2", "users").items()} == \
+    assert {k: UserState.decode(v).n_obs for k, v in read_table(tmp_path / "state-2", "users").items()} == \
         {u.encode(): 2 for u in sent}
     feed.close()

@@ -21,6 +21,7 @@ from streams.schema_registry import LocalSchemaRegistry
 from streams.scoring import BERNOULLI, ScoringModel
 from streams.serde import AvroSerde
 from streams.state_codec import unpack
+from streams.user_state import UserState
 from streams.trainer import fit_model
 
 REGISTRY = LocalSchemaRegistry()
@@ -90,8 +91,8 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
     A, b = RandomEffectConfig(K, 25.0).prior()
     b = b + 0.3  # a user with some feedback, so the effect is not zero
 
-    def user_state(user_id: str, k: int):
-        return A, b, [], 0
+    def user_state(user_id: str, k: int) -> UserState:
+        return UserState(A, b, np.zeros(0, "<u8"), 0)
 
     scored = score_records(records, user_state, model, 1.0, np.random.default_rng(9), ContextIndex(8, {}.get).claim)
     assert scored.n_pairs == 17
@@ -162,7 +163,7 @@ def test_candidates_from_columns_as_from_dicts(changes: dict, match: str | None)
 def test_scores_with_a_nan_sample_are_rejected_from_columns_as_from_dicts(model: ScoringModel) -> None:
     rng = np.random.default_rng(4)
     rec = CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(1, 4, rng))))
-    value = score_records([rec], lambda u, k: (*RandomEffectConfig(k, 25.0).prior(), [], 0), model, 1.0, rng,
+    value = score_records([rec], lambda u, k: UserState(*RandomEffectConfig(k, 25.0).prior(), np.zeros(0, "<u8"), 0), model, 1.0, rng,
                           ContextIndex(8, {}.get).claim).values[0]
     items = value["items"]
     with pytest.raises(ValueError, match="read-only"):
