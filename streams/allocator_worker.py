@@ -42,12 +42,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.dead_letters import dead_letter
+from streams.decision_columns import DecisionColumns
 from streams.errors import DecodeError, StreamError, ValidationError
 from streams.records import BatchControlRecord, ScoresRecord
 from streams.serde import AvroSerde
@@ -163,6 +165,7 @@ class BatchWindow:
         self.opened_at: float | None = None
         self.scores: dict[str, ScoresRecord] = {}  # user_id -> first scores record
         self.unopened_raw: dict[str, RawRecord] = {}  # user_id (or "#CLOSED") -> raw, before OPENED
+        self._required: tuple[str, ...] = ()  # required_outcomes(), fixed by OPENED
 
     # -- events ------------------------------------------------------------------------------
 
@@ -173,6 +176,7 @@ class BatchWindow:
         if self.opened is not None:
             return False, []
         self.opened, self.opened_at = record, now
+        self._required = (record.reward_outcome,) + tuple(b.outcome for b in record.budgets)
         rejected: list[tuple[RawRecord, str]] = []
         for user_id in list(self.scores):
             reason = self.missing_outcomes(self.scores[user_id])
@@ -211,15 +215,17 @@ class BatchWindow:
     # -- queries -----------------------------------------------------------------------------
 
     def required_outcomes(self) -> tuple[str, ...]:
-        """The sampled outcomes the LP reads: the reward and every budget's cost."""
-        if self.opened is None:
-            return ()
-        return (self.opened.reward_outcome,) + tuple(b.outcome for b in self.opened.budgets)
+        """The sampled outcomes the LP reads: the reward and every budget's cost (none before OPENED)."""
+        return self._required
 
     def missing_outcomes(self, record: ScoresRecord) -> str:
         """A rejection reason when ``record`` lacks an outcome the batch needs, else ``""``."""
-        missing = [o for o in self.required_outcomes() if o not in record.samples]
-        return f"scores lack outcome(s) {missing} that batch {self.batch_id} needs" if missing else ""
+        samples = record.samples
+        for o in self._required:
+            if o not in samples:
+                missing = [o for o in self._required if o not in samples]
+                return f"scores lack outcome(s) {missing} that batch {self.batch_id} needs"
+        return ""
 
     @property
     def expected_users(self) -> int:
@@ -313,8 +319,8 @@ class BatchLP:
         records: ``(n,)`` the scores records in that order.
         starts: ``(n + 1,)`` int64; user ``u``'s pairs are ``starts[u]:starts[u + 1]``.
         user: ``(E,)`` int64 user index of each pair.
-        item: ``(E,)`` int64 item index of each pair (over the batch's distinct items).
-        item_ids, provider_ids: ``(E,)`` unicode arrays of the pairs' ids.
+        item: ``(E,)`` int64 index of each pair's item in ``item_names``.
+        item_names: ``(I,)`` the batch's distinct item ids, sorted.
         reward: ``(E,)`` float64 sampled reward (objective coefficient).
         cost: ``(L, E)`` float64 sampled cost of each budget's outcome.
         budget: ``(L,)`` float64 limits.
@@ -331,8 +337,7 @@ class BatchLP:
     starts: np.ndarray
     user: np.ndarray
     item: np.ndarray
-    item_ids: np.ndarray
-    provider_ids: np.ndarray
+    item_names: list[str]
     reward: np.ndarray
     cost: np.ndarray
     budget: np.ndarray
@@ -357,7 +362,8 @@ class BatchLP:
         """Flatten one batch's scores into LP arrays.
 
         The per-user list comprehensions only gather each record's arrays; every per-pair
-        quantity is then built by one ``np.concatenate`` / ``np.repeat`` / ``np.unique``.
+        quantity is then built by one ``np.concatenate`` / ``np.repeat``, and the ids become
+        indices through one dict lookup per pair in C (``map``), each distinct id sorted once.
         """
         user_ids = sorted(scores)  # deterministic order: a re-decided batch gets the same LP
         records = [scores[u] for u in user_ids]
@@ -377,27 +383,21 @@ class BatchLP:
                 else np.zeros((0, n_pairs)))
         budget = np.array([b.limit for b in control.budgets], dtype=np.float64)
 
-        def ids(attr: str) -> np.ndarray:
-            # Fixed-width unicode arrays: np.unique sorts them in C, not by Python comparisons.
-            if not records:
-                return np.zeros(0, dtype=str)
-            return np.concatenate([np.asarray(getattr(r, attr), dtype=str) for r in records])
+        def indices(ids: list[str], index: dict[str, int]) -> np.ndarray:
+            return np.fromiter(map(index.__getitem__, ids), dtype=np.int64, count=len(ids))
 
-        item_ids, provider_ids = ids("item_ids"), ids("provider_ids")
-        item = (np.unique(item_ids, return_inverse=True)[1].astype(np.int64) if n_pairs
-                else np.zeros(0, dtype=np.int64))
-        # Providers: the constrained ones keep the batch's order (0..C-1), the rest follow.
+        pair_items = list(chain.from_iterable(r.item_ids for r in records))  # (E,)
+        pair_providers = list(chain.from_iterable(r.provider_ids for r in records))  # (E,)
+        item_names = sorted(dict.fromkeys(pair_items))  # one step per distinct item, not per pair
+        item = indices(pair_items, {name: i for i, name in enumerate(item_names)})
+        # Providers: the constrained ones keep the batch's order (0..C-1), the rest follow, sorted.
         names = [p.provider_id for p in control.providers]
         index = {name: i for i, name in enumerate(names)}
-        uniq, inverse = (np.unique(provider_ids, return_inverse=True) if n_pairs
-                         else (np.zeros(0, dtype=str), np.zeros(0, dtype=np.int64)))
-        uniq = uniq.tolist()
-        for name in uniq:  # one step per distinct provider, not per pair
+        for name in sorted(dict.fromkeys(pair_providers)):
             if name not in index:
                 index[name] = len(names)
                 names.append(name)
-        lut = np.array([index[name] for name in uniq], dtype=np.int64)
-        provider = lut[inverse] if n_pairs else np.zeros(0, dtype=np.int64)
+        provider = indices(pair_providers, index)
         n_c = len(control.providers)
         provider_min = np.zeros(len(names))
         provider_max = np.full(len(names), np.inf)
@@ -405,7 +405,7 @@ class BatchLP:
         provider_max[:n_c] = [p.max_exposure for p in control.providers]
         user_cap = np.fromiter((control.default_user_cap if r.user_cap is None else r.user_cap
                                 for r in records), dtype=np.float64, count=len(records))
-        return cls(user_ids, records, starts, user, item, item_ids, provider_ids, reward, cost, budget,
+        return cls(user_ids, records, starts, user, item, item_names, reward, cost, budget,
                    [b.name for b in control.budgets], provider, names, provider_min, provider_max, n_c,
                    user_cap)
 
@@ -803,17 +803,17 @@ class AllocatorWorker:
             log.warning("consumer error: %s", err)
             return
         self.stats.records += 1
-        tp = (msg.topic(), msg.partition())
-        offset = msg.offset()
-        raw = RawRecord(msg.topic(), msg.partition(), offset, msg.key(), msg.value())
+        topic, partition, offset, value = msg.topic(), msg.partition(), msg.offset(), msg.value()
+        tp = (topic, partition)
+        raw = RawRecord(topic, partition, offset, msg.key(), value)
         try:
-            if msg.topic() == self.control_topic:
+            if topic == self.control_topic:
                 control = BatchControlRecord.from_avro(self.serde.decode(
-                    "batch-control", msg.value(), topic=msg.topic(), partition=msg.partition(), offset=offset))
+                    "batch-control", value, topic=topic, partition=partition, offset=offset))
                 self._on_control(control, raw)
             else:
                 scores = ScoresRecord.from_avro(self.serde.decode(
-                    "scores", msg.value(), topic=msg.topic(), partition=msg.partition(), offset=offset))
+                    "scores", value, topic=topic, partition=partition, offset=offset))
                 self._on_scores(scores, raw)
         except (DecodeError, ValidationError) as exc:
             self._dead_letter(raw, exc)
@@ -913,20 +913,12 @@ class AllocatorWorker:
             log.error("batch %s not decided: %s", window.batch_id, exc)
             report = self._report(window, lp, None, decided_at, self.clock(), status=f"rejected: {exc}"[:500])
             return [], report, 0, "rejected"
-        records = []
-        for u, rec in enumerate(lp.records):  # per-user loop: one output record each
-            s, e = int(lp.starts[u]), int(lp.starts[u + 1])
-            xs, ch, pr = x[s:e].tolist(), chosen[s:e], propensity[s:e].tolist()
-            records.append((rec.user_id.encode(), self.serde.encode("decisions", {
-                "decision_id": f"{window.batch_id}/{rec.user_id}", "batch_id": window.batch_id,
-                "user_id": rec.user_id,
-                "chosen": [{"item_id": rec.item_ids[j], "provider_id": rec.provider_ids[j], "propensity": pr[j]}
-                           for j in np.flatnonzero(ch).tolist()],
-                "allocation": [{"item_id": rec.item_ids[j], "x": xs[j]} for j in range(e - s)],
-                "model_name": rec.model_name, "model_version": rec.model_version,
-                "parameter_version": rec.parameter_version, "solver": sol.solver,
-                "rounding": self.cfg.rounding, "decided_at_ms": decided_at,
-            })))
+        # One record per user, the whole batch encoded at once (streams.decision_columns).
+        values = self.serde.encode_decisions(DecisionColumns(
+            window.batch_id, lp.user_ids, lp.starts, lp.item, lp.item_names, lp.provider, lp.provider_names,
+            x, chosen, propensity, [r.model_name for r in lp.records], [r.model_version for r in lp.records],
+            [r.parameter_version for r in lp.records], sol.solver, self.cfg.rounding, decided_at))
+        records = [(user.encode(), value) for user, value in zip(lp.user_ids, values)]
         # window_seconds ends here: the decisions are encoded and go to the producer next.
         return records, self._report(window, lp, sol, decided_at, self.clock()), len(records), sol.status
 

@@ -408,6 +408,18 @@ class ScoredItems(Columns):
         self.values.flags.writeable = False  # the encoded parts below are computed from it once
         self._tails = tails  # (n, width) uint8: the items' encoded fixed parts, when known
 
+    @classmethod
+    def _of_layout(cls, item_ids: tuple[str, ...], provider_ids: tuple[str, ...],
+                   keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], values: np.ndarray) -> "ScoredItems":
+        """The decoder's constructor: ``keys`` come from a checked layout and ``values`` is
+        ``(len(item_ids), m)``, so the per-record checks of ``__init__`` are skipped."""
+        self = cls.__new__(cls)
+        self.item_ids, self.provider_ids, self.keys = item_ids, provider_ids, keys
+        self.values = values.view()
+        self.values.flags.writeable = False
+        self._tails = None
+        return self
+
     @staticmethod
     def _stack(samples: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray],
                stds: Mapping[str, np.ndarray], n: int) -> tuple[tuple[tuple[str, ...], ...], np.ndarray]:
@@ -614,42 +626,112 @@ def _decode_scores(buf: bytes, pos: int) -> dict[str, Any]:
     count, pos = _read_count(buf, pos)
     if not count:
         raise _Unhandled
-    items: list[str] = []
-    providers: list[str] = []
-    starts: list[int] = []
-    tail: _Tail | None = None
-    keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
-    width = 0
+    layout = _last_scored_layout[0]
+    if layout is not None:  # the usual case: this record's map keys are the last record's
+        try:
+            value["items"] = _read_scored_items(buf, pos, count, layout)
+            return value
+        except (_Unhandled, IndexError, ValueError):
+            pass  # other keys than the last record's (or bad bytes): read the first item's keys
+    value["items"] = _read_scored_items(buf, pos, count, None)
+    return value
+
+
+class _ScoredLayout:
+    """The fixed part of every item of a scores record whose maps have ``keys``, and what
+    checks a whole record's fixed parts against it at once (``mask`` keeps the bytes that
+    are not numbers; ``expected`` is the template there)."""
+
+    def __init__(self, keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]) -> None:
+        self.keys = keys
+        self.tail = tail = _scored_tail(keys)
+        self.mask = np.zeros(tail.width, dtype=np.uint8)
+        self.mask[tail.structure_bytes] = 0xFF
+        self.expected = (tail.template & self.mask).tobytes()
+        self._expected_rows: dict[int, bytes] = {}
+
+    def matches(self, parts: np.ndarray) -> bool:
+        """Whether every row of ``parts (n, width)`` uint8 has this layout's structure."""
+        n = parts.shape[0]
+        expected = self._expected_rows.get(n)
+        if expected is None:
+            expected = self.expected * n
+            if len(self._expected_rows) >= 8:  # records of a few sizes are usual: keep those
+                self._expected_rows.clear()
+            self._expected_rows[n] = expected
+        return (parts & self.mask).tobytes() == expected
+
+
+@functools.lru_cache(maxsize=64)
+def _scored_layout(keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]) -> _ScoredLayout:
+    return _ScoredLayout(keys)
+
+
+# The layout of the last scores record decoded: consecutive records nearly always share it,
+# so its keys are tried first; every item's fixed part is checked against it either way.
+_last_scored_layout: list[_ScoredLayout | None] = [None]
+
+
+def _read_scored_items(buf: bytes, pos: int, count: int, layout: _ScoredLayout | None) -> ScoredItems:
+    """The ``items`` array whose first block of ``count`` items starts at ``buf[pos]``.
+
+    ``layout``: the map keys to expect, or None to read them from the first item.
+
+    Raises:
+        _Unhandled, IndexError, ValueError: the bytes are not an items array of ``layout``
+            (or of any layout these codecs handle) that ends at the end of ``buf``.
+    """
+    ids: list[tuple[str, str]] = []  # (item_id, provider_id) of each item
+    tails: list[bytes] = []  # each item's fixed part, copied out
+    width = 0 if layout is None else layout.tail.width
+    known = _ID_PAIRS.get
     while count:
         for _ in range(count):
-            n = buf[pos]  # _read_string inlined, as in _decode_candidates
-            if n < 0x80 and not n & 1:
-                end = pos + 1 + (n >> 1)
-                items.append(buf[pos + 1:end].decode())
-                pos = end
-            else:
-                item, pos = _read_string(buf, pos)
-                items.append(item)
+            # The usual item starts with two short ids (one-byte lengths): their encoding is
+            # looked up whole, so a repeated pair costs one slice and no UTF-8 decoding.
             n = buf[pos]
-            if n < 0x80 and not n & 1:
-                end = pos + 1 + (n >> 1)
-                providers.append(buf[pos + 1:end].decode())
-                pos = end
+            mid = pos + 1 + (n >> 1)
+            if n & 0x81 or buf[mid] & 0x81:
+                item, end = _read_string(buf, pos)
+                provider, end = _read_string(buf, end)
+                pair = (item, provider)
             else:
-                provider, pos = _read_string(buf, pos)
-                providers.append(provider)
-            if tail is None:  # the first item's map keys fix the layout
-                keys = _read_item_keys(buf, pos)
-                tail = _scored_tail(keys)
-                width = tail.width
-            starts.append(pos)
-            pos += width
+                end = mid + 1 + (buf[mid] >> 1)
+                encoded = buf[pos:end]  # short past the end of buf: the next read fails
+                pair = known(encoded)
+                if pair is None:
+                    pair = _id_pair(encoded, buf[pos + 1:mid].decode(), buf[mid + 1:end].decode())
+            ids.append(pair)
+            pos = end
+            if layout is None:  # the first item's map keys fix the layout
+                layout = _scored_layout(_read_item_keys(buf, pos))
+                width = layout.tail.width
+            end = pos + width
+            tails.append(buf[pos:end])  # a slice past the end is short: the reshape below fails
+            pos = end
         count, pos = _read_count(buf, pos)
-    if pos != len(buf) or tail is None:
+    if pos != len(buf) or layout is None:
         raise _Unhandled
-    values = tail.read(np.frombuffer(buf, dtype=np.uint8), starts)
-    value["items"] = ScoredItems(tuple(items), tuple(providers), keys, values)
-    return value
+    # All fixed parts as one (n, width) array: one check of their structure, one gather of the numbers.
+    parts = np.frombuffer(b"".join(tails), dtype=np.uint8).reshape(len(tails), width)
+    if not layout.matches(parts):
+        raise _Unhandled  # an item with another structure (other keys) than the layout's
+    values = parts.take(layout.tail.value_bytes, axis=1).view(_F8)  # (n, m)
+    _last_scored_layout[0] = layout
+    items, providers = zip(*ids)
+    return ScoredItems._of_layout(items, providers, layout.keys, values)
+
+
+# (item_id, provider_id) by the bytes encoding them, for the scored items' ids (which repeat
+# across users); at most _STRING_CACHE_LIMIT entries.
+_ID_PAIRS: dict[bytes, tuple[str, str]] = {}
+
+
+def _id_pair(encoded: bytes, item: str, provider: str) -> tuple[str, str]:
+    if len(_ID_PAIRS) >= _STRING_CACHE_LIMIT:
+        _ID_PAIRS.clear()
+    pair = _ID_PAIRS[encoded] = (item, provider)
+    return pair
 
 
 def _read_item_keys(buf: bytes, pos: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:

@@ -39,6 +39,30 @@ def _matrix(name: str, rows: list[list[float]], allow_empty: bool = False) -> np
     return _finite(name, arr)
 
 
+def _scored_columns(items: ScoredItems) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(samples, means)`` of ``items``, ``{outcome: (n,) float64}`` over the samples' outcomes
+    (a mean the item lacks is NaN); samples must be finite.
+
+    The values are copied once into an ``(m, n)`` block whose rows are the columns (the
+    dicts hold row views) and the samples are checked for NaN/inf in one pass (per key only
+    to name the first bad one).
+    """
+    s_keys, m_keys = items.keys[0], items.keys[1]
+    k = len(s_keys)
+    block = np.array(items.values.T, dtype=np.float64, order="C")  # (m, n): samples, means, stds
+    if not np.isfinite(block[:k]).all():
+        for key, row in zip(s_keys, block):
+            _finite(f"samples[{key}]", row)
+    samples = dict(zip(s_keys, block))
+    if m_keys == s_keys:
+        means = dict(zip(s_keys, block[k:2 * k]))
+    else:
+        columns = items.means
+        means = {key: np.array(columns[key], dtype=np.float64) if key in columns
+                 else np.full(len(items), np.nan) for key in s_keys}
+    return samples, means
+
+
 @dataclass(frozen=True, eq=False)
 class CandidatesRecord:
     """One user's candidates for one batch.
@@ -213,10 +237,7 @@ class ScoresRecord:
             raise ValidationError(f"scores for user {value['user_id']} list no items")
         if isinstance(items, ScoredItems):  # one set of outcomes for every item, by construction
             item_ids, provider_ids = items.item_ids, items.provider_ids
-            columns, mean_columns = items.samples, items.means
-            samples = {k: _finite(f"samples[{k}]", np.array(v, dtype=np.float64)) for k, v in columns.items()}
-            means = {k: np.array(mean_columns[k], dtype=np.float64) if k in mean_columns
-                     else np.full(len(item_ids), np.nan) for k in samples}
+            samples, means = _scored_columns(items)
         else:
             keys = set(items[0]["samples"])
             for it in items:

@@ -10,7 +10,8 @@ The scorer's two hot subjects, ``candidates`` and ``scores``, go through the col
 of ``streams.avro_columns`` (the same bytes, ~10x faster than fastavro for their float arrays
 and maps) whenever those implement the subject's current schema; anything they do not handle
 falls back to fastavro. Their decoded values hold the candidates / scored items as a
-read-only sequence of dicts backed by numpy columns.
+read-only sequence of dicts backed by numpy columns. The allocator's ``decisions`` are written
+a whole batch at a time (``encode_decisions``, ``streams.decision_columns``), with the same rule.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import fastavro
 
-from streams import avro_columns
+from streams import avro_columns, decision_columns
 from streams.errors import DecodeError, SchemaError
 from streams.schema_registry import SchemaRegistry, make_registry
 
@@ -51,7 +52,8 @@ class AvroSerde:
             return False
         fast = self._implemented.get(sid)
         if fast is None:
-            fast = self._implemented[sid] = avro_columns.implements(subject, schema)
+            fast = self._implemented[sid] = (decision_columns.implements(schema) if subject == "decisions"
+                                             else avro_columns.implements(subject, schema))
         return fast
 
     def encode(self, subject: str, value: dict[str, Any]) -> bytes:
@@ -73,6 +75,22 @@ class AvroSerde:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SchemaError(f"value does not fit schema {subject}: {exc}") from exc
         return buf.getvalue()
+
+    def encode_decisions(self, columns: decision_columns.DecisionColumns) -> list[bytes]:
+        """``encode("decisions", value)`` for each value of ``columns.rows()``, in that order.
+
+        The whole batch is written at once by ``streams.decision_columns`` when it implements
+        the current schema (the same bytes); otherwise fastavro encodes the rows one by one.
+
+        Raises:
+            SchemaError: a row does not fit the schema.
+        """
+        sid, schema = self.registry.current("decisions")
+        if self._fast("decisions", sid, schema):
+            records = decision_columns.encode(columns, prefix=_HEADER.pack(MAGIC, sid))
+            if records is not None:
+                return records
+        return [self.encode("decisions", value) for value in columns.rows()]
 
     def decode(self, subject: str, data: bytes | None, *, topic: str | None = None,
                partition: int = -1, offset: int = -1) -> dict[str, Any]:

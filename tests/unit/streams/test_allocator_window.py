@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from streams.allocator_worker import (
     BatchLP, BatchWindow, OffsetTracker, RawRecord, batch_seed,
@@ -338,3 +339,28 @@ def test_the_next_batch_starts_from_the_last_batchs_duals_by_name() -> None:
     assert second.solver == "dual" and second.max_relative_violation <= cfg.max_relative_violation
     assert second.objective == pytest.approx(exact.objective, rel=1e-3)
     assert memory.provider == {n: pytest.approx(float(d)) for n, d in zip(lp2.provider_names, second.provider_dual)}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["i0", "i10", "i2", "é", "z", ""]),
+                                   st.sampled_from(["p0", "p1", "p10", "q"])), min_size=1, max_size=4),
+                min_size=1, max_size=5))
+def test_batch_lp_indices_are_np_uniques(pairs: list[list[tuple[str, str]]]) -> None:
+    """Items and the unconstrained providers are indexed in sorted order, as np.unique did."""
+    c = control(providers=(ProviderSpec("p1", 0.0, 5.0),))
+    recs = {}
+    for u, user_pairs in enumerate(pairs):
+        n = len(user_pairs)
+        base = scores(f"u{u}", n=n)
+        recs[f"u{u}"] = ScoresRecord(base.batch_id, base.user_id, base.user_cap, "m", 1, "default",
+                                     tuple(i for i, _ in user_pairs), tuple(p for _, p in user_pairs),
+                                     base.samples, base.means)
+    lp = BatchLP.build(c, recs)
+    flat = [pair for u in sorted(recs) for pair in zip(recs[u].item_ids, recs[u].provider_ids)]
+    names, inverse = np.unique(np.array([i for i, _ in flat]), return_inverse=True)
+    assert lp.item_names == names.tolist()
+    np.testing.assert_array_equal(lp.item, inverse)
+    others = sorted({p for _, p in flat} - {"p1"})
+    assert lp.provider_names == ["p1"] + others
+    assert [lp.provider_names[p] for p in lp.provider] == [p for _, p in flat]
+    assert [lp.item_names[i] for i in lp.item] == [i for i, _ in flat]

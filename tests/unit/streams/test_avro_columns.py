@@ -199,3 +199,20 @@ def test_damaged_bytes_decode_as_fastavro_decodes_them(data: st.DataObject) -> N
     else:
         raw += data.draw(st.binary(min_size=1, max_size=8))
     assert decode_outcome(FAST, subject, bytes(raw)) == decode_outcome(REFERENCE, subject, bytes(raw))
+
+
+def test_scores_after_a_record_of_another_layout_decode_as_fastavro_decodes_them() -> None:
+    """The decoder tries the last record's map keys first: a record with other keys (of the
+    same encoded width too) or damaged bytes must still decode as fastavro decodes them."""
+    base = {"batch_id": "b", "user_id": "u", "user_cap": None, "scored_at_ms": 1, "model_name": "m",
+            "model_version": 1, "parameter_version": "default", "tau": 1.0}
+
+    def record(keys: tuple[str, ...], n: int = 3) -> bytes:
+        maps = {k: np.arange(n, dtype=np.float64) + i for i, k in enumerate(keys)}
+        return FAST.encode("scores", {**base, "items": ScoredItems.from_maps(
+            tuple(f"i{j}" for j in range(n)), tuple(f"p{j}" for j in range(n)), maps, maps, {})})
+
+    ab, cd, longer = record(("ab", "xy")), record(("cd", "xy")), record(("conversion", "reward", "value"))
+    for data in (ab, cd, ab, longer, ab[:-3], cd, ab + b"\x00", longer, cd[:40], ab):
+        assert decode_outcome(FAST, "scores", data) == decode_outcome(REFERENCE, "scores", data)
+    assert FAST.decode("scores", cd)["items"].keys == (("cd", "xy"), ("cd", "xy"), ())
