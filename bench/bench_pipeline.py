@@ -8,7 +8,8 @@ fresh topic with the pipeline's partitions and the simulator's producer settings
 machine was disturbed); the table shows the median.
 
 Pipeline: a fresh topic namespace, a warm-start model snapshot (``publish_warm_start``), the
-processors worker (faust scorer + learner) and the allocator worker as processes; a warm-up
+processors workers (faust scorer + learner; ``--processors-workers``, by default one per core
+as deployed) and the allocator worker as processes; a warm-up
 batch of ``--warmup-users`` users goes through the whole loop first. Then ONE batch of
 ``--users`` x ``--candidates`` (the simulated email world, published by
 ``SimulatorFeed.publish_batch``: OPENED, every user's candidates, CLOSED), measuring
@@ -31,7 +32,7 @@ the processors worker with py-spy during the batch (raw collapsed stacks; needs 
 Topics are left on the broker (this script deletes nothing outside its temp directory).
 
     ~/.cache/banditlp/venv/bin/python bench/bench_pipeline.py --users 10000 --candidates 20 \\
-        --out bench/results/pipeline-cpu-2core.json
+        --batches 3 --out bench/results/pipeline-cpu-2core-2workers.json
 """
 
 from __future__ import annotations
@@ -241,7 +242,10 @@ class CpuMeter:
         self.t0 = time.monotonic()
 
     def stop(self) -> None:
-        self.used = {name: self._cpu(p) - self.before[name] for name, p in self.procs.items()}
+        self.used = {}
+        for name, p in self.procs.items():  # "processors-2", ... count as "processors"
+            group = name.split("-")[0]
+            self.used[group] = self.used.get(group, 0.0) + self._cpu(p) - self.before[name]
         self.used["machine"] = self._machine() - self.before["machine"]
         self.used["steal"] = self._steal() - self.before["steal"]
         self.used["wall"] = time.monotonic() - self.t0
@@ -401,10 +405,13 @@ def main(
     warm_start_batches: int = typer.Option(1, help="Logged random-policy batches (of --users) that train model v1."),
     baseline_repeats: int = typer.Option(3, help="Raw Kafka rounds before the pipeline (one more runs after)."),
     timeout_s: float = typer.Option(300.0, help="Limit of each phase: warm-up, the batch's decisions, reads."),
-    bootstrap: Optional[str] = typer.Option(None, help="Kafka [env KAFKA_BOOTSTRAP_SERVERS, else the local broker]."),
+    bootstrap: Optional[str] = typer.Option(None, help="Kafka (env KAFKA_BOOTSTRAP_SERVERS, else the local broker)."),
     py_spy: Optional[Path] = typer.Option(None, "--py-spy", help="Record the processors worker during the "
                                           "batch to this file (py-spy raw/collapsed format)."),
     keep_logs: Optional[Path] = typer.Option(None, help="Copy the workers' logs here at the end."),
+    processors_workers: Optional[int] = typer.Option(None, help="Processors workers sharing the candidates "
+                                                             "partitions (default: one per core, at most one "
+                                                             "per partition: the deployment rule)."),
     processors_arg: list[str] = typer.Option([], help="An argument added to `banditlp worker processors` "
                                              "(repeatable), e.g. --processors-arg=--take=2000."),
     worker_env: list[str] = typer.Option([], help="NAME=VALUE added to the workers' environment (repeatable), "
@@ -457,7 +464,13 @@ def main(
                **dict(item.split("=", 1) for item in worker_env)}
         result["config"]["worker_env"] = worker_env
         result["config"]["processors_args"] = processors_arg
-        workers.start("processors", ["worker", "processors", "--seed", str(seed), *processors_arg], env)
+        if processors_workers is None:
+            processors_workers = max(1, min(partitions, psutil.cpu_count() or 1))
+        result["config"]["processors_workers"] = processors_workers
+        for w in range(processors_workers):  # one consumer group; each worker its own RocksDB directory
+            workers.start("processors" if w == 0 else f"processors-{w + 1}",
+                          ["worker", "processors", "--seed", str(seed + w), "--state-dir", str(tmp / f"state-{w}"),
+                           *processors_arg], env)
         workers.start("allocator", ["worker", "allocator"], env)
         reader = DecisionReader(boot, names, partitions)
         warm = SimulatorFeed(SimulatorConfig(bootstrap=boot, names=names, seed=seed, world=EmailWorldConfig(

@@ -38,8 +38,8 @@ def _broker(port: Optional[int], home: Optional[Path]):
     return LocalBroker(LocalBrokerConfig(home=settings.kafka_home, port=settings.kafka_port))
 
 
-PortOpt = typer.Option(None, "--port", help="Broker port on 127.0.0.1 [env BANDITLP_KAFKA_PORT, default 9092].")
-HomeOpt = typer.Option(None, "--home", help="Jar/data cache [env BANDITLP_KAFKA_HOME, default ~/.cache/banditlp/kafka].")
+PortOpt = typer.Option(None, "--port", help="Broker port on 127.0.0.1 (env BANDITLP_KAFKA_PORT, default 9092).")
+HomeOpt = typer.Option(None, "--home", help="Jar/data cache (env BANDITLP_KAFKA_HOME, default ~/.cache/banditlp/kafka).")
 
 
 @kafka_app.command("up")
@@ -74,9 +74,9 @@ def kafka_status(port: Optional[int] = PortOpt, home: Optional[Path] = HomeOpt) 
 
 @topics_app.command("create")
 def topics_create(
-    bootstrap: Optional[str] = typer.Option(None, help="[env KAFKA_BOOTSTRAP_SERVERS]"),
-    prefix: Optional[str] = typer.Option(None, help="Topic name prefix [env BANDITLP_TOPIC_PREFIX]."),
-    partitions: Optional[int] = typer.Option(None, help="Partitions of the keyed topics [env BANDITLP_PARTITIONS]."),
+    bootstrap: Optional[str] = typer.Option(None, help="(env KAFKA_BOOTSTRAP_SERVERS)"),
+    prefix: Optional[str] = typer.Option(None, help="Topic name prefix (env BANDITLP_TOPIC_PREFIX)."),
+    partitions: Optional[int] = typer.Option(None, help="Partitions of the keyed topics (env BANDITLP_PARTITIONS)."),
 ) -> None:
     """Create every topic with its partitions, cleanup policy and retention; idempotent."""
     from streams.topics import TopicNames, create_topics, topic_specs

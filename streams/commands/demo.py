@@ -164,7 +164,7 @@ def demo(
     tau: float = typer.Option(1.0, help="Thompson temperature (0 = greedy)."),
     seed: int = typer.Option(0),
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1."),
-    run_dir: Optional[Path] = typer.Option(None, help="Where logs, summary and plots go [runs/demo-<time>]."),
+    run_dir: Optional[Path] = typer.Option(None, help="Where logs, summary and plots go (default runs/demo-<time>)."),
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
     from evaluation.email_world import EmailWorldConfig

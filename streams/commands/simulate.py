@@ -31,9 +31,9 @@ def simulate(
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1 "
                                            "when the snapshots topic holds no model yet (0: none)."),
     timeout_ms: int = typer.Option(60_000, help="The allocator's wait for missing users after CLOSED."),
-    bootstrap: Optional[str] = typer.Option(None, "--bootstrap", help="[env KAFKA_BOOTSTRAP_SERVERS]"),
-    prefix: Optional[str] = typer.Option(None, "--prefix", help="Topic name prefix [env BANDITLP_TOPIC_PREFIX]."),
-    run_dir: Optional[Path] = typer.Option(None, help="Where the summary and plots go [runs/simulate-<time>]."),
+    bootstrap: Optional[str] = typer.Option(None, "--bootstrap", help="(env KAFKA_BOOTSTRAP_SERVERS)"),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="Topic name prefix (env BANDITLP_TOPIC_PREFIX)."),
+    run_dir: Optional[Path] = typer.Option(None, help="Where the summary and plots go (default runs/simulate-<time>)."),
 ) -> None:
     """Feed the running pipeline with the simulated email world and summarise what it decided."""
     from evaluation.email_world import EmailWorldConfig

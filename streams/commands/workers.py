@@ -13,8 +13,8 @@ from streams.topics import TopicNames
 
 worker_app = typer.Typer(help="Run one of the pipeline's workers until SIGTERM.", no_args_is_help=True)
 
-BootstrapOpt = typer.Option(None, "--bootstrap", help="[env KAFKA_BOOTSTRAP_SERVERS]")
-PrefixOpt = typer.Option(None, "--prefix", help="Topic name prefix [env BANDITLP_TOPIC_PREFIX].")
+BootstrapOpt = typer.Option(None, "--bootstrap", help="(env KAFKA_BOOTSTRAP_SERVERS)")
+PrefixOpt = typer.Option(None, "--prefix", help="Topic name prefix (env BANDITLP_TOPIC_PREFIX).")
 
 
 def _settings(bootstrap: Optional[str], prefix: Optional[str], **kw: object) -> Settings:
@@ -29,8 +29,8 @@ def _logging(level: str) -> None:
 def processors(
     bootstrap: Optional[str] = BootstrapOpt,
     prefix: Optional[str] = PrefixOpt,
-    state_dir: Optional[Path] = typer.Option(None, help="RocksDB tables [env BANDITLP_STATE_DIR]."),
-    partitions: Optional[int] = typer.Option(None, help="[env BANDITLP_PARTITIONS]"),
+    state_dir: Optional[Path] = typer.Option(None, help="RocksDB tables (env BANDITLP_STATE_DIR)."),
+    partitions: Optional[int] = typer.Option(None, help="(env BANDITLP_PARTITIONS)"),
     tau: float = typer.Option(1.0, help="Thompson temperature: posterior covariance scale (0 = greedy)."),
     model_name: str = typer.Option("email", help="Model snapshot name to score with."),
     feature_dim: Optional[int] = typer.Option(None, help="Pair-feature width of the cold-start prior, "
