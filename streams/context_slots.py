@@ -15,6 +15,7 @@ partitions move; the worker clears it on every reassignment.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ def slot_key(user_id: str, slot: int) -> bytes:
     return f"{user_id}/{slot}".encode()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlotEntry:
     """One filled slot: which batch it holds, and ``seq``, the order in which the user's
     batches were first scored (larger is newer; stored in the context's header)."""
@@ -44,10 +45,11 @@ class ContextIndex:
     ``read(key)`` returns the stored bytes of a slot or None. It is only called for users
     not in the cache, and it must read the partition of that user (in a faust agent: with
     the user's event bound). A stored value must carry ``batch_id`` and ``seq`` in its
-    ``state_codec`` header.
+    ``state_codec`` header. A cached user with ``n_slots`` = 8 filled takes ~1 KB; a user
+    evicted from the cache costs up to ``n_slots`` reads (~25 µs each in faust) when next seen.
     """
 
-    def __init__(self, n_slots: int, read: Callable[[bytes], bytes | None], max_users: int = 200_000) -> None:
+    def __init__(self, n_slots: int, read: Callable[[bytes], bytes | None], max_users: int = 100_000) -> None:
         if n_slots < 1:
             raise ValueError(f"n_slots must be >= 1, got {n_slots}")
         self.n_slots = n_slots
@@ -68,7 +70,7 @@ class ContextIndex:
         seq = max((e.seq for e in entries.values()), default=-1) + 1
         free = [s for s in range(self.n_slots) if s not in entries]
         slot = free[0] if free else min(entries.values(), key=lambda e: e.seq).slot
-        entries[slot] = SlotEntry(slot, seq, batch_id)
+        entries[slot] = SlotEntry(slot, seq, sys.intern(batch_id))  # one copy per batch, not per user
         return slot_key(user_id, slot), seq
 
     def find(self, user_id: str, batch_id: str) -> bytes | None:
@@ -107,7 +109,7 @@ class ContextIndex:
                 break
             try:
                 meta = unpack_meta(data)
-                entries[slot] = SlotEntry(slot, int(meta["seq"]), str(meta["batch_id"]))
+                entries[slot] = SlotEntry(slot, int(meta["seq"]), sys.intern(str(meta["batch_id"])))
             except (DecodeError, KeyError, TypeError, ValueError):
                 continue  # an unreadable slot is treated as free: the next batch overwrites it
         return entries

@@ -80,7 +80,7 @@ class ProcessorConfig:
     take: int = 500
     within_s: float = 0.05
     context_slots: int = 8
-    context_index_users: int = 200_000
+    context_index_users: int = 100_000
     seen_limit: int = 256
     max_candidates: int = 1_000
     random_effect_prior_precision: float = 25.0
