@@ -17,7 +17,10 @@ Why it is exactly once across crashes
   fully handled by a committed transaction unless they belong to a batch that is still
   undecided; records of decided batches there are skipped silently (``skipped_replayed``),
   while a record of a decided batch *beyond* ``pos`` is a genuinely late record and goes to
-  dead-letters ("scores for decided batch").
+  dead-letters ("scores for decided batch"). The exception: the scorers run at-least-once, so
+  a user re-scored after their rebalance may reach us after the batch was decided; scores
+  for a user this worker decided in one of its last ``DECIDED_USERS_KEPT`` batches are that
+  replay and are skipped (``skipped_duplicates``).
 - Which batches are decided is loaded once at startup by reading ``allocation-reports`` from
   the beginning (read_committed, until the end offsets), after ``init_transactions`` has
   fenced a zombie with the same ``transactional.id`` and aborted its open transaction.
@@ -40,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import chain
@@ -61,6 +65,9 @@ TP = tuple[str, int]
 """A (topic, partition) pair."""
 
 CONSUMER_NAME = "allocator"
+# Decided batches whose user sets are kept to tell a scorer's replay from a late record
+# (~60 B per user: 32 batches of 10,000 users take ~20 MB).
+DECIDED_USERS_KEPT = 32
 _POS_PREFIX = "pos="
 
 
@@ -638,6 +645,8 @@ class AllocatorWorker:
         self.decisions_topic, self.reports_topic = t("decisions"), t("allocation-reports")
         self.dead_topic = t("dead-letters")
         self.decided: set[str] = set()
+        # batch_id -> the users it decided, for this process's last DECIDED_USERS_KEPT batches
+        self.decided_users: OrderedDict[str, frozenset[str]] = OrderedDict()
         self.windows: dict[str, BatchWindow] = {}
         self.tracker = OffsetTracker()
         self.duals = DualMemory()  # warm start of the next batch's dual solve
@@ -841,7 +850,12 @@ class AllocatorWorker:
     def _on_scores(self, scores: ScoresRecord, raw: RawRecord) -> None:
         bid = scores.batch_id
         if bid in self.decided:
-            self._dead_letter(raw, ValidationError(f"scores for decided batch {bid}"))
+            users = self.decided_users.get(bid)
+            if users is not None and scores.user_id in users:  # a scorer's replay of a decided user
+                self.stats.skipped_duplicates += 1
+                return
+            late = "" if users is None else f"; user {scores.user_id} was not scored before it was decided"
+            self._dead_letter(raw, ValidationError(f"scores for decided batch {bid}{late}"))
             return
         window = self.windows.get(bid) or self.windows.setdefault(bid, BatchWindow(bid, self.clock()))
         outcome = window.add(scores, raw)
@@ -1012,6 +1026,9 @@ class AllocatorWorker:
         self.pending = _Pending()
         for w, n, status in outcomes:
             self.decided.add(w.batch_id)
+            self.decided_users[w.batch_id] = frozenset(w.scores)
+            while len(self.decided_users) > DECIDED_USERS_KEPT:
+                self.decided_users.popitem(last=False)
             self.windows.pop(w.batch_id, None)
             self.stats.decisions += n
             if status == "rejected":

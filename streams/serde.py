@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 from typing import Any
 
@@ -122,11 +123,22 @@ class AvroSerde:
         try:
             value = fastavro.schemaless_reader(buf, writer, reader)
         except Exception as exc:  # fastavro raises many kinds (EOFError, ValueError, SchemaResolutionError, ...)
-            raise DecodeError(where, f"{type(exc).__name__}: {exc}", partition=partition, offset=offset) from exc
+            raise DecodeError(where, f"{type(exc).__name__}: {_without_reprs(str(exc))}",
+                              partition=partition, offset=offset) from exc
         if buf.tell() != len(data):
             raise DecodeError(where, f"{len(data) - buf.tell()} trailing bytes after the record",
                               partition=partition, offset=offset)
         return value
+
+
+_REPR_AT = re.compile(r"\s*(?:from|in|of)?\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _without_reprs(message: str) -> str:
+    """``message`` without object reprs such as ``from <_io.BytesIO object at 0x7f..>``: a memory
+    address says nothing to an operator, and it makes the same bad record's reason differ
+    between two reads."""
+    return _REPR_AT.sub("", message)
 
 
 def _plain(value: Any) -> Any:

@@ -310,10 +310,14 @@ def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstr
                                            dead_letter_flush_s=0.5)
     with WorkerThread(cfg) as w:
         reports = wait_for_reports(kafka_bootstrap, names, 2, alive=w.alive)
-        # A late score for a decided batch is dead-lettered too.
+        # A late score for a decided batch is dead-lettered too; a decided user scored again (a
+        # scorer's replay after its rebalance) is skipped as a duplicate.
+        duplicates_before = w.worker.stats.skipped_duplicates
+        # (the duplicate first: same key, same partition, so it is consumed before the late one lands)
         p.produce(scores_t, key=b"good-0", value=serde.encode("scores", scores_value("good-0", 7, rng)))
+        p.produce(scores_t, key=b"good-0", value=serde.encode("scores", scores_value("good-0", n_users + 7, rng)))
         assert p.flush(30) == 0
-        bad.append((scores_t, b"", "scores for decided batch good-0"))
+        bad.append((scores_t, b"", f"scores for decided batch good-0; user user-{n_users + 7:05d} was not scored"))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             dead = read_all(kafka_bootstrap, names("dead-letters"), "dead-letters")
@@ -336,7 +340,7 @@ def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstr
     for key, v in dead:
         assert key == v["source_topic"].encode() and v["consumer"] == "allocator"
         assert v["error_type"] in ("DecodeError", "ValidationError")
-    assert w.worker.stats.skipped_duplicates >= 1 and w.worker.stats.dead_letters == len(bad)
+    assert w.worker.stats.skipped_duplicates >= duplicates_before + 1 and w.worker.stats.dead_letters == len(bad)
 
 
 class _AbortOnceProducer(Producer):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from streams.allocator_worker import (
-    BatchLP, BatchWindow, OffsetTracker, RawRecord, batch_seed,
+    AllocatorWorker, AllocatorWorkerConfig, BatchLP, BatchWindow, OffsetTracker, RawRecord, batch_seed,
 )
 from streams.records import BatchControlRecord, BudgetSpec, ProviderSpec, ScoresRecord
 
@@ -364,3 +364,20 @@ def test_batch_lp_indices_are_np_uniques(pairs: list[list[tuple[str, str]]]) -> 
     assert lp.provider_names == ["p1"] + others
     assert [lp.provider_names[p] for p in lp.provider] == [p for _, p in flat]
     assert [lp.item_names[i] for i in lp.item] == [i for i, _ in flat]
+
+
+def test_scores_for_a_decided_batch_are_a_replay_if_the_user_was_decided_else_late() -> None:
+    """A scorer re-scores after its rebalance (at-least-once): a decided user's second scores
+    record is skipped; a user the batch never saw is late and goes to dead-letters."""
+    worker = AllocatorWorker(AllocatorWorkerConfig.for_prefix("127.0.0.1:1", "t-"))  # connects only in run()
+    worker.decided.add("b1")
+    worker.decided_users["b1"] = frozenset({"u1", "u2"})
+    worker._on_scores(scores("u1"), raw(10))
+    assert worker.stats.skipped_duplicates == 1 and worker.pending.dead_letters == []
+    worker._on_scores(scores("u3"), raw(11))
+    assert len(worker.pending.dead_letters) == 1
+    letter = worker.serde.decode("dead-letters", worker.pending.dead_letters[0][1])
+    assert letter["offset"] == 11 and "user u3 was not scored before it was decided" in letter["reason"]
+    worker.decided.add("b0")  # decided before this process started: no user set, so late
+    worker._on_scores(scores("u1", batch="b0"), raw(12))
+    assert len(worker.pending.dead_letters) == 2 and worker.stats.skipped_duplicates == 1

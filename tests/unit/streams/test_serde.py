@@ -116,6 +116,19 @@ def test_truncated_or_garbled_bodies_raise_decode_error(tail: bytes) -> None:
         pass
 
 
+def test_a_bad_records_reason_is_the_same_on_every_read() -> None:
+    """fastavro's EOFError names the BytesIO it read, address included; a redelivered record
+    must get the same dead-letter reason (and an operator has no use for the address)."""
+    sid, _ = REGISTRY.current("feedback")
+    data = struct.pack(">bI", 0, sid) + b"\x06abc"  # a string, then nothing
+    reasons = []
+    for _ in range(2):
+        with pytest.raises(DecodeError) as info:
+            SERDE.decode("feedback", data)
+        reasons.append(str(info.value))
+    assert reasons[0] == reasons[1] and "EOFError" in reasons[0] and " at 0x" not in reasons[0]
+
+
 def test_value_not_fitting_schema_raises_schema_error() -> None:
     with pytest.raises(SchemaError, match="feedback"):
         SERDE.encode("feedback", {"decision_id": 3})
