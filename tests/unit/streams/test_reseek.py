@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from streams.processors import _reseek_after_rebalance
+from streams.processors import StallWatch, _reseek_after_rebalance
 
 
 class FlowControl:
@@ -79,3 +79,68 @@ def test_a_rebalance_that_never_ends_gives_up_without_seeking() -> None:
 
     asyncio.run(scenario())
     assert app.consumer.seeks == []
+
+
+# -- StallWatch --------------------------------------------------------------------------------
+
+
+class TP:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+
+class WatchedConsumer(Consumer):
+    def __init__(self, app: "App", tps: list[TP]) -> None:
+        super().__init__(app)
+        self.tps = tps
+        self._committed_offset: dict[TP, int | None] = {}
+        self.high: dict[TP, int | None] = {}
+
+    def assignment(self) -> set[TP]:
+        return set(self.tps)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.high.get(tp)
+
+
+def watched_app() -> tuple[App, TP, TP]:
+    app = App()
+    app.rebalancing, app.flow_control.active = False, True
+    cand, other = TP("candidates", 0), TP("changelog", 0)
+    app.consumer = WatchedConsumer(app, [cand, other])
+    return app, cand, other
+
+
+def test_a_partition_behind_with_no_commit_over_an_interval_is_seeked() -> None:
+    app, cand, other = watched_app()
+    watch = StallWatch(app, {"candidates"})
+    c = app.consumer
+    c._committed_offset[cand], c.high[cand] = 100, 150
+    c._committed_offset[other], c.high[other] = 0, 999  # not an input topic: never counts
+    asyncio.run(watch.check())
+    assert c.seeks == []  # behind once: it may be reading
+    c._committed_offset[cand] = 120  # progress
+    asyncio.run(watch.check())
+    assert c.seeks == []
+    asyncio.run(watch.check())  # behind, and no commit since the last check: stuck
+    assert len(c.seeks) == 1 and watch.seeks == 1
+    asyncio.run(watch.check())  # the seek restarts the count
+    assert len(c.seeks) == 1
+
+
+def test_caught_up_idle_or_rebalancing_partitions_are_left_alone() -> None:
+    app, cand, _ = watched_app()
+    watch = StallWatch(app, {"candidates"})
+    c = app.consumer
+    c._committed_offset[cand], c.high[cand] = 150, 150  # caught up and idle
+    for _ in range(3):
+        asyncio.run(watch.check())
+    c._committed_offset[cand], c.high[cand] = None, 150  # no commit known yet
+    for _ in range(3):
+        asyncio.run(watch.check())
+    c._committed_offset[cand], c.high[cand] = 100, 150
+    app.rebalancing = True  # a rebalance between two checks resets the count
+    asyncio.run(watch.check())
+    app.rebalancing = False
+    asyncio.run(watch.check())
+    assert c.seeks == []
