@@ -7,8 +7,8 @@ distinct batches, at the cost of one table write per scored user. (Keying contex
 id needed three: the context, the user's list of batches and the delete of the oldest; in
 faust each write costs ~0.2 ms of CPU for its changelog record, more than scoring the user.)
 
-Which batch sits in which slot is read from the table the first time a user is seen (up
-to ``n_slots`` reads of the values' headers), then kept in a bounded LRU. Only the worker that
+Which batch sits in which slot is read from the table the first time a user is seen
+(``n_slots`` reads of the values' headers), then kept in a bounded LRU. Only the worker that
 owns a user's partition writes that user's contexts, so the index stays true until the
 partitions move; the worker clears it on every reassignment.
 """
@@ -100,13 +100,14 @@ class ContextIndex:
         return entries
 
     def _load(self, user_id: str) -> dict[int, SlotEntry]:
-        # Slots fill from 0 up and are never deleted, so the first absent one ends the scan: a
-        # user never seen costs one read.
+        # Every slot is read, though they fill from 0 up: after a partition moves, the new owner's
+        # table can lack a write the old owner had not flushed to the changelog yet, and stopping
+        # at that gap would hide the user's later slots too.
         entries = {}
         for slot in range(self.n_slots):
             data = self._read(slot_key(user_id, slot))
             if data is None:
-                break
+                continue
             try:
                 meta = unpack_meta(data)
                 entries[slot] = SlotEntry(slot, int(meta["seq"]), sys.intern(str(meta["batch_id"])))

@@ -73,14 +73,29 @@ def test_a_cached_user_is_not_read_again_and_eviction_reloads() -> None:
 
     index = ContextIndex(3, read, max_users=1)
     score(index, table, "a", "b1")
-    assert reads == [slot_key("a", 0)]  # a new user: its first slot is empty, so all are
+    assert reads == [slot_key("a", s) for s in range(3)]
     score(index, table, "a", "b2")
-    assert len(reads) == 1
+    assert len(reads) == 3  # cached
     score(index, table, "z", "b1")  # evicts "a"
     assert index.find("a", "b2") == slot_key("a", 1)
-    assert reads[2:] == [slot_key("a", s) for s in range(3)]  # read up to the first empty slot
+    assert reads[6:] == [slot_key("a", s) for s in range(3)]
     index.clear()
     assert len(index) == 0 and index.find("a", "b1") == slot_key("a", 0)
+
+
+def test_a_gap_in_the_slots_hides_nothing_after_it() -> None:
+    """After a partition moves, its new owner may lack a slot the old owner never flushed to
+    the changelog; the user's other slots must still be found."""
+    table: dict[bytes, bytes] = {}
+    index = ContextIndex(4, table.get)
+    for b in ("b1", "b2", "b3"):
+        score(index, table, "a", b)
+    del table[slot_key("a", 0)]  # the lost write
+    fresh = ContextIndex(4, table.get)
+    assert fresh.find("a", "b1") is None
+    assert fresh.find("a", "b2") == slot_key("a", 1) and fresh.find("a", "b3") == slot_key("a", 2)
+    key, seq = fresh.claim("a", "b4")  # a free slot, newest of all
+    assert key in (slot_key("a", 0), slot_key("a", 3)) and seq == 3
 
 
 def test_an_unreadable_slot_counts_as_free() -> None:
