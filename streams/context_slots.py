@@ -64,9 +64,9 @@ class ContextIndex:
         reads this user's slots.
         """
         entries = self._entries(user_id)
-        for e in entries.values():
-            if e.batch_id == batch_id:
-                return slot_key(user_id, e.slot), e.seq
+        held = _holding(entries, batch_id)
+        if held is not None:
+            return slot_key(user_id, held.slot), held.seq
         seq = max((e.seq for e in entries.values()), default=-1) + 1
         free = [s for s in range(self.n_slots) if s not in entries]
         slot = free[0] if free else min(entries.values(), key=lambda e: e.seq).slot
@@ -76,10 +76,8 @@ class ContextIndex:
     def find(self, user_id: str, batch_id: str) -> bytes | None:
         """The key holding ``batch_id``'s context of ``user_id``, or None if it was never
         stored or has been overwritten by ``n_slots`` newer batches."""
-        for e in self._entries(user_id).values():
-            if e.batch_id == batch_id:
-                return slot_key(user_id, e.slot)
-        return None
+        held = _holding(self._entries(user_id), batch_id)
+        return None if held is None else slot_key(user_id, held.slot)
 
     def clear(self) -> None:
         """Forget every user (call when the worker's partitions are reassigned)."""
@@ -114,3 +112,8 @@ class ContextIndex:
             except (DecodeError, KeyError, TypeError, ValueError):
                 continue  # an unreadable slot is treated as free: the next batch overwrites it
         return entries
+
+
+def _holding(entries: dict[int, SlotEntry], batch_id: str) -> SlotEntry | None:
+    """The entry whose slot holds ``batch_id``, if any."""
+    return next((e for e in entries.values() if e.batch_id == batch_id), None)

@@ -3,9 +3,9 @@
 Both agents run in one app so they share its RocksDB tables, which are co-partitioned with
 ``candidates`` and ``feedback`` (both keyed by user_id):
 
-- ``users``: user_id -> the user's random-effect posterior (``A``, ``b``) and the ids of
-  the feedback it has already absorbed (bounded), so a redelivered feedback record
-  updates the posterior once (faust runs at-least-once; see DESIGN.md).
+- ``users``: user_id -> the user's random-effect posterior (``A``, ``b``) and digests of the
+  feedback ids it has already absorbed (bounded; ``streams.user_state``), so a redelivered
+  feedback record updates the posterior once (faust runs at-least-once; see DESIGN.md).
 - ``contexts``: "<user_id>/<slot>" -> the decision context the scorer saw for one batch
   (features, item features, the global model's mean conversion per item), in a ring of
   ``context_slots`` slots per user (``streams.context_slots``): the table keeps exactly each
@@ -22,9 +22,9 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,8 +43,8 @@ from streams.score_publisher import ScorePublisher
 from streams.scoring import ScoringModel
 from streams.serde import AvroSerde
 from streams.state_codec import pack, unpack
-from streams.user_state import UserState
 from streams.topics import TopicNames
+from streams.user_state import UserState
 
 log = logging.getLogger("banditlp.processors")
 
@@ -172,8 +172,7 @@ def build_app(cfg: ProcessorConfig):
         """The user's head; the user's event must be bound (a read goes to its partition's store)."""
         data = users.get(user_id.encode())
         if data is None:
-            A, b = RandomEffectConfig(k, cfg.random_effect_prior_precision).prior()
-            return UserState(A, b, np.zeros(0, dtype="<u8"), 0)
+            return UserState.prior(k, cfg.random_effect_prior_precision)
         return UserState.decode(data)
 
     @app.agent(candidates_topic)
@@ -332,10 +331,11 @@ class StallWatch:
     records past its committed offset (highwater > committed) and its committed offset did
     not move between two checks, with no rebalance in between.
 
-    Why: the race ``_reseek_after_rebalance`` answers can strike at any rebalance, including
-    one that starts while records are in flight (a second processors worker joining mid-batch
-    left a batch's users unscored, or feedback unlearned, in ~1 of 4 such runs). The records
-    are not lost (their offsets are not committed) but sit unread until the next rebalance.
+    Why: the race ``_reseek_after_rebalance`` answers may strike at any rebalance, including
+    one that starts while records are in flight. Records it skips are not committed, so they
+    are not lost, but they would sit unread until the next rebalance. (A second processors
+    worker joining mid-batch sometimes left users unscored or feedback unlearned; this watch
+    never fired in those runs, so that has another cause, not yet found: see the README.)
     A partition that progresses commits every ``broker_commit_interval`` (1 s), so a whole
     check interval without a commit while behind means nothing is reading it.
     """

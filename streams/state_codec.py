@@ -31,12 +31,16 @@ def pack(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> b
     return _LEN.pack(len(header)) + header + b"".join(chunks)
 
 
+def _header(data: bytes) -> tuple[dict[str, Any], int]:
+    """The JSON header of a packed value and where its array bytes start."""
+    (n,) = _LEN.unpack_from(data)
+    return json.loads(data[_LEN.size:_LEN.size + n]), _LEN.size + n
+
+
 def unpack(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Inverse of ``pack``; arrays are read-only views over ``data`` copied to be writable."""
     try:
-        (n,) = _LEN.unpack_from(data)
-        header = json.loads(data[_LEN.size:_LEN.size + n])
-        pos = _LEN.size + n
+        header, pos = _header(data)
         arrays = {}
         for name, dtype, shape in header["a"]:
             dt = np.dtype(dtype)
@@ -53,7 +57,6 @@ def unpack(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 def unpack_meta(data: bytes) -> dict[str, Any]:
     """Only the ``meta`` dict of a packed value (its arrays are not read or copied)."""
     try:
-        (n,) = _LEN.unpack_from(data)
-        return json.loads(data[_LEN.size:_LEN.size + n])["m"]
+        return _header(data)[0]["m"]
     except (struct.error, ValueError, KeyError, TypeError) as exc:
         raise DecodeError("state", f"bad table value header: {exc}") from exc

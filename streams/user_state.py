@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.random_effects import RandomEffectConfig
 from streams.state_codec import pack, unpack
 
 
@@ -31,6 +32,12 @@ class UserState:
     b: np.ndarray
     seen: np.ndarray
     n_obs: int
+
+    @classmethod
+    def prior(cls, k: int, precision: float) -> "UserState":
+        """A user with no feedback yet: the random-effect prior ``N(0, precision⁻¹ I_k)``."""
+        A, b = RandomEffectConfig(k, precision).prior()
+        return cls(A, b, np.zeros(0, dtype="<u8"), 0)
 
     def has_seen(self, feedback_id: str) -> bool:
         return bool(np.any(self.seen == feedback_digest(feedback_id)))

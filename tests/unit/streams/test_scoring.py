@@ -163,7 +163,7 @@ def test_candidates_from_columns_as_from_dicts(changes: dict, match: str | None)
 def test_scores_with_a_nan_sample_are_rejected_from_columns_as_from_dicts(model: ScoringModel) -> None:
     rng = np.random.default_rng(4)
     rec = CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(1, 4, rng))))
-    value = score_records([rec], lambda u, k: UserState(*RandomEffectConfig(k, 25.0).prior(), np.zeros(0, "<u8"), 0), model, 1.0, rng,
+    value = score_records([rec], lambda u, k: UserState.prior(k, 25.0), model, 1.0, rng,
                           ContextIndex(8, {}.get).claim).values[0]
     items = value["items"]
     with pytest.raises(ValueError, match="read-only"):

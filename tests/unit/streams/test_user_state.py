@@ -13,8 +13,7 @@ from streams.user_state import UserState, feedback_digest
 
 
 def prior(k: int = 3) -> UserState:
-    A, b = RandomEffectConfig(k, 25.0).prior()
-    return UserState(A, b, np.zeros(0, "<u8"), 0)
+    return UserState.prior(k, 25.0)
 
 
 def test_round_trip_and_dedup() -> None:
