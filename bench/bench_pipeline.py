@@ -70,7 +70,7 @@ from streams.serde import AvroSerde  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 # The simulator's own producer, so the baseline produces with exactly the pipeline's settings.
 from streams.simulator_feed import SimulatorConfig, SimulatorFeed, _producer  # noqa: E402
-from streams.topics import DAY_MS, TopicNames, TopicSpec, create_topics, topic_specs  # noqa: E402
+from streams.topics import DAY_MS, TopicNames, TopicSpec, create_topics, delete_topics, topic_specs  # noqa: E402
 
 console = Console(width=170)
 TARGET_PAIRS_PER_S = 50_000
@@ -525,6 +525,10 @@ def main(
         if keep_logs is not None:
             shutil.copytree(tmp / "logs", keep_logs, dirs_exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        try:  # a broker recovers every partition it holds at start-up: leave none behind
+            delete_topics(boot, prefix)
+        except BanditLPError as exc:
+            console.print(f"[yellow]could not delete the bench's topics ({prefix}*):[/] {exc}")
 
 
 def _progress() -> Progress:

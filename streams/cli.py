@@ -94,6 +94,25 @@ def topics_create(
     console.print(table)
 
 
+@topics_app.command("delete")
+def topics_delete(
+    prefix: str = typer.Option(..., help="Delete every topic whose name starts with this (not empty)."),
+    bootstrap: Optional[str] = typer.Option(None, help="(env KAFKA_BOOTSTRAP_SERVERS)"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a run's topics (and its faust changelogs) by prefix, e.g. an old demo's."""
+    from streams.topics import delete_topics
+
+    s = Settings.from_env(bootstrap=bootstrap)
+    if not yes:
+        typer.confirm(f"delete every topic starting with {prefix!r} on {s.bootstrap}?", abort=True)
+    try:
+        gone = delete_topics(s.bootstrap, prefix)
+    except BanditLPError as exc:
+        fail(exc)
+    console.print(f"deleted {len(gone)} topics" + "".join(f"\n  {t}" for t in gone))
+
+
 def _register_commands() -> None:
     import importlib.util
 

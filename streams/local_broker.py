@@ -1,15 +1,17 @@
 """A local Apache Kafka broker (KRaft, combined broker + controller) with no Docker.
 
 The broker jars come from Maven Central through ``infra/kafka/pom.xml``
-(``mvn dependency:copy-dependencies``) into a cache outside the repository; storage is
-formatted once; the broker runs as a detached ``java kafka.Kafka`` process whose pid, log
-and data directory live under ``home`` and survive restarts. ``up`` is idempotent: a
-broker that already answers on the port is left alone.
+(``mvn dependency:copy-dependencies``) into a cache outside the repository, keyed by the
+POM's digest so that a changed POM fetches again; storage is formatted once; the broker runs
+as a detached ``java kafka.Kafka`` process whose pid, log and data directory live under
+``home`` and survive restarts. ``up`` is idempotent: a broker that already answers on the
+port is left alone. ``up(fresh=True)`` starts from empty storage (the test suite's broker).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 import signal
@@ -55,7 +57,10 @@ class LocalBrokerConfig:
         controller_port: the KRaft controller listener (default: ``port + 1``).
         kafka_version: the ``org.apache.kafka:kafka_2.13`` version fetched from Maven Central.
         heap: JVM ``-Xmx``.
-        start_timeout_s: how long ``up`` waits for the broker to answer metadata.
+        start_timeout_s: how long ``up`` waits for the broker to answer metadata. A broker
+            recovers every partition it holds before it answers: ~10 s when empty, minutes
+            with thousands of partitions after an unclean stop.
+        name: the instance's directory is ``home/<name>-<port>``; the test suite uses its own.
     """
 
     home: Path = field(default_factory=_default_home)
@@ -63,7 +68,8 @@ class LocalBrokerConfig:
     controller_port: int | None = None
     kafka_version: str = "4.1.1"
     heap: str = "1g"
-    start_timeout_s: float = 90.0
+    start_timeout_s: float = 300.0
+    name: str = "broker"
 
     @property
     def bootstrap(self) -> str:
@@ -71,11 +77,12 @@ class LocalBrokerConfig:
 
     @property
     def libs_dir(self) -> Path:
-        return self.home / f"libs-{self.kafka_version}"
+        pom = hashlib.sha256(POM.read_bytes()).hexdigest()[:8] if POM.exists() else "nopom"
+        return self.home / f"libs-{self.kafka_version}-{pom}"
 
     @property
     def instance_dir(self) -> Path:
-        return self.home / f"broker-{self.port}"
+        return self.home / f"{self.name}-{self.port}"
 
     @property
     def data_dir(self) -> Path:
@@ -183,6 +190,8 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
+            # Recovery after an unclean stop reads every partition; use every core for it.
+            "num.recovery.threads.per.data.dir": str(max(1, os.cpu_count() or 1)),
             "log.retention.hours": "168",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
@@ -232,15 +241,27 @@ class LocalBroker:
         c = self.config
         return BrokerStatus(c.bootstrap, self._pid(), broker_answers(c.bootstrap), c.log_path, c.data_dir)
 
-    def up(self) -> BrokerStatus:
-        """Start the broker unless one answers already; wait until it serves metadata."""
+    def up(self, fresh: bool = False) -> BrokerStatus:
+        """Start the broker unless one answers already; wait until it serves metadata.
+
+        ``fresh``: when this call starts the process, it first deletes the instance's data
+        (topics, offsets, the KRaft log), so the broker starts empty and fast. A broker that
+        already runs is never touched.
+
+        Raises:
+            BrokerError: no jars, Java or Maven; the process exited; or it did not answer in
+                ``start_timeout_s`` (the message says how many partitions it was loading).
+        """
         c = self.config
         if broker_answers(c.bootstrap):
             return self.status()
         if self._pid() is None:
+            if fresh:
+                shutil.rmtree(c.data_dir, ignore_errors=True)
             self.ensure_jars()
             self._write_config()
             self._format_storage()
+            _rotate(c.log_path)
             with open(c.log_path, "ab") as log:
                 proc = subprocess.Popen(
                     self._java_cmd("kafka.Kafka", str(c.properties_path)),
@@ -255,7 +276,19 @@ class LocalBroker:
             if self._pid() is None:
                 raise BrokerError(f"the broker exited during start-up; see {c.log_path}:\n{_tail(c.log_path)}")
             time.sleep(0.5)
-        raise BrokerError(f"the broker did not answer within {c.start_timeout_s:.0f} s; see {c.log_path}")
+        raise BrokerError(
+            f"the broker did not answer within {c.start_timeout_s:.0f} s; it holds "
+            f"{self.partition_count()} partition directories, each recovered at start-up; delete "
+            f"unused topics (`banditlp topics delete --prefix P`) or raise the timeout; see {c.log_path}:\n"
+            f"{_tail(c.log_path)}"
+        )
+
+    def partition_count(self) -> int:
+        """Partition directories in the data dir (``<topic>-<n>``): what start-up has to recover."""
+        try:
+            return sum(1 for p in self.config.data_dir.iterdir() if p.is_dir() and "-" in p.name)
+        except OSError:
+            return 0
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker we started (SIGTERM, then SIGKILL). True if one was running."""
@@ -271,6 +304,15 @@ class LocalBroker:
             time.sleep(0.5)
         self.config.pid_path.unlink(missing_ok=True)
         return True
+
+
+def _rotate(path: Path, max_bytes: int = 20 * 1024 * 1024) -> None:
+    """Keep one previous broker log: the broker logs at INFO and the file is appended per start."""
+    try:
+        if path.stat().st_size > max_bytes:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
 
 
 def _tail(path: Path, n: int = 20) -> str:

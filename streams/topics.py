@@ -110,3 +110,35 @@ def create_topics(bootstrap: str, names: TopicNames, specs: tuple[TopicSpec, ...
                 else:
                     raise BrokerError(f"cannot create topic {name}: {exc}") from exc
     return outcome
+
+
+def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 60.0) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (the run's own and faust's changelogs).
+
+    Returns the deleted names, sorted. An empty prefix is refused: it would name every topic,
+    the broker's internal ones included. A broker keeps every partition of every topic it ever
+    created, and one with thousands of them takes minutes to restart, so test and demo
+    namespaces are meant to be deleted when done.
+
+    Raises:
+        BrokerError: the prefix is empty, the broker does not answer, or a deletion failed.
+    """
+    if not prefix:
+        raise BrokerError("refusing to delete topics with an empty prefix")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        names = sorted(t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefix))
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    if not names:
+        return []
+    failed = []
+    for name, fut in admin.delete_topics(names, operation_timeout=timeout_s).items():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if not (exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                failed.append(f"{name}: {exc}")
+    if failed:
+        raise BrokerError("cannot delete topics:\n" + "\n".join(failed))
+    return names

@@ -165,12 +165,14 @@ def demo(
     seed: int = typer.Option(0),
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1."),
     run_dir: Optional[Path] = typer.Option(None, help="Where logs, summary and plots go (default runs/demo-<time>)."),
+    keep_topics: bool = typer.Option(False, "--keep-topics",
+                                     help="Keep the run's topics on the broker (default: delete them at the end)."),
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
     from evaluation.email_world import EmailWorldConfig
     from streams.local_broker import ensure_kafka
     from streams.simulator_feed import SimulatorConfig, SimulatorFeed
-    from streams.topics import TopicNames, create_topics, topic_specs
+    from streams.topics import TopicNames, create_topics, delete_topics, topic_specs
 
     settings = Settings.from_env()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -179,10 +181,12 @@ def demo(
     prefix = f"{settings.topic_prefix}demo-{stamp}-"
     names = TopicNames(prefix)
     workers = WorkerSet(run_dir / "logs")
+    created = False
     try:
         with console.status("checking for a Kafka broker (starting the local one if none answers) ..."):
             ensure_kafka(settings.bootstrap, settings.kafka_home, settings.kafka_port,
                          external="KAFKA_BOOTSTRAP_SERVERS" in os.environ)
+        created = True
         create_topics(settings.bootstrap, names, topic_specs(settings.partitions))
         world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers,
                                  candidates_per_user=candidates, seed=seed)
@@ -208,3 +212,11 @@ def demo(
         raise typer.Exit(code=2)
     finally:
         workers.stop()
+        # Every partition a broker ever held is recovered at its next start; a demo's topics
+        # are left behind only on request.
+        if created and not keep_topics:
+            try:
+                gone = delete_topics(settings.bootstrap, prefix)
+                console.print(f"deleted the run's {len(gone)} topics ({prefix}*); --keep-topics keeps them")
+            except BanditLPError as exc:
+                console.print(f"[yellow]could not delete the run's topics ({prefix}*):[/] {exc}")

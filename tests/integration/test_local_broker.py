@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
+from streams.topics import TopicNames, TopicSpec, create_topics
 
 pytestmark = pytest.mark.integration
 PORT = int(os.environ.get("BANDITLP_TEST_RESTART_PORT", "19092"))
@@ -72,5 +76,33 @@ def test_up_twice_down_up_keeps_topics_and_records(tmp_path: Path) -> None:
                 break
         consumer.close()
         assert values == {f"v{i}".encode() for i in range(100)}
+
+        deleted = _cli("topics", "delete", "--prefix", f"{topic}-", "--yes", home=home)
+        assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+        left = set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics)
+        assert not any(t.startswith(f"{topic}-") for t in left)
+        assert {t for t in left if not t.startswith("__")} <= {t for t in md.topics if not t.startswith("__")}
+        assert _cli("topics", "delete", "--prefix", "", "--yes", home=home).returncode == 2
     finally:
         broker.down()
+
+
+def test_fresh_start_begins_from_empty_storage() -> None:
+    home = Path(os.environ.get("BANDITLP_KAFKA_HOME", os.path.expanduser("~/.cache/banditlp/kafka")))
+    broker = LocalBroker(LocalBrokerConfig(home=home, port=PORT, name="test-fresh"))
+    bootstrap = broker.config.bootstrap
+    try:
+        broker.up(fresh=True)
+        create_topics(bootstrap, TopicNames("fresh-"), (TopicSpec("feedback", 3),))
+        logs = [broker.config.data_dir / f"fresh-feedback-{i}" for i in range(3)]
+        deadline = time.monotonic() + 30  # the broker creates a partition's log after the call returns
+        while not all(d.is_dir() for d in logs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(d.is_dir() for d in logs) and broker.partition_count() >= 3
+        broker.down()
+        broker.up(fresh=True)
+        assert "fresh-feedback" not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        assert not any(d.exists() for d in logs)
+    finally:
+        broker.down()
+        shutil.rmtree(broker.config.instance_dir, ignore_errors=True)

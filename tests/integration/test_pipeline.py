@@ -37,7 +37,7 @@ from evaluation.email_world import EmailWorld, EmailWorldConfig
 from streams.commands.demo import WorkerSet, publish_warm_start
 from streams.serde import AvroSerde
 from streams.simulator_feed import BatchRun, SimulatorConfig, SimulatorFeed
-from streams.topics import TopicNames, create_topics, topic_specs
+from streams.topics import TopicNames, create_topics, delete_topics, topic_specs
 from streams.trainer import latest_version
 from streams.user_state import UserState
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
@@ -197,6 +197,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
         if feed is not None:
             feed.close()
         workers.stop()
+        delete_topics(kafka_bootstrap, names.prefix)
 
 
 # -- checks ------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ same feedback again plus one new record per user: the restored dedup state drops
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +57,8 @@ def feedback(serde: AvroSerde, batch_id: str, user: str, item: str, converted: b
 
 
 def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
-    names = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}-")
+        kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path) -> None:
+    names = topic_names
     create_topics(kafka_bootstrap, names, topic_specs(4))
     publish_warm_start(kafka_bootstrap, names, WORLD, "email", n_batches=1, seed=0)
     serde = AvroSerde()
