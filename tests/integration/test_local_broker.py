@@ -79,8 +79,14 @@ def test_up_twice_down_up_keeps_topics_and_records(tmp_path: Path) -> None:
 
         deleted = _cli("topics", "delete", "--prefix", f"{topic}-", "--yes", home=home)
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
-        left = set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics)
-        assert not any(t.startswith(f"{topic}-") for t in left)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        deadline = time.monotonic() + 30  # the broker's metadata catches up with the controller
+        while True:
+            left = set(admin.list_topics(timeout=10).topics)
+            if not any(t.startswith(f"{topic}-") for t in left):
+                break
+            assert time.monotonic() < deadline, f"still listed after deletion: {sorted(left)}"
+            time.sleep(0.2)
         assert {t for t in left if not t.startswith("__")} <= {t for t in md.topics if not t.startswith("__")}
         assert _cli("topics", "delete", "--prefix", "", "--yes", home=home).returncode == 2
     finally:
