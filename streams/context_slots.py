@@ -7,10 +7,16 @@ distinct batches, at the cost of one table write per scored user. (Keying contex
 id needed three: the context, the user's list of batches and the delete of the oldest; in
 faust each write costs ~0.2 ms of CPU for its changelog record, more than scoring the user.)
 
-Which batch sits in which slot is read from the table the first time a user is seen
-(``n_slots`` reads of the values' headers), then kept in a bounded LRU. Only the worker that
-owns a user's partition writes that user's contexts, so the index stays true until the
-partitions move; the worker clears it on every reassignment.
+Which batch sits in which slot is read from the table the first time a user is seen on a
+partition (``n_slots`` reads of the values' headers), then kept in a bounded LRU keyed by
+(partition, user). Only the worker that owns a partition writes its contexts, so the index
+stays true until the partitions move; the worker clears it on every reassignment.
+
+The partition is part of the key because a record's partition, not its user id, says which
+store a read goes to: a record keyed by user X that a producer with another partitioner (or
+garbage) put on another partition reads that partition's slots of X. Cached under X alone,
+that view hid X's real slots. We saw it when a second worker joined: feedback dead-lettered
+as "no decision context", and a later batch overwrote a slot that was still needed.
 """
 
 from __future__ import annotations
@@ -40,13 +46,15 @@ class SlotEntry:
 
 
 class ContextIndex:
-    """Per-user map batch_id -> slot over the ``contexts`` table, cached in a bounded LRU.
+    """Per (partition, user) map batch_id -> slot over the ``contexts`` table, cached in a
+    bounded LRU.
 
-    ``read(key)`` returns the stored bytes of a slot or None. It is only called for users
-    not in the cache, and it must read the partition of that user (in a faust agent: with
-    the user's event bound). A stored value must carry ``batch_id`` and ``seq`` in its
-    ``state_codec`` header. A cached user with ``n_slots`` = 8 filled takes ~1 KB; a user
-    evicted from the cache costs up to ``n_slots`` reads (~25 µs each in faust) when next seen.
+    ``read(key)`` returns the stored bytes of a slot or None. It is only called for a
+    (partition, user) not in the cache, and it must read that partition's store (in a faust
+    agent: with the event of that partition bound). A stored value must carry ``batch_id`` and
+    ``seq`` in its ``state_codec`` header. A cached user with ``n_slots`` = 8 filled takes
+    ~1 KB; a user evicted from the cache costs up to ``n_slots`` reads (~25 µs each in faust)
+    when next seen.
     """
 
     def __init__(self, n_slots: int, read: Callable[[bytes], bytes | None], max_users: int = 100_000) -> None:
@@ -55,15 +63,16 @@ class ContextIndex:
         self.n_slots = n_slots
         self.max_users = max_users
         self._read = read
-        self._users: OrderedDict[str, dict[int, SlotEntry]] = OrderedDict()
+        self._users: OrderedDict[tuple[int, str], dict[int, SlotEntry]] = OrderedDict()
 
-    def claim(self, user_id: str, batch_id: str) -> tuple[bytes, int]:
-        """The key to write ``batch_id``'s context of ``user_id`` under, and its ``seq``.
+    def claim(self, partition: int, user_id: str, batch_id: str) -> tuple[bytes, int]:
+        """The key to write ``batch_id``'s context of ``user_id`` under in ``partition``'s
+        store, and its ``seq``.
 
         The claim is recorded at once: the caller writes the value before anything else
         reads this user's slots.
         """
-        entries = self._entries(user_id)
+        entries = self._entries(partition, user_id)
         held = _holding(entries, batch_id)
         if held is not None:
             return slot_key(user_id, held.slot), held.seq
@@ -73,10 +82,10 @@ class ContextIndex:
         entries[slot] = SlotEntry(slot, seq, sys.intern(batch_id))  # one copy per batch, not per user
         return slot_key(user_id, slot), seq
 
-    def find(self, user_id: str, batch_id: str) -> bytes | None:
-        """The key holding ``batch_id``'s context of ``user_id``, or None if it was never
-        stored or has been overwritten by ``n_slots`` newer batches."""
-        held = _holding(self._entries(user_id), batch_id)
+    def find(self, partition: int, user_id: str, batch_id: str) -> bytes | None:
+        """The key holding ``batch_id``'s context of ``user_id`` in ``partition``'s store, or
+        None if it was never stored there or has been overwritten by ``n_slots`` newer batches."""
+        held = _holding(self._entries(partition, user_id), batch_id)
         return None if held is None else slot_key(user_id, held.slot)
 
     def clear(self) -> None:
@@ -86,15 +95,16 @@ class ContextIndex:
     def __len__(self) -> int:
         return len(self._users)
 
-    def _entries(self, user_id: str) -> dict[int, SlotEntry]:
-        entries = self._users.get(user_id)
+    def _entries(self, partition: int, user_id: str) -> dict[int, SlotEntry]:
+        where = (partition, user_id)
+        entries = self._users.get(where)
         if entries is None:
             entries = self._load(user_id)
-            self._users[user_id] = entries
+            self._users[where] = entries
             if len(self._users) > self.max_users:
                 self._users.popitem(last=False)
         else:
-            self._users.move_to_end(user_id)
+            self._users.move_to_end(where)
         return entries
 
     def _load(self, user_id: str) -> dict[int, SlotEntry]:

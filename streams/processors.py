@@ -160,7 +160,8 @@ def build_app(cfg: ProcessorConfig):
             key=msg.key, value=msg.value, error=exc, consumer=consumer))
 
     noise_var = RandomEffectConfig(1).noise_var
-    # Reads of a user's slots go to the partition of the event bound at the time (the user's).
+    # Reads of a user's slots go to the store of the event bound at the time; the index is
+    # keyed by that event's partition and the user.
     context_index = ContextIndex(cfg.context_slots, contexts.get, max_users=cfg.context_index_users)
 
     async def forget_context_index(sender: Any = None, *_: Any, **__: Any) -> None:
@@ -199,15 +200,15 @@ def build_app(cfg: ProcessorConfig):
                 records.append((event, rec))
             if not records:
                 continue
-            event_of = {rec.user_id: event for event, rec in records}
+            def bound_user_state(i: int, k: int) -> UserState:
+                event, rec = records[i]
+                _bind_event(event)
+                return user_state(rec.user_id, k)
 
-            def bound_user_state(user_id: str, k: int) -> UserState:
-                _bind_event(event_of[user_id])
-                return user_state(user_id, k)
-
-            def claim_slot(user_id: str, batch_id: str) -> tuple[bytes, int]:
-                _bind_event(event_of[user_id])
-                return context_index.claim(user_id, batch_id)
+            def claim_slot(i: int) -> tuple[bytes, int]:
+                event, rec = records[i]
+                _bind_event(event)
+                return context_index.claim(event.message.partition, rec.user_id, rec.batch_id)
 
             scored = score_records([r for _, r in records], bound_user_state, model, cfg.tau, rng, claim_slot)
             for (event, rec), value, (key, context) in zip(records, scored.values, scored.contexts):
@@ -237,7 +238,7 @@ def build_app(cfg: ProcessorConfig):
                 except (DecodeError, ValidationError) as exc:
                     await reject(event, exc, "learner")
                     continue
-                key = context_index.find(fb.user_id, fb.batch_id)
+                key = context_index.find(msg.partition, fb.user_id, fb.batch_id)
                 ctx_bytes = contexts.get(key) if key is not None else None
                 ctx = unpack(ctx_bytes) if ctx_bytes is not None else None
                 if ctx is None or ctx[1]["batch_id"] != fb.batch_id or fb.item_id not in ctx[1]["items"]:
@@ -391,14 +392,16 @@ class ScoredBatch:
     n_pairs: int
 
 
-def score_records(records: list[CandidatesRecord], user_state: Callable[[str, int], UserState],
+def score_records(records: list[CandidatesRecord], user_state: Callable[[int, int], UserState],
                   model: ScoringModel, tau: float, rng: np.random.Generator,
-                  claim_slot: Callable[[str, str], tuple[bytes, int]]) -> ScoredBatch:
+                  claim_slot: Callable[[int], tuple[bytes, int]]) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
     Every record's feature width is ``model.feature_dim`` (the agent checked it).
-    ``claim_slot(user_id, batch_id) -> (key, seq)`` says where each context goes
-    (``ContextIndex.claim``).
+    ``user_state(i, k)`` is the head of ``records[i]``'s user; ``claim_slot(i) -> (key, seq)``
+    says where ``records[i]``'s context goes (``ContextIndex.claim``). Both take the record's
+    position, not its user id: two records of one user in one take may come from different
+    partitions, and each must read and claim in its own.
 
     The ``scores`` values are Avro dicts whose ``items`` is a ``ScoredItems`` (columns that
     read as the list of item dicts the schema describes); no per-pair Python object is built.
@@ -410,7 +413,7 @@ def score_records(records: list[CandidatesRecord], user_state: Callable[[str, in
     effect = None
     k = records[0].item_features.shape[1]
     if k and all(r.item_features.shape[1] == k for r in records):
-        states = [user_state(r.user_id, k) for r in records]
+        states = [user_state(i, k) for i in range(len(records))]
         A = np.stack([s.A for s in states])
         b = np.stack([s.b for s in states])
         w = random_effects.sample_effects(A, b, tau, rng)                         # (n_users, k)
@@ -432,7 +435,7 @@ def score_records(records: list[CandidatesRecord], user_state: Callable[[str, in
     bounds = offsets.tolist()
     contexts = []
     for u, rec in enumerate(records):
-        key, seq = claim_slot(rec.user_id, rec.batch_id)
+        key, seq = claim_slot(u)
         contexts.append((key, pack({"features": rec.features, "item_features": rec.item_features,
                                     "p_conversion": out.fixed_conversion_mean[bounds[u]:bounds[u + 1]]},
                                    {"batch_id": rec.batch_id, "seq": seq, "items": list(rec.item_ids),

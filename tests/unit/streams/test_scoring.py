@@ -91,10 +91,12 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
     A, b = RandomEffectConfig(K, 25.0).prior()
     b = b + 0.3  # a user with some feedback, so the effect is not zero
 
-    def user_state(user_id: str, k: int) -> UserState:
+    def user_state(i: int, k: int) -> UserState:
         return UserState(A, b, np.zeros(0, "<u8"), 0)
 
-    scored = score_records(records, user_state, model, 1.0, np.random.default_rng(9), ContextIndex(8, {}.get).claim)
+    index = ContextIndex(8, {}.get)
+    scored = score_records(records, user_state, model, 1.0, np.random.default_rng(9),
+                           lambda i: index.claim(0, records[i].user_id, records[i].batch_id))
     assert scored.n_pairs == 17
     for rec, (key, context) in zip(records, scored.contexts):
         arrays, meta = unpack(context)
@@ -163,8 +165,9 @@ def test_candidates_from_columns_as_from_dicts(changes: dict, match: str | None)
 def test_scores_with_a_nan_sample_are_rejected_from_columns_as_from_dicts(model: ScoringModel) -> None:
     rng = np.random.default_rng(4)
     rec = CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(1, 4, rng))))
-    value = score_records([rec], lambda u, k: UserState.prior(k, 25.0), model, 1.0, rng,
-                          ContextIndex(8, {}.get).claim).values[0]
+    index = ContextIndex(8, {}.get)
+    value = score_records([rec], lambda i, k: UserState.prior(k, 25.0), model, 1.0, rng,
+                          lambda i: index.claim(0, rec.user_id, rec.batch_id)).values[0]
     items = value["items"]
     with pytest.raises(ValueError, match="read-only"):
         items.values[2, 1] = np.nan
