@@ -43,10 +43,13 @@ from streams.score_publisher import ScorePublisher
 from streams.scoring import ScoringModel
 from streams.serde import AvroSerde
 from streams.state_codec import pack, unpack
-from streams.topics import TopicNames
+from streams.topics import TopicNames, ensure_changelog_topics
 from streams.user_state import UserState
 
 log = logging.getLogger("banditlp.processors")
+
+# The faust tables: per-user posterior heads, and the decision contexts feedback joins with.
+TABLES: tuple[str, ...] = ("users", "contexts")
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,8 @@ def build_app(cfg: ProcessorConfig):
     metrics_topic = app.topic(names("metrics"), **raw)
     dead_topic = app.topic(names("dead-letters"), **raw)
     # Tables take their serializers from the app defaults (raw bytes, set above).
-    users = app.Table("users", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
-    contexts = app.Table("contexts", partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+    users, contexts = (app.Table(name, partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+                       for name in TABLES)
 
     serde = AvroSerde()
     feed = ModelFeed(cfg.bootstrap, names("model-snapshots"), cfg.model_name, feature_dim=cfg.feature_dim)
@@ -450,5 +453,6 @@ def run_worker(cfg: ProcessorConfig, loglevel: str = "info") -> None:
     # One thread: scoring's matrix products are small, and on a machine shared with the broker
     # and the allocator a second torch thread costs more CPU than it saves time.
     torch.set_num_threads(cfg.torch_threads)
+    ensure_changelog_topics(cfg.bootstrap, cfg.app_id, TABLES, cfg.partitions)
     app = build_app(cfg)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -7,6 +7,7 @@ by a producer gets one partition).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -142,3 +143,31 @@ def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 60.0) -> list[
     if failed:
         raise BrokerError("cannot delete topics:\n" + "\n".join(failed))
     return names
+
+
+def ensure_changelog_topics(bootstrap: str, app_id: str, tables: tuple[str, ...], partitions: int,
+                            timeout_s: float = 60.0) -> None:
+    """Create a faust app's table changelogs (``<app_id>-<table>-changelog``, compacted, with
+    the source topics' ``partitions``) unless they exist, and wait until the broker lists them.
+
+    Why: faust creates them itself at start-up, but its metadata can still show the new topic
+    with 0 partitions when the first table write checks it; the agent then crashes with
+    PartitionsMismatch and, restarted, stays stuck while the worker looks alive (seen once in
+    ten scale-out runs). Made up front, the topics are in the first metadata faust reads.
+
+    Raises:
+        BrokerError: the broker does not answer, a changelog exists with another partition
+            count, or the topics are not listed within ``timeout_s``.
+    """
+    specs = tuple(TopicSpec(f"{app_id}-{table}-changelog", partitions, compacted=True) for table in tables)
+    create_topics(bootstrap, TopicNames(), specs, timeout_s=timeout_s)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listed = admin.list_topics(timeout=timeout_s).topics
+        if all(s.base in listed and len(listed[s.base].partitions) == partitions for s in specs):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"changelog topics not listed with {partitions} partitions within {timeout_s:.0f} s: "
+                              + ", ".join(s.base for s in specs))
+        time.sleep(0.2)

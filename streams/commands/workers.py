@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from streams.errors import BrokerError
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -44,10 +45,14 @@ def processors(
 
     s = _settings(bootstrap, prefix, state_dir=state_dir, partitions=partitions)
     names = TopicNames(s.topic_prefix)
-    run_worker(ProcessorConfig(bootstrap=s.bootstrap, names=names, state_dir=s.state_dir,
-                               partitions=s.partitions, app_id=f"{s.topic_prefix}banditlp-processors",
-                               tau=tau, model_name=model_name, seed=seed, feature_dim=feature_dim,
-                               take=take, within_s=within_s))
+    try:
+        run_worker(ProcessorConfig(bootstrap=s.bootstrap, names=names, state_dir=s.state_dir,
+                                   partitions=s.partitions, app_id=f"{s.topic_prefix}banditlp-processors",
+                                   tau=tau, model_name=model_name, seed=seed, feature_dim=feature_dim,
+                                   take=take, within_s=within_s))
+    except BrokerError as exc:  # the changelogs could not be made: say why, do not start half a worker
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
 
 
 @worker_app.command("allocator")

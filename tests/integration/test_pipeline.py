@@ -3,7 +3,9 @@
 One module-scoped run plays 5 send batches of 300 users x 10 candidates of the simulated email
 world through the real worker processes (``banditlp worker processors`` and ``worker
 allocator``), while a thread interleaves 1,000 garbage records of 16 kinds with the good ones
-on every topic the workers consume. The tests then read the topics back and check, against
+on every topic the workers consume. It runs twice: with one processors worker, and with a
+second one joining 2 s into the first batch, so that partitions and their tables move while
+records are in flight (``scale-out``). The tests then read the topics back and check, against
 truths computed here from the inputs (not from the workers' own reports):
 
 - exactly one decision per (batch, user); every user's cap holds exactly; the budget and the
@@ -155,9 +157,12 @@ class PipelineRun:
             assert proc.poll() is None, f"worker {name} died with code {proc.returncode}" + self.logs()
 
 
-@pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["one-worker", "scale-out"])
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """The run; ``scale-out`` starts a second processors worker 2 s into the first batch, so
+    the partitions move while records are in flight."""
     tmp = tmp_path_factory.mktemp("pipeline")
+    scorer_logs = ["processors.log"]
     names = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}-")
     create_topics(kafka_bootstrap, names, topic_specs(4))
     publish_warm_start(kafka_bootstrap, names, WORLD, "email", n_batches=2, seed=0)
@@ -178,14 +183,24 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
         garbage_thread = GarbageThread(kafka_bootstrap, names, garbage, per_second=50.0)
         garbage_thread.start()
         runs = []
+        joiner = None
+        if request.param == "scale-out":
+            scorer_logs.append("processors-2.log")
+            joiner = threading.Timer(2.0, workers.start, ("processors-2", [
+                "worker", "processors", "--state-dir", str(tmp / "state-2")], env))
         for b in range(N_BATCHES):
+            if joiner is not None and b == 0:
+                joiner.start()
+            if joiner is not None and b == 1:
+                joiner.join()  # WorkerSet is not shared across threads past this point
             workers.check()
             if b == N_BATCHES - 1:  # the trainer has learned from the feedback and the scorer loaded it
                 wait_until(lambda: latest_version(kafka_bootstrap, names("model-snapshots"), "email",
                                                   AvroSerde())[0] >= 2, 180, "a retrained model snapshot",
                            alive=workers.check)
-                wait_until(lambda: re.search(r"model email v([2-9]|\d\d+) loaded",
-                                             (tmp / "logs" / "processors.log").read_text()) is not None,
+                wait_until(lambda: all(re.search(r"model email v([2-9]|\d\d+) loaded",
+                                                 (tmp / "logs" / log).read_text()) is not None
+                                       for log in scorer_logs),
                            60, "the scorer loaded the retrained model", alive=workers.check)
             runs.append(feed.run_batch(b))
         garbage_thread.join(60)
