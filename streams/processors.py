@@ -137,6 +137,11 @@ def build_app(cfg: ProcessorConfig):
         consumer_max_fetch_size=4 * 1024 * 1024,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        # An agent that raises (not a bad record: those are dead-lettered) stops the worker.
+        # faust's default restarts the agent in place, with its take's records unacked, and the
+        # worker then looks alive while its partitions stall; a worker that exits is restarted
+        # by its supervisor and replays from the committed offsets.
+        agent_supervisor="mode.CrashingSupervisor",
     )
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     names = cfg.names
