@@ -342,9 +342,9 @@ class StallWatch:
 
     Why: the race ``_reseek_after_rebalance`` answers may strike at any rebalance, including
     one that starts while records are in flight. Records it skips are not committed, so they
-    are not lost, but they would sit unread until the next rebalance. (A second processors
-    worker joining mid-batch sometimes left users unscored or feedback unlearned; this watch
-    never fired in those runs, so that has another cause, not yet found: see the README.)
+    are not lost, but they would sit unread until the next rebalance. (It has not fired in our
+    runs: what left users unscored or feedback unlearned when a worker joined mid-batch was the
+    context index's cache key and faust's changelog creation, both fixed; see the README.)
     A partition that progresses commits every ``broker_commit_interval`` (1 s), so a whole
     check interval without a commit while behind means nothing is reading it.
     """

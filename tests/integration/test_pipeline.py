@@ -328,7 +328,13 @@ def test_garbage_is_dead_lettered_with_reasons_and_no_worker_died(pipeline: Pipe
             replays.append(d)
         by_key[d["key"]] = d
     assert len(by_key) == N_GARBAGE
-    assert len(letters) - len(by_key) <= N_GARBAGE // 10, "more replays than a rebalance explains"
+    # Each assignment re-reads from the committed offsets twice (faust's seek, then the re-seek
+    # once the rebalance is over), and each StallWatch seek once: a record is dead-lettered at
+    # most once more per such read.
+    logs = [log.read_text() for log in pipeline.log_dir.glob("processors*.log")]
+    rereads = sum(2 * text.count("Setting newly assigned partitions") + text.count("stuck behind") for text in logs)
+    most = Counter(d["key"] for d in letters).most_common(1)[0]
+    assert most[1] <= 1 + rereads, f"{most}: more replays than {rereads} re-reads from committed offsets explain"
     for g in pipeline.garbage:
         d = by_key[g.key]
         assert d["source_topic"] == pipeline.names(g.topic)
