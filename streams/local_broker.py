@@ -286,7 +286,9 @@ class LocalBroker:
     def partition_count(self) -> int:
         """Partition directories in the data dir (``<topic>-<n>``): what start-up has to recover."""
         try:
-            return sum(1 for p in self.config.data_dir.iterdir() if p.is_dir() and "-" in p.name)
+            # "<topic>-<n>.<id>-delete": a deleted topic's log, removed (not recovered) at start-up
+            return sum(1 for p in self.config.data_dir.iterdir()
+                       if p.is_dir() and "-" in p.name and not p.name.endswith("-delete"))
         except OSError:
             return 0
 
