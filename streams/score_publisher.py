@@ -37,13 +37,19 @@ class ScorePublisher:
     config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Made at the first publish: a worker that has nothing to score yet (or an app built
+        # only to be inspected) opens no connection.
+        self._producer: Producer | None = None
+        self._errors: list[str] = []
+
+    def _open(self) -> Producer:
         self._producer = Producer({
             "bootstrap.servers": self.bootstrap,
             "enable.idempotence": True,  # retries neither duplicate nor reorder a partition's records
             "linger.ms": 5, "compression.type": "lz4",
             **self.config,
         })
-        self._errors: list[str] = []
+        return self._producer
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -51,13 +57,14 @@ class ScorePublisher:
 
     def publish(self, key: bytes, value: bytes) -> None:
         """Queue one record (blocks only while librdkafka's local queue is full)."""
+        producer = self._producer or self._open()
         while True:
             try:
-                self._producer.produce(self.topic, key=key, value=value, on_delivery=self._on_delivery)
+                producer.produce(self.topic, key=key, value=value, on_delivery=self._on_delivery)
                 break
             except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+                producer.poll(0.05)
+        producer.poll(0)
 
     async def flushed(self, timeout_s: float = 300.0) -> None:
         """Wait, off the event loop, until every queued record is acknowledged.
@@ -65,6 +72,8 @@ class ScorePublisher:
         Raises:
             DeliveryError: a record failed or was still queued after ``timeout_s``.
         """
+        if self._producer is None:
+            return
         left = await asyncio.to_thread(self._producer.flush, timeout_s)
         if left:
             raise DeliveryError(f"{left} scores records not delivered to {self.topic} in {timeout_s:.0f} s")
@@ -74,4 +83,6 @@ class ScorePublisher:
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Deliver what is queued (best effort) and drop the producer's connections."""
-        self._producer.flush(timeout_s)
+        if self._producer is not None:
+            self._producer.flush(timeout_s)
+            self._producer = None
