@@ -28,6 +28,7 @@ fastavro alone.
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import struct
@@ -320,8 +321,9 @@ class Columns(Sequence):
     _rows: list[dict[str, Any]] | None = None
     __hash__ = None  # type: ignore[assignment]  # like a list
 
+    @abc.abstractmethod
     def _build_rows(self) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The records as plain dicts, built from the columns (each subclass's layout)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The records as plain dicts (what fastavro would have decoded)."""

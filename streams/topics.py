@@ -164,7 +164,10 @@ def ensure_changelog_topics(bootstrap: str, app_id: str, tables: tuple[str, ...]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while True:
-        listed = admin.list_topics(timeout=timeout_s).topics
+        try:
+            listed = admin.list_topics(timeout=timeout_s).topics
+        except KafkaException as exc:
+            raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
         if all(s.base in listed and len(listed[s.base].partitions) == partitions for s in specs):
             return
         if time.monotonic() > deadline:
