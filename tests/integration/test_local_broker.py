@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -16,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
 from streams.topics import TopicNames, TopicSpec, create_topics
+from tests.integration.kafka_reading import wait_until
 
 pytestmark = pytest.mark.integration
 PORT = int(os.environ.get("BANDITLP_TEST_RESTART_PORT", "19092"))
@@ -80,13 +80,13 @@ def test_up_twice_down_up_keeps_topics_and_records(tmp_path: Path) -> None:
         deleted = _cli("topics", "delete", "--prefix", f"{topic}-", "--yes", home=home)
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        deadline = time.monotonic() + 30  # the broker's metadata catches up with the controller
-        while True:
-            left = set(admin.list_topics(timeout=10).topics)
-            if not any(t.startswith(f"{topic}-") for t in left):
-                break
-            assert time.monotonic() < deadline, f"still listed after deletion: {sorted(left)}"
-            time.sleep(0.2)
+
+        def listed() -> set[str]:
+            return set(admin.list_topics(timeout=10).topics)
+
+        # the broker's metadata catches up with the controller
+        wait_until(lambda: not any(t.startswith(f"{topic}-") for t in listed()), 30, "deleted topics unlisted")
+        left = listed()
         assert {t for t in left if not t.startswith("__")} <= {t for t in md.topics if not t.startswith("__")}
         assert _cli("topics", "delete", "--prefix", "", "--yes", home=home).returncode == 2
     finally:
@@ -101,10 +101,9 @@ def test_fresh_start_begins_from_empty_storage() -> None:
         broker.up(fresh=True)
         create_topics(bootstrap, TopicNames("fresh-"), (TopicSpec("feedback", 3),))
         logs = [broker.config.data_dir / f"fresh-feedback-{i}" for i in range(3)]
-        deadline = time.monotonic() + 30  # the broker creates a partition's log after the call returns
-        while not all(d.is_dir() for d in logs) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert all(d.is_dir() for d in logs) and broker.partition_count() >= 3
+        # the broker creates a partition's log after the call returns
+        wait_until(lambda: all(d.is_dir() for d in logs), 30, "the topic's partition logs")
+        assert broker.partition_count() >= 3
         broker.down()
         broker.up(fresh=True)
         assert "fresh-feedback" not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
