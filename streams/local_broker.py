@@ -47,6 +47,19 @@ def _default_home() -> Path:
     return Path(os.path.expanduser("~/.cache/banditlp/kafka"))
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64 without padding (22 chars).
+
+    One id in 64 would begin with "-", which kafka-storage's argument parser reads as an
+    option ("argument --cluster-id/-t: expected one argument"); like Kafka's own
+    Uuid.randomUuid, draw again until it does not.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class LocalBrokerConfig:
     """Where and how the local broker runs.
@@ -201,9 +214,7 @@ class LocalBroker:
     def _format_storage(self) -> None:
         if (self.config.data_dir / "meta.properties").exists():
             return
-        # A KRaft cluster id is a UUID in URL-safe base64 without padding (22 chars).
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id,
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
                              "-c", str(self.config.properties_path), "--ignore-formatted")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
