@@ -48,7 +48,8 @@ class BatchOutcome:
         provider_max: ``(P,)`` maximum exposure per provider (``inf`` for none).
         mean_entropy: Mean over users of the entropy of the policy's selection distribution
             (see :func:`mean_user_entropy`); nan when the policy does not report it.
-        mean_posterior_std: Mean posterior std of the policy's reward scores; nan if unknown.
+        mean_posterior_std: Mean posterior std of the policy's scores (the pipeline reports its
+            conversion head's, on the logit scale); nan if unknown.
         x_planned: ``(n,)`` or None: the fractional allocation ``x`` was sampled from (a
             randomised rounding has ``E[x] = x_planned``). When given, constraint usage
             (unsubscription budget, provider exposure) is measured on it: in expectation over

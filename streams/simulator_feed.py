@@ -3,20 +3,24 @@
 Per batch: publish batch-control OPENED (with the batch's budget and provider bounds),
 every user's candidates, CLOSED; wait for the allocator's committed decisions; draw the
 outcomes of what was sent from the true model; publish them as feedback. Returns the
-world's per-batch evaluation record (true expected reward, oracle objective, usage).
+world's per-batch evaluation record (true expected reward, oracle objective, usage, and
+the exploration measures: the LP's selection entropy and the scorer's posterior std).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
 from evaluation.run_summary import BatchOutcome, mean_user_entropy
-from streams.errors import StreamError
+from streams.avro_columns import ScoredItems
+from streams.errors import DecodeError, StreamError
 from streams.serde import AvroSerde
 from streams.topics import TopicNames
 
@@ -28,6 +32,8 @@ class SimulatorConfig:
     Attributes:
         timeout_ms: the allocator's wait for missing users after CLOSED.
         decision_timeout_s: how long to wait for a batch's decisions before giving up.
+        scores_grace_s: once a batch's decisions are all in, how much longer to wait for the
+            scores records of its decided users (the posterior std is measured on them).
     """
 
     bootstrap: str
@@ -35,6 +41,7 @@ class SimulatorConfig:
     world: EmailWorldConfig = field(default_factory=EmailWorldConfig)
     timeout_ms: int = 60_000
     decision_timeout_s: float = 180.0
+    scores_grace_s: float = 10.0
     seed: int = 0
 
 
@@ -51,6 +58,14 @@ class BatchRun:
 def _producer(bootstrap: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4",
                      "enable.idempotence": True, "partitioner": "murmur2_random"})
+
+
+def _conversion_stds(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """``(n_items,)`` the ``conversion`` entry of each scored item's stds (nan where absent);
+    ``items`` is the serde's columns or fastavro's list of dicts."""
+    if isinstance(items, ScoredItems):
+        return np.array(items.stds.get("conversion", np.full(len(items), np.nan)), dtype=np.float64)
+    return np.array([it["stds"].get("conversion", np.nan) for it in items], dtype=np.float64)
 
 
 class SimulatorFeed:
@@ -72,7 +87,18 @@ class SimulatorFeed:
         # The allocation report says how many users were decided (missing users time out).
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
                              + [TopicPartition(cfg.names("allocation-reports"), 0, OFFSET_BEGINNING)])
+        # Scores from their current end (this feed's batches are all published after it), but
+        # read only from the first await_decisions: a feed that only publishes (the bench)
+        # should not fetch every scores record in the background.
+        scores_topic = cfg.names("scores")
+        scores_md = self.consumer.list_topics(scores_topic, timeout=10).topics[scores_topic]
+        self._scores_from: list[TopicPartition] | None = [
+            TopicPartition(scores_topic, p, self.consumer.get_watermark_offsets(TopicPartition(scores_topic, p),
+                                                                                timeout=10)[1])
+            for p in scores_md.partitions]
         self.reports: dict[str, dict] = {}
+        # (batch id, user id) -> (n_items,) posterior std of conversion (logit scale), first record
+        self.conversion_stds: dict[tuple[str, str], np.ndarray] = {}
         c = cfg.world
         self.item_slice = slice(c.user_dim, c.user_dim + c.item_dim)
 
@@ -123,29 +149,62 @@ class SimulatorFeed:
         """Read committed decisions of ``batch_id`` until every user has one, or until the
         batch's allocation report is in and every user it decided has one (users whose scores
         never reached the allocator before its window timed out are reported there as missing)."""
+        if self._scores_from is not None:
+            self.consumer.incremental_assign(self._scores_from)
+            self._scores_from = None
         got: dict[str, dict] = {}
         deadline = time.monotonic() + self.cfg.decision_timeout_s
-        reports_topic = self.cfg.names("allocation-reports")
+        reports_topic, scores_topic = self.cfg.names("allocation-reports"), self.cfg.names("scores")
 
-        def done() -> bool:
+        def decided() -> bool:
             report = self.reports.get(batch_id)
             return len(got) >= (n_users if report is None else report["n_users"])
 
-        while not done() and time.monotonic() < deadline:
+        def scored() -> bool:
+            return all((batch_id, u) in self.conversion_stds for u in got)
+
+        grace_end = None
+        while time.monotonic() < (deadline if grace_end is None else grace_end):
+            if decided():
+                if scored():
+                    break
+                # the scores were on their topic before the allocator decided; only this
+                # consumer's reading order can leave some behind
+                grace_end = grace_end or min(deadline, time.monotonic() + self.cfg.scores_grace_s)
             for msg in self.consumer.consume(1000, timeout=0.5):
                 if msg.error():
                     continue
                 if msg.topic() == reports_topic:
                     r = self.serde.decode("allocation-reports", msg.value())
                     self.reports[r["batch_id"]] = r
-                    continue
-                d = self.serde.decode("decisions", msg.value())
-                if d["batch_id"] == batch_id:
-                    got.setdefault(d["user_id"], d)
-        if not done():
+                elif msg.topic() == scores_topic:
+                    self._read_scores(msg.value(), batch_id)
+                else:
+                    d = self.serde.decode("decisions", msg.value())
+                    if d["batch_id"] == batch_id:
+                        got.setdefault(d["user_id"], d)
+        if not decided():
             raise StreamError(f"batch {batch_id}: {len(got)} of {n_users} decisions after "
                               f"{self.cfg.decision_timeout_s:.0f} s; is the allocator running?")
         return got
+
+    def _read_scores(self, data: bytes | None, batch_id: str) -> None:
+        """Keep the first scores record of each user of ``batch_id``. Records of other batches
+        and undecodable ones are not this feed's to judge: the allocator dead-letters them."""
+        try:
+            v = self.serde.decode("scores", data)
+        except DecodeError:
+            return
+        if v["batch_id"] == batch_id:
+            self.conversion_stds.setdefault((batch_id, v["user_id"]), _conversion_stds(v["items"]))
+
+    def mean_posterior_std(self, batch_id: str, user_ids: Iterable[str]) -> float:
+        """Mean over the pairs of ``user_ids`` of the scorer's posterior std of conversion
+        (logit scale, before calibration; the exploration Thompson sampling draws from).
+        Pairs whose scores were not read count as unknown; nan when none were read."""
+        stds = [self.conversion_stds.pop((batch_id, u), None) for u in user_ids]
+        stds = [s for s in stds if s is not None]
+        return float(np.nanmean(np.concatenate(stds))) if stds else float("nan")
 
     def run_batch(self, batch_index: int) -> BatchRun:
         """One full round: publish, wait for decisions, draw outcomes, publish feedback."""
@@ -168,6 +227,7 @@ class SimulatorFeed:
                 propensity[j] = c["propensity"]
         outcome = self.world.batch_outcome(batch, chosen, self.rng, constraints=cons,
                                            mean_entropy=mean_user_entropy(x_lp, batch.pair_user),
+                                           mean_posterior_std=self.mean_posterior_std(batch.batch_id, decisions),
                                            x_planned=x_lp)
         now = int(time.time() * 1000)
         for j in np.flatnonzero(chosen):

@@ -261,6 +261,12 @@ def test_one_decision_per_batch_and_user_within_caps_budget_and_provider_bounds(
             got = exposure[f"p{p}"]
             assert got >= lo * (1 - TOL) - TOL and got <= hi * (1 + TOL) + TOL, (c.batch_id, p, lo, got, hi)
 
+    # The demo's exploration measure, as the feed measured it, against the scores topic itself.
+    for c, run in zip(batches, pipeline.runs):
+        stds = [it["stds"]["conversion"] for u in range(N_USERS) for it in scores[(c.batch_id, f"u{u}")]["items"]]
+        assert np.all(np.asarray(stds) > 0)
+        assert run.outcome.mean_posterior_std == pytest.approx(float(np.mean(stds)), rel=1e-12)
+
     last = [d["model_version"] for d in decisions if d["batch_id"] == batches[-1].batch_id]
     assert min(last) >= 2, "the last batch was not scored with a retrained model"
 
