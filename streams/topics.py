@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 from confluent_kafka import KafkaError, KafkaException
 
 from streams.errors import BrokerError
@@ -78,6 +78,14 @@ class TopicNames:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
 
+def _listed_topics(admin: AdminClient, bootstrap: str, timeout_s: float) -> dict[str, TopicMetadata]:
+    """The broker's topics by name; an unreachable broker is a ``BrokerError``."""
+    try:
+        return admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+
+
 def create_topics(bootstrap: str, names: TopicNames, specs: tuple[TopicSpec, ...],
                   timeout_s: float = 30.0) -> dict[str, str]:
     """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``.
@@ -85,10 +93,7 @@ def create_topics(bootstrap: str, names: TopicNames, specs: tuple[TopicSpec, ...
     An existing topic with fewer partitions than asked is an error, not silently accepted.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    existing = _listed_topics(admin, bootstrap, timeout_s)
     outcome: dict[str, str] = {}
     new = []
     for spec in specs:
@@ -127,10 +132,7 @@ def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 60.0) -> list[
     if not prefix:
         raise BrokerError("refusing to delete topics with an empty prefix")
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        names = sorted(t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(prefix))
-    except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    names = sorted(t for t in _listed_topics(admin, bootstrap, timeout_s) if t.startswith(prefix))
     if not names:
         return []
     failed = []
@@ -164,10 +166,7 @@ def ensure_changelog_topics(bootstrap: str, app_id: str, tables: tuple[str, ...]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            listed = admin.list_topics(timeout=timeout_s).topics
-        except KafkaException as exc:
-            raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        listed = _listed_topics(admin, bootstrap, timeout_s)
         if all(s.base in listed and len(listed[s.base].partitions) == partitions for s in specs):
             return
         if time.monotonic() > deadline:
