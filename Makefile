@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(LOCK_SHA)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-unit test-integration demo kafka-up kafka-down bench clean-venv
+.PHONY: venv lint format test test-unit test-integration demo kafka-up kafka-down bench clean-venv
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -24,6 +24,15 @@ $(STAMP): requirements.lock
 
 venv: $(STAMP)
 	@$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
