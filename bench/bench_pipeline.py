@@ -64,13 +64,13 @@ from rich.table import Table  # noqa: E402
 
 from banditlp.errors import BanditLPError  # noqa: E402
 from evaluation.email_world import EmailWorld, EmailWorldConfig  # noqa: E402
-from streams.commands.demo import WorkerSet, publish_warm_start  # noqa: E402
-from streams.local_broker import ensure_kafka  # noqa: E402
-from streams.serde import AvroSerde  # noqa: E402
+from streams.cli.demo import WorkerSet, publish_warm_start  # noqa: E402
+from streams.kafka.local_broker import ensure_kafka  # noqa: E402
+from streams.avro.serde import AvroSerde  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 # The simulator's own producer, so the baseline produces with exactly the pipeline's settings.
-from streams.simulator_feed import SimulatorConfig, SimulatorFeed, _producer  # noqa: E402
-from streams.topics import DAY_MS, TopicNames, TopicSpec, create_topics, delete_topics, topic_specs  # noqa: E402
+from streams.simulate.feed import SimulatorConfig, SimulatorFeed, _producer  # noqa: E402
+from streams.kafka.topics import DAY_MS, TopicNames, TopicSpec, create_topics, delete_topics, topic_specs  # noqa: E402
 
 console = Console(width=170)
 TARGET_PAIRS_PER_S = 50_000

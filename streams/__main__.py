@@ -1,5 +1,5 @@
 """``python -m streams`` is the ``banditlp`` command."""
 
-from streams.cli import app
+from streams.cli.app import app
 
 app()

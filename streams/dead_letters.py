@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from streams.serde import AvroSerde
+from streams.avro.serde import AvroSerde
 
 
 def dead_letter(serde: AvroSerde, *, source_topic: str, partition: int, offset: int, key: bytes | None,

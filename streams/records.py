@@ -4,7 +4,7 @@ Decoders turn Avro dicts into these frozen values at the edge and raise
 ``ValidationError`` for anything unusable (NaN/inf, empty or oversized candidate lists,
 ragged feature lengths), so the code inside trusts its inputs. The serde decodes the
 candidates and scored items of the hot subjects as numpy columns
-(``streams.avro_columns``); those are taken as they are, with the same checks.
+(``streams.avro.columns``); those are taken as they are, with the same checks.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.avro_columns import CandidateColumns, ScoredItems
+from streams.avro.columns import CandidateColumns, ScoredItems
 from streams.errors import ValidationError
 
 MAX_CANDIDATES = 1_000

@@ -2,7 +2,7 @@
 
 ``kafka_bootstrap`` resolves, in order: ``$KAFKA_BOOTSTRAP_SERVERS``; a testcontainers
 Kafka when a Docker engine answers; else the project's own local KRaft broker
-(``streams.local_broker``), started for the session and stopped afterwards if this
+(``streams.kafka.local_broker``), started for the session and stopped afterwards if this
 session started it. Kafka is never mocked.
 
 The suite's own broker is a separate instance (``test-broker-<port>``) that starts from empty
@@ -53,7 +53,7 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer().with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
+    from streams.kafka.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
 
     port = int(os.environ.get("BANDITLP_TEST_KAFKA_PORT", "9092"))
     home = Path(os.environ.get("BANDITLP_KAFKA_HOME", os.path.expanduser("~/.cache/banditlp/kafka")))
@@ -73,13 +73,13 @@ def topic_names(request: pytest.FixtureRequest) -> Iterator[object]:
     On teardown the namespace's topics (faust's changelogs included) are deleted, when the
     test used a broker at all.
     """
-    from streams.topics import TopicNames
+    from streams.kafka.topics import TopicNames
 
     names = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}-")
     yield names
     if "kafka_bootstrap" in request.fixturenames:
         from streams.errors import BrokerError
-        from streams.topics import delete_topics
+        from streams.kafka.topics import delete_topics
 
         try:
             delete_topics(request.getfixturevalue("kafka_bootstrap"), names.prefix)
@@ -90,7 +90,7 @@ def topic_names(request: pytest.FixtureRequest) -> Iterator[object]:
 @pytest.fixture
 def project_topics(kafka_bootstrap: str, topic_names) -> Callable[..., object]:
     """Create the project's topics under the test's namespace; returns the names mapper."""
-    from streams.topics import create_topics, topic_specs
+    from streams.kafka.topics import create_topics, topic_specs
 
     def make(partitions: int = 4):
         create_topics(kafka_bootstrap, topic_names, topic_specs(partitions))

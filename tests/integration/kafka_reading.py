@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from streams.serde import AvroSerde
+from streams.avro.serde import AvroSerde
 
 
 def read_raw(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[int, int, Optional[bytes], bytes]]:

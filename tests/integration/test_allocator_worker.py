@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from streams.allocator_worker import AllocatorWorker, AllocatorWorkerConfig
-from streams.serde import AvroSerde
-from streams.topics import TopicNames
+from streams.decide.worker import AllocatorWorker, AllocatorWorkerConfig
+from streams.avro.serde import AvroSerde
+from streams.kafka.topics import TopicNames
 from tests.integration.kafka_reading import read_all
 
 pytestmark = pytest.mark.integration
@@ -224,7 +224,7 @@ def test_five_batches_are_decided_once_within_every_constraint(kafka_bootstrap, 
 
 def _spawn(bootstrap: str, prefix: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.allocator_worker", "--bootstrap", bootstrap, "--prefix", prefix,
+        [sys.executable, "-m", "streams.decide.worker", "--bootstrap", bootstrap, "--prefix", prefix,
          "--poll-timeout", "0.1", "--stats-interval", "5", *extra],
         cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -368,7 +368,7 @@ class _AbortOnceProducer(Producer):
 
 def test_an_abortable_commit_error_aborts_rewinds_and_still_decides_once(
         kafka_bootstrap, project_topics, monkeypatch: pytest.MonkeyPatch) -> None:
-    import streams.allocator_worker as aw
+    import streams.decide.worker as aw
 
     names = project_topics(partitions=4)
     batch_ids, n_users = [f"batch-{k}" for k in range(3)], 100

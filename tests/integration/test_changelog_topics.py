@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from streams.errors import BrokerError
-from streams.topics import TopicNames, TopicSpec, create_topics, ensure_changelog_topics
+from streams.kafka.topics import TopicNames, TopicSpec, create_topics, ensure_changelog_topics
 
 pytestmark = pytest.mark.integration
 

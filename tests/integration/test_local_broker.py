@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
-from streams.topics import TopicNames, TopicSpec, create_topics
+from streams.kafka.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
+from streams.kafka.topics import TopicNames, TopicSpec, create_topics
 from tests.integration.kafka_reading import wait_until
 
 pytestmark = pytest.mark.integration

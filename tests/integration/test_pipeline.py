@@ -36,12 +36,12 @@ import pytest
 from confluent_kafka import Producer
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
-from streams.commands.demo import WorkerSet, publish_warm_start
-from streams.serde import AvroSerde
-from streams.simulator_feed import BatchRun, SimulatorConfig, SimulatorFeed
-from streams.topics import TopicNames, create_topics, delete_topics, topic_specs
-from streams.trainer import latest_version
-from streams.user_state import UserState
+from streams.cli.demo import WorkerSet, publish_warm_start
+from streams.avro.serde import AvroSerde
+from streams.simulate.feed import BatchRun, SimulatorConfig, SimulatorFeed
+from streams.kafka.topics import TopicNames, create_topics, delete_topics, topic_specs
+from streams.train.trainer import latest_version
+from streams.learn.user_state import UserState
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -19,11 +19,11 @@ from confluent_kafka import Producer
 from rocksdict import AccessType, Rdict
 
 from evaluation.email_world import EmailWorldConfig
-from streams.commands.demo import WorkerSet, publish_warm_start
-from streams.serde import AvroSerde
-from streams.simulator_feed import SimulatorConfig, SimulatorFeed
-from streams.topics import TopicNames, create_topics, topic_specs
-from streams.user_state import UserState
+from streams.cli.demo import WorkerSet, publish_warm_start
+from streams.avro.serde import AvroSerde
+from streams.simulate.feed import SimulatorConfig, SimulatorFeed
+from streams.kafka.topics import TopicNames, create_topics, topic_specs
+from streams.learn.user_state import UserState
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

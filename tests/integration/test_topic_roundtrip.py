@@ -8,9 +8,9 @@ import fastavro.utils
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.schema_registry import LocalSchemaRegistry
-from streams.serde import AvroSerde
-from streams.topics import BASE_TOPICS, topic_specs
+from streams.avro.registry import LocalSchemaRegistry
+from streams.avro.serde import AvroSerde
+from streams.kafka.topics import BASE_TOPICS, topic_specs
 
 pytestmark = pytest.mark.integration
 N_RECORDS = 10_000

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from streams.avro_columns import ScoredItems
+from streams.avro.columns import ScoredItems
 from streams.errors import ValidationError
 from streams.records import ScoresRecord
-from streams.schema_registry import LocalSchemaRegistry
-from streams.serde import AvroSerde
+from streams.avro.registry import LocalSchemaRegistry
+from streams.avro.serde import AvroSerde
 
 REGISTRY = LocalSchemaRegistry()
 FAST = AvroSerde(REGISTRY)

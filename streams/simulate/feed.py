@@ -1,0 +1,246 @@
+"""Plays the simulated email world (evaluation.email_world) against the pipeline through Kafka.
+
+Per batch: publish batch-control OPENED (with the batch's budget and provider bounds),
+every user's candidates, CLOSED; wait for the allocator's committed decisions; draw the
+outcomes of what was sent from the true model; publish them as feedback. Returns the
+world's per-batch evaluation record (true expected reward, oracle objective, usage, and
+the exploration measures: the LP's selection entropy and the scorer's posterior std).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from evaluation.email_world import EmailWorld, EmailWorldConfig
+from evaluation.run_summary import BatchOutcome, mean_user_entropy
+from streams.avro.columns import ScoredItems
+from streams.errors import DecodeError, StreamError
+from streams.avro.serde import AvroSerde
+from streams.kafka.topics import TopicNames
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Settings of the simulated feed.
+
+    Attributes:
+        timeout_ms: the allocator's wait for missing users after CLOSED.
+        decision_timeout_s: how long to wait for a batch's decisions before giving up.
+        scores_grace_s: once a batch's decisions are all in, how much longer to wait for the
+            scores records of its decided users (the posterior std is measured on them).
+    """
+
+    bootstrap: str
+    names: TopicNames
+    world: EmailWorldConfig = field(default_factory=EmailWorldConfig)
+    timeout_ms: int = 60_000
+    decision_timeout_s: float = 180.0
+    scores_grace_s: float = 10.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class BatchRun:
+    """One batch as the pipeline decided it: the evaluation record and the LP's x."""
+
+    outcome: BatchOutcome
+    x_lp: np.ndarray          # (E,) published allocation
+    chosen: np.ndarray        # (E,) 0/1 sent
+    decided_s: float          # CLOSED produced -> last decision read
+
+
+def _producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4",
+                     "enable.idempotence": True, "partitioner": "murmur2_random"})
+
+
+def _conversion_stds(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """``(n_items,)`` the ``conversion`` entry of each scored item's stds (nan where absent);
+    ``items`` is the serde's columns or fastavro's list of dicts."""
+    if isinstance(items, ScoredItems):
+        return np.array(items.stds.get("conversion", np.full(len(items), np.nan)), dtype=np.float64)
+    return np.array([it["stds"].get("conversion", np.nan) for it in items], dtype=np.float64)
+
+
+class SimulatorFeed:
+    """Drives batches of the email world through the pipeline's topics."""
+
+    def __init__(self, cfg: SimulatorConfig) -> None:
+        self.cfg = cfg
+        self.world = EmailWorld(cfg.world)
+        self.serde = AvroSerde()
+        self.rng = np.random.default_rng(cfg.seed + 1)
+        self.producer = _producer(cfg.bootstrap)
+        self.consumer = Consumer({"bootstrap.servers": cfg.bootstrap, "group.id": f"{cfg.names.prefix}simulator",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+        topic = cfg.names("decisions")
+        md = self.consumer.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error:
+            raise StreamError(f"topic {topic} does not exist; run `banditlp topics create` first")
+        # From the beginning, filtered by batch id: decisions of batches published here only.
+        # The allocation report says how many users were decided (missing users time out).
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
+                             + [TopicPartition(cfg.names("allocation-reports"), 0, OFFSET_BEGINNING)])
+        # Scores from their current end (this feed's batches are all published after it), but
+        # read only from the first await_decisions: a feed that only publishes (the bench)
+        # should not fetch every scores record in the background.
+        scores_topic = cfg.names("scores")
+        scores_md = self.consumer.list_topics(scores_topic, timeout=10).topics[scores_topic]
+        self._scores_from: list[TopicPartition] | None = [
+            TopicPartition(scores_topic, p, self.consumer.get_watermark_offsets(TopicPartition(scores_topic, p),
+                                                                                timeout=10)[1])
+            for p in scores_md.partitions]
+        self.reports: dict[str, dict] = {}
+        # (batch id, user id) -> (n_items,) posterior std of conversion (logit scale), first record
+        self.conversion_stds: dict[tuple[str, str], np.ndarray] = {}
+        c = cfg.world
+        self.item_slice = slice(c.user_dim, c.user_dim + c.item_dim)
+
+    def publish_batch(self, batch_index: int):
+        """Produce OPENED, candidates and CLOSED for one batch; returns (batch, constraints)."""
+        names, w = self.cfg.names, self.world
+        batch = w.candidates(batch_index)
+        cons = w.constraints(batch)
+        now = int(time.time() * 1000)
+        control = {
+            "batch_id": batch.batch_id, "expected_users": int(len(batch.user_ids)),
+            "timeout_ms": self.cfg.timeout_ms, "created_at_ms": now,
+            "default_user_cap": int(self.cfg.world.sends_per_user),
+            "budgets": [{"name": n, "outcome": "unsubscription", "limit": float(b)}
+                        for n, b in zip(cons.budget_names, cons.budget) if np.isfinite(b)],
+            "providers": [{"provider_id": f"p{p}", "min_exposure": float(lo),
+                           "max_exposure": None if np.isinf(hi) else float(hi)}
+                          for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))],
+            "reward_outcome": "reward", "user_ids": None,
+        }
+        key = batch.batch_id.encode()
+        self.producer.produce(names("batch-control"), key=key,
+                              value=self.serde.encode("batch-control", {**control, "event": "OPENED"}))
+        bounds = np.flatnonzero(np.diff(batch.pair_user)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [batch.n_pairs]])
+        feats = batch.features
+        for s, e in zip(starts, ends):
+            u = int(batch.pair_user[s])
+            value = {
+                "batch_id": batch.batch_id, "user_id": f"u{u}", "created_at_ms": now,
+                "user_cap": int(cons.user_cap[u]),
+                "candidates": [{"item_id": f"i{int(i)}", "provider_id": f"p{int(p)}",
+                                "features": feats[j].tolist(), "item_features": feats[j, self.item_slice].tolist()}
+                               for j, i, p in zip(range(s, e), batch.pair_item[s:e], batch.pair_provider[s:e])],
+            }
+            self.producer.produce(names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value))
+            self.producer.poll(0)
+        self.producer.produce(names("batch-control"), key=key,
+                              value=self.serde.encode("batch-control", {
+                                  **control, "event": "CLOSED", "created_at_ms": int(time.time() * 1000),
+                                  # the users, so the allocator's report can name any it never saw scored
+                                  "user_ids": [f"u{int(u)}" for u in np.unique(batch.pair_user)]}))
+        self.producer.flush(60)
+        return batch, cons
+
+    def await_decisions(self, batch_id: str, n_users: int) -> dict[str, dict]:
+        """Read committed decisions of ``batch_id`` until every user has one, or until the
+        batch's allocation report is in and every user it decided has one (users whose scores
+        never reached the allocator before its window timed out are reported there as missing)."""
+        if self._scores_from is not None:
+            self.consumer.incremental_assign(self._scores_from)
+            self._scores_from = None
+        got: dict[str, dict] = {}
+        deadline = time.monotonic() + self.cfg.decision_timeout_s
+        reports_topic, scores_topic = self.cfg.names("allocation-reports"), self.cfg.names("scores")
+
+        def decided() -> bool:
+            report = self.reports.get(batch_id)
+            return len(got) >= (n_users if report is None else report["n_users"])
+
+        def scored() -> bool:
+            return all((batch_id, u) in self.conversion_stds for u in got)
+
+        grace_end = None
+        while time.monotonic() < (deadline if grace_end is None else grace_end):
+            if decided():
+                if scored():
+                    break
+                # the scores were on their topic before the allocator decided; only this
+                # consumer's reading order can leave some behind
+                grace_end = grace_end or min(deadline, time.monotonic() + self.cfg.scores_grace_s)
+            for msg in self.consumer.consume(1000, timeout=0.5):
+                if msg.error():
+                    continue
+                if msg.topic() == reports_topic:
+                    r = self.serde.decode("allocation-reports", msg.value())
+                    self.reports[r["batch_id"]] = r
+                elif msg.topic() == scores_topic:
+                    self._read_scores(msg.value(), batch_id)
+                else:
+                    d = self.serde.decode("decisions", msg.value())
+                    if d["batch_id"] == batch_id:
+                        got.setdefault(d["user_id"], d)
+        if not decided():
+            raise StreamError(f"batch {batch_id}: {len(got)} of {n_users} decisions after "
+                              f"{self.cfg.decision_timeout_s:.0f} s; is the allocator running?")
+        return got
+
+    def _read_scores(self, data: bytes | None, batch_id: str) -> None:
+        """Keep the first scores record of each user of ``batch_id``. Records of other batches
+        and undecodable ones are not this feed's to judge: the allocator dead-letters them."""
+        try:
+            v = self.serde.decode("scores", data)
+        except DecodeError:
+            return
+        if v["batch_id"] == batch_id:
+            self.conversion_stds.setdefault((batch_id, v["user_id"]), _conversion_stds(v["items"]))
+
+    def mean_posterior_std(self, batch_id: str, user_ids: Iterable[str]) -> float:
+        """Mean over the pairs of ``user_ids`` of the scorer's posterior std of conversion
+        (logit scale, before calibration; the exploration Thompson sampling draws from).
+        Pairs whose scores were not read count as unknown; nan when none were read."""
+        stds = [self.conversion_stds.pop((batch_id, u), None) for u in user_ids]
+        stds = [s for s in stds if s is not None]
+        return float(np.nanmean(np.concatenate(stds))) if stds else float("nan")
+
+    def run_batch(self, batch_index: int) -> BatchRun:
+        """One full round: publish, wait for decisions, draw outcomes, publish feedback."""
+        batch, cons = self.publish_batch(batch_index)
+        t_closed = time.monotonic()
+        decisions = self.await_decisions(batch.batch_id, len(batch.user_ids))
+        decided_s = time.monotonic() - t_closed
+        # Map decisions back onto the batch's pair order (pairs are user-major, items sorted).
+        pair_key = {(int(u), int(i)): j for j, (u, i) in enumerate(zip(batch.pair_user, batch.pair_item))}
+        x_lp = np.zeros(batch.n_pairs)
+        chosen = np.zeros(batch.n_pairs)
+        propensity = np.ones(batch.n_pairs)
+        for d in decisions.values():
+            u = int(d["user_id"][1:])
+            for share in d["allocation"]:
+                x_lp[pair_key[(u, int(share["item_id"][1:]))]] = share["x"]
+            for c in d["chosen"]:
+                j = pair_key[(u, int(c["item_id"][1:]))]
+                chosen[j] = 1.0
+                propensity[j] = c["propensity"]
+        outcome = self.world.batch_outcome(batch, chosen, self.rng, constraints=cons,
+                                           mean_entropy=mean_user_entropy(x_lp, batch.pair_user),
+                                           mean_posterior_std=self.mean_posterior_std(batch.batch_id, decisions),
+                                           x_planned=x_lp)
+        now = int(time.time() * 1000)
+        for j in np.flatnonzero(chosen):
+            u, i = int(batch.pair_user[j]), int(batch.pair_item[j])
+            self.producer.produce(self.cfg.names("feedback"), key=f"u{u}".encode(), value=self.serde.encode("feedback", {
+                "decision_id": f"{batch.batch_id}/u{u}", "batch_id": batch.batch_id, "user_id": f"u{u}",
+                "item_id": f"i{i}", "converted": bool(outcome.realised_value[j] > 0),
+                "unsubscribed": bool(outcome.realised_unsub[j] > 0), "value": float(outcome.realised_value[j]),
+                "observed_at_ms": now, "source": "simulator"}))
+        self.producer.flush(60)
+        return BatchRun(outcome, x_lp, chosen, decided_s)
+
+    def close(self) -> None:
+        self.producer.flush(30)
+        self.consumer.close()
+

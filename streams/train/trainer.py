@@ -1,0 +1,190 @@
+"""Trainer job: retrains the global model from training-rows and publishes snapshots.
+
+It keeps the newest ``buffer_rows`` rows, and every ``retrain_every`` new rows (or every
+``retrain_interval_s`` seconds when at least one new row came in) refits the network,
+rebuilds the last-layer posterior and the calibrators from the retained rows, and
+publishes version n+1 on the compacted ``model-snapshots`` topic, where every scorer picks
+it up without restarting.
+
+Its window is the last ``buffer_rows`` rows of the topic (logged history included: the
+warm-start rows a deployment starts from are training rows like any other). It keeps no
+offsets: on (re)start it reads the topic from the beginning to rebuild the window, and rows up
+to the end offsets seen at start count as history, not as new rows, when a model already
+exists, so a restart does not retrain on what the current model has seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from banditlp.errors import BanditLPError
+from models.neural import NeuralThompsonModel
+from streams.dead_letters import dead_letter
+from streams.score.model import neural_config
+from streams.avro.serde import AvroSerde
+from streams.kafka.topics import TopicNames
+
+log = logging.getLogger("banditlp.trainer")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Settings of the trainer.
+
+    Attributes:
+        retrain_every: new rows that trigger a retrain.
+        retrain_interval_s: a retrain also happens this long after the last one if new rows came in.
+        min_rows: rows needed before the first retrain.
+        buffer_rows: rows retained (the newest); the posterior is rebuilt from them.
+    """
+
+    bootstrap: str
+    names: TopicNames
+    model_name: str = "email"
+    retrain_every: int = 2_000
+    retrain_interval_s: float = 30.0
+    min_rows: int = 200
+    buffer_rows: int = 50_000
+    seed: int = 0
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.names.prefix}banditlp-trainer"
+
+
+def latest_version(bootstrap: str, topic: str, model_name: str, serde: AvroSerde, timeout_s: float = 10.0) -> tuple[int, bytes | None]:
+    """Newest (version, payload) of ``model_name`` on the compacted snapshots topic, or (0, None)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "banditlp-snapshot-probe",
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    tp = TopicPartition(topic, 0, OFFSET_BEGINNING)
+    _, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+    consumer.assign([tp])
+    best: tuple[int, bytes | None] = (0, None)
+    deadline = time.monotonic() + timeout_s
+    position = 0
+    while position < high and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        position = msg.offset() + 1
+        try:
+            v = serde.decode("model-snapshots", msg.value())
+        except BanditLPError:
+            continue
+        if v["name"] == model_name and v["version"] > best[0]:
+            best = (int(v["version"]), v["payload"])
+    consumer.close()
+    return best
+
+
+class Trainer:
+    """Consume training rows, retrain, publish snapshots."""
+
+    def __init__(self, cfg: TrainerConfig) -> None:
+        self.cfg = cfg
+        self.serde = AvroSerde()
+        self.stop_event = threading.Event()
+        self.buffer: deque[tuple[np.ndarray, bool, bool, float]] = deque(maxlen=cfg.buffer_rows)
+        self.published = 0
+
+    def run(self, max_seconds: float | None = None) -> None:
+        cfg = self.cfg
+        names = cfg.names
+        version, payload = latest_version(cfg.bootstrap, names("model-snapshots"), cfg.model_name, self.serde)
+        previous = NeuralThompsonModel.from_bytes(payload) if payload else None
+        consumer = Consumer({"bootstrap.servers": cfg.bootstrap, "group.id": cfg.group_id,
+                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        topic = names("training-rows")
+        parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        # rows below these offsets are history the current model was trained on (if any)
+        history_end = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                       if payload else 0 for p in parts}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        producer = Producer({"bootstrap.servers": cfg.bootstrap, "enable.idempotence": True,
+                             "message.max.bytes": 16 * 1024 * 1024, "compression.type": "lz4"})
+        new_rows = 0
+        last_fit = time.monotonic()
+        started = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
+                for msg in consumer.consume(1000, timeout=0.5):
+                    if msg.error():
+                        continue
+                    try:
+                        row = self.serde.decode("training-rows", msg.value(), topic=msg.topic(),
+                                                partition=msg.partition(), offset=msg.offset())
+                        features = np.asarray(row["features"], dtype=np.float32)
+                        if not np.all(np.isfinite(features)) or not np.isfinite(row["value"]):
+                            raise BanditLPError("training row holds NaN or inf")
+                    except BanditLPError as exc:
+                        producer.produce(names("dead-letters"), key=msg.topic().encode(), value=dead_letter(
+                            self.serde, source_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                            key=msg.key(), value=msg.value(), error=exc, consumer="trainer"))
+                        continue
+                    self.buffer.append((features, row["converted"], row["unsubscribed"], row["value"]))
+                    new_rows += msg.offset() >= history_end.get(msg.partition(), 0)
+                due = new_rows >= cfg.retrain_every or (new_rows and time.monotonic() - last_fit >= cfg.retrain_interval_s)
+                if due and len(self.buffer) >= cfg.min_rows:
+                    version += 1
+                    previous = self._retrain_and_publish(producer, version, previous)
+                    new_rows = 0
+                    last_fit = time.monotonic()
+        finally:
+            producer.flush(30)
+            consumer.close()
+
+    def _retrain_and_publish(self, producer: Producer, version: int,
+                            previous: NeuralThompsonModel | None) -> NeuralThompsonModel:
+        X = np.stack([r[0] for r in self.buffer])
+        converted = np.array([r[1] for r in self.buffer], dtype=np.float64)
+        unsub = np.array([r[2] for r in self.buffer], dtype=np.float64)
+        value = np.array([r[3] for r in self.buffer], dtype=np.float64)
+        t0 = time.monotonic()
+        model = fit_model(X, converted, unsub, value, seed=self.cfg.seed + version)
+        payload = model.to_bytes(name=self.cfg.model_name, version=version)
+        producer.produce(self.cfg.names("model-snapshots"), key=self.cfg.model_name.encode(), value=self.serde.encode(
+            "model-snapshots", {"name": self.cfg.model_name, "version": version, "kind": NeuralThompsonModel.snapshot_kind,
+                                "created_at_ms": int(time.time() * 1000), "n_observations": len(X),
+                                "payload": payload}))
+        producer.flush(30)
+        self.published += 1
+        log.info("published %s v%d from %d rows in %.1f s", self.cfg.model_name, version, len(X), time.monotonic() - t0)
+        return model
+
+
+def fit_model(X: np.ndarray, converted: np.ndarray, unsubscribed: np.ndarray, value: np.ndarray,
+              seed: int = 0, holdout: float = 0.2) -> NeuralThompsonModel:
+    """Fit the network and its last-layer posterior on the older rows, and the heuristic
+    calibrators on the newest ``holdout`` share (deterministic predictions vs outcomes,
+    BanditLP Mechanism 3), so calibration is not fitted on the training rows themselves.
+
+    Args:
+        X: (n, d) pair features. converted, unsubscribed: (n,) 0/1. value: (n,) conversion
+            values; only observed where converted (NaN elsewhere for the value head).
+    """
+    outcomes = {"conversion": converted, "unsubscription": unsubscribed,
+                "value": np.where(converted > 0, value, np.nan)}
+    n_fit = max(1, int(len(X) * (1 - holdout)))
+    model = NeuralThompsonModel(neural_config(X.shape[1], seed))
+    model.fit(X[:n_fit], {k: v[:n_fit] for k, v in outcomes.items()})
+    if n_fit < len(X):
+        model.fit_calibrators(X[n_fit:], {k: v[n_fit:] for k, v in outcomes.items()})
+    return model
+
+
+def run_trainer(cfg: TrainerConfig) -> None:
+    """Run until SIGTERM/SIGINT."""
+    trainer = Trainer(cfg)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: trainer.stop_event.set())
+    trainer.run()

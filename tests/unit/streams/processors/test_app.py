@@ -1,0 +1,24 @@
+"""The processors' faust app as built (no broker needed to build it): the changelogs the worker
+creates before faust starts are the ones faust's tables write to, and an agent that raises
+stops the worker instead of being restarted in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mode
+
+from streams.processors.app import TABLES, ProcessorConfig, build_app
+from streams.kafka.topics import TopicNames
+
+
+def test_the_changelogs_made_up_front_are_faust_s_and_a_crashing_agent_stops_the_worker(tmp_path: Path) -> None:
+    cfg = ProcessorConfig(bootstrap="127.0.0.1:1", names=TopicNames("t-"), state_dir=tmp_path, partitions=3,
+                          app_id="t-banditlp-processors")
+    app = build_app(cfg)
+    for name in TABLES:
+        table = app.tables[name]
+        assert table.changelog_topic.get_topic_name() == f"{cfg.app_id}-{name}-changelog"
+        assert table.partitions == cfg.partitions
+    assert set(app.tables) == set(TABLES)
+    assert app.conf.agent_supervisor is mode.CrashingSupervisor
