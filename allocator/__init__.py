@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from allocator.errors import (AllocatorError, ConstraintViolation, InfeasibilityReport, InfeasibleAllocation,
-                              ProblemValidationError)
+from allocator.errors import (
+    AllocatorError,
+    ConstraintViolation,
+    InfeasibilityReport,
+    InfeasibleAllocation,
+    ProblemValidationError,
+)
 from allocator.problem import AllocationProblem, load_problem, save_problem
 from allocator.result import AllocationResult, Status, load_result, save_result
 from allocator.rounding import Rounding, round_allocation
@@ -19,8 +24,9 @@ from allocator.violations import Violations, violations
 AUTO_THRESHOLD = 200_000
 
 
-def solve(problem: AllocationProblem, solver: Literal["auto", "highs", "dual"] = "auto",
-          **options: Any) -> AllocationResult:
+def solve(
+    problem: AllocationProblem, solver: Literal["auto", "highs", "dual"] = "auto", **options: Any
+) -> AllocationResult:
     """Solve the allocation LP with HiGHS (exact) or the dual-decomposition solver (fast at scale).
 
     Args:
@@ -51,8 +57,10 @@ def solve(problem: AllocationProblem, solver: Literal["auto", "highs", "dual"] =
         from allocator.highs import solve_highs
 
         if options.get("dual_start") is not None:
-            raise ProblemValidationError("dual_start: HiGHS takes no dual start; it is for solver='dual' "
-                                         "(or 'auto', which drops it when it picks HiGHS)")
+            raise ProblemValidationError(
+                "dual_start: HiGHS takes no dual start; it is for solver='dual' "
+                "(or 'auto', which drops it when it picks HiGHS)"
+            )
         options.pop("dual_start", None)
         return solve_highs(problem, **options)
     if solver == "dual":
@@ -62,6 +70,23 @@ def solve(problem: AllocationProblem, solver: Literal["auto", "highs", "dual"] =
     raise ProblemValidationError(f"solver: expected 'auto', 'highs' or 'dual', got {solver!r}")
 
 
-__all__ = ["AUTO_THRESHOLD", "AllocationProblem", "AllocationResult", "AllocatorError", "ConstraintViolation",
-           "InfeasibilityReport", "InfeasibleAllocation", "ProblemValidationError", "Rounding", "Status", "Violations",
-           "load_problem", "load_result", "round_allocation", "save_problem", "save_result", "solve", "violations"]
+__all__ = [
+    "AUTO_THRESHOLD",
+    "AllocationProblem",
+    "AllocationResult",
+    "AllocatorError",
+    "ConstraintViolation",
+    "InfeasibilityReport",
+    "InfeasibleAllocation",
+    "ProblemValidationError",
+    "Rounding",
+    "Status",
+    "Violations",
+    "load_problem",
+    "load_result",
+    "round_allocation",
+    "save_problem",
+    "save_result",
+    "solve",
+    "violations",
+]

@@ -99,12 +99,23 @@ def _layout(problem: AllocationProblem) -> _Layout:
     return _Layout(perm=perm, buckets=buckets, caps=problem.caps[users])
 
 
-def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 1e-4, max_iter: int = 3000,
-               device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float64,
-               repair: bool = True, elastic: bool = False, elastic_penalty: Optional[float] = None,
-               continuation: tuple[float, ...] = (10.0, 1.0), stage_iter: int = 300,
-               max_step: float = 1e4, keep_unrepaired: bool = True,
-               dual_start: Optional[tuple[np.ndarray, np.ndarray]] = None) -> AllocationResult:
+def solve_dual(
+    problem: AllocationProblem,
+    *,
+    gamma: float = 1e-3,
+    tol: float = 1e-4,
+    max_iter: int = 3000,
+    device: Union[str, torch.device] = "cpu",
+    dtype: torch.dtype = torch.float64,
+    repair: bool = True,
+    elastic: bool = False,
+    elastic_penalty: Optional[float] = None,
+    continuation: tuple[float, ...] = (10.0, 1.0),
+    stage_iter: int = 300,
+    max_step: float = 1e4,
+    keep_unrepaired: bool = True,
+    dual_start: Optional[tuple[np.ndarray, np.ndarray]] = None,
+) -> AllocationResult:
     """Solve the allocation LP approximately by accelerated dual ascent, then repair the primal.
 
     Args:
@@ -151,7 +162,7 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
     n_l, n_p = problem.n_budgets, problem.n_providers
     as_t = lambda a, dt=dtype: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=dev)  # noqa: E731
     r = as_t(problem.reward[perm])
-    cmat = as_t(problem.cost[:, perm])                        # (L, E)
+    cmat = as_t(problem.cost[:, perm])  # (L, E)
     prov = as_t(problem.provider[perm], torch.int64)
     caps = as_t(lay.caps)
     f64 = dict(dtype=torch.float64, device=dev)
@@ -159,9 +170,9 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
     lo = torch.tensor(problem.provider_min, **f64)
     hi = torch.tensor(problem.provider_max, **f64)
     scale = max(float(np.abs(problem.reward).max()), 1e-12)
-    row_sq = torch.as_tensor((problem.cost ** 2).sum(axis=1), **f64).clamp(min=1e-300)
+    row_sq = torch.as_tensor((problem.cost**2).sum(axis=1), **f64).clamp(min=1e-300)
     prov_n = torch.as_tensor(problem.provider_size.astype(np.float64), **f64).clamp(min=1.0)
-    lip = float(n_l + 1)                                      # ||A_normalised||^2 <= L + 1
+    lip = float(n_l + 1)  # ||A_normalised||^2 <= L + 1
 
     penalty = float(elastic_penalty) if elastic_penalty is not None else default_elastic_penalty(problem)
     cmax = torch.as_tensor(np.abs(problem.cost).max(axis=1) if n_l else np.zeros(0), **f64)
@@ -179,9 +190,13 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
             sbuf.addmv_(cmat.T, lam.to(dtype), alpha=-1.0)
         sbuf.mul_(1.0 / g_abs)
         for p0, nrows, d, row0 in lay.buckets:
-            _, tb = project_capped_simplex(sbuf[p0:p0 + nrows * d].view(nrows, d), caps[row0:row0 + nrows],
-                                           tau[row0:row0 + nrows], out=xbuf[p0:p0 + nrows * d].view(nrows, d))
-            tau[row0:row0 + nrows] = tb
+            _, tb = project_capped_simplex(
+                sbuf[p0 : p0 + nrows * d].view(nrows, d),
+                caps[row0 : row0 + nrows],
+                tau[row0 : row0 + nrows],
+                out=xbuf[p0 : p0 + nrows * d].view(nrows, d),
+            )
+            tau[row0 : row0 + nrows] = tb
         return xbuf
 
     def rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,8 +227,9 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
         nu = torch.minimum(torch.maximum(nu, nu_min), nu_max)
         return lam, nu, step_l, step_p
 
-    def evaluate(lam_w: torch.Tensor, nu_w: torch.Tensor, g_abs: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float]:
+    def evaluate(
+        lam_w: torch.Tensor, nu_w: torch.Tensor, g_abs: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float]:
         """``(x (E,), Cx (L,), Px (P,), Q(x), D(w) - Q(x))`` at the dual point ``w``, ``lam_w >= 0``."""
         x = primal(lam_w, nu_w, g_abs)
         cx, px = rows(x)
@@ -221,8 +237,10 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
         slack_gap = float(lam_d @ (budget - cx) + psi(nu_w) - nu_w @ px)
         qval = float(torch.dot(r, x)) - 0.5 * g_abs * float(torch.dot(x, x))
         if elastic:  # the elastic primal pays the penalties of the rows it lets give way
-            pen = float((lam_cap * (cx - budget).clamp(min=0)).sum()
-                        + penalty * (lo - px).clamp(min=0).nan_to_num(posinf=0.0).sum())
+            pen = float(
+                (lam_cap * (cx - budget).clamp(min=0)).sum()
+                + penalty * (lo - px).clamp(min=0).nan_to_num(posinf=0.0).sum()
+            )
             qval, slack_gap = qval - pen, slack_gap + pen
         return x, cx, px, qval, slack_gap
 
@@ -263,7 +281,7 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
         g_abs = gamma * scale * gmul
         last = si == len(stages) - 1
         budget_iter = max_iter - it if last else min(stage_iter, max_iter - it)
-        stage_tol = tol * (1.0 if last else gmul ** 0.5)
+        stage_tol = tol * (1.0 if last else gmul**0.5)
         lam_w, nu_w, tk, mult, prev_d = lam.clone(), nu.clone(), 1.0, 1.0, float("inf")
         prev_g: Optional[torch.Tensor] = None
         prev_y: Optional[torch.Tensor] = None
@@ -275,18 +293,24 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
             lam_d, nu_d = lam_w.clamp(min=0.0), nu_w
             dval = qval + slack_gap
             gap = abs(slack_gap) / max(abs(qval), 1e-12)
-            viol_b = ((cx - budget).clamp(min=0) / torch.maximum(budget.abs(), cmax.clamp(min=1e-300)))
-            viol_p = torch.maximum((lo - px).clamp(min=0) / lo.abs().nan_to_num(posinf=1.0).clamp(min=1.0),
-                                   (px - hi).clamp(min=0) / hi.abs().nan_to_num(posinf=1.0).clamp(min=1.0))
+            viol_b = (cx - budget).clamp(min=0) / torch.maximum(budget.abs(), cmax.clamp(min=1e-300))
+            viol_p = torch.maximum(
+                (lo - px).clamp(min=0) / lo.abs().nan_to_num(posinf=1.0).clamp(min=1.0),
+                (px - hi).clamp(min=0) / hi.abs().nan_to_num(posinf=1.0).clamp(min=1.0),
+            )
             if elastic:  # the elastic model's soft rows do not count as violations
                 viol_b = viol_b * (lam_d < lam_cap * (1 - 1e-9))
                 viol_p = viol_p * ((nu_d > -penalty * (1 - 1e-9)) | (px > lo))
             rel_v = float(torch.cat([viol_b, viol_p]).max()) if (n_l + n_p) else 0.0
             if not elastic and dval < lb_feasible - 1e-9 * abs(lb_feasible) - 1e-12:
-                raise InfeasibleAllocation(InfeasibilityReport(
-                    "dual", violations(problem, _unpermute(x, perm)).listing(tol=tol),
-                    f"allocation LP is infeasible: dual bound {dval:.6g} < {lb_feasible:.6g}, the least "
-                    "objective any feasible point would reach (weak duality)"))
+                raise InfeasibleAllocation(
+                    InfeasibilityReport(
+                        "dual",
+                        violations(problem, _unpermute(x, perm)).listing(tol=tol),
+                        f"allocation LP is infeasible: dual bound {dval:.6g} < {lb_feasible:.6g}, the least "
+                        "objective any feasible point would reach (weak duality)",
+                    )
+                )
             if gap <= stage_tol and rel_v <= stage_tol:
                 if last:
                     status = Status.OPTIMAL
@@ -311,8 +335,13 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
                 log.debug("it %d gamma x%g step x%.3g gap %.2e viol %.2e dual %.8g", it, gmul, mult, gap, rel_v, dval)
             lam_new, nu_new, step_l, step_p = prox(lam_w, nu_w, cx, px, g_abs, mult)
             # gradient restart (O'Donoghue & Candes) in the step-weighted metric
-            if float(((lam_new - lam) * (lam_w - lam_new) / step_l).sum()
-                     + ((nu_new - nu) * (nu_w - nu_new) / step_p).sum()) > 0:
+            if (
+                float(
+                    ((lam_new - lam) * (lam_w - lam_new) / step_l).sum()
+                    + ((nu_new - nu) * (nu_w - nu_new) / step_p).sum()
+                )
+                > 0
+            ):
                 tk = 1.0
                 lam_w, nu_w = lam_new, nu_new
             else:
@@ -324,16 +353,25 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
                 nu_w = torch.minimum(torch.maximum(nu_new + beta * (nu_new - nu), nu_min), nu_max)
                 tk = tk1
             lam, nu = lam_new, nu_new
-            norms.append(float(torch.sqrt((lam ** 2 * row_sq).sum() + (nu ** 2 * prov_n).sum())))
+            norms.append(float(torch.sqrt((lam**2 * row_sq).sum() + (nu**2 * prov_n).sum())))
         if last or it >= max_iter:
             break
     x_np = _unpermute(x, perm)
-    if (not elastic and status != Status.OPTIMAL and rel_v > 10 * tol and len(norms) > 20
-            and norms[-1] > 10 * max(norms[len(norms) // 2], 1e-300)):
-        raise InfeasibleAllocation(InfeasibilityReport(
-            "dual", violations(problem, x_np).listing(tol=tol),
-            f"allocation LP looks infeasible: duals grew x{norms[-1] / max(norms[len(norms) // 2], 1e-300):.3g} "
-            f"over the last {len(norms) - len(norms) // 2} iterations while the violation stayed at {rel_v:.3g}"))
+    if (
+        not elastic
+        and status != Status.OPTIMAL
+        and rel_v > 10 * tol
+        and len(norms) > 20
+        and norms[-1] > 10 * max(norms[len(norms) // 2], 1e-300)
+    ):
+        raise InfeasibleAllocation(
+            InfeasibilityReport(
+                "dual",
+                violations(problem, x_np).listing(tol=tol),
+                f"allocation LP looks infeasible: duals grew x{norms[-1] / max(norms[len(norms) // 2], 1e-300):.3g} "
+                f"over the last {len(norms) - len(norms) // 2} iterations while the violation stayed at {rel_v:.3g}",
+            )
+        )
     before = violations(problem, x_np).max_relative_violation
     x_final = x_np
     listing = ()
@@ -349,15 +387,26 @@ def solve_dual(problem: AllocationProblem, *, gamma: float = 1e-3, tol: float = 
             x_final = repair_allocation(problem, x_np, score=score)
             viol = violations(problem, x_final)
     return AllocationResult(
-        x=x_final, objective=float(problem.reward @ x_final), budget_dual=lam.cpu().numpy(),
-        provider_dual=nu.cpu().numpy(), status=status, max_violation=viol.max_violation,
-        max_relative_violation=viol.max_relative_violation, iterations=it, seconds=time.perf_counter() - t0,
-        solver="dual", violations=listing, x_unrepaired=x_np if keep_unrepaired else None,
-        max_violation_before_repair=before, duality_gap=gap)
+        x=x_final,
+        objective=float(problem.reward @ x_final),
+        budget_dual=lam.cpu().numpy(),
+        provider_dual=nu.cpu().numpy(),
+        status=status,
+        max_violation=viol.max_violation,
+        max_relative_violation=viol.max_relative_violation,
+        iterations=it,
+        seconds=time.perf_counter() - t0,
+        solver="dual",
+        violations=listing,
+        x_unrepaired=x_np if keep_unrepaired else None,
+        max_violation_before_repair=before,
+        duality_gap=gap,
+    )
 
 
-def _check_dual_start(dual_start: Optional[tuple[np.ndarray, np.ndarray]], n_budgets: int,
-                      n_providers: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+def _check_dual_start(
+    dual_start: Optional[tuple[np.ndarray, np.ndarray]], n_budgets: int, n_providers: int
+) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """``dual_start`` as two float64 arrays ``(L,)`` and ``(P,)``, or None; raises on bad input.
 
     Only the shapes and finiteness are checked here; clipping into the dual domain needs the
@@ -367,8 +416,8 @@ def _check_dual_start(dual_start: Optional[tuple[np.ndarray, np.ndarray]], n_bud
         return None
     if isinstance(dual_start, (str, bytes)) or not hasattr(dual_start, "__len__") or len(dual_start) != 2:
         raise ProblemValidationError(
-            "dual_start: expected a pair (budget_dual (L,), provider_dual (P,)), "
-            f"got {type(dual_start).__name__}")
+            f"dual_start: expected a pair (budget_dual (L,), provider_dual (P,)), got {type(dual_start).__name__}"
+        )
     out = []
     for name, arr, n in (("budget_dual", dual_start[0], n_budgets), ("provider_dual", dual_start[1], n_providers)):
         try:
@@ -379,8 +428,7 @@ def _check_dual_start(dual_start: Optional[tuple[np.ndarray, np.ndarray]], n_bud
             raise ProblemValidationError(f"dual_start {name}: expected shape ({n},), got {a.shape}")
         bad = np.flatnonzero(~np.isfinite(a))
         if bad.size:
-            raise ProblemValidationError(
-                f"dual_start {name}: must be finite, got {a[bad[0]]} at index {int(bad[0])}")
+            raise ProblemValidationError(f"dual_start {name}: must be finite, got {a[bad[0]]} at index {int(bad[0])}")
         out.append(a)
     return out[0], out[1]
 

@@ -61,8 +61,7 @@ class InfeasibilityReport:
 
     def summary(self, limit: int = 5) -> str:
         """A one-line summary listing at most ``limit`` violated constraints."""
-        parts = [f"{v.kind}[{v.index}] by {v.amount:.6g} ({v.relative:.3g} rel)"
-                 for v in self.violations[:limit]]
+        parts = [f"{v.kind}[{v.index}] by {v.amount:.6g} ({v.relative:.3g} rel)" for v in self.violations[:limit]]
         more = len(self.violations) - limit
         tail = f" and {more} more" if more > 0 else ""
         return f"{self.message} [{self.source}]: " + ("; ".join(parts) or "no detail") + tail

@@ -33,8 +33,8 @@ def _cheapest_units(key: np.ndarray, group: np.ndarray, need: np.ndarray, n_grou
     order = by_key[np.argsort(gk, kind="stable")]
     g, k = group[order], key[order]
     start = np.searchsorted(g, np.arange(n_groups))
-    pos = np.arange(g.shape[0]) - start[g]                 # 0-based rank within the group
-    take = np.clip(need[g] - pos, 0.0, 1.0)                # full units first, then the fraction
+    pos = np.arange(g.shape[0]) - start[g]  # 0-based rank within the group
+    take = np.clip(need[g] - pos, 0.0, 1.0)  # full units first, then the fraction
     return np.bincount(g, weights=take * k, minlength=n_groups)
 
 
@@ -50,12 +50,20 @@ def precheck(problem: AllocationProblem) -> tuple[ConstraintViolation, ...]:
     """
     lo = np.where(np.isfinite(problem.provider_min), np.maximum(problem.provider_min, 0.0), 0.0)
     out: list[ConstraintViolation] = []
-    carry = np.bincount(problem.provider, weights=np.minimum(1.0, problem.caps[problem.user]),
-                        minlength=problem.n_providers)
+    carry = np.bincount(
+        problem.provider, weights=np.minimum(1.0, problem.caps[problem.user]), minlength=problem.n_providers
+    )
     for p in np.flatnonzero(lo > carry * (1 + 1e-12) + 1e-12):
         gap = float(lo[p] - carry[p])
-        out.append(ConstraintViolation("provider_min", int(p), gap, gap / max(lo[p], 1.0),
-                                       f"minimum {lo[p]:.6g} exceeds the {carry[p]:.6g} its pairs can carry"))
+        out.append(
+            ConstraintViolation(
+                "provider_min",
+                int(p),
+                gap,
+                gap / max(lo[p], 1.0),
+                f"minimum {lo[p]:.6g} exceeds the {carry[p]:.6g} its pairs can carry",
+            )
+        )
     if lo.any():
         for l in range(problem.n_budgets):
             c = problem.cost[l]
@@ -64,8 +72,14 @@ def precheck(problem: AllocationProblem) -> tuple[ConstraintViolation, ...]:
             need = float(_cheapest_units(c, problem.provider, lo, problem.n_providers).sum())
             b = float(problem.budget[l])
             if need > b + 1e-9 * max(abs(b), 1.0):
-                out.append(ConstraintViolation(
-                    "budget", l, need - b, (need - b) / max(abs(b), float(c.max()), 1e-300),
-                    f"provider minimums need at least {need:.6g} of budget {l}, which is {b:.6g}"))
+                out.append(
+                    ConstraintViolation(
+                        "budget",
+                        l,
+                        need - b,
+                        (need - b) / max(abs(b), float(c.max()), 1e-300),
+                        f"provider minimums need at least {need:.6g} of budget {l}, which is {b:.6g}",
+                    )
+                )
     out.sort(key=lambda v: -v.relative)
     return tuple(out)

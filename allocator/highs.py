@@ -47,10 +47,10 @@ def _build_lp(problem: AllocationProblem, elastic: bool, penalty: float) -> tupl
     idx = np.empty((e, n_l + 2), dtype=np.int32)
     val = np.ones((e, n_l + 2), dtype=np.float64)
     idx[:, 0] = problem.user
-    idx[:, 1:n_l + 1] = n_u + np.arange(n_l, dtype=np.int32)
+    idx[:, 1 : n_l + 1] = n_u + np.arange(n_l, dtype=np.int32)
     idx[:, n_l + 1] = n_u + n_l + problem.provider
-    val[:, 1:n_l + 1] = problem.cost.T
-    keep = val != 0.0                                    # explicit zeros are left out of the CSC
+    val[:, 1 : n_l + 1] = problem.cost.T
+    keep = val != 0.0  # explicit zeros are left out of the CSC
     count = keep.sum(axis=1)
     index, value = (idx.ravel(), val.ravel()) if keep.all() else (idx[keep], val[keep])
     start = np.zeros(e + 1, dtype=np.int32)
@@ -82,9 +82,16 @@ def _build_lp(problem: AllocationProblem, elastic: bool, penalty: float) -> tupl
     return lp, elastic_prov
 
 
-def solve_highs(problem: AllocationProblem, *, method: Method = "ipm", elastic: bool = False,
-                elastic_penalty: Optional[float] = None, time_limit: Optional[float] = None,
-                crossover: Optional[bool] = None, threads: Optional[int] = None) -> AllocationResult:
+def solve_highs(
+    problem: AllocationProblem,
+    *,
+    method: Method = "ipm",
+    elastic: bool = False,
+    elastic_penalty: Optional[float] = None,
+    time_limit: Optional[float] = None,
+    crossover: Optional[bool] = None,
+    threads: Optional[int] = None,
+) -> AllocationResult:
     """Solve the allocation LP exactly with HiGHS.
 
     Args:
@@ -128,8 +135,7 @@ def solve_highs(problem: AllocationProblem, *, method: Method = "ipm", elastic: 
     if status in (ms.kInfeasible, ms.kUnboundedOrInfeasible):
         raise InfeasibleAllocation(_report(problem, method, time_limit))
     info = h.getInfo()
-    ipm_unknown = (status == ms.kUnknown and info.primal_solution_status == 2
-                   and info.max_primal_infeasibility <= 1e-6)
+    ipm_unknown = status == ms.kUnknown and info.primal_solution_status == 2 and info.max_primal_infeasibility <= 1e-6
     if status not in (ms.kOptimal, ms.kTimeLimit, ms.kIterationLimit) and not ipm_unknown:
         raise AllocatorError(f"HiGHS ({method}) ended with status {h.modelStatusToString(status)}")
     sol = h.getSolution()
@@ -139,23 +145,40 @@ def solve_highs(problem: AllocationProblem, *, method: Method = "ipm", elastic: 
     # HiGHS' row duals satisfy reduced_cost = c - A^T y in the model's own sense; for a maximisation
     # a binding "<=" row has y >= 0 and a binding ">=" side has y <= 0, which is our convention:
     # budget_dual >= 0, provider_dual > 0 at a binding maximum and < 0 at a binding minimum.
-    budget_dual = np.maximum(row_dual[n_u:n_u + n_l], 0.0)
-    provider_dual = row_dual[n_u + n_l:].copy()
+    budget_dual = np.maximum(row_dual[n_u : n_u + n_l], 0.0)
+    provider_dual = row_dual[n_u + n_l :].copy()
     viol = violations(problem, x)
     # an interior point without crossover whose primal is feasible and optimal but whose postsolved
     # duals miss HiGHS' tolerances is reported "optimal_primal": x and objective are right,
     # the duals approximate
-    st = {ms.kOptimal: Status.OPTIMAL, ms.kTimeLimit: Status.TIME_LIMIT,
-          ms.kIterationLimit: Status.ITERATION_LIMIT, ms.kUnknown: Status.OPTIMAL_PRIMAL}[status]
+    st = {
+        ms.kOptimal: Status.OPTIMAL,
+        ms.kTimeLimit: Status.TIME_LIMIT,
+        ms.kIterationLimit: Status.ITERATION_LIMIT,
+        ms.kUnknown: Status.OPTIMAL_PRIMAL,
+    }[status]
     listing = viol.listing(tol=1e-9)
     if elastic and st in (Status.OPTIMAL, Status.OPTIMAL_PRIMAL) and listing:
         st = Status.ELASTIC
-    iters = int(info.ipm_iteration_count + info.simplex_iteration_count + info.pdlp_iteration_count
-                + info.crossover_iteration_count)
+    iters = int(
+        info.ipm_iteration_count
+        + info.simplex_iteration_count
+        + info.pdlp_iteration_count
+        + info.crossover_iteration_count
+    )
     return AllocationResult(
-        x=x, objective=float(problem.reward @ x), budget_dual=budget_dual, provider_dual=provider_dual,
-        status=st, max_violation=viol.max_violation, max_relative_violation=viol.max_relative_violation,
-        iterations=iters, seconds=time.perf_counter() - t0, solver=f"highs-{method}", violations=listing)
+        x=x,
+        objective=float(problem.reward @ x),
+        budget_dual=budget_dual,
+        provider_dual=provider_dual,
+        status=st,
+        max_violation=viol.max_violation,
+        max_relative_violation=viol.max_relative_violation,
+        iterations=iters,
+        seconds=time.perf_counter() - t0,
+        solver=f"highs-{method}",
+        violations=listing,
+    )
 
 
 def _report(problem: AllocationProblem, method: Method, time_limit: Optional[float]) -> InfeasibilityReport:
@@ -167,5 +190,6 @@ def _report(problem: AllocationProblem, method: Method, time_limit: Optional[flo
         res = solve_highs(problem, method=method, elastic=True, time_limit=time_limit)
     except AllocatorError as exc:  # the elastic model is always feasible; keep the cause anyway
         return InfeasibilityReport("highs", (), f"allocation LP is infeasible (elastic solve failed: {exc})")
-    return InfeasibilityReport("highs", res.violations,
-                               "allocation LP is infeasible; least violations of an elastic solve")
+    return InfeasibilityReport(
+        "highs", res.violations, "allocation LP is infeasible; least violations of an elastic solve"
+    )

@@ -24,9 +24,15 @@ def _draw(rng: np.random.Generator, spec: IntOrRange, n: int) -> np.ndarray:
     return rng.integers(int(lo), int(hi) + 1, size=n, dtype=np.int64)
 
 
-def random_instance(n_users: int, candidates_per_user: IntOrRange = 10, n_providers: int = 50,
-                    n_budgets: int = 2, user_cap: IntOrRange = (1, 2), tightness: float = 0.7,
-                    seed: int = 0) -> AllocationProblem:
+def random_instance(
+    n_users: int,
+    candidates_per_user: IntOrRange = 10,
+    n_providers: int = 50,
+    n_budgets: int = 2,
+    user_cap: IntOrRange = (1, 2),
+    tightness: float = 0.7,
+    seed: int = 0,
+) -> AllocationProblem:
     """A random, feasible allocation LP whose budgets and provider bounds bind.
 
     Args:
@@ -76,5 +82,14 @@ def random_instance(n_users: int, candidates_per_user: IntOrRange = 10, n_provid
     hi[rng.random(n_providers) < 0.2] = np.inf
     lo[rng.random(n_providers) < 0.2] = -np.inf
     budget = np.maximum(tightness * (cost @ x0), 1.05 * (cost @ xf))
-    return AllocationProblem(user=user, item=item, reward=reward, cost=cost, budget=budget, provider=provider,
-                             provider_min=lo, provider_max=hi, user_cap=caps)
+    return AllocationProblem(
+        user=user,
+        item=item,
+        reward=reward,
+        cost=cost,
+        budget=budget,
+        provider=provider,
+        provider_min=lo,
+        provider_max=hi,
+        user_cap=caps,
+    )

@@ -26,8 +26,7 @@ import numpy as np
 from allocator.errors import ProblemValidationError
 
 ArrayLike = Union[np.ndarray, list, tuple, float, int]
-PROBLEM_KEYS = ("user", "item", "reward", "cost", "budget", "provider",
-                "provider_min", "provider_max", "user_cap")
+PROBLEM_KEYS = ("user", "item", "reward", "cost", "budget", "provider", "provider_min", "provider_max", "user_cap")
 
 
 def _first_bad(mask: np.ndarray) -> str:
@@ -110,19 +109,22 @@ class AllocationProblem:
         budget = _floats("budget", self.budget)
         if budget.shape != (cost.shape[0],):
             raise ProblemValidationError(
-                f"budget: expected shape ({cost.shape[0]},) (one per cost row), got {budget.shape}")
+                f"budget: expected shape ({cost.shape[0]},) (one per cost row), got {budget.shape}"
+            )
         lo = _floats("provider_min", self.provider_min, allow_neg_inf=True)
         hi = _floats("provider_max", self.provider_max, allow_pos_inf=True)
         if lo.ndim != 1 or hi.shape != lo.shape:
             raise ProblemValidationError(
-                f"provider_min/provider_max: expected equal 1-d shapes, got {lo.shape} and {hi.shape}")
+                f"provider_min/provider_max: expected equal 1-d shapes, got {lo.shape} and {hi.shape}"
+            )
         if (bad := lo > hi).any():
             i = int(np.flatnonzero(bad)[0])
             raise ProblemValidationError(f"provider_min > provider_max for provider {i}: {lo[i]} > {hi[i]}")
         if int(provider.max()) >= lo.shape[0]:
             i = int(np.flatnonzero(provider >= lo.shape[0])[0])
             raise ProblemValidationError(
-                f"provider: id {provider[i]} at index {i} is out of range for {lo.shape[0]} providers")
+                f"provider: id {provider[i]} at index {i} is out of range for {lo.shape[0]} providers"
+            )
         cap = _floats("user_cap", self.user_cap)
         if cap.ndim > 1:
             raise ProblemValidationError(f"user_cap: expected a scalar or shape (n_users,), got {cap.shape}")
@@ -131,9 +133,19 @@ class AllocationProblem:
         if cap.ndim == 1 and int(user.max()) >= cap.shape[0]:
             i = int(np.flatnonzero(user >= cap.shape[0])[0])
             raise ProblemValidationError(
-                f"user: id {user[i]} at index {i} is out of range for {cap.shape[0]} user caps")
-        for k, v in (("user", user), ("item", item), ("reward", reward), ("cost", cost), ("budget", budget),
-                     ("provider", provider), ("provider_min", lo), ("provider_max", hi), ("user_cap", cap)):
+                f"user: id {user[i]} at index {i} is out of range for {cap.shape[0]} user caps"
+            )
+        for k, v in (
+            ("user", user),
+            ("item", item),
+            ("reward", reward),
+            ("cost", cost),
+            ("budget", budget),
+            ("provider", provider),
+            ("provider_min", lo),
+            ("provider_max", hi),
+            ("user_cap", cap),
+        ):
             v = np.asarray(v, order="C").view()  # a read-only view: the caller's array stays writable
             v.flags.writeable = False  # frozen all the way down: grouping caches rely on it
             put(k, v)

@@ -15,9 +15,14 @@ from typing import Optional
 import torch
 
 
-def project_capped_simplex(v: torch.Tensor, k: torch.Tensor, tau0: Optional[torch.Tensor] = None, *,
-                           out: Optional[torch.Tensor] = None,
-                           max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def project_capped_simplex(
+    v: torch.Tensor,
+    k: torch.Tensor,
+    tau0: Optional[torch.Tensor] = None,
+    *,
+    out: Optional[torch.Tensor] = None,
+    max_iter: int = 100,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Project every row of ``v`` onto ``{0 <= x <= 1, sum x <= k_row}``.
 
     Args:
@@ -49,7 +54,7 @@ def project_capped_simplex(v: torch.Tensor, k: torch.Tensor, tau0: Optional[torc
     rows = (~done).nonzero().squeeze(1)
     vb, kb, t_r = v.index_select(0, rows), k.index_select(0, rows), t.index_select(0, rows)
     lo = torch.zeros_like(kb)
-    hi = vb.amax(dim=1).clamp(min=0.0)               # f(hi) = 0 <= k
+    hi = vb.amax(dim=1).clamp(min=0.0)  # f(hi) = 0 <= k
     t_r = torch.minimum(t_r, hi)
     live = torch.arange(rows.numel(), device=v.device)
     for _ in range(max_iter):
@@ -74,7 +79,7 @@ def project_capped_simplex(v: torch.Tensor, k: torch.Tensor, tau0: Optional[torc
         # tau = 0 is a root whenever f(0) <= k: a step past 0 lands there, not in a bisection
         to_zero = (g < 0) & (lol == 0) & (tn <= 0)
         tn = torch.where(to_zero, torch.zeros_like(tn), torch.where(bisect, 0.5 * (lol + hil), tn))
-        fin = fin | (tn == tl)                        # no representable progress left
+        fin = fin | (tn == tl)  # no representable progress left
         t_r.index_copy_(0, live, torch.where(fin, tl, tn))
         lo.index_copy_(0, live, lol)
         hi.index_copy_(0, live, hil)

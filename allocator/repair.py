@@ -57,8 +57,9 @@ def _best_per_user(idx: np.ndarray, key: np.ndarray, user: np.ndarray) -> np.nda
     return order[first]
 
 
-def _swap_round(x: np.ndarray, user: np.ndarray, prov: np.ndarray, score: np.ndarray,
-                deficit: np.ndarray, surplus: np.ndarray) -> bool:
+def _swap_round(
+    x: np.ndarray, user: np.ndarray, prov: np.ndarray, score: np.ndarray, deficit: np.ndarray, surplus: np.ndarray
+) -> bool:
     """One round of pass 3b, in place: per user at most one pair of a short provider goes up (its
     best by ``score``) and the user's donor pairs go down by the same total, worst ``score`` first.
     Returns whether anything moved."""
@@ -66,15 +67,15 @@ def _swap_round(x: np.ndarray, user: np.ndarray, prov: np.ndarray, score: np.nda
     don = np.flatnonzero((surplus[prov] > 0) & (deficit[prov] <= 0) & (x > 0.0))
     if recv.size == 0 or don.size == 0:
         return False
-    recv = _best_per_user(recv, score, user)            # one per user, sorted by user
+    recv = _best_per_user(recv, score, user)  # one per user, sorted by user
     n_u = int(user.max()) + 1
     slot = np.full(n_u, -1, dtype=np.int64)
     slot[user[recv]] = np.arange(recv.size)
-    don = don[slot[user[don]] >= 0]                     # donors of users that have a recipient
+    don = don[slot[user[don]] >= 0]  # donors of users that have a recipient
     if don.size == 0:
         return False
-    don = don[np.lexsort((score[don], user[don]))]      # by user, worst score first
-    k = slot[user[don]]                                 # the recipient each donor pays
+    don = don[np.lexsort((score[don], user[don]))]  # by user, worst score first
+    k = slot[user[don]]  # the recipient each donor pays
     room = 1.0 - x[recv]
     # (a) a user gives at most its recipient's room
     take = np.clip(room[k] - _group_cumsum_before(x[don], user[don]), 0.0, x[don])
@@ -97,8 +98,14 @@ def _swap_round(x: np.ndarray, user: np.ndarray, prov: np.ndarray, score: np.nda
     return True
 
 
-def repair(problem: AllocationProblem, x: np.ndarray, *, score: Optional[np.ndarray] = None,
-           hard_only: bool = False, rounds: int = 4) -> np.ndarray:
+def repair(
+    problem: AllocationProblem,
+    x: np.ndarray,
+    *,
+    score: Optional[np.ndarray] = None,
+    hard_only: bool = False,
+    rounds: int = 4,
+) -> np.ndarray:
     """A feasible allocation close to ``x``.
 
     Args:
@@ -137,9 +144,9 @@ def repair(problem: AllocationProblem, x: np.ndarray, *, score: Optional[np.ndar
         if cand.size == 0:
             break
         cand = cand[np.argsort(-score[cand], kind="stable")]
-        _, first = np.unique(user[cand], return_index=True)   # best pair of each user only
+        _, first = np.unique(user[cand], return_index=True)  # best pair of each user only
         cand = cand[np.sort(first)]
-        cand = cand[np.argsort(prov[cand], kind="stable")]     # grouped by provider, best first
+        cand = cand[np.argsort(prov[cand], kind="stable")]  # grouped by provider, best first
         before = _group_cumsum_before(room[cand], prov[cand])
         x[cand] += np.clip(deficit[prov[cand]] - before, 0.0, room[cand])
     # 3b. provider minimums by swaps inside users (users at cap have no room for the top-up)
@@ -156,7 +163,7 @@ def repair(problem: AllocationProblem, x: np.ndarray, *, score: Optional[np.ndar
         swapped = True
     # 4. budgets, keeping provider minimums
     x = np.clip(_budgets(problem, x, floor), 0.0, 1.0)
-    if swapped and (problem.cost @ x > problem.budget).any():   # the swaps cost more than pass 4 could free
+    if swapped and (problem.cost @ x > problem.budget).any():  # the swaps cost more than pass 4 could free
         alt = np.clip(_budgets(problem, x_pre, floor), 0.0, 1.0)
         if _soft_violation(problem, alt) < _soft_violation(problem, x):
             x = alt

@@ -30,16 +30,25 @@ from allocator.errors import ConstraintViolation, ProblemValidationError
 class Status:
     """Solve status strings (plain ``str`` values so they travel in Avro and ``.npz`` as is)."""
 
-    OPTIMAL = "optimal"          #: solved to the requested tolerance, feasible
+    OPTIMAL = "optimal"  #: solved to the requested tolerance, feasible
     OPTIMAL_PRIMAL = "optimal_primal"  #: HiGHS IPM without crossover: optimal x, approximate duals
-    ELASTIC = "elastic"          #: infeasible as stated; elastic solution with reported violations
+    ELASTIC = "elastic"  #: infeasible as stated; elastic solution with reported violations
     ITERATION_LIMIT = "iteration_limit"  #: stopped at max_iter; x is repaired but not optimal to tol
-    TIME_LIMIT = "time_limit"    #: stopped at the time limit
-    INFEASIBLE = "infeasible"    #: no feasible point (only in reports; solvers raise instead)
+    TIME_LIMIT = "time_limit"  #: stopped at the time limit
+    INFEASIBLE = "infeasible"  #: no feasible point (only in reports; solvers raise instead)
 
 
-RESULT_KEYS = ("x", "objective", "budget_dual", "provider_dual", "status", "max_violation",
-               "max_relative_violation", "iterations", "seconds")
+RESULT_KEYS = (
+    "x",
+    "objective",
+    "budget_dual",
+    "provider_dual",
+    "status",
+    "max_violation",
+    "max_relative_violation",
+    "iterations",
+    "seconds",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,8 +105,15 @@ def load_result(path: Union[str, PathLike]) -> AllocationResult:
             raise ProblemValidationError(f"{path}: missing result arrays {missing}")
         a = {k: f[k] for k in f.files}
     return AllocationResult(
-        x=a["x"], objective=float(a["objective"]), budget_dual=a["budget_dual"],
-        provider_dual=a["provider_dual"], status=str(a["status"]), max_violation=float(a["max_violation"]),
-        max_relative_violation=float(a["max_relative_violation"]), iterations=int(a["iterations"]),
-        seconds=float(a["seconds"]), solver=str(a.get("solver", "unknown")),
-        x_unrepaired=a.get("x_unrepaired"))
+        x=a["x"],
+        objective=float(a["objective"]),
+        budget_dual=a["budget_dual"],
+        provider_dual=a["provider_dual"],
+        status=str(a["status"]),
+        max_violation=float(a["max_violation"]),
+        max_relative_violation=float(a["max_relative_violation"]),
+        iterations=int(a["iterations"]),
+        seconds=float(a["seconds"]),
+        solver=str(a.get("solver", "unknown")),
+        x_unrepaired=a.get("x_unrepaired"),
+    )

@@ -41,8 +41,13 @@ class Rounding:
     propensity: np.ndarray
 
 
-def round_allocation(problem: AllocationProblem, x: np.ndarray, *, mode: Literal["sample", "top"] = "sample",
-                     rng: Optional[np.random.Generator] = None) -> Rounding:
+def round_allocation(
+    problem: AllocationProblem,
+    x: np.ndarray,
+    *,
+    mode: Literal["sample", "top"] = "sample",
+    rng: Optional[np.random.Generator] = None,
+) -> Rounding:
     """Choose at most ``floor(k_u)`` pairs per user from the fractional allocation ``x``.
 
     Args:

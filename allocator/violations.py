@@ -41,23 +41,32 @@ class Violations:
     @property
     def max_violation(self) -> float:
         """Largest absolute violation over every constraint (bounds included)."""
-        return float(max((a.max() if a.size else 0.0) for a in
-                         (self.bounds, self.user_cap, self.budget, self.provider_min, self.provider_max)))
+        return float(
+            max(
+                (a.max() if a.size else 0.0)
+                for a in (self.bounds, self.user_cap, self.budget, self.provider_min, self.provider_max)
+            )
+        )
 
     @property
     def max_relative_violation(self) -> float:
         """Largest relative violation over every constraint (bounds count as relative to 1)."""
-        return float(max((a.max() if a.size else 0.0) for a in
-                         (self.bounds, self.user_cap_rel, self.budget_rel, self.provider_min_rel,
-                          self.provider_max_rel)))
+        return float(
+            max(
+                (a.max() if a.size else 0.0)
+                for a in (self.bounds, self.user_cap_rel, self.budget_rel, self.provider_min_rel, self.provider_max_rel)
+            )
+        )
 
     def listing(self, tol: float = 0.0, limit: int = 50) -> tuple[ConstraintViolation, ...]:
         """The violated rows (relative violation > ``tol``), largest relative first, at most ``limit``."""
         rows = []
-        for kind, a, rel in (("budget", self.budget, self.budget_rel),
-                             ("provider_min", self.provider_min, self.provider_min_rel),
-                             ("provider_max", self.provider_max, self.provider_max_rel),
-                             ("user_cap", self.user_cap, self.user_cap_rel)):
+        for kind, a, rel in (
+            ("budget", self.budget, self.budget_rel),
+            ("provider_min", self.provider_min, self.provider_min_rel),
+            ("provider_max", self.provider_max, self.provider_max_rel),
+            ("user_cap", self.user_cap, self.user_cap_rel),
+        ):
             idx = np.flatnonzero(rel > tol)
             rows += [ConstraintViolation(kind, int(i), float(a[i]), float(rel[i])) for i in idx[:limit]]
         rows.sort(key=lambda v: -v.relative)
@@ -75,9 +84,11 @@ def row_activity(problem: AllocationProblem, x: np.ndarray) -> tuple[np.ndarray,
         ``(per_user (n_users,), per_budget (n_budgets,), per_provider (n_providers,))``.
     """
     x = np.asarray(x, dtype=np.float64)
-    return (np.bincount(problem.user, weights=x, minlength=problem.n_users),
-            problem.cost @ x,
-            np.bincount(problem.provider, weights=x, minlength=problem.n_providers))
+    return (
+        np.bincount(problem.user, weights=x, minlength=problem.n_users),
+        problem.cost @ x,
+        np.bincount(problem.provider, weights=x, minlength=problem.n_providers),
+    )
 
 
 def violations(problem: AllocationProblem, x: np.ndarray) -> Violations:
@@ -106,7 +117,12 @@ def violations(problem: AllocationProblem, x: np.ndarray) -> Violations:
     hi_den = np.maximum(np.where(np.isfinite(hi), np.abs(hi), 0.0), 1.0)
     return Violations(
         bounds=np.maximum(np.maximum(-x, x - 1.0), 0.0),
-        user_cap=user_v, budget=budget_v, provider_min=pmin_v, provider_max=pmax_v,
-        user_cap_rel=user_v / np.maximum(caps, 1.0), budget_rel=budget_v / budget_den,
-        provider_min_rel=pmin_v / lo_den, provider_max_rel=pmax_v / hi_den,
+        user_cap=user_v,
+        budget=budget_v,
+        provider_min=pmin_v,
+        provider_max=pmax_v,
+        user_cap_rel=user_v / np.maximum(caps, 1.0),
+        budget_rel=budget_v / budget_den,
+        provider_min_rel=pmin_v / lo_den,
+        provider_max_rel=pmax_v / hi_den,
     )

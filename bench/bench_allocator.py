@@ -93,10 +93,16 @@ def main(
             t0 = time.perf_counter()
             d = solve_dual(prob, gamma=gamma, tol=tol, device=device, dtype=dtype, keep_unrepaired=False)
             row["dual_s"] = time.perf_counter() - t0
-        row.update(dual_obj=d.objective, dual_status=d.status, iterations=d.iterations,
-                   viol_before_repair=d.max_violation_before_repair, viol_after=d.max_relative_violation,
-                   peak_rss_gb=mem.peak / 2**30, solver_rss_gb=(mem.peak - mem.start) / 2**30,
-                   maxrss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+        row.update(
+            dual_obj=d.objective,
+            dual_status=d.status,
+            iterations=d.iterations,
+            viol_before_repair=d.max_violation_before_repair,
+            viol_after=d.max_relative_violation,
+            peak_rss_gb=mem.peak / 2**30,
+            solver_rss_gb=(mem.peak - mem.start) / 2**30,
+            maxrss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        )
         if device.startswith("cuda"):
             row["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
         if "highs_obj" in row:
@@ -105,17 +111,37 @@ def main(
         console.print(f"{prob.n_pairs:>10,} dual      {row['dual_s']:.2f}s, {d.iterations} iterations")
         rows.append(row)
         del prob
-    table = Table(title=f"allocation LP: dual decomposition ({device}, {str(dtype)[6:]}, tol {tol:g}) "
-                        f"vs HiGHS IPM, threads {torch.get_num_threads()}")
-    for col in ("pairs", "HiGHS s", "dual s", "HiGHS/dual", "objective gap", "iters", "viol. before repair",
-                "viol. after", "peak RSS GB", "solver RSS GB"):
+    table = Table(
+        title=f"allocation LP: dual decomposition ({device}, {str(dtype)[6:]}, tol {tol:g}) "
+        f"vs HiGHS IPM, threads {torch.get_num_threads()}"
+    )
+    for col in (
+        "pairs",
+        "HiGHS s",
+        "dual s",
+        "HiGHS/dual",
+        "objective gap",
+        "iters",
+        "viol. before repair",
+        "viol. after",
+        "peak RSS GB",
+        "solver RSS GB",
+    ):
         table.add_column(col, justify="right")
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
-        table.add_row(f"{r['pairs']:,}", fmt(r.get("highs_s"), ".2f"), f"{r['dual_s']:.2f}",
-                      fmt(r.get("speedup"), ".1f"), fmt(r.get("gap"), ".2e"), str(r["iterations"]),
-                      f"{r['viol_before_repair']:.1e}", f"{r['viol_after']:.1e}", f"{r['peak_rss_gb']:.2f}",
-                      f"{r['solver_rss_gb']:.2f}")
+        table.add_row(
+            f"{r['pairs']:,}",
+            fmt(r.get("highs_s"), ".2f"),
+            f"{r['dual_s']:.2f}",
+            fmt(r.get("speedup"), ".1f"),
+            fmt(r.get("gap"), ".2e"),
+            str(r["iterations"]),
+            f"{r['viol_before_repair']:.1e}",
+            f"{r['viol_after']:.1e}",
+            f"{r['peak_rss_gb']:.2f}",
+            f"{r['solver_rss_gb']:.2f}",
+        )
     console.print(table)
     if out is not None:
         out.write_text(json.dumps(rows, indent=2))

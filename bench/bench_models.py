@@ -32,8 +32,9 @@ from rich.table import Table
 from models.neural import NeuralConfig, NeuralThompsonModel
 
 
-def _time_round_robin(methods: list[tuple[str, Callable[[], object]]], repeats: int,
-                      device: torch.device) -> dict[str, list[float]]:
+def _time_round_robin(
+    methods: list[tuple[str, Callable[[], object]]], repeats: int, device: torch.device
+) -> dict[str, list[float]]:
     """Wall seconds per call of every method; the methods take turns within each repeat so that
     load from other processes on a shared machine hits them alike. One warm-up call each."""
     times: dict[str, list[float]] = {name: [] for name, _ in methods}
@@ -58,9 +59,11 @@ def build_model(device: str, seed: int = 0) -> NeuralThompsonModel:
     n = 4000
     X = rng.normal(size=(n, cfg.input_dim)).astype(np.float32)
     logit = X[:, :8].sum(axis=1) * 0.3 - 2.0
-    Y = {"conversion": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float),
-         "unsubscription": (rng.random(n) < 0.05).astype(float),
-         "value": logit + rng.normal(size=n)}
+    Y = {
+        "conversion": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float),
+        "unsubscription": (rng.random(n) < 0.05).astype(float),
+        "value": logit + rng.normal(size=n),
+    }
     model = NeuralThompsonModel(cfg, device=device)
     model.fit(X, Y)
     return model
@@ -100,8 +103,10 @@ def main() -> None:
     seconds = {name: statistics.median(t) for name, t in times.items()}
     base = seconds["forward (baseline)"]
 
-    table = Table(title=f"Scoring {args.pairs:,} pairs, last layer 64 wide, 3 heads, device {device}, "
-                        f"torch threads {torch.get_num_threads()}, median of {args.repeats}")
+    table = Table(
+        title=f"Scoring {args.pairs:,} pairs, last layer 64 wide, 3 heads, device {device}, "
+        f"torch threads {torch.get_num_threads()}, median of {args.repeats}"
+    )
     table.add_column("method")
     table.add_column("ms / batch (median)", justify="right")
     table.add_column("ms (min)", justify="right")
@@ -109,14 +114,17 @@ def main() -> None:
     table.add_column("× baseline time", justify="right")
     for name, _ in methods:
         s = seconds[name]
-        table.add_row(name, f"{1e3 * s:.1f}", f"{1e3 * min(times[name]):.1f}", f"{args.pairs / s:,.0f}",
-                      f"{s / base:.2f}")
+        table.add_row(
+            name, f"{1e3 * s:.1f}", f"{1e3 * min(times[name]):.1f}", f"{args.pairs / s:,.0f}", f"{s / base:.2f}"
+        )
     console = Console(width=130)
     console.print(table)
     ratio = seconds["sample_scores marginal"] / base
     ratio_min = min(times["sample_scores marginal"]) / min(times["forward (baseline)"])
-    console.print(f"cost of exploration (Thompson marginal / deterministic forward): {ratio:.2f}× by median, "
-                  f"{ratio_min:.2f}× by min")
+    console.print(
+        f"cost of exploration (Thompson marginal / deterministic forward): {ratio:.2f}× by median, "
+        f"{ratio_min:.2f}× by min"
+    )
 
 
 if __name__ == "__main__":

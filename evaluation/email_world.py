@@ -103,8 +103,7 @@ class EmailWorldConfig:
             (self.item_dim >= 1, f"item_dim must be >= 1, got {self.item_dim}"),
             (
                 1 <= self.candidates_per_user <= self.n_items,
-                f"candidates_per_user must be in [1, n_items={self.n_items}], "
-                f"got {self.candidates_per_user}",
+                f"candidates_per_user must be in [1, n_items={self.n_items}], got {self.candidates_per_user}",
             ),
             (
                 1 <= self.sends_per_user <= self.candidates_per_user,
@@ -113,8 +112,7 @@ class EmailWorldConfig:
             ),
             (
                 0.0 < self.unsub_budget_fraction < math.inf,
-                "unsub_budget_fraction must be positive and finite, "
-                f"got {self.unsub_budget_fraction}",
+                f"unsub_budget_fraction must be positive and finite, got {self.unsub_budget_fraction}",
             ),
             (
                 0.0 <= self.provider_min_fraction <= 1.0,
@@ -122,8 +120,7 @@ class EmailWorldConfig:
             ),
             (
                 self.provider_max_fraction >= max(self.provider_min_fraction, 1e-12),
-                f"provider_max_fraction must be >= provider_min_fraction and > 0, "
-                f"got {self.provider_max_fraction}",
+                f"provider_max_fraction must be >= provider_min_fraction and > 0, got {self.provider_max_fraction}",
             ),
             (
                 0.0 < self.conversion_rate < 1.0,
@@ -244,12 +241,8 @@ class EmailWorld:
 
         # Observed cross term: elementwise product of a user and an item projection, both of
         # width item_dim. It is a hint of the interactions, not the true interaction.
-        self._cross_user = self.user_features @ (
-            rng.standard_normal((c.user_dim, c.item_dim)) / np.sqrt(c.user_dim)
-        )
-        self._cross_item = self.item_features @ (
-            rng.standard_normal((c.item_dim, c.item_dim)) / np.sqrt(c.item_dim)
-        )
+        self._cross_user = self.user_features @ (rng.standard_normal((c.user_dim, c.item_dim)) / np.sqrt(c.user_dim))
+        self._cross_item = self.item_features @ (rng.standard_normal((c.item_dim, c.item_dim)) / np.sqrt(c.item_dim))
 
         # True models: logit = offset + item bias + user effect + 2-layer net + bilinear term.
         # The hidden layer is shared by both outcomes (one "intent" representation).
@@ -262,21 +255,15 @@ class EmailWorld:
         self._w2_unsub = rng.standard_normal(_HIDDEN) * 0.6 / np.sqrt(_HIDDEN)
         # u' B v with standard-normal u, v has variance sum(B**2): these scales give std 0.5 / 0.3.
         bil_scale = 1.0 / np.sqrt(c.user_dim * c.item_dim)
-        self._bil_conv_user = self.user_features @ (
-            rng.standard_normal((c.user_dim, c.item_dim)) * 0.5 * bil_scale
-        )
-        self._bil_unsub_user = self.user_features @ (
-            rng.standard_normal((c.user_dim, c.item_dim)) * 0.3 * bil_scale
-        )
+        self._bil_conv_user = self.user_features @ (rng.standard_normal((c.user_dim, c.item_dim)) * 0.5 * bil_scale)
+        self._bil_unsub_user = self.user_features @ (rng.standard_normal((c.user_dim, c.item_dim)) * 0.3 * bil_scale)
         # The trade-off the budget prices: item trait 0 ("aggressiveness": urgency, discounts)
         # raises conversion AND unsubscription; user trait 0 ("fatigue") raises unsubscription.
         # Provider quality shifts conversion only, so weak providers need their minimum exposure.
         aggressiveness = self.item_features[:, 0]
         provider_quality = rng.normal(0.0, 0.7, size=c.n_providers)
         self._item_bias_conv = (
-            0.6 * aggressiveness
-            + provider_quality[self.item_provider]
-            + 0.3 * rng.standard_normal(c.n_items)
+            0.6 * aggressiveness + provider_quality[self.item_provider] + 0.3 * rng.standard_normal(c.n_items)
         )
         self._item_bias_unsub = 0.5 * aggressiveness + 0.2 * rng.standard_normal(c.n_items)
         self._user_bias_unsub = 0.3 * self.user_features[:, 0]
@@ -313,9 +300,7 @@ class EmailWorld:
         """
         u, i = self._check_pairs(user_ids, item_ids)
         cross = self._cross_user[u] * self._cross_item[i]
-        return np.concatenate(
-            [self.user_features[u], self.item_features[i], cross], axis=1
-        ).astype(np.float32)
+        return np.concatenate([self.user_features[u], self.item_features[i], cross], axis=1).astype(np.float32)
 
     def candidates(self, batch_index: int) -> CandidateBatch:
         """Every user's candidate items for one batch, deterministic in ``(seed, batch_index)``.
@@ -431,9 +416,7 @@ class EmailWorld:
             provider_max=provider_max,
             user_cap=user_cap,
         )
-        least = -solve_allocation_lp(
-            -cost[:, 0], cost, batch.pair_user, batch.pair_provider, no_budget
-        ).objective
+        least = -solve_allocation_lp(-cost[:, 0], cost, batch.pair_user, batch.pair_provider, no_budget).objective
         budget = max(c.unsub_budget_fraction * greedy_spend, _FEASIBILITY_MARGIN * least)
         return BatchConstraints(
             budget=_read_only(np.array([budget])),
@@ -442,9 +425,7 @@ class EmailWorld:
             user_cap=_read_only(user_cap),
         )
 
-    def oracle(
-        self, batch: CandidateBatch, constraints: BatchConstraints | None = None
-    ) -> OracleResult:
+    def oracle(self, batch: CandidateBatch, constraints: BatchConstraints | None = None) -> OracleResult:
         """The batch's LP solved with the true expected rewards and costs.
 
         Args:
@@ -539,9 +520,7 @@ class EmailWorld:
             oracle_objective = self.oracle(batch, cons).objective
         p_conv, p_unsub, value = self.true_probabilities(batch.pair_user, batch.pair_item)
         sent = x > 0
-        converted, unsubscribed, realised = self.draw_outcomes(
-            batch.pair_user[sent], batch.pair_item[sent], rng
-        )
+        converted, unsubscribed, realised = self.draw_outcomes(batch.pair_user[sent], batch.pair_item[sent], rng)
         realised_value = np.zeros(batch.n_pairs)
         realised_value[sent] = realised
         realised_unsub = np.zeros(batch.n_pairs)
@@ -564,15 +543,11 @@ class EmailWorld:
             x_planned=x_planned,
         )
 
-    def _check_pairs(
-        self, user_ids: np.ndarray, item_ids: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _check_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         u = np.asarray(user_ids)
         i = np.asarray(item_ids)
         if u.ndim != 1 or u.shape != i.shape:
-            raise EvaluationInputError(
-                f"user and item ids must be 1-D of equal length, got {u.shape} and {i.shape}"
-            )
+            raise EvaluationInputError(f"user and item ids must be 1-D of equal length, got {u.shape} and {i.shape}")
         if not (np.issubdtype(u.dtype, np.integer) or u.size == 0) or not (
             np.issubdtype(i.dtype, np.integer) or i.size == 0
         ):
@@ -589,11 +564,7 @@ class EmailWorld:
         # (E, H) hidden activations; memory is E * 16 floats, fine for a simulator batch.
         hidden = np.tanh(self._hidden_user[u] + self._hidden_item[i])
         items = self.item_features[i]
-        conv = (
-            self._item_bias_conv[i]
-            + hidden @ self._w2_conv
-            + np.einsum("ed,ed->e", self._bil_conv_user[u], items)
-        )
+        conv = self._item_bias_conv[i] + hidden @ self._w2_conv + np.einsum("ed,ed->e", self._bil_conv_user[u], items)
         # Coupling: what makes a user convert also makes them unsubscribe more (pressure
         # marketing), so the unsubscription budget always trades off against reward.
         unsub = (
@@ -606,9 +577,7 @@ class EmailWorld:
         return conv, unsub
 
 
-def greedy_allocation(
-    reward: np.ndarray, pair_user: np.ndarray, user_cap: np.ndarray
-) -> np.ndarray:
+def greedy_allocation(reward: np.ndarray, pair_user: np.ndarray, user_cap: np.ndarray) -> np.ndarray:
     """Each user's ``user_cap`` highest-reward pairs (those with positive reward), vectorised.
 
     Args:
@@ -680,9 +649,7 @@ def solve_allocation_lp(
     columns = np.arange(n_pairs)
     ones = np.ones(n_pairs)
     users = scipy.sparse.csr_array((ones, (pair_user, columns)), shape=(n_users, n_pairs))
-    providers = scipy.sparse.csr_array(
-        (ones, (pair_provider, columns)), shape=(n_providers, n_pairs)
-    )
+    providers = scipy.sparse.csr_array((ones, (pair_provider, columns)), shape=(n_providers, n_pairs))
     # linprog has no ranged rows: a provider's bounds become "<= max" and "-sum <= -min" rows,
     # and only the bounds that can bind are written (finite maximum, positive minimum).
     has_budget = np.flatnonzero(np.isfinite(constraints.budget))
@@ -705,9 +672,7 @@ def solve_allocation_lp(
             -constraints.provider_min[has_min],
         ]
     )
-    result = scipy.optimize.linprog(
-        -reward, A_ub=a_ub, b_ub=b_ub, bounds=(0.0, 1.0), method="highs"
-    )
+    result = scipy.optimize.linprog(-reward, A_ub=a_ub, b_ub=b_ub, bounds=(0.0, 1.0), method="highs")
     if result.status != 0:
         raise OracleInfeasible(
             f"allocation LP not solved (status {result.status}): {result.message}; "
@@ -733,9 +698,7 @@ def _allocation_result(
 
 def _offset_for_mean(logits: np.ndarray, target: float) -> float:
     # mean(sigmoid(a + logits)) increases strictly in a: one root, bracketed generously.
-    return float(
-        scipy.optimize.brentq(lambda a: float(expit(a + logits).mean()) - target, -30.0, 30.0)
-    )
+    return float(scipy.optimize.brentq(lambda a: float(expit(a + logits).mean()) - target, -30.0, 30.0))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

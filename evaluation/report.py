@@ -78,9 +78,7 @@ def _draw_cumulative_reward(figure: Figure, batches: np.ndarray, summary: RunSum
         alpha=0.7,
     )
     ax.plot(batches, summary.cumulative_regret, label="cumulative regret", color="C3")
-    ax.set_title(
-        f"Cumulative reward: policy reaches {summary.reward_fraction:.1%} of the oracle"
-    )
+    ax.set_title(f"Cumulative reward: policy reaches {summary.reward_fraction:.1%} of the oracle")
     ax.set_xlabel("send batch")
     ax.set_ylabel("cumulative reward (value of conversions)")
     ax.legend(loc="upper left")
@@ -154,9 +152,7 @@ def _draw_exploration(figure: Figure, batches: np.ndarray, summary: RunSummary) 
     if drawn:
         measures_ax.legend(loc="best")
     else:
-        measures_ax.text(
-            0.5, 0.5, "not reported by the policy", ha="center", transform=measures_ax.transAxes
-        )
+        measures_ax.text(0.5, 0.5, "not reported by the policy", ha="center", transform=measures_ax.transAxes)
     measures_ax.set_title("Policy uncertainty")
     measures_ax.set_xlabel("send batch")
     measures_ax.set_ylabel("nats / std")

@@ -99,9 +99,7 @@ class BatchOutcome:
         for name in per_pair_float + per_pair_int:
             shape = getattr(self, name).shape
             if shape != n:
-                raise EvaluationInputError(
-                    f"{self.batch_id}: {name} must have shape {n} like x, got {shape}"
-                )
+                raise EvaluationInputError(f"{self.batch_id}: {name} must have shape {n} like x, got {shape}")
         for name in per_pair_float:
             if not np.all(np.isfinite(getattr(self, name))):
                 raise EvaluationInputError(f"{self.batch_id}: {name} has NaN or inf")
@@ -109,8 +107,12 @@ class BatchOutcome:
             raise EvaluationInputError(f"{self.batch_id}: x must lie in [0, 1]")
         if self.x_planned is not None:
             planned = np.array(self.x_planned, dtype=float)
-            if planned.shape != n or not np.all(np.isfinite(planned)) or np.any(planned < 0) \
-                    or np.any(planned > 1 + VIOLATION_TOLERANCE):
+            if (
+                planned.shape != n
+                or not np.all(np.isfinite(planned))
+                or np.any(planned < 0)
+                or np.any(planned > 1 + VIOLATION_TOLERANCE)
+            ):
                 raise EvaluationInputError(f"{self.batch_id}: x_planned must be finite in [0, 1] with shape {n}")
             planned.flags.writeable = False
             object.__setattr__(self, "x_planned", planned)
@@ -120,12 +122,8 @@ class BatchOutcome:
                 f"{self.batch_id}: provider_min and provider_max must be 1-D of equal length, "
                 f"got {self.provider_min.shape} and {self.provider_max.shape}"
             )
-        if self.pair_provider.size and (
-            self.pair_provider.min() < 0 or self.pair_provider.max() >= n_providers[0]
-        ):
-            raise EvaluationInputError(
-                f"{self.batch_id}: pair_provider must be in [0, {n_providers[0]})"
-            )
+        if self.pair_provider.size and (self.pair_provider.min() < 0 or self.pair_provider.max() >= n_providers[0]):
+            raise EvaluationInputError(f"{self.batch_id}: pair_provider must be in [0, {n_providers[0]})")
         if not (np.all(np.isfinite(self.provider_min)) and np.all(self.provider_min >= 0)):
             raise EvaluationInputError(f"{self.batch_id}: provider_min must be finite and >= 0")
         if np.any(self.provider_max < self.provider_min) or np.any(np.isnan(self.provider_max)):
@@ -268,18 +266,14 @@ def summarise(outcomes: list[BatchOutcome]) -> RunSummary:
         has_min = outcome.provider_min > 0
         has_max = np.isfinite(outcome.provider_max)
         min_ratio.append(
-            float(np.min(exposure[has_min] / outcome.provider_min[has_min]))
-            if has_min.any()
-            else math.nan
+            float(np.min(exposure[has_min] / outcome.provider_min[has_min])) if has_min.any() else math.nan
         )
         max_ratio.append(
             float(np.max(exposure[has_max] / np.maximum(outcome.provider_max[has_max], 1e-300)))
             if has_max.any()
             else math.nan
         )
-        below.append(
-            float(np.sum(exposure < outcome.provider_min * (1 - VIOLATION_TOLERANCE) - 1e-9))
-        )
+        below.append(float(np.sum(exposure < outcome.provider_min * (1 - VIOLATION_TOLERANCE) - 1e-9)))
     expected_unsub = series([float(o.x_usage @ o.expected_unsub) for o in outcomes])
     budget = series([o.unsub_budget for o in outcomes])
     return RunSummary(

@@ -74,8 +74,14 @@ class IsotonicCalibrator(SnapshotMixin):
         object.__setattr__(self, "y_thresholds", y)
 
     @classmethod
-    def fit(cls, pred: ArrayLike, outcome: ArrayLike, *, mode: CalibrationMode = "heuristic",
-            sample_weight: ArrayLike | None = None) -> IsotonicCalibrator:
+    def fit(
+        cls,
+        pred: ArrayLike,
+        outcome: ArrayLike,
+        *,
+        mode: CalibrationMode = "heuristic",
+        sample_weight: ArrayLike | None = None,
+    ) -> IsotonicCalibrator:
         """Fit the map on predictions vs 0/1 (or [0, 1]) outcomes.
 
         Args:
@@ -91,8 +97,9 @@ class IsotonicCalibrator(SnapshotMixin):
         p, r = _pair(pred, outcome)
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0, increasing=True)
         iso.fit(p, r, sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64))
-        return cls(np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64),
-                   mode)
+        return cls(
+            np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64), mode
+        )
 
     @classmethod
     def fit_heuristic(cls, deterministic_pred: ArrayLike, outcome: ArrayLike) -> IsotonicCalibrator:

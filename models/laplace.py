@@ -78,8 +78,9 @@ class LastLayerLaplace:
         gamma: discount γ for the online updates (see models/posterior.py).
     """
 
-    def __init__(self, outcomes: tuple[OutcomeSpec, ...], feature_dim: int, prior_precision: float,
-                 gamma: float = 1.0) -> None:
+    def __init__(
+        self, outcomes: tuple[OutcomeSpec, ...], feature_dim: int, prior_precision: float, gamma: float = 1.0
+    ) -> None:
         self.outcomes = outcomes
         self.feature_dim = int(feature_dim)
         self.prior_precision = float(prior_precision)
@@ -90,8 +91,9 @@ class LastLayerLaplace:
     def _new_head(self, spec: OutcomeSpec) -> Head:
         if spec.likelihood == "bernoulli":
             return BayesianLogisticHead(LogisticHeadConfig(self.feature_dim, self.prior_precision, self.gamma))
-        return BayesianLinearHead(LinearHeadConfig(self.feature_dim, self.prior_precision,
-                                                   spec.noise_variance, self.gamma))
+        return BayesianLinearHead(
+            LinearHeadConfig(self.feature_dim, self.prior_precision, spec.noise_variance, self.gamma)
+        )
 
     # -- learning (numpy, float64) ----------------------------------------------------------
     def rebuild(self, phi: np.ndarray, Y: np.ndarray) -> None:
@@ -131,11 +133,11 @@ class LastLayerLaplace:
             W = np.stack([self.heads[o.name].mean for o in self.outcomes], axis=1)
             eye = np.eye(self.feature_dim)
             # L_k⁻ᵀ: Σ_k = L_k⁻ᵀL_k⁻¹, so ||L_k⁻¹φ̃||² = φ̃ᵀΣ_kφ̃ and θ̂ + L_k⁻ᵀz ~ N(θ̂, Σ_k).
-            inv_t = [scipy.linalg.solve_triangular(self.heads[o.name].cholesky(), eye, lower=True).T
-                     for o in self.outcomes]
+            inv_t = [
+                scipy.linalg.solve_triangular(self.heads[o.name].cholesky(), eye, lower=True).T for o in self.outcomes
+            ]
             LinvT = torch.from_numpy(np.concatenate(inv_t, axis=1)).to(device)
-            self._cache = {"W": torch.from_numpy(W).to(device), "LinvT": LinvT,
-                           "LinvT32": LinvT.to(torch.float32)}
+            self._cache = {"W": torch.from_numpy(W).to(device), "LinvT": LinvT, "LinvT32": LinvT.to(torch.float32)}
         return self._cache
 
     def mean_logits(self, phi: torch.Tensor) -> torch.Tensor:
@@ -161,8 +163,9 @@ class LastLayerLaplace:
         V = (phi.to(torch.float32) @ t["LinvT32"]).view(phi.shape[0], len(self.outcomes), self.feature_dim)
         return torch.sqrt((V * V).sum(dim=-1)).to(torch.float64)
 
-    def marginal_draw(self, phi: torch.Tensor, tau: float,
-                      generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def marginal_draw(
+        self, phi: torch.Tensor, tau: float, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A marginal Thompson sample with the mean and std it was drawn from, in one pass.
 
         ``f = φ̃ᵀθ̂ + sqrt(τ)·sqrt(φ̃ᵀH⁻¹φ̃)·z``, ``z ~ N(0, 1)`` per pair and head: the draw of
@@ -176,8 +179,9 @@ class LastLayerLaplace:
         z = torch.randn(mean.shape, generator=generator, device=phi.device, dtype=phi.dtype)
         return mean + float(np.sqrt(tau)) * std * z, mean, std
 
-    def sample_logits(self, phi: torch.Tensor, tau: float, generator: torch.Generator | None,
-                      mode: SampleMode = "marginal") -> torch.Tensor:
+    def sample_logits(
+        self, phi: torch.Tensor, tau: float, generator: torch.Generator | None, mode: SampleMode = "marginal"
+    ) -> torch.Tensor:
         """Thompson samples of the linear predictors (see the module docstring for the modes).
 
         Args:

@@ -63,8 +63,15 @@ class LogisticHeadConfig:
             raise ModelInputError("Newton step counts must be >= 1")
 
 
-def newton_map(X: np.ndarray, y: np.ndarray, prior_mean: np.ndarray, prior_precision: np.ndarray,
-               start: np.ndarray, max_steps: int, tol: float) -> tuple[np.ndarray, np.ndarray, int]:
+def newton_map(
+    X: np.ndarray,
+    y: np.ndarray,
+    prior_mean: np.ndarray,
+    prior_precision: np.ndarray,
+    start: np.ndarray,
+    max_steps: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Newton/IRLS for the Gaussian-prior logistic MAP.
 
     Args:
@@ -158,8 +165,9 @@ class BayesianLogisticHead(GaussianWeightPosterior, SnapshotMixin):
         y = as_targets(y, X.shape[0], binary=True)
         cfg = self.config
         zero = np.zeros(self.dim)
-        self._w, self._H, steps = newton_map(X, y, zero, cfg.prior_precision * np.eye(self.dim), zero,
-                                             cfg.max_newton_steps, cfg.tol)
+        self._w, self._H, steps = newton_map(
+            X, y, zero, cfg.prior_precision * np.eye(self.dim), zero, cfg.max_newton_steps, cfg.tol
+        )
         self.n_obs = X.shape[0]
         self._invalidate()
         return steps
@@ -214,8 +222,9 @@ class BayesianLogisticHead(GaussianWeightPosterior, SnapshotMixin):
         s = self.predictive_std(X)
         return expit((X @ self._w) / np.sqrt(1.0 + np.pi * s * s / 8.0))
 
-    def sample_probabilities(self, X: ArrayLike, n_samples: int, generator: np.random.Generator,
-                             tau: float = 1.0) -> np.ndarray:
+    def sample_probabilities(
+        self, X: ArrayLike, n_samples: int, generator: np.random.Generator, tau: float = 1.0
+    ) -> np.ndarray:
         """Thompson samples of ``σ(xᵀw)``, ``w ~ N(ŵ, τH⁻¹)`` (joint draw per sample).
 
         Args:

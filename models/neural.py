@@ -206,7 +206,7 @@ class _Buffer:
 
     def add(self, X: np.ndarray, Y: np.ndarray) -> None:
         if X.shape[0] >= self.capacity:
-            X, Y = X[-self.capacity:], Y[-self.capacity:]
+            X, Y = X[-self.capacity :], Y[-self.capacity :]
         idx = (self.next + np.arange(X.shape[0])) % self.capacity
         self.X[idx], self.Y[idx] = X, Y
         self.next = int((self.next + X.shape[0]) % self.capacity)
@@ -243,8 +243,7 @@ class NeuralThompsonModel(SnapshotMixin):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.net = MultiOutcomeNet(config).to(self.device)
-        self.laplace = LastLayerLaplace(config.outcomes, config.hidden[-1] + 1, config.prior_precision,
-                                        config.gamma)
+        self.laplace = LastLayerLaplace(config.outcomes, config.hidden[-1] + 1, config.prior_precision, config.gamma)
         self.calibrators: dict[str, IsotonicCalibrator] = {}
         self._buffer = _Buffer(config.buffer_size, config.input_dim, len(config.outcomes))
         self.n_obs = 0
@@ -305,8 +304,10 @@ class NeuralThompsonModel(SnapshotMixin):
         """Last-layer inputs ``[φ; 1]`` for rows of features; (n, d_in) -> (n, h+1) float64."""
         x = self._as_tensor(features)
         with torch.no_grad():
-            return np.concatenate([self._phi_tilde(c).cpu().numpy() for c in torch.split(x, _SCORE_CHUNK)]
-                                  or [np.zeros((0, self.config.hidden[-1] + 1))])
+            return np.concatenate(
+                [self._phi_tilde(c).cpu().numpy() for c in torch.split(x, _SCORE_CHUNK)]
+                or [np.zeros((0, self.config.hidden[-1] + 1))]
+            )
 
     # -- learning ---------------------------------------------------------------------------
     def fit(self, features: ArrayLike, outcomes: Mapping[str, ArrayLike] | ArrayLike) -> dict[str, float]:
@@ -383,9 +384,13 @@ class NeuralThompsonModel(SnapshotMixin):
         bern = torch.tensor([o.likelihood == "bernoulli" for o in cfg.outcomes], device=self.device)
         inv_var = torch.tensor([1.0 / o.noise_variance for o in cfg.outcomes], device=self.device)
         weight = torch.tensor([o.loss_weight for o in cfg.outcomes], device=self.device)
-        opt = torch.optim.Adam([{"params": self.net.trunk.parameters(), "weight_decay": cfg.weight_decay},
-                                {"params": self.net.heads.parameters(), "weight_decay": 0.0}],
-                               lr=cfg.learning_rate)
+        opt = torch.optim.Adam(
+            [
+                {"params": self.net.trunk.parameters(), "weight_decay": cfg.weight_decay},
+                {"params": self.net.heads.parameters(), "weight_decay": 0.0},
+            ],
+            lr=cfg.learning_rate,
+        )
         gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * self.n_trainings)
         n = xt.shape[0]
         per_head = torch.zeros(len(cfg.outcomes))
@@ -397,8 +402,11 @@ class NeuralThompsonModel(SnapshotMixin):
             for idx in torch.split(order, cfg.batch_size):
                 f = self.net(xt[idx])
                 y, m = yt[idx], mt[idx]
-                nll = torch.where(bern, nn.functional.binary_cross_entropy_with_logits(f, y, reduction="none"),
-                                  0.5 * (f - y) ** 2 * inv_var)
+                nll = torch.where(
+                    bern,
+                    nn.functional.binary_cross_entropy_with_logits(f, y, reduction="none"),
+                    0.5 * (f - y) ** 2 * inv_var,
+                )
                 nll = nll * m
                 loss = ((nll.sum(0) / m.sum(0).clamp_min(1.0)) * weight).sum()
                 opt.zero_grad(set_to_none=True)
@@ -425,17 +433,24 @@ class NeuralThompsonModel(SnapshotMixin):
         for j, spec in enumerate(self.config.outcomes):
             seen = ~np.isnan(Y[:, j])
             if spec.likelihood == "bernoulli" and np.any(seen):
-                self.calibrators[spec.name] = IsotonicCalibrator.fit(means[spec.name][seen], Y[seen, j],
-                                                                      mode="heuristic")
+                self.calibrators[spec.name] = IsotonicCalibrator.fit(
+                    means[spec.name][seen], Y[seen, j], mode="heuristic"
+                )
 
     # -- scoring ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not self.fitted:
             raise NotFittedError("NeuralThompsonModel has not been fitted")
 
-    def _score(self, features: ArrayLike | torch.Tensor, kind: str, tau: float = 0.0,
-               generator: torch.Generator | None = None, mode: SampleMode = "marginal",
-               calibrate: bool = False) -> dict[str, Any]:
+    def _score(
+        self,
+        features: ArrayLike | torch.Tensor,
+        kind: str,
+        tau: float = 0.0,
+        generator: torch.Generator | None = None,
+        mode: SampleMode = "marginal",
+        calibrate: bool = False,
+    ) -> dict[str, Any]:
         self._check_fitted()
         if not (np.isfinite(tau) and tau >= 0):
             raise ModelInputError(f"tau must be finite and >= 0, got {tau!r}")
@@ -465,8 +480,9 @@ class NeuralThompsonModel(SnapshotMixin):
             result[spec.name] = arr
         return result
 
-    def marginal_scores(self, features: ArrayLike, tau: float, generator: torch.Generator | None = None
-                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def marginal_scores(
+        self, features: ArrayLike, tau: float, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Marginal Thompson samples, MAP scores and predictive stds in one pass over the pairs.
 
         The same numbers as ``sample_scores(mode="marginal")``, ``mean_scores`` and
@@ -538,16 +554,35 @@ class NeuralThompsonModel(SnapshotMixin):
         return self._score(features, "std")
 
     @overload
-    def sample_scores(self, features: torch.Tensor, tau: float = 1.0,
-                      generator: torch.Generator | int | None = None, *, mode: SampleMode = "marginal",
-                      calibrate: bool = False) -> dict[str, torch.Tensor]: ...
+    def sample_scores(
+        self,
+        features: torch.Tensor,
+        tau: float = 1.0,
+        generator: torch.Generator | int | None = None,
+        *,
+        mode: SampleMode = "marginal",
+        calibrate: bool = False,
+    ) -> dict[str, torch.Tensor]: ...
     @overload
-    def sample_scores(self, features: ArrayLike, tau: float = 1.0,
-                      generator: torch.Generator | int | None = None, *, mode: SampleMode = "marginal",
-                      calibrate: bool = False) -> dict[str, np.ndarray]: ...
+    def sample_scores(
+        self,
+        features: ArrayLike,
+        tau: float = 1.0,
+        generator: torch.Generator | int | None = None,
+        *,
+        mode: SampleMode = "marginal",
+        calibrate: bool = False,
+    ) -> dict[str, np.ndarray]: ...
 
-    def sample_scores(self, features: Any, tau: float = 1.0, generator: torch.Generator | int | None = None,
-                      *, mode: SampleMode = "marginal", calibrate: bool = False) -> dict[str, Any]:
+    def sample_scores(
+        self,
+        features: Any,
+        tau: float = 1.0,
+        generator: torch.Generator | int | None = None,
+        *,
+        mode: SampleMode = "marginal",
+        calibrate: bool = False,
+    ) -> dict[str, Any]:
         """Thompson-sampled scores, one per pair.
 
         ``mode="marginal"``: each pair's linear predictor is drawn independently from
@@ -584,8 +619,9 @@ class NeuralThompsonModel(SnapshotMixin):
             for k, v in cal.snapshot_arrays().items():
                 arrays[f"cal.{name}.{k}"] = v
             arrays[f"cal.{name}.naive"] = np.array(cal.mode == "naive")
-        arrays["counters"] = np.array([self.n_obs, self.since_retrain, self.n_trainings, int(self.fitted)],
-                                      dtype=np.int64)
+        arrays["counters"] = np.array(
+            [self.n_obs, self.since_retrain, self.n_trainings, int(self.fitted)], dtype=np.int64
+        )
         return arrays
 
     @classmethod

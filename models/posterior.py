@@ -306,7 +306,7 @@ class BayesianLinearHead(GaussianWeightPosterior, SnapshotMixin):
         cfg = self.config
         # γ^{n−i} for i = 1..n; the newest row has weight 1.
         w = cfg.gamma ** np.arange(n - 1, -1, -1, dtype=np.float64) / cfg.noise_variance
-        decay = cfg.gamma ** n
+        decay = cfg.gamma**n
         gram = X.T @ (w[:, None] * X)
         if cfg.gamma != 1.0:
             self._A *= decay
@@ -357,7 +357,7 @@ class BayesianLinearHead(GaussianWeightPosterior, SnapshotMixin):
         A[rows, cols] = vec[:n_tri]
         A[cols, rows] = vec[:n_tri]
         head._A = A
-        head._b = vec[n_tri: n_tri + d].copy()
+        head._b = vec[n_tri : n_tri + d].copy()
         head.n_obs = int(vec[-1])
         return head
 
@@ -410,15 +410,15 @@ def stacked_predictive(config: LinearHeadConfig, states: ArrayLike, X: ArrayLike
     A = np.zeros((S.shape[0], d, d))
     A[:, rows, cols] = S[:, :n_tri]
     A[:, cols, rows] = S[:, :n_tri]
-    b = S[:, n_tri: n_tri + d]
+    b = S[:, n_tri : n_tri + d]
     try:
         L = np.linalg.cholesky(A)
     except np.linalg.LinAlgError as exc:
         raise ModelError("a stacked precision is not positive definite") from exc
     # Batched triangular solves via np.linalg.solve on the (triangular) factors.
-    Lb = np.linalg.solve(L, b[:, :, None])                      # L⁻¹b
+    Lb = np.linalg.solve(L, b[:, :, None])  # L⁻¹b
     theta = np.linalg.solve(np.swapaxes(L, 1, 2), Lb)[:, :, 0]  # L⁻ᵀL⁻¹b = A⁻¹b
     mean = np.einsum("kmd,kd->km", X, theta)
-    V = np.linalg.solve(L, np.swapaxes(X, 1, 2))                 # (k, d, m) = L⁻¹Xᵀ
+    V = np.linalg.solve(L, np.swapaxes(X, 1, 2))  # (k, d, m) = L⁻¹Xᵀ
     std = np.sqrt(np.einsum("kdm,kdm->km", V, V))
     return mean, std

@@ -73,7 +73,9 @@ def predictive_std(A: np.ndarray, Z: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(np.einsum("umk,umk->um", Z, sol), 0.0))
 
 
-def update(A: np.ndarray, b: np.ndarray, z: np.ndarray, y: np.ndarray, noise_var: float) -> tuple[np.ndarray, np.ndarray]:
+def update(
+    A: np.ndarray, b: np.ndarray, z: np.ndarray, y: np.ndarray, noise_var: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Add observations to one head: ``A + Z^T Z / s2``, ``b + Z^T y / s2``.
 
     Args:

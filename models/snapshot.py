@@ -129,12 +129,19 @@ def encode_snapshot(header: SnapshotHeader, arrays: Mapping[str, np.ndarray]) ->
         if little.dtype.str not in _ALLOWED_DTYPES:
             raise SnapshotError(f"array {name!r} has unsupported dtype {arr.dtype}")
         raw = little.tobytes(order="C")
-        table.append({"name": name, "dtype": little.dtype.str, "shape": list(little.shape),
-                      "offset": offset, "nbytes": len(raw)})
+        table.append(
+            {"name": name, "dtype": little.dtype.str, "shape": list(little.shape), "offset": offset, "nbytes": len(raw)}
+        )
         chunks.append(raw)
         offset += len(raw)
-    doc = {"kind": header.kind, "name": header.name, "version": int(header.version),
-           "created_at_ms": int(header.created_at_ms), "config": dict(header.config), "arrays": table}
+    doc = {
+        "kind": header.kind,
+        "name": header.name,
+        "version": int(header.version),
+        "created_at_ms": int(header.created_at_ms),
+        "config": dict(header.config),
+        "arrays": table,
+    }
     try:
         head = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
@@ -180,8 +187,7 @@ def read_header(data: bytes) -> SnapshotHeader:
     return _parse_prefix(data)[0]
 
 
-def dump_snapshot(obj: Snapshottable, *, name: str = "", version: int = 0,
-                  created_at_ms: int | None = None) -> bytes:
+def dump_snapshot(obj: Snapshottable, *, name: str = "", version: int = 0, created_at_ms: int | None = None) -> bytes:
     """Serialise any registered model, posterior or calibrator.
 
     Args:
@@ -196,8 +202,9 @@ def dump_snapshot(obj: Snapshottable, *, name: str = "", version: int = 0,
     if not isinstance(obj, Snapshottable):
         raise SnapshotError(f"{type(obj).__name__} cannot be snapshotted")
     when = int(time.time() * 1000) if created_at_ms is None else int(created_at_ms)
-    header = SnapshotHeader(kind=obj.snapshot_kind, name=name, version=int(version),
-                            created_at_ms=when, config=obj.snapshot_config())
+    header = SnapshotHeader(
+        kind=obj.snapshot_kind, name=name, version=int(version), created_at_ms=when, config=obj.snapshot_config()
+    )
     return encode_snapshot(header, obj.snapshot_arrays())
 
 
@@ -256,10 +263,15 @@ def _parse_prefix(data: bytes) -> tuple[SnapshotHeader, dict[str, Any], int]:
     if fixed + head_len > len(data) - _CRC.size:
         raise SnapshotError("snapshot header overruns the bytes")
     try:
-        doc = json.loads(data[fixed: fixed + head_len].decode("utf-8"))
-        header = SnapshotHeader(kind=str(doc["kind"]), name=str(doc["name"]), version=int(doc["version"]),
-                                created_at_ms=int(doc["created_at_ms"]), config=dict(doc["config"]),
-                                format_version=fmt)
+        doc = json.loads(data[fixed : fixed + head_len].decode("utf-8"))
+        header = SnapshotHeader(
+            kind=str(doc["kind"]),
+            name=str(doc["name"]),
+            version=int(doc["version"]),
+            created_at_ms=int(doc["created_at_ms"]),
+            config=dict(doc["config"]),
+            format_version=fmt,
+        )
         if not isinstance(doc["arrays"], list):
             raise TypeError("arrays is not a list")
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

@@ -70,18 +70,22 @@ def brute_projection(v: np.ndarray, k: float) -> np.ndarray:
 
 
 rows_strategy = st.lists(
-    st.tuples(st.lists(st.floats(-50, 50, allow_nan=False).map(lambda f: round(f, 2)), min_size=1, max_size=8),
-              st.integers(0, 4)),
-    min_size=1, max_size=6)
+    st.tuples(
+        st.lists(st.floats(-50, 50, allow_nan=False).map(lambda f: round(f, 2)), min_size=1, max_size=8),
+        st.integers(0, 4),
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(rows=rows_strategy, warm=st.floats(0, 60))
 def test_projection_is_feasible_and_matches_brute_force(rows: list, warm: float) -> None:
     d = max(len(v) for v, _ in rows)
-    v = np.full((len(rows), d), -100.0)          # padding far below 0 never enters the solution
+    v = np.full((len(rows), d), -100.0)  # padding far below 0 never enters the solution
     for i, (vals, _) in enumerate(rows):
-        v[i, :len(vals)] = vals
+        v[i, : len(vals)] = vals
     k = np.array([float(c) for _, c in rows])
     tau0 = torch.full((len(rows),), warm, dtype=torch.float64)
     x, tau = project_capped_simplex(torch.tensor(v), torch.tensor(k), tau0)

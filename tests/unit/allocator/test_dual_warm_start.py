@@ -38,15 +38,17 @@ def solved(instance: AllocationProblem) -> tuple[AllocationResult, AllocationRes
 
 
 def test_start_from_highs_duals_matches_highs_in_fewer_iterations(
-        instance: AllocationProblem, solved: tuple[AllocationResult, AllocationResult]) -> None:
+    instance: AllocationProblem, solved: tuple[AllocationResult, AllocationResult]
+) -> None:
     exact, cold = solved
     warm = solve_dual(instance, tol=1e-4, dual_start=(exact.budget_dual, exact.provider_dual))
     assert_matches_highs(warm, exact)
     assert warm.iterations < cold.iterations
 
 
-def test_start_from_own_result_stops_at_once(instance: AllocationProblem,
-                                             solved: tuple[AllocationResult, AllocationResult]) -> None:
+def test_start_from_own_result_stops_at_once(
+    instance: AllocationProblem, solved: tuple[AllocationResult, AllocationResult]
+) -> None:
     """A result's duals go in as they are (same units and signs): the solve stops right away."""
     cold = solved[1]
     again = solve_dual(instance, tol=1e-4, dual_start=(cold.budget_dual, cold.provider_dual))
@@ -61,8 +63,7 @@ def test_start_from_another_batch_matches_highs_in_fewer_iterations(seed: int) -
     scale, set the same way), other users and rewards. At 2,000 users the duals of two such batches
     are close; at 400 users (the ``instance`` fixture) they are not, and a start from them saves
     nothing there."""
-    shape = dict(n_users=2000, candidates_per_user=(5, 15), n_providers=20, n_budgets=2, user_cap=(1, 2),
-                 tightness=0.7)
+    shape = dict(n_users=2000, candidates_per_user=(5, 15), n_providers=20, n_budgets=2, user_cap=(1, 2), tightness=0.7)
     p = random_instance(**shape, seed=seed)
     previous = solve_dual(random_instance(**shape, seed=seed + 10), tol=1e-4)
     exact = solve_highs(p)
@@ -82,8 +83,9 @@ GARBAGE = {
 
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
-def test_garbage_start_still_matches_highs(instance: AllocationProblem,
-                                           solved: tuple[AllocationResult, AllocationResult], kind: str) -> None:
+def test_garbage_start_still_matches_highs(
+    instance: AllocationProblem, solved: tuple[AllocationResult, AllocationResult], kind: str
+) -> None:
     exact = solved[0]
     scale = float(np.abs(instance.reward).max())
     start = GARBAGE[kind](exact.budget_dual, exact.provider_dual, scale)
@@ -92,14 +94,18 @@ def test_garbage_start_still_matches_highs(instance: AllocationProblem,
     assert np.isfinite(res.budget_dual).all() and (res.budget_dual >= 0).all()
 
 
-def test_start_worse_than_zero_costs_only_the_check(instance: AllocationProblem,
-                                                    solved: tuple[AllocationResult, AllocationResult]) -> None:
+def test_start_worse_than_zero_costs_only_the_check(
+    instance: AllocationProblem, solved: tuple[AllocationResult, AllocationResult]
+) -> None:
     """Duals far too large have a dual value above the cold start's: the start is dropped and the
     solve is the cold one, plus the check's two primal passes."""
     cold = solved[1]
     scale = float(np.abs(instance.reward).max())
-    res = solve_dual(instance, tol=1e-4, dual_start=(np.full(instance.n_budgets, 1e6 * scale),
-                                                     np.full(instance.n_providers, 1e6 * scale)))
+    res = solve_dual(
+        instance,
+        tol=1e-4,
+        dual_start=(np.full(instance.n_budgets, 1e6 * scale), np.full(instance.n_providers, 1e6 * scale)),
+    )
     assert res.status == "optimal"
     # the same iterations up to the projection's warm thresholds (rounding), the same objective
     assert cold.iterations + 2 - 3 <= res.iterations <= cold.iterations + 2 + 3
@@ -129,8 +135,21 @@ def _bad_starts(p: AllocationProblem) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("kind", ["budget_too_long", "providers_too_short", "swapped", "two_dimensional",
-                                  "scalar_budget", "nan", "inf", "not_a_pair", "triple", "strings"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "budget_too_long",
+        "providers_too_short",
+        "swapped",
+        "two_dimensional",
+        "scalar_budget",
+        "nan",
+        "inf",
+        "not_a_pair",
+        "triple",
+        "strings",
+    ],
+)
 def test_malformed_start_raises(small: AllocationProblem, kind: str) -> None:
     start = _bad_starts(small)[kind]
     with pytest.raises(ProblemValidationError, match="dual_start"):
@@ -158,21 +177,25 @@ def test_highs_takes_no_dual_start(small: AllocationProblem) -> None:
     assert solve(small, "highs", dual_start=None).solver.startswith("highs")
 
 
-def test_solve_passes_the_start_to_the_dual_solver(instance: AllocationProblem,
-                                                   solved: tuple[AllocationResult, AllocationResult]) -> None:
+def test_solve_passes_the_start_to_the_dual_solver(
+    instance: AllocationProblem, solved: tuple[AllocationResult, AllocationResult]
+) -> None:
     exact, cold = solved  # solve(..., "dual") and solve_dual share the defaults, tol=1e-4 included
     warm = solve(instance, "dual", dual_start=(exact.budget_dual, exact.provider_dual))
     assert_matches_highs(warm, exact)
     assert warm.iterations < cold.iterations
 
 
-def test_elastic_accepts_a_start_on_a_feasible_lp(instance: AllocationProblem,
-                                                  solved: tuple[AllocationResult, AllocationResult]) -> None:
+def test_elastic_accepts_a_start_on_a_feasible_lp(
+    instance: AllocationProblem, solved: tuple[AllocationResult, AllocationResult]
+) -> None:
     """Elastic mode on a feasible LP ends optimal at HiGHS' objective, from a good start and from
     one far outside the elastic box (clipped into it)."""
     exact = solved[0]
-    for start in [(exact.budget_dual, exact.provider_dual),
-                  (np.full(instance.n_budgets, 1e12), np.full(instance.n_providers, -1e12))]:
+    for start in [
+        (exact.budget_dual, exact.provider_dual),
+        (np.full(instance.n_budgets, 1e12), np.full(instance.n_providers, -1e12)),
+    ]:
         res = solve_dual(instance, tol=1e-4, elastic=True, dual_start=start)
         assert_matches_highs(res, exact)
 

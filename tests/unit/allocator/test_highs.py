@@ -41,9 +41,17 @@ def test_methods_agree(instance: AllocationProblem, method: str) -> None:
 
 def test_closed_form_single_user() -> None:
     # one user with cap 2 and four items, one loose budget: the two best rewards
-    p = AllocationProblem(user=np.zeros(4, dtype=np.int64), item=np.arange(4), reward=np.array([3.0, 1.0, 4.0, 2.0]),
-                          cost=np.ones((1, 4)), budget=np.array([10.0]), provider=np.zeros(4, dtype=np.int64),
-                          provider_min=np.array([-np.inf]), provider_max=np.array([np.inf]), user_cap=np.array([2.0]))
+    p = AllocationProblem(
+        user=np.zeros(4, dtype=np.int64),
+        item=np.arange(4),
+        reward=np.array([3.0, 1.0, 4.0, 2.0]),
+        cost=np.ones((1, 4)),
+        budget=np.array([10.0]),
+        provider=np.zeros(4, dtype=np.int64),
+        provider_min=np.array([-np.inf]),
+        provider_max=np.array([np.inf]),
+        user_cap=np.array([2.0]),
+    )
     res = solve_highs(p)
     np.testing.assert_allclose(res.x, [1, 0, 1, 0], atol=1e-9)
     assert res.objective == pytest.approx(7.0)
@@ -52,12 +60,20 @@ def test_closed_form_single_user() -> None:
 
 def test_closed_form_budget_binds() -> None:
     # two users, cap 1, budget 1.5 on a unit cost: user 1 in full, then half of user 0 -> price = r of the marginal
-    p = AllocationProblem(user=np.array([0, 1]), item=np.array([0, 1]), reward=np.array([2.0, 3.0]),
-                          cost=np.ones((1, 2)), budget=np.array([1.5]), provider=np.array([0, 0]),
-                          provider_min=np.array([-np.inf]), provider_max=np.array([np.inf]), user_cap=np.array(1.0))
+    p = AllocationProblem(
+        user=np.array([0, 1]),
+        item=np.array([0, 1]),
+        reward=np.array([2.0, 3.0]),
+        cost=np.ones((1, 2)),
+        budget=np.array([1.5]),
+        provider=np.array([0, 0]),
+        provider_min=np.array([-np.inf]),
+        provider_max=np.array([np.inf]),
+        user_cap=np.array(1.0),
+    )
     res = solve_highs(p)
     np.testing.assert_allclose(res.x, [0.5, 1.0], atol=1e-9)
-    assert res.budget_dual[0] == pytest.approx(2.0)   # one more unit of budget buys 1 unit of reward 2
+    assert res.budget_dual[0] == pytest.approx(2.0)  # one more unit of budget buys 1 unit of reward 2
 
 
 def test_duals_satisfy_optimality_conditions(instance: AllocationProblem) -> None:

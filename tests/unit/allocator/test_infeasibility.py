@@ -62,8 +62,11 @@ def test_elastic_returns_the_stated_violations(starved: tuple[AllocationProblem,
     assert ("budget", 0) in listed or any(k[0] == "provider_min" for k in listed)
     # the least total violation is at least what the pre-check proved, and each listed amount is real
     spend = p.cost[0] @ res.x
-    short = np.maximum(np.where(np.isfinite(p.provider_min), p.provider_min, 0)
-                       - np.bincount(p.provider, weights=res.x, minlength=p.n_providers), 0)
+    short = np.maximum(
+        np.where(np.isfinite(p.provider_min), p.provider_min, 0)
+        - np.bincount(p.provider, weights=res.x, minlength=p.n_providers),
+        0,
+    )
     if ("budget", 0) in listed:
         assert listed[("budget", 0)].amount == pytest.approx(spend - p.budget[0], rel=1e-6)
     assert spend - p.budget[0] > 0 or short.sum() > 0
@@ -76,9 +79,8 @@ def test_conflict_the_precheck_cannot_see() -> None:
     """Provider minimums that fit one by one but not together under the user caps."""
     p = random_instance(200, 6, 6, 1, 1, 0.9, seed=5)
     size = np.bincount(p.provider, minlength=p.n_providers).astype(float)
-    lo = np.minimum(size, 1.5 * p.n_users * size / size.sum())      # sum of minimums = 1.5 x total capacity
-    q = dataclasses.replace(p, provider_min=lo, provider_max=np.full(p.n_providers, np.inf),
-                            budget=p.budget * 100)
+    lo = np.minimum(size, 1.5 * p.n_users * size / size.sum())  # sum of minimums = 1.5 x total capacity
+    q = dataclasses.replace(p, provider_min=lo, provider_max=np.full(p.n_providers, np.inf), budget=p.budget * 100)
     with pytest.raises(InfeasibleAllocation) as info:
         solve_highs(q)
     assert info.value.report.source == "highs"

@@ -15,11 +15,17 @@ from allocator.violations import violations
 
 def base_arrays() -> dict:
     """A valid 5-pair problem: users 0,0,1,1,2; providers 0,1,0,1,1; one budget."""
-    return dict(user=np.array([0, 0, 1, 1, 2]), item=np.array([10, 11, 10, 12, 11]),
-                reward=np.array([1.0, 2.0, 3.0, 4.0, 5.0]), cost=np.array([[1.0, 1.0, 2.0, 2.0, 1.0]]),
-                budget=np.array([3.0]), provider=np.array([0, 1, 0, 1, 1]),
-                provider_min=np.array([1.0, -np.inf]), provider_max=np.array([np.inf, 2.0]),
-                user_cap=np.array([1.0, 1.0, 1.0]))
+    return dict(
+        user=np.array([0, 0, 1, 1, 2]),
+        item=np.array([10, 11, 10, 12, 11]),
+        reward=np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+        cost=np.array([[1.0, 1.0, 2.0, 2.0, 1.0]]),
+        budget=np.array([3.0]),
+        provider=np.array([0, 1, 0, 1, 1]),
+        provider_min=np.array([1.0, -np.inf]),
+        provider_max=np.array([np.inf, 2.0]),
+        user_cap=np.array([1.0, 1.0, 1.0]),
+    )
 
 
 def with_(**changes) -> dict:
@@ -43,8 +49,10 @@ INVALID = [
     (with_(provider_min=np.array([np.nan, 0.0])), r"provider_min: NaN at index 0"),
     (with_(provider_min=np.array([0.0, np.inf])), r"provider_min: infinite value inf at index 1"),
     (with_(provider_max=np.array([-np.inf, 2.0])), r"provider_max: infinite value -inf at index 0"),
-    (with_(provider_min=np.array([3.0, 0.0]), provider_max=np.array([2.0, 2.0])),
-     r"provider_min > provider_max for provider 0: 3.0 > 2.0"),
+    (
+        with_(provider_min=np.array([3.0, 0.0]), provider_max=np.array([2.0, 2.0])),
+        r"provider_min > provider_max for provider 0: 3.0 > 2.0",
+    ),
     (with_(user=np.array([0, 0, -1, 1, 2])), r"user: negative id -1 at index 2"),
     (with_(user=np.array([0.0, 0, 1, 1, 2])), r"user: expected an integer dtype, got float64"),
     (with_(provider=np.array([0, 1, 0, 5, 1])), r"provider: id 5 at index 3 is out of range for 2 providers"),
@@ -71,7 +79,7 @@ def test_valid_problem_sizes_and_grouping() -> None:
     assert (p.n_pairs, p.n_users, p.n_providers, p.n_budgets) == (5, 3, 2, 1)
     order, off = p.user_order, p.user_offsets
     for u in range(p.n_users):  # the CSR grouping lists exactly each user's pairs, in input order
-        assert list(order[off[u]:off[u + 1]]) == list(np.flatnonzero(p.user == u))
+        assert list(order[off[u] : off[u + 1]]) == list(np.flatnonzero(p.user == u))
     assert not p.reward.flags.writeable
 
 
@@ -107,7 +115,7 @@ def test_violations_by_hand() -> None:
     v = violations(p, x)
     np.testing.assert_allclose(v.user_cap, [0.5, 0.0, 0.0])
     np.testing.assert_allclose(v.budget, [1.5])
-    np.testing.assert_allclose(v.budget_rel, [0.5])          # 1.5 / max(|3|, max c = 2)
+    np.testing.assert_allclose(v.budget_rel, [0.5])  # 1.5 / max(|3|, max c = 2)
     np.testing.assert_allclose(v.provider_max, [0.0, 0.5])
     np.testing.assert_allclose(v.provider_min, [0.0, 0.0])
     assert v.max_violation == 1.5 and v.max_relative_violation == 0.5

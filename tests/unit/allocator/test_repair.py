@@ -26,9 +26,17 @@ def _email_lps(n_users: int) -> tuple[AllocationProblem, AllocationProblem]:
         b = w.candidates(i)
         c = w.constraints(b)
         r, cost = w.expected_reward_and_cost(b)
-        return AllocationProblem(user=b.pair_user, item=b.pair_item, reward=r, cost=cost.T, budget=c.budget,
-                                 provider=b.pair_provider, provider_min=c.provider_min,
-                                 provider_max=c.provider_max, user_cap=c.user_cap)
+        return AllocationProblem(
+            user=b.pair_user,
+            item=b.pair_item,
+            reward=r,
+            cost=cost.T,
+            budget=c.budget,
+            provider=b.pair_provider,
+            provider_min=c.provider_min,
+            provider_max=c.provider_max,
+            user_cap=c.user_cap,
+        )
 
     return lp(1), lp(2)
 
@@ -47,7 +55,7 @@ def test_dual_solution_on_the_email_lp_is_feasible_and_near_highs(n_users: int) 
         v = violations(p, res.x)
         assert v.max_relative_violation <= 1e-9, v.listing()
         exact = solve(p, solver="highs")
-        assert abs(res.objective - exact.objective) / abs(exact.objective) <= 1e-3   # as test_matches_highs
+        assert abs(res.objective - exact.objective) / abs(exact.objective) <= 1e-3  # as test_matches_highs
         assert res.objective <= exact.objective * (1 + 1e-12)
 
 
@@ -55,11 +63,16 @@ def _problem(user, provider, lo, hi, cap=1.0, reward=None, cost=None, budget=Non
     user, provider = np.asarray(user), np.asarray(provider)
     e = user.size
     return AllocationProblem(
-        user=user, item=np.arange(e), reward=np.ones(e) if reward is None else np.asarray(reward, float),
+        user=user,
+        item=np.arange(e),
+        reward=np.ones(e) if reward is None else np.asarray(reward, float),
         cost=np.zeros((1, e)) if cost is None else np.atleast_2d(cost),
         budget=np.ones(1) if budget is None else np.atleast_1d(budget),
-        provider=provider, provider_min=np.asarray(lo, float), provider_max=np.asarray(hi, float),
-        user_cap=np.asarray(cap, float))
+        provider=provider,
+        provider_min=np.asarray(lo, float),
+        provider_max=np.asarray(hi, float),
+        user_cap=np.asarray(cap, float),
+    )
 
 
 def test_swap_moves_exactly_the_deficit_best_pairs_first() -> None:
@@ -68,12 +81,12 @@ def test_swap_moves_exactly_the_deficit_best_pairs_first() -> None:
     prov = [0, 1, 0, 1, 0, 1, 0, 1]
     p = _problem(user, prov, lo=[2.5, NO_MIN], hi=[NO_MAX, NO_MAX])
     x = np.array([0, 1, 0, 1, 0, 1, 0, 1], dtype=float)
-    score = np.array([4, 0, 1, 0, 3, 0, 2, 0], dtype=float)   # provider 0 preferred at users 0, 2, 3, 1
+    score = np.array([4, 0, 1, 0, 3, 0, 2, 0], dtype=float)  # provider 0 preferred at users 0, 2, 3, 1
     assert violations(p, x).provider_min[0] == pytest.approx(2.5)
     fixed = repair(p, x, score=score)
     assert violations(p, fixed).max_relative_violation <= 1e-12
     up, down = np.maximum(fixed - x, 0).sum(), np.maximum(x - fixed, 0).sum()
-    assert up == pytest.approx(2.5) and down == pytest.approx(2.5)        # moved = deficit, no more
+    assert up == pytest.approx(2.5) and down == pytest.approx(2.5)  # moved = deficit, no more
     np.testing.assert_allclose(fixed, [1, 0, 0, 1, 1, 0, 0.5, 0.5], atol=1e-12)
 
 
@@ -82,14 +95,14 @@ def test_swap_never_takes_a_donor_below_its_minimum_and_prefers_the_worst_donor(
     user = [0, 0, 0, 1, 1, 1, 2, 2, 2]
     prov = [0, 1, 2, 0, 1, 2, 0, 1, 2]
     p = _problem(user, prov, lo=[2.0, 1.0, NO_MIN], hi=[NO_MAX, NO_MAX, NO_MAX])
-    x = np.array([0, .5, .5, 0, .5, .5, 0, .5, .5])
+    x = np.array([0, 0.5, 0.5, 0, 0.5, 0.5, 0, 0.5, 0.5])
     score = np.array([5, 1, 2, 5, 2, 1, 5, 1, 2], dtype=float)
     fixed = repair(p, x, score=score)
     sp = np.bincount(p.provider, weights=fixed)
     assert violations(p, fixed).max_relative_violation <= 1e-12
-    assert sp[0] == pytest.approx(2.0)                         # deficit 2 met exactly
-    assert sp[1] >= 1.0 - 1e-12                                # donor 1 gave at most its surplus 0.5
-    assert np.abs(fixed - x).sum() == pytest.approx(4.0)       # 2 up, 2 down
+    assert sp[0] == pytest.approx(2.0)  # deficit 2 met exactly
+    assert sp[1] >= 1.0 - 1e-12  # donor 1 gave at most its surplus 0.5
+    assert np.abs(fixed - x).sum() == pytest.approx(4.0)  # 2 up, 2 down
     np.testing.assert_allclose(np.bincount(p.user, weights=fixed), 1.0)
     # each user's worst-score donor pair went first (users 0 and 1); provider 1's surplus went in full
     assert fixed[1] == pytest.approx(0.0) and fixed[5] == pytest.approx(0.0)
@@ -104,7 +117,7 @@ def test_unreachable_minimum_is_left_short_and_nothing_else_breaks() -> None:
     p = _problem(user, prov, lo=[3.0, 2.0, NO_MIN], hi=[NO_MAX, 2.0, 1.0])
     x = np.array([0, 1, 0, 1, 1, 0], dtype=float)
     fixed = repair(p, x, score=np.arange(6.0))
-    np.testing.assert_array_equal(fixed, x)                   # nothing to gain: nothing moves
+    np.testing.assert_array_equal(fixed, x)  # nothing to gain: nothing moves
     v = violations(p, fixed)
     assert v.provider_min[0] == pytest.approx(2.0)
     assert v.provider_min[1:].max() == 0 and v.provider_max.max() == 0
@@ -139,21 +152,25 @@ def _greedy(p: AllocationProblem, rng: np.random.Generator) -> np.ndarray:
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 10_000), n_users=st.integers(5, 60), cap=st.sampled_from([1, (1, 3)]),
-       use_score=st.booleans(), mode=st.sampled_from(["greedy", 0.05, 0.5, 1.0]))
-def test_repair_keeps_hard_rows_and_never_worsens_minimums(seed: int, n_users: int, cap, use_score: bool,
-                                                           mode) -> None:
+@given(
+    seed=st.integers(0, 10_000),
+    n_users=st.integers(5, 60),
+    cap=st.sampled_from([1, (1, 3)]),
+    use_score=st.booleans(),
+    mode=st.sampled_from(["greedy", 0.05, 0.5, 1.0]),
+)
+def test_repair_keeps_hard_rows_and_never_worsens_minimums(seed: int, n_users: int, cap, use_score: bool, mode) -> None:
     p = random_instance(n_users, (2, 6), 6, 2, cap, 0.7, seed=seed)
     rng = np.random.default_rng(seed)
     x = _greedy(p, rng) if mode == "greedy" else rng.uniform(0, mode, p.n_pairs) * (rng.random(p.n_pairs) < 0.7)
     score = rng.normal(size=p.n_pairs) if use_score else None
-    hard = repair(p, x, hard_only=True)                       # passes 1-2: caps and maximums only
+    hard = repair(p, x, hard_only=True)  # passes 1-2: caps and maximums only
     fixed = repair(p, x, score=score)
     v, vh = violations(p, fixed), violations(p, hard)
     assert ((fixed >= 0) & (fixed <= 1)).all()
     assert v.user_cap_rel.max() <= 1e-12 and v.provider_max_rel.max() <= 1e-12
     assert v.provider_min.sum() <= vh.provider_min.sum() + 1e-9
-    met = vh.provider_min == 0                                # a provider at its minimum never drops below it
+    met = vh.provider_min == 0  # a provider at its minimum never drops below it
     assert (v.provider_min[met] <= 1e-9).all()
     # and feeding the repaired x back leaves it feasible where it was
     again = violations(p, repair(p, fixed, score=score))

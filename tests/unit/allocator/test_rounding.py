@@ -57,7 +57,7 @@ def test_sample_frequencies_match_x_and_caps_always_hold(problem: AllocationProb
     z = (freq - x)[normal] / np.sqrt(x * (1 - x) / n)[normal]
     assert np.mean(np.abs(z) <= 3) >= 0.99
     assert np.abs(z).max() <= norm.ppf(1 - 1e-3 / (2 * normal.sum()))
-    assert 0.8 <= np.mean(z ** 2) <= 1.2
+    assert 0.8 <= np.mean(z**2) <= 1.2
     # pairs at 0 are never chosen, pairs at 1 always
     assert (counts[x == 0] == 0).all() and (counts[x == 1] == n).all()
 
@@ -79,7 +79,7 @@ def test_top_mode_is_deterministic_and_capped(problem: AllocationProblem) -> Non
     assert (a.propensity == 1.0).all()
     per_user = np.bincount(problem.user[a.pairs], minlength=problem.n_users)
     assert (per_user <= problem.caps).all()
-    for u in range(problem.n_users):   # the chosen are each user's largest x (x > 0), up to the cap
+    for u in range(problem.n_users):  # the chosen are each user's largest x (x > 0), up to the cap
         mine = np.flatnonzero(problem.user == u)
         pos = mine[x[mine] > 0]
         k = int(min(problem.caps[u], pos.size))
@@ -89,10 +89,13 @@ def test_top_mode_is_deterministic_and_capped(problem: AllocationProblem) -> Non
             assert x[chosen].min() >= np.sort(x[pos])[::-1][k - 1]
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    (dict(mode="sample"), r"rng: sample mode needs a seeded numpy Generator"),
-    (dict(mode="best", rng=np.random.default_rng(0)), r"mode: expected 'sample' or 'top'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(mode="sample"), r"rng: sample mode needs a seeded numpy Generator"),
+        (dict(mode="best", rng=np.random.default_rng(0)), r"mode: expected 'sample' or 'top'"),
+    ],
+)
 def test_bad_arguments(problem: AllocationProblem, kwargs: dict, match: str) -> None:
     with pytest.raises(ProblemValidationError, match=match):
         round_allocation(problem, fractional_x(problem, 0), **kwargs)

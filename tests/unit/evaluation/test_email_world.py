@@ -40,22 +40,16 @@ def world() -> EmailWorld:
 def tiny() -> EmailWorld:
     # 4 users x 3 candidates (of 6 items, 2 providers), cap 1: small enough to enumerate.
     return EmailWorld(
-        EmailWorldConfig(
-            n_users=4, n_items=6, n_providers=2, candidates_per_user=3, sends_per_user=1, seed=3
-        )
+        EmailWorldConfig(n_users=4, n_items=6, n_providers=2, candidates_per_user=3, sends_per_user=1, seed=3)
     )
 
 
 @pytest.fixture(scope="module")
 def small() -> EmailWorld:
-    return EmailWorld(
-        EmailWorldConfig(n_users=30, n_items=12, n_providers=3, candidates_per_user=4, seed=5)
-    )
+    return EmailWorld(EmailWorldConfig(n_users=30, n_items=12, n_providers=3, candidates_per_user=4, seed=5))
 
 
-def _feasible(
-    x: np.ndarray, batch: CandidateBatch, cost: np.ndarray, cons: BatchConstraints
-) -> bool:
+def _feasible(x: np.ndarray, batch: CandidateBatch, cost: np.ndarray, cons: BatchConstraints) -> bool:
     per_user = np.bincount(batch.pair_user, weights=x, minlength=cons.user_cap.size)
     exposure = np.bincount(batch.pair_provider, weights=x, minlength=cons.provider_min.size)
     return bool(
@@ -142,9 +136,7 @@ def test_candidates_shape_distinct_items_and_providers(world: EmailWorld) -> Non
     n_pairs = c.n_users * c.candidates_per_user
     assert batch.n_pairs == n_pairs
     np.testing.assert_array_equal(batch.user_ids, np.arange(c.n_users))
-    np.testing.assert_array_equal(
-        batch.pair_user, np.repeat(np.arange(c.n_users), c.candidates_per_user)
-    )
+    np.testing.assert_array_equal(batch.pair_user, np.repeat(np.arange(c.n_users), c.candidates_per_user))
     items = batch.pair_item.reshape(c.n_users, c.candidates_per_user)
     assert np.all(np.diff(items, axis=1) > 0)  # sorted, hence distinct within a user
     assert items.min() >= 0 and items.max() < c.n_items
@@ -166,9 +158,7 @@ def test_pair_features_are_user_item_and_cross_terms(world: EmailWorld) -> None:
     c = world.config
     assert features.shape == (4, c.user_dim + 2 * c.item_dim)
     np.testing.assert_allclose(features[:, : c.user_dim], world.user_features[users], rtol=1e-6)
-    np.testing.assert_allclose(
-        features[:, c.user_dim : c.user_dim + c.item_dim], world.item_features[items], rtol=1e-6
-    )
+    np.testing.assert_allclose(features[:, c.user_dim : c.user_dim + c.item_dim], world.item_features[items], rtol=1e-6)
     assert np.all(np.isfinite(features))
 
 
@@ -181,9 +171,7 @@ def test_pair_features_are_user_item_and_cross_terms(world: EmailWorld) -> None:
         (np.array([0.5]), np.array([1]), "integers"),
     ],
 )
-def test_pair_ids_are_validated(
-    world: EmailWorld, users: np.ndarray, items: np.ndarray, message: str
-) -> None:
+def test_pair_ids_are_validated(world: EmailWorld, users: np.ndarray, items: np.ndarray, message: str) -> None:
     with pytest.raises(EvaluationInputError, match=message):
         world.true_probabilities(users, items)
 
@@ -217,9 +205,7 @@ def test_drawn_outcomes_match_true_probabilities_within_3_se(world: EmailWorld) 
     converted, unsubscribed, value = world.draw_outcomes(users, items, np.random.default_rng(7))
     assert converted.dtype == bool and unsubscribed.dtype == bool
     assert np.all(value[~converted] == 0) and np.all(value[converted] > 0)
-    p_conv, p_unsub, item_value = world.true_probabilities(
-        batch.pair_user[pick], batch.pair_item[pick]
-    )
+    p_conv, p_unsub, item_value = world.true_probabilities(batch.pair_user[pick], batch.pair_item[pick])
     for outcome, p in ((converted, p_conv), (unsubscribed, p_unsub)):
         observed = outcome.reshape(pick.size, repeats).mean(axis=1)
         se = np.sqrt(p * (1 - p) / repeats)
@@ -238,9 +224,7 @@ def test_drawn_outcomes_match_true_probabilities_within_3_se(world: EmailWorld) 
     n_users=st.integers(1, 6),
     cap=st.integers(1, 3),
 )
-def test_greedy_allocation_takes_each_users_top_positive_rewards(
-    seed: int, n_users: int, cap: int
-) -> None:
+def test_greedy_allocation_takes_each_users_top_positive_rewards(seed: int, n_users: int, cap: int) -> None:
     rng = np.random.default_rng(seed)
     pair_user = rng.permutation(np.repeat(np.arange(n_users), rng.integers(1, 5, size=n_users)))
     reward = rng.normal(size=pair_user.size)
@@ -277,9 +261,7 @@ def test_oracle_equals_independent_dense_lp_on_tiny_world(tiny: EmailWorld) -> N
         cons = tiny.constraints(batch)
         reward, cost = tiny.expected_reward_and_cost(batch)
         oracle = tiny.oracle(batch, cons)
-        assert oracle.objective == pytest.approx(
-            _dense_oracle_objective(reward, cost, batch, cons), rel=1e-6
-        )
+        assert oracle.objective == pytest.approx(_dense_oracle_objective(reward, cost, batch, cons), rel=1e-6)
 
 
 def test_oracle_bounds_every_integer_assignment_on_tiny_world(tiny: EmailWorld) -> None:
@@ -320,9 +302,7 @@ def test_oracle_without_binding_constraints_is_greedy_closed_form(world: EmailWo
 
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), weight=st.floats(0.0, 1.0))
-def test_oracle_beats_every_feasible_allocation(
-    small: EmailWorld, seed: int, weight: float
-) -> None:
+def test_oracle_beats_every_feasible_allocation(small: EmailWorld, seed: int, weight: float) -> None:
     # Feasible allocations: vertices of the feasible polytope (the LP with a random objective)
     # and their mixtures with another vertex. The oracle's true reward bounds them all.
     batch = small.candidates(seed % 4)
@@ -330,9 +310,7 @@ def test_oracle_beats_every_feasible_allocation(
     reward, cost = small.expected_reward_and_cost(batch)
     rng = np.random.default_rng(seed)
     vertices = [
-        solve_allocation_lp(
-            rng.normal(size=batch.n_pairs), cost, batch.pair_user, batch.pair_provider, cons
-        ).x
+        solve_allocation_lp(rng.normal(size=batch.n_pairs), cost, batch.pair_user, batch.pair_provider, cons).x
         for _ in range(2)
     ]
     x = weight * vertices[0] + (1 - weight) * vertices[1]

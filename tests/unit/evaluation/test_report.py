@@ -16,9 +16,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(report_exploration: bool) -> list[BatchOutcome]:
-    world = EmailWorld(
-        EmailWorldConfig(n_users=40, n_items=12, n_providers=3, candidates_per_user=4, seed=4)
-    )
+    world = EmailWorld(EmailWorldConfig(n_users=40, n_items=12, n_providers=3, candidates_per_user=4, seed=4))
     rng = np.random.default_rng(1)
     outcomes = []
     for batch_index in range(4):

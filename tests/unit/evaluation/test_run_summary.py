@@ -67,9 +67,7 @@ def test_summary_matches_hand_computation() -> None:
 
 
 def test_oracle_run_has_no_regret_or_violations_and_greedy_overspends() -> None:
-    world = EmailWorld(
-        EmailWorldConfig(n_users=60, n_items=15, n_providers=4, candidates_per_user=5, seed=2)
-    )
+    world = EmailWorld(EmailWorldConfig(n_users=60, n_items=15, n_providers=4, candidates_per_user=5, seed=2))
     rng = np.random.default_rng(0)
     oracle_run, greedy_run = [], []
     for batch_index in range(3):
@@ -77,19 +75,13 @@ def test_oracle_run_has_no_regret_or_violations_and_greedy_overspends() -> None:
         cons = world.constraints(batch)
         oracle = world.oracle(batch, cons)
         for run, x in ((oracle_run, oracle.x), (greedy_run, world.greedy(batch).x)):
-            run.append(
-                world.batch_outcome(
-                    batch, x, rng, constraints=cons, oracle_objective=oracle.objective
-                )
-            )
+            run.append(world.batch_outcome(batch, x, rng, constraints=cons, oracle_objective=oracle.objective))
     on_oracle = summarise(oracle_run)
     assert np.allclose(on_oracle.cumulative_regret, 0.0, atol=1e-6)
     assert on_oracle.budget_violations == 0 and on_oracle.provider_violations == 0
     assert np.all(on_oracle.provider_min_ratio >= 1 - 1e-6)
     on_greedy = summarise(greedy_run)
-    np.testing.assert_allclose(
-        on_greedy.unsub_usage, 1 / world.config.unsub_budget_fraction, rtol=1e-9
-    )
+    np.testing.assert_allclose(on_greedy.unsub_usage, 1 / world.config.unsub_budget_fraction, rtol=1e-9)
     assert on_greedy.budget_violations == 3
     assert on_greedy.total_regret < 0  # greedy out-earns the oracle by breaking the constraints
 
@@ -148,9 +140,9 @@ def test_constraint_usage_is_measured_on_the_planned_allocation_when_given() -> 
     the sends, budget and exposure the plan (their expectation over the rounding)."""
     planned = np.array([0.5, 1.0, 0.5])
     summary = summarise([_outcome(x_planned=planned)])
-    np.testing.assert_allclose(summary.expected_reward, [5.0])               # sends: 2 + 3
+    np.testing.assert_allclose(summary.expected_reward, [5.0])  # sends: 2 + 3
     np.testing.assert_allclose(summary.expected_unsub, [0.05 + 0.2 + 0.15])  # plan
-    np.testing.assert_allclose(summary.provider_min_ratio, [0.5 / 1.0])      # plan: [0.5, 1.5] vs [1, 2]
+    np.testing.assert_allclose(summary.provider_min_ratio, [0.5 / 1.0])  # plan: [0.5, 1.5] vs [1, 2]
     np.testing.assert_allclose(summary.providers_below_min, [2])
     with pytest.raises(EvaluationInputError, match="x_planned"):
         _outcome(x_planned=np.array([0.5, 1.5, 0.0]))

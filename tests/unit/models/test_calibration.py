@@ -66,7 +66,7 @@ def test_both_maps_are_monotone_and_bounded(seed: int, n: int, noise: float, tie
 def test_apply_equals_sklearn_predict() -> None:
     rng = np.random.default_rng(2)
     pred = rng.random(3000)
-    outcome = (rng.random(3000) < pred ** 2).astype(float)
+    outcome = (rng.random(3000) < pred**2).astype(float)
     cal = IsotonicCalibrator.fit(pred, outcome)
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(pred, outcome)
     query = np.concatenate([rng.random(1000), [-1.0, 0.0, 1.0, 2.0]])

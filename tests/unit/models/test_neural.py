@@ -29,8 +29,16 @@ def synthetic(seed: int, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 @pytest.fixture(scope="module")
 def fitted() -> tuple[NeuralThompsonModel, np.ndarray, dict[str, np.ndarray]]:
     X, Y = synthetic(0, 2000)
-    cfg = NeuralConfig(user_dim=2, item_dim=2, hidden=(32, 16), epochs=15, prior_precision=LAM,
-                       retrain_every=400, buffer_size=2500, seed=7)
+    cfg = NeuralConfig(
+        user_dim=2,
+        item_dim=2,
+        hidden=(32, 16),
+        epochs=15,
+        prior_precision=LAM,
+        retrain_every=400,
+        buffer_size=2500,
+        seed=7,
+    )
     model = NeuralThompsonModel(cfg)
     model.fit(X, Y)
     return model, X, Y
@@ -111,8 +119,9 @@ def test_seeded_training_is_reproducible() -> None:
 
 def test_two_speed_learner() -> None:
     X, Y = synthetic(4, 900)
-    cfg = NeuralConfig(user_dim=2, item_dim=2, hidden=(8,), epochs=2, retrain_epochs=1,
-                       retrain_every=300, buffer_size=700, seed=1)
+    cfg = NeuralConfig(
+        user_dim=2, item_dim=2, hidden=(8,), epochs=2, retrain_epochs=1, retrain_every=300, buffer_size=700, seed=1
+    )
     model = NeuralThompsonModel(cfg)
     model.fit(X[:500], {k: v[:500] for k, v in Y.items()})
     trunk_before = model.phi_tilde(X[:600])
@@ -123,8 +132,9 @@ def test_two_speed_learner() -> None:
     P = trunk_before[seen]
     A = np.eye(P.shape[1]) + P.T @ P
     np.testing.assert_allclose(model.laplace.heads["value"].precision, A, rtol=1e-10)
-    np.testing.assert_allclose(model.laplace.heads["value"].mean, np.linalg.solve(A, P.T @ Y["value"][:600][seen]),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        model.laplace.heads["value"].mean, np.linalg.solve(A, P.T @ Y["value"][:600][seen]), rtol=1e-7, atol=1e-9
+    )
     assert model.laplace.heads["conversion"].n_obs == 600
     # Slow speed: the 300th observation since the last training retrains on the bounded buffer.
     assert model.observe(X[600:799], {k: v[600:799] for k, v in Y.items()}) is False

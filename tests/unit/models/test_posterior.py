@@ -97,7 +97,7 @@ def test_thompson_draws_match_posterior_within_three_standard_errors(name_head, 
     assert np.all(np.abs(W.mean(axis=0) - mean) < 3 * se_mean), (W.mean(axis=0) - mean) / se_mean
     S = np.cov(W, rowvar=False)
     diag = np.diag(Sigma)
-    se_cov = np.sqrt((np.outer(diag, diag) + Sigma ** 2) / n)
+    se_cov = np.sqrt((np.outer(diag, diag) + Sigma**2) / n)
     z = np.abs(S - Sigma) / se_cov
     print(f"max |z| mean {np.max(np.abs(W.mean(0) - mean) / se_mean):.2f}, cov {z.max():.2f}")
     assert np.all(z < 3), z
@@ -166,8 +166,12 @@ def test_invalid_inputs_raise_typed_errors(call, error, message) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"dim": 0}, "dim"), ({"dim": 2, "prior_precision": 0.0}, "prior_precision"),
-     ({"dim": 2, "noise_variance": -1.0}, "noise_variance"), ({"dim": 2, "gamma": 1.5}, "gamma")],
+    [
+        ({"dim": 0}, "dim"),
+        ({"dim": 2, "prior_precision": 0.0}, "prior_precision"),
+        ({"dim": 2, "noise_variance": -1.0}, "noise_variance"),
+        ({"dim": 2, "gamma": 1.5}, "gamma"),
+    ],
 )
 def test_config_validation(kwargs, message) -> None:
     with pytest.raises(ModelInputError, match=message):

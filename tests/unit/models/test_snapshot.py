@@ -54,8 +54,11 @@ def _calibrator():
 def _neural():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 5))
-    Y = {"conversion": (rng.random(200) < 0.2).astype(float), "unsubscription": np.zeros(200),
-         "value": rng.normal(size=200)}
+    Y = {
+        "conversion": (rng.random(200) < 0.2).astype(float),
+        "unsubscription": np.zeros(200),
+        "value": rng.normal(size=200),
+    }
     model = NeuralThompsonModel(NeuralConfig(user_dim=3, item_dim=1, cross_dim=1, hidden=(8, 4), epochs=2))
     model.fit(X, Y)
     model.fit_calibrators(X, Y)
@@ -64,18 +67,26 @@ def _neural():
 
 def _arrays_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(
-        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a)
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a
+    )
 
 
-@pytest.mark.parametrize("make", [_linear, _logistic, _calibrator, lambda: _neural()[0]],
-                         ids=["linear_head", "logistic_head", "isotonic_calibrator", "neural_thompson"])
+@pytest.mark.parametrize(
+    "make",
+    [_linear, _logistic, _calibrator, lambda: _neural()[0]],
+    ids=["linear_head", "logistic_head", "isotonic_calibrator", "neural_thompson"],
+)
 def test_roundtrip_is_bit_identical(make) -> None:
     obj = make()
     data = dump_snapshot(obj, name="reward-model", version=42, created_at_ms=1_700_000_000_123)
     header, loaded = load_snapshot_with_header(data)
     assert type(loaded) is type(obj)
     assert (header.kind, header.name, header.version, header.created_at_ms) == (
-        obj.snapshot_kind, "reward-model", 42, 1_700_000_000_123)
+        obj.snapshot_kind,
+        "reward-model",
+        42,
+        1_700_000_000_123,
+    )
     assert read_header(data) == header
     assert _arrays_equal(loaded.snapshot_arrays(), obj.snapshot_arrays())
     assert loaded.to_bytes(name="reward-model", version=42, created_at_ms=1_700_000_000_123) == data
@@ -123,9 +134,13 @@ def _reseal(body: bytes) -> bytes:
         (lambda b: _reseal(MAGIC + struct.pack("<H", 99) + b[10:-4]), "format version 99"),
         (lambda b: _reseal(MAGIC + struct.pack("<HI", 1, 5) + b"{nope"), "malformed snapshot header"),
         (lambda b: encode_snapshot(SnapshotHeader(kind="no_such_kind"), {}), "unknown snapshot kind"),
-        (lambda b: encode_snapshot(SnapshotHeader(kind="linear_head", config={"dim": 4}),
-                                   {"precision": np.eye(3), "b": np.zeros(3), "n_obs": np.array(0)}),
-         "does not fit"),
+        (
+            lambda b: encode_snapshot(
+                SnapshotHeader(kind="linear_head", config={"dim": 4}),
+                {"precision": np.eye(3), "b": np.zeros(3), "n_obs": np.array(0)},
+            ),
+            "does not fit",
+        ),
         (lambda b: "not bytes", "must be bytes"),
     ],
 )
@@ -138,11 +153,11 @@ def test_array_table_overrunning_the_payload_is_refused() -> None:
     data = _valid()
     prefix = len(MAGIC) + 6
     (head_len,) = struct.unpack_from("<I", data, len(MAGIC) + 2)
-    doc = json.loads(data[prefix: prefix + head_len])
+    doc = json.loads(data[prefix : prefix + head_len])
     doc["arrays"][0]["nbytes"] *= 1000
     doc["arrays"][0]["shape"] = [doc["arrays"][0]["shape"][0] * 1000]
     head = json.dumps(doc).encode()
-    forged = _reseal(MAGIC + struct.pack("<HI", 1, len(head)) + head + data[prefix + head_len: -4])
+    forged = _reseal(MAGIC + struct.pack("<HI", 1, len(head)) + head + data[prefix + head_len : -4])
     with pytest.raises(SnapshotError, match="does not fit the payload"):
         decode_snapshot(forged)
 
