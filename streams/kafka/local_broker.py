@@ -21,9 +21,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
 from streams.errors import BrokerError
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
@@ -85,6 +85,11 @@ class LocalBrokerConfig:
     name: str = "broker"
 
     @property
+    def connection(self) -> ConnectionConfig:
+        """The local broker is plaintext on 127.0.0.1."""
+        return ConnectionConfig(self.bootstrap)
+
+    @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
@@ -125,9 +130,9 @@ class BrokerStatus:
     data_dir: Path
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when a Kafka broker at ``bootstrap`` returns cluster metadata."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _SilentLogger()})
+def broker_answers(connection: ConnectionConfig, timeout_s: float = 2.0) -> bool:
+    """True when the Kafka cluster of ``connection`` returns cluster metadata."""
+    admin = clients.admin(connection, {"log_level": 0, "logger": _SilentLogger()})
     try:
         md = admin.list_topics(timeout=timeout_s)
     except Exception:  # noqa: BLE001 - any failure means "not answering"
@@ -250,7 +255,7 @@ class LocalBroker:
 
     def status(self) -> BrokerStatus:
         c = self.config
-        return BrokerStatus(c.bootstrap, self._pid(), broker_answers(c.bootstrap), c.log_path, c.data_dir)
+        return BrokerStatus(c.bootstrap, self._pid(), broker_answers(c.connection), c.log_path, c.data_dir)
 
     def up(self, fresh: bool = False) -> BrokerStatus:
         """Start the broker unless one answers already; wait until it serves metadata.
@@ -264,7 +269,7 @@ class LocalBroker:
                 ``start_timeout_s`` (the message says how many partitions it was loading).
         """
         c = self.config
-        if broker_answers(c.bootstrap):
+        if broker_answers(c.connection):
             return self.status()
         if self._pid() is None:
             if fresh:
@@ -282,7 +287,7 @@ class LocalBroker:
             c.pid_path.write_text(str(proc.pid))
         deadline = time.monotonic() + c.start_timeout_s
         while time.monotonic() < deadline:
-            if broker_answers(c.bootstrap, timeout_s=1.0):
+            if broker_answers(c.connection, timeout_s=1.0):
                 return self.status()
             if self._pid() is None:
                 raise BrokerError(f"the broker exited during start-up; see {c.log_path}:\n{_tail(c.log_path)}")
@@ -335,8 +340,8 @@ def _tail(path: Path, n: int = 20) -> str:
         return ""
 
 
-def ensure_kafka(bootstrap: str, home: Path, port: int, external: bool) -> bool:
-    """Make sure a broker answers at ``bootstrap``; True when this call started the local one.
+def ensure_kafka(connection: ConnectionConfig, home: Path, port: int, external: bool) -> bool:
+    """Make sure a broker answers at ``connection``; True when this call started the local one.
 
     ``external``: the user named the broker (flag or ``KAFKA_BOOTSTRAP_SERVERS``), so a silent
     one is an error rather than a reason to start ours on ``port`` under ``home``.
@@ -344,9 +349,9 @@ def ensure_kafka(bootstrap: str, home: Path, port: int, external: bool) -> bool:
     Raises:
         BrokerError: the named broker does not answer, or the local one could not start.
     """
-    if broker_answers(bootstrap):
+    if broker_answers(connection):
         return False
     if external:
-        raise BrokerError(f"no Kafka answers at {bootstrap}")
+        raise BrokerError(f"no Kafka answers at {connection.bootstrap_servers}")
     LocalBroker(LocalBrokerConfig(home=home, port=port)).up()
     return True

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from streams.errors import BrokerError
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -78,22 +80,22 @@ class TopicNames:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
 
-def _listed_topics(admin: AdminClient, bootstrap: str, timeout_s: float) -> dict[str, TopicMetadata]:
+def _listed_topics(admin: AdminClient, connection: ConnectionConfig, timeout_s: float) -> dict[str, TopicMetadata]:
     """The broker's topics by name; an unreachable broker is a ``BrokerError``."""
     try:
-        return admin.list_topics(timeout=timeout_s).topics
+        return admin.list_topics(timeout=timeout_s).topics  # type: ignore[no-any-return]
     except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        raise BrokerError(f"cannot reach Kafka at {connection.bootstrap_servers}: {exc}") from exc
 
 
-def create_topics(bootstrap: str, names: TopicNames, specs: tuple[TopicSpec, ...],
+def create_topics(connection: ConnectionConfig, names: TopicNames, specs: tuple[TopicSpec, ...],
                   timeout_s: float = 30.0) -> dict[str, str]:
     """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``.
 
     An existing topic with fewer partitions than asked is an error, not silently accepted.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = _listed_topics(admin, bootstrap, timeout_s)
+    admin = clients.admin(connection)
+    existing = _listed_topics(admin, connection, timeout_s)
     outcome: dict[str, str] = {}
     new = []
     for spec in specs:
@@ -118,7 +120,7 @@ def create_topics(bootstrap: str, names: TopicNames, specs: tuple[TopicSpec, ...
     return outcome
 
 
-def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 60.0) -> list[str]:
+def delete_topics(connection: ConnectionConfig, prefix: str, timeout_s: float = 60.0) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (the run's own and faust's changelogs).
 
     Returns the deleted names, sorted. An empty prefix is refused: it would name every topic,
@@ -131,8 +133,8 @@ def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 60.0) -> list[
     """
     if not prefix:
         raise BrokerError("refusing to delete topics with an empty prefix")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = sorted(t for t in _listed_topics(admin, bootstrap, timeout_s) if t.startswith(prefix))
+    admin = clients.admin(connection)
+    names = sorted(t for t in _listed_topics(admin, connection, timeout_s) if t.startswith(prefix))
     if not names:
         return []
     failed = []
@@ -147,26 +149,26 @@ def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 60.0) -> list[
     return names
 
 
-def ensure_changelog_topics(bootstrap: str, app_id: str, tables: tuple[str, ...], partitions: int,
+def ensure_changelog_topics(connection: ConnectionConfig, app_id: str, tables: tuple[str, ...], partitions: int,
                             timeout_s: float = 60.0) -> None:
     """Create a faust app's table changelogs (``<app_id>-<table>-changelog``, compacted, with
     the source topics' ``partitions``) unless they exist, and wait until the broker lists them.
 
     Why: faust creates them itself at start-up, but its metadata can still show the new topic
     with 0 partitions when the first table write checks it; the agent then crashes with
-    PartitionsMismatch and, restarted, stays stuck while the worker looks alive (seen once in
-    ten scale-out runs). Made up front, the topics are in the first metadata faust reads.
+    PartitionsMismatch and, restarted, stays stuck while the worker looks alive. Made up
+    front, the topics are in the first metadata faust reads.
 
     Raises:
         BrokerError: the broker does not answer, a changelog exists with another partition
             count, or the topics are not listed within ``timeout_s``.
     """
     specs = tuple(TopicSpec(f"{app_id}-{table}-changelog", partitions, compacted=True) for table in tables)
-    create_topics(bootstrap, TopicNames(), specs, timeout_s=timeout_s)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    create_topics(connection, TopicNames(), specs, timeout_s=timeout_s)
+    admin = clients.admin(connection)
     deadline = time.monotonic() + timeout_s
     while True:
-        listed = _listed_topics(admin, bootstrap, timeout_s)
+        listed = _listed_topics(admin, connection, timeout_s)
         if all(s.base in listed and len(listed[s.base].partitions) == partitions for s in specs):
             return
         if time.monotonic() > deadline:

@@ -13,16 +13,17 @@ import torch
 
 from models.random_effects import RandomEffectConfig
 from streams.avro.columns import ScoredItems
-from streams.learn.context_slots import ContextIndex
-from streams.errors import ValidationError
-from streams.processors.app import score_records
-from streams.records import CandidatesRecord, ScoresRecord
 from streams.avro.registry import LocalSchemaRegistry
-from streams.score.model import BERNOULLI, ScoringModel
 from streams.avro.serde import AvroSerde
+from streams.errors import ValidationError
+from streams.learn.context_slots import ContextIndex
 from streams.learn.state_codec import unpack
 from streams.learn.user_state import UserState
+from streams.processors.app import score_records
+from streams.records import CandidatesRecord, ScoresRecord
+from streams.score.model import BERNOULLI, ScoringModel
 from streams.train.trainer import fit_model
+from tests import factories
 
 REGISTRY = LocalSchemaRegistry()
 FAST = AvroSerde(REGISTRY)
@@ -77,11 +78,7 @@ def test_one_pass_equals_the_three_calls_bit_for_bit(model: ScoringModel, tau: f
 
 
 def candidates_value(u: int, n: int, rng: np.random.Generator, **changes: object) -> dict:
-    features = rng.normal(size=(n, D)).astype(np.float32)
-    return {"batch_id": "b7", "user_id": f"u{u}", "created_at_ms": 1, "user_cap": u % 3 or None,
-            "candidates": [{"item_id": f"i{(u + j) % 11}", "provider_id": f"p{j % 3}",
-                            "features": features[j].tolist(), "item_features": features[j, :K].tolist()}
-                           for j in range(n)], **changes}
+    return factories.candidates_value(u, n, rng, d=D, k=K, **changes)
 
 
 def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringModel) -> None:

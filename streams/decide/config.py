@@ -1,0 +1,67 @@
+"""The allocator worker's configuration: one frozen value, built once by the entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streams.kafka.topics import TopicNames
+
+SOLVERS = ("auto", "highs", "dual")
+
+
+@dataclass(frozen=True)
+class AllocatorWorkerConfig:
+    """Everything the worker needs besides its connection and serde.
+
+    Attributes:
+        topics: maps base topic names to real ones (prefix).
+        group_id: consumer group holding the committed offsets (``<prefix>banditlp-allocator``).
+        transactional_id: fixed per group, so a restarted worker fences its zombie.
+        solver: the first solver of each batch: ``"auto"`` (``allocator.auto_solver``: HiGHS up
+            to ``allocator.AUTO_THRESHOLD`` pairs, the dual solver above), ``"highs"`` or
+            ``"dual"``; the other one is its fallback.
+        rounding: ``"sample"`` (systematic sampling, propensity x_e) or ``"top"`` (top-cap by x,
+            propensity 1).
+        seed: mixed with each batch_id to seed its rounding.
+        poll_timeout_s: consumer poll timeout.
+        dead_letter_flush_s: longest time pending dead letters (and advanced offsets) wait for
+            a batch transaction before a transaction of their own is committed.
+        unknown_batch_timeout_s: how long scores for a batch with no OPENED are buffered
+            before they are dead-lettered ("unknown batch").
+        open_timeout_s: how long a batch OPENED but never CLOSED is held before it is decided
+            with the users scored so far (its report's status says so).
+        max_relative_violation: largest relative constraint violation of the LP's x accepted
+            from a solver before falling back (dual -> HiGHS -> elastic).
+        stats_interval_s: period of the stats log line.
+        transaction_timeout_s: blocking timeout of transactional calls.
+        debug_sleep_before_commit_s: sleep inside the open transaction before committing it
+            (crash tests only; 0 in production).
+    """
+
+    topics: TopicNames
+    group_id: str
+    transactional_id: str
+    solver: str = "auto"
+    rounding: str = "sample"
+    seed: int = 0
+    poll_timeout_s: float = 0.2
+    dead_letter_flush_s: float = 1.0
+    unknown_batch_timeout_s: float = 300.0
+    open_timeout_s: float = 3600.0
+    max_relative_violation: float = 1e-6
+    stats_interval_s: float = 30.0
+    transaction_timeout_s: float = 60.0
+    debug_sleep_before_commit_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rounding not in ("sample", "top"):
+            raise ValueError(f"rounding must be 'sample' or 'top', not {self.rounding!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}")
+
+    @classmethod
+    def for_prefix(cls, prefix: str = "", **overrides: Any) -> AllocatorWorkerConfig:
+        """The default config of the topic namespace ``prefix``."""
+        return cls(topics=TopicNames(prefix), group_id=f"{prefix}banditlp-allocator",
+                   transactional_id=f"{prefix}banditlp-allocator-tx", **overrides)
