@@ -13,9 +13,8 @@ constrain a batch, as in the paper:
 * users: at most ``sends_per_user`` items per batch.
 
 The oracle solves the batch's LP with the true expected rewards and costs; its objective is the
-benchmark of regret. It is solved here with ``scipy.optimize.linprog(method="highs")`` on a sparse
-matrix so that ``evaluation/`` does not depend on ``allocator/`` while that is being written;
-:func:`solve_allocation_lp` is the one place to switch over.
+benchmark of regret. :func:`solve_allocation_lp` builds it as an :class:`allocator.AllocationProblem`
+and solves it exactly with the allocator's HiGHS solver.
 
 Randomness: the world's fixed parameters come from ``SeedSequence(seed, spawn_key=(0,))``; the
 candidates of batch ``b`` from ``SeedSequence(seed, spawn_key=(1, b))``, so a batch is the same
@@ -29,9 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.optimize
-import scipy.sparse
 from scipy.special import expit
 
+import allocator
+from allocator import AllocationProblem, AllocatorError, InfeasibleAllocation, ProblemValidationError, Status
 from evaluation.errors import EvaluationInputError, OracleInfeasible
 from evaluation.run_summary import BatchOutcome
 
@@ -607,12 +607,14 @@ def solve_allocation_lp(
     pair_provider: np.ndarray,
     constraints: BatchConstraints,
 ) -> OracleResult:
-    """Solve the BanditLP allocation LP exactly with HiGHS (via scipy, sparse rows).
+    """Solve the BanditLP allocation LP exactly with the allocator's HiGHS solver.
 
     ``max reward @ x`` s.t. ``sum_{e in user u} x_e <= user_cap[u]``,
     ``cost[:, l] @ x <= budget[l]`` (finite budgets only),
-    ``provider_min[p] <= sum_{e in provider p} x_e <= provider_max[p]`` (finite bounds only),
-    ``0 <= x <= 1``.
+    ``provider_min[p] <= sum_{e in provider p} x_e <= provider_max[p]`` (positive minimums and
+    finite maximums only), ``0 <= x <= 1``. The LP is an :class:`allocator.AllocationProblem`
+    solved with ``allocator.solve(..., "highs")`` (interior point with crossover, so ``x`` is an
+    optimal vertex).
 
     Args:
         reward: ``(E,)`` objective coefficients.
@@ -625,13 +627,13 @@ def solve_allocation_lp(
         The optimal allocation, its objective, costs and exposures.
 
     Raises:
-        EvaluationInputError: on inconsistent shapes.
-        OracleInfeasible: if HiGHS reports anything but an optimum.
+        EvaluationInputError: on inconsistent shapes, or inputs the LP rejects (no pairs, ids out
+            of range, NaN or infinite coefficients, a negative cap).
+        OracleInfeasible: if the LP has no feasible point, or HiGHS does not reach an optimum.
     """
     reward = np.asarray(reward, dtype=float)
     cost = np.asarray(cost, dtype=float)
     n_pairs = reward.shape[0]
-    n_users = constraints.user_cap.shape[0]
     n_providers = constraints.provider_min.shape[0]
     if (
         reward.ndim != 1
@@ -646,43 +648,43 @@ def solve_allocation_lp(
             f"pair_provider {np.shape(pair_provider)}, provider bounds "
             f"{constraints.provider_min.shape}/{constraints.provider_max.shape}"
         )
-    columns = np.arange(n_pairs)
-    ones = np.ones(n_pairs)
-    users = scipy.sparse.csr_array((ones, (pair_user, columns)), shape=(n_users, n_pairs))
-    providers = scipy.sparse.csr_array((ones, (pair_provider, columns)), shape=(n_providers, n_pairs))
-    # linprog has no ranged rows: a provider's bounds become "<= max" and "-sum <= -min" rows,
-    # and only the bounds that can bind are written (finite maximum, positive minimum).
-    has_budget = np.flatnonzero(np.isfinite(constraints.budget))
-    has_max = np.flatnonzero(np.isfinite(constraints.provider_max))
-    has_min = np.flatnonzero(constraints.provider_min > 0)
-    a_ub = scipy.sparse.vstack(
-        [
-            users,
-            scipy.sparse.csr_array(cost[:, has_budget].T),
-            providers[has_max],
-            -providers[has_min],
-        ],
-        format="csr",
+    # Only the rows that can bind are written: finite budgets, positive minimums, finite maximums.
+    has_budget = np.isfinite(constraints.budget)
+    provider_min = np.where(constraints.provider_min > 0, constraints.provider_min, -np.inf)
+    provider_max = np.where(np.isfinite(constraints.provider_max), constraints.provider_max, np.inf)
+    context = (
+        f"budgets {constraints.budget.tolist()}, provider minimum total "
+        f"{float(constraints.provider_min.sum()):.3f}, user cap total {int(constraints.user_cap.sum())}"
     )
-    b_ub = np.concatenate(
-        [
-            constraints.user_cap.astype(float),
-            constraints.budget[has_budget],
-            constraints.provider_max[has_max],
-            -constraints.provider_min[has_min],
-        ]
-    )
-    result = scipy.optimize.linprog(-reward, A_ub=a_ub, b_ub=b_ub, bounds=(0.0, 1.0), method="highs")
-    if result.status != 0:
+    if np.any(short := provider_min > provider_max):
+        p = int(np.flatnonzero(short)[0])
         raise OracleInfeasible(
-            f"allocation LP not solved (status {result.status}): {result.message}; "
-            f"budgets {constraints.budget.tolist()}, provider minimum total "
-            f"{float(constraints.provider_min.sum()):.3f}, user cap total "
-            f"{int(constraints.user_cap.sum())}"
+            f"allocation LP is infeasible: provider {p} has minimum {provider_min[p]} > maximum "
+            f"{provider_max[p]}; {context}"
         )
-    # HiGHS may return values a hair outside the bounds.
-    x = np.clip(result.x, 0.0, 1.0)
-    return _allocation_result(x, reward, cost, np.asarray(pair_provider), n_providers)
+    try:
+        problem = AllocationProblem(
+            user=np.asarray(pair_user),
+            item=np.arange(n_pairs),
+            reward=reward,
+            cost=cost[:, has_budget].T,
+            budget=constraints.budget[has_budget],
+            provider=np.asarray(pair_provider),
+            provider_min=provider_min,
+            provider_max=provider_max,
+            user_cap=np.asarray(constraints.user_cap, dtype=float),
+        )
+    except ProblemValidationError as exc:
+        raise EvaluationInputError(f"invalid allocation LP: {exc}") from exc
+    try:
+        result = allocator.solve(problem, "highs", crossover=True)
+    except InfeasibleAllocation as exc:
+        raise OracleInfeasible(f"{exc}; {context}") from exc
+    except AllocatorError as exc:
+        raise OracleInfeasible(f"allocation LP not solved: {exc}; {context}") from exc
+    if result.status not in (Status.OPTIMAL, Status.OPTIMAL_PRIMAL):
+        raise OracleInfeasible(f"allocation LP not solved to optimality (status {result.status}); {context}")
+    return _allocation_result(result.x, reward, cost, np.asarray(pair_provider), n_providers)
 
 
 def _allocation_result(

@@ -1,9 +1,10 @@
 """The simulated email world: determinism, true model, outcome sampling, constraints, oracle.
 
-The oracle is checked against an independently written dense LP (built with explicit loops,
-solved with HiGHS' interior-point method instead of its simplex), against integer brute force
-on a tiny world, against a closed form when no constraint binds, and against every feasible
-allocation hypothesis can construct.
+The oracle (``allocator.solve(..., "highs")`` on an ``AllocationProblem``) is checked against an
+independently written dense LP (rows built with explicit loops, solved by
+``scipy.optimize.linprog``, not through allocator/), against integer brute force on a tiny world,
+against a closed form when no constraint binds, and against every feasible allocation hypothesis
+can construct.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from evaluation.email_world import (
     greedy_allocation,
     solve_allocation_lp,
 )
-from evaluation.errors import EvaluationInputError
+from evaluation.errors import EvaluationInputError, OracleInfeasible
 
 TOL = 1e-7
 
@@ -65,7 +66,7 @@ def _feasible(x: np.ndarray, batch: CandidateBatch, cost: np.ndarray, cons: Batc
 def _dense_oracle_objective(
     reward: np.ndarray, cost: np.ndarray, batch: CandidateBatch, cons: BatchConstraints
 ) -> float:
-    """The same LP written independently: dense rows built pair by pair, IPM instead of simplex."""
+    """The same LP written independently: dense rows built pair by pair, solved by scipy's linprog."""
     n = reward.size
     rows: list[np.ndarray] = []
     rhs: list[float] = []
@@ -255,13 +256,87 @@ def test_constraints_bind_greedy_violates_oracle_meets(world: EmailWorld) -> Non
         assert oracle.objective < greedy.objective
 
 
-def test_oracle_equals_independent_dense_lp_on_tiny_world(tiny: EmailWorld) -> None:
+@pytest.mark.parametrize("world_name", ["tiny", "small"])
+def test_oracle_equals_independent_dense_lp(world_name: str, request: pytest.FixtureRequest) -> None:
+    w: EmailWorld = request.getfixturevalue(world_name)
     for batch_index in range(5):
-        batch = tiny.candidates(batch_index)
-        cons = tiny.constraints(batch)
-        reward, cost = tiny.expected_reward_and_cost(batch)
-        oracle = tiny.oracle(batch, cons)
+        batch = w.candidates(batch_index)
+        cons = w.constraints(batch)
+        reward, cost = w.expected_reward_and_cost(batch)
+        oracle = w.oracle(batch, cons)
         assert oracle.objective == pytest.approx(_dense_oracle_objective(reward, cost, batch, cons), rel=1e-6)
+        assert oracle.objective == pytest.approx(float(reward @ oracle.x), rel=1e-12)
+        np.testing.assert_allclose(oracle.expected_cost, cost.T @ oracle.x, rtol=1e-12)
+        assert _feasible(oracle.x, batch, cost, cons)
+
+
+def test_least_budget_is_the_independent_lp_minimum(small: EmailWorld) -> None:
+    # The budget floor of constraints() is 1.05 x the least expected unsubscriptions that meet
+    # the provider minimums: the same dense LP with reward -cost and no budget.
+    batch = small.candidates(0)
+    _, cost = small.expected_reward_and_cost(batch)
+    cons = small.constraints(batch)
+    no_budget = BatchConstraints(
+        budget=np.array([1e300]),
+        provider_min=cons.provider_min,
+        provider_max=cons.provider_max,
+        user_cap=cons.user_cap,
+    )
+    least = -_dense_oracle_objective(-cost[:, 0], cost, batch, no_budget)
+    assert cons.budget[0] >= 1.05 * least * (1 - 1e-6)
+    tight = BatchConstraints(
+        budget=np.array([1.05 * least]),
+        provider_min=cons.provider_min,
+        provider_max=cons.provider_max,
+        user_cap=cons.user_cap,
+    )
+    reward, _ = small.expected_reward_and_cost(batch)
+    assert small.oracle(batch, tight).objective == pytest.approx(
+        _dense_oracle_objective(reward, cost, batch, tight), rel=1e-6
+    )
+
+
+def _infeasible_cases(world: EmailWorld, batch: CandidateBatch) -> dict[str, BatchConstraints]:
+    n_u, n_p = world.config.n_users, world.config.n_providers
+    cap = np.ones(n_u, dtype=np.int64)
+    loose_max = np.full(n_p, np.inf)
+    return {
+        # the minimums ask for more sends than the user caps allow in total
+        "minimums over caps": BatchConstraints(
+            budget=np.array([np.inf]), provider_min=np.full(n_p, n_u), provider_max=loose_max, user_cap=cap
+        ),
+        # a positive minimum with no budget to pay for it
+        "budget below minimums": BatchConstraints(
+            budget=np.array([0.0]), provider_min=np.full(n_p, 1.0), provider_max=loose_max, user_cap=cap
+        ),
+        # a minimum above the maximum
+        "minimum above maximum": BatchConstraints(
+            budget=np.array([np.inf]),
+            provider_min=np.full(n_p, 2.0),
+            provider_max=np.full(n_p, 1.0),
+            user_cap=cap,
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", ["minimums over caps", "budget below minimums", "minimum above maximum"])
+def test_oracle_raises_oracle_infeasible(small: EmailWorld, case: str) -> None:
+    batch = small.candidates(0)
+    cons = _infeasible_cases(small, batch)[case]
+    with pytest.raises(OracleInfeasible, match="infeasible"):
+        small.oracle(batch, cons)
+
+
+def test_solve_allocation_lp_rejects_ids_out_of_range(small: EmailWorld) -> None:
+    batch = small.candidates(0)
+    reward, cost = small.expected_reward_and_cost(batch)
+    cons = small.constraints(batch)
+    user = batch.pair_user.copy()
+    user[3] = small.config.n_users  # one past the last user cap
+    with pytest.raises(EvaluationInputError, match="user"):
+        solve_allocation_lp(reward, cost, user, batch.pair_provider, cons)
+    with pytest.raises(EvaluationInputError, match="shapes"):
+        solve_allocation_lp(reward[:-1], cost, batch.pair_user, batch.pair_provider, cons)
 
 
 def test_oracle_bounds_every_integer_assignment_on_tiny_world(tiny: EmailWorld) -> None:
