@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from streams.avro.columns import CandidateColumns, ScoredItems
+from streams.avro.candidates import CandidateColumns
+from streams.avro.scores import ScoredItems
 from streams.errors import ValidationError
 
 MAX_CANDIDATES = 1_000

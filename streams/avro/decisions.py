@@ -22,7 +22,7 @@ import numpy as np
 from fastavro import parse_schema
 
 # Same package, same wire format: the scalar writers and schema signature of the scores codecs.
-from streams.avro.columns import _END, _F8, _Unhandled, _checked_long, _long, _signature, _string
+from streams.avro.wire import END, F8, Unhandled, checked_long, signature, write_long, write_string
 
 # schemas/decisions.avsc without its docs: the structure this module writes.
 IMPLEMENTED: dict[str, Any] = {
@@ -48,12 +48,12 @@ IMPLEMENTED: dict[str, Any] = {
         {"name": "rounding", "type": "string", "default": "sample"},
         {"name": "decided_at_ms", "type": "long"},
     ]}
-_SIGNATURE = _signature(parse_schema(IMPLEMENTED))
+_SIGNATURE = signature(parse_schema(IMPLEMENTED))
 
 
 def implements(parsed_schema: Any) -> bool:
     """True when :func:`encode` writes ``parsed_schema`` (a ``decisions`` schema)."""
-    return _signature(parsed_schema) == _SIGNATURE
+    return signature(parsed_schema) == _SIGNATURE
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,14 +116,14 @@ def encode(columns: DecisionColumns, prefix: bytes = b"") -> list[bytes] | None:
     header), or None to leave the batch to fastavro (a value of an unexpected type)."""
     try:
         return _encode(columns, prefix)
-    except (_Unhandled, TypeError, AttributeError, struct.error, OverflowError):
+    except (Unhandled, TypeError, AttributeError, struct.error, OverflowError):
         return None
 
 
 def _encode(c: DecisionColumns, prefix: bytes) -> list[bytes]:
     starts = np.asarray(c.starts, dtype=np.int64)
-    items = [_string(s) for s in c.item_names]
-    providers = [_string(s) for s in c.provider_names]
+    items = [write_string(s) for s in c.item_names]
+    providers = [write_string(s) for s in c.provider_names]
     picked = np.flatnonzero(c.chosen)
     # The entries of every user's two arrays, back to back; *_at[j]: where entry j starts.
     allocation, allocation_at = _concat_rows([(items, c.item), _doubles(c.x)])
@@ -133,21 +133,21 @@ def _encode(c: DecisionColumns, prefix: bytes) -> list[bytes]:
     first = np.searchsorted(picked, starts)  # (n + 1,) user u's chosen pairs: first[u]:first[u + 1]
     chosen_byte = chosen_at[first].tolist()
     n_pairs, n_chosen = np.diff(starts).tolist(), np.diff(first).tolist()
-    batch = _string(c.batch_id)
-    suffix = _string(c.solver) + _string(c.rounding) + _checked_long(c.decided_at_ms)
+    batch = write_string(c.batch_id)
+    suffix = write_string(c.solver) + write_string(c.rounding) + checked_long(c.decided_at_ms)
     model_parts: dict[tuple[Any, Any, Any], bytes] = {}  # one encoding per model snapshot
     out = []
     for u, user in enumerate(c.user_ids):
         model = (c.model_names[u], c.model_versions[u], c.parameter_versions[u])
         tail = model_parts.get(model)
         if tail is None:
-            tail = model_parts[model] = (_string(model[0]) + _checked_long(model[1]) + _string(model[2])
+            tail = model_parts[model] = (write_string(model[0]) + checked_long(model[1]) + write_string(model[2])
                                          + suffix)
         k, m = n_chosen[u], n_pairs[u]
         out.append(b"".join((
-            prefix, _string(f"{c.batch_id}/{user}"), batch, _string(user),
-            _long(k) + chosen[chosen_byte[u]:chosen_byte[u + 1]] + _END if k else _END,
-            _long(m) + allocation[pair_at[u]:pair_at[u + 1]] + _END if m else _END,
+            prefix, write_string(f"{c.batch_id}/{user}"), batch, write_string(user),
+            write_long(k) + chosen[chosen_byte[u]:chosen_byte[u + 1]] + END if k else END,
+            write_long(m) + allocation[pair_at[u]:pair_at[u + 1]] + END if m else END,
             tail)))
     return out
 
@@ -156,8 +156,8 @@ def _doubles(values: np.ndarray) -> np.ndarray:
     """``(m, 8)`` uint8: each value as an Avro ``double`` (little-endian IEEE 754)."""
     v = np.asarray(values)
     if v.dtype.kind != "f":
-        raise _Unhandled
-    return np.ascontiguousarray(v, dtype=_F8).view(np.uint8).reshape(-1, 8)
+        raise Unhandled
+    return np.ascontiguousarray(v, dtype=F8).view(np.uint8).reshape(-1, 8)
 
 
 def _concat_rows(columns: list[np.ndarray | tuple[list[bytes], np.ndarray]]) -> tuple[bytes, np.ndarray]:

@@ -20,33 +20,59 @@ import io
 import math
 import re
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import fastavro
 
-from streams.avro import columns as avro_columns
 from streams.avro import decisions as decision_columns
+from streams.avro.candidates import CandidatesCodec
+from streams.avro.columns import Columns
+from streams.avro.registry import SchemaRegistry
+from streams.avro.scores import ScoresCodec
+from streams.avro.wire import StringCache
 from streams.errors import DecodeError, SchemaError
-from streams.avro.registry import SchemaRegistry, make_registry
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
-_FAST_ENCODERS = {"candidates": avro_columns.encode_candidates, "scores": avro_columns.encode_scores}
-_FAST_DECODERS = {"candidates": avro_columns.decode_candidates, "scores": avro_columns.decode_scores}
+
+
+class ColumnarCodec(Protocol):
+    """A subject's fast codec: the same bytes as fastavro, or None to leave a value to fastavro."""
+
+    subject: str
+
+    def implements(self, parsed_schema: Any) -> bool: ...
+
+    def encode(self, value: Any) -> bytes | None: ...
+
+    def decode(self, buf: bytes, pos: int = 0) -> dict[str, Any] | None: ...
+
+
+#: The columnar codecs by subject; each serde makes its own (they own their caches).
+CODECS: dict[str, Callable[[StringCache], ColumnarCodec]] = {
+    "candidates": CandidatesCodec,
+    "scores": ScoresCodec,
+}
 
 
 class AvroSerde:
     """Encode and decode topic values against a schema registry.
 
+    Build it through ``Settings.serde()``, once per process, so every component of the process
+    writes and reads the same schema ids.
+
     Args:
-        registry: where schema ids come from (default: ``make_registry()``).
+        registry: where schema ids come from (``streams.avro.registry.make_registry``).
         columnar: use the columnar codecs for the subjects whose current schema they
             implement; False runs fastavro alone (the reference the codecs are tested against).
     """
 
-    def __init__(self, registry: SchemaRegistry | None = None, columnar: bool = True) -> None:
-        self.registry = registry or make_registry()
+    def __init__(self, registry: SchemaRegistry, columnar: bool = True) -> None:
+        self.registry = registry
         self.columnar = columnar
+        strings = StringCache()
+        self.codecs: dict[str, ColumnarCodec] = {subject: make(strings) for subject, make in CODECS.items()}
         self._implemented: dict[int, bool] = {}  # schema id -> the columnar codecs implement it
 
     def _fast(self, subject: str, sid: int, schema: Any) -> bool:
@@ -55,7 +81,7 @@ class AvroSerde:
         fast = self._implemented.get(sid)
         if fast is None:
             fast = self._implemented[sid] = (decision_columns.implements(schema) if subject == "decisions"
-                                             else avro_columns.implements(subject, schema))
+                                             else subject in self.codecs and self.codecs[subject].implements(schema))
         return fast
 
     def encode(self, subject: str, value: dict[str, Any]) -> bytes:
@@ -65,8 +91,8 @@ class AvroSerde:
             SchemaError: the value does not fit the schema.
         """
         sid, schema = self.registry.current(subject)
-        if subject in _FAST_ENCODERS and self._fast(subject, sid, schema):
-            body = _FAST_ENCODERS[subject](value)
+        if subject in self.codecs and self._fast(subject, sid, schema):
+            body = self.codecs[subject].encode(value)
             if body is not None:
                 return _HEADER.pack(MAGIC, sid) + body
             value = _plain(value)
@@ -115,8 +141,8 @@ class AvroSerde:
         if writer is None:
             raise DecodeError(where, f"unknown schema id {sid}", partition=partition, offset=offset)
         reader_id, reader = self.registry.current(subject)
-        if sid == reader_id and subject in _FAST_DECODERS and self._fast(subject, sid, reader):
-            value = _FAST_DECODERS[subject](data, _HEADER.size)
+        if sid == reader_id and subject in self.codecs and self._fast(subject, sid, reader):
+            value = self.codecs[subject].decode(data, _HEADER.size)
             if value is not None:
                 return value
         buf = io.BytesIO(data)
@@ -144,8 +170,8 @@ def _without_reprs(message: str) -> str:
 
 def _plain(value: Any) -> Any:
     """``value`` with its columnar sequences as lists of dicts (what fastavro writes)."""
-    if isinstance(value, dict) and any(isinstance(v, avro_columns.Columns) for v in value.values()):
-        return {k: v.rows() if isinstance(v, avro_columns.Columns) else v for k, v in value.items()}
+    if isinstance(value, dict) and any(isinstance(v, Columns) for v in value.values()):
+        return {k: v.rows() if isinstance(v, Columns) else v for k, v in value.items()}
     return value
 
 

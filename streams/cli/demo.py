@@ -43,9 +43,9 @@ def publish_warm_start(bootstrap: str, names, world_cfg, model_name: str, n_batc
     from confluent_kafka import Producer
 
     from evaluation.email_world import EmailWorld
+    from models.neural import NeuralThompsonModel
     from streams.avro.serde import AvroSerde
     from streams.train.trainer import fit_model
-    from models.neural import NeuralThompsonModel
 
     world = EmailWorld(world_cfg)
     rng = np.random.default_rng(seed + 7)
@@ -171,8 +171,8 @@ def demo(
     """Run the whole pipeline on the simulated email world and summarise it."""
     from evaluation.email_world import EmailWorldConfig
     from streams.kafka.local_broker import ensure_kafka
-    from streams.simulate.feed import SimulatorConfig, SimulatorFeed
     from streams.kafka.topics import TopicNames, create_topics, delete_topics, topic_specs
+    from streams.simulate.feed import SimulatorConfig, SimulatorFeed
 
     settings = Settings.from_env()
     stamp = time.strftime("%Y%m%d-%H%M%S")

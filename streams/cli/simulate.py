@@ -15,8 +15,17 @@ from typing import Optional
 import typer
 
 from banditlp.errors import BanditLPError
-from streams.cli.demo import (BatchesOpt, CandidatesOpt, ItemsOpt, ProvidersOpt, UsersOpt, console, play_batches,
-                                   publish_warm_start, report_run)
+from streams.cli.demo import (
+    BatchesOpt,
+    CandidatesOpt,
+    ItemsOpt,
+    ProvidersOpt,
+    UsersOpt,
+    console,
+    play_batches,
+    publish_warm_start,
+    report_run,
+)
 from streams.settings import Settings
 
 
@@ -38,8 +47,8 @@ def simulate(
     """Feed the running pipeline with the simulated email world and summarise what it decided."""
     from evaluation.email_world import EmailWorldConfig
     from streams.avro.serde import AvroSerde
-    from streams.simulate.feed import SimulatorConfig, SimulatorFeed
     from streams.kafka.topics import TopicNames
+    from streams.simulate.feed import SimulatorConfig, SimulatorFeed
     from streams.train.trainer import latest_version
 
     settings = Settings.from_env(bootstrap=bootstrap, topic_prefix=prefix)

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from streams.errors import BrokerError
-from streams.settings import Settings
 from streams.kafka.topics import TopicNames
+from streams.settings import Settings
 
 worker_app = typer.Typer(help="Run one of the pipeline's workers until SIGTERM.", no_args_is_help=True)
 

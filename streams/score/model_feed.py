@@ -16,12 +16,14 @@ import logging
 import threading
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from banditlp.errors import BanditLPError
-from streams.errors import ValidationError
-from streams.score.model import ScoringModel
 from streams.avro.serde import AvroSerde
+from streams.errors import ValidationError
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
+from streams.score.model import ScoringModel
 
 log = logging.getLogger("banditlp.model_feed")
 
@@ -29,8 +31,10 @@ log = logging.getLogger("banditlp.model_feed")
 class ModelFeed:
     """The current ``ScoringModel`` of ``model_name``, refreshed from ``topic``."""
 
-    def __init__(self, bootstrap: str, topic: str, model_name: str, feature_dim: int | None = None) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: ConnectionConfig, serde: AvroSerde, topic: str, model_name: str,
+                 feature_dim: int | None = None) -> None:
+        self.connection = connection
+        self.serde = serde
         self.topic = topic
         self.model_name = model_name
         self.feature_dim = feature_dim
@@ -93,9 +97,9 @@ class ModelFeed:
         return True
 
     def _run(self) -> None:
-        serde = AvroSerde()
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "banditlp-model-feed",
-                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        serde = self.serde
+        consumer = clients.consumer(self.connection, {"group.id": "banditlp-model-feed", "enable.auto.commit": False,
+                                                      "isolation.level": "read_committed"})
         consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         try:
             try:

@@ -20,6 +20,8 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from streams.errors import DeliveryError
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 
 
 @dataclass
@@ -27,12 +29,12 @@ class ScorePublisher:
     """Queue scores records to one topic and wait for their delivery.
 
     Args:
-        bootstrap: Kafka bootstrap servers.
+        connection: the cluster.
         topic: the full ``scores`` topic name.
         config: librdkafka settings that replace the defaults below.
     """
 
-    bootstrap: str
+    connection: ConnectionConfig
     topic: str
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -43,8 +45,7 @@ class ScorePublisher:
         self._errors: list[str] = []
 
     def _open(self) -> Producer:
-        self._producer = Producer({
-            "bootstrap.servers": self.bootstrap,
+        self._producer = clients.producer(self.connection, {
             "enable.idempotence": True,  # retries neither duplicate nor reorder a partition's records
             "linger.ms": 5, "compression.type": "lz4",
             **self.config,
@@ -56,14 +57,13 @@ class ScorePublisher:
             self._errors.append(f"{msg.topic()} [{msg.partition()}]: {err}")
 
     def publish(self, key: bytes, value: bytes) -> None:
-        """Queue one record (blocks only while librdkafka's local queue is full)."""
+        """Queue one record (blocks only while librdkafka's local queue is full).
+
+        Raises:
+            DeliveryError: the local queue stayed full (the broker is not taking records).
+        """
         producer = self._producer or self._open()
-        while True:
-            try:
-                producer.produce(self.topic, key=key, value=value, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        clients.produce(producer, self.topic, value, key, on_delivery=self._on_delivery)
         producer.poll(0)
 
     async def flushed(self, timeout_s: float = 300.0) -> None:

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
 from evaluation.run_summary import BatchOutcome, mean_user_entropy
-from streams.avro.columns import ScoredItems
-from streams.errors import DecodeError, StreamError
+from streams.avro.scores import ScoredItems
 from streams.avro.serde import AvroSerde
+from streams.errors import DecodeError, StreamError
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames
 
 
@@ -36,7 +38,6 @@ class SimulatorConfig:
             scores records of its decided users (the posterior std is measured on them).
     """
 
-    bootstrap: str
     names: TopicNames
     world: EmailWorldConfig = field(default_factory=EmailWorldConfig)
     timeout_ms: int = 60_000
@@ -55,9 +56,9 @@ class BatchRun:
     decided_s: float          # CLOSED produced -> last decision read
 
 
-def _producer(bootstrap: str) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4",
-                     "enable.idempotence": True, "partitioner": "murmur2_random"})
+def _producer(connection: ConnectionConfig) -> Producer:
+    return clients.producer(connection, {"linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True,
+                                         "partitioner": "murmur2_random"})
 
 
 def _conversion_stds(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -71,13 +72,13 @@ def _conversion_stds(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
 class SimulatorFeed:
     """Drives batches of the email world through the pipeline's topics."""
 
-    def __init__(self, cfg: SimulatorConfig) -> None:
+    def __init__(self, cfg: SimulatorConfig, connection: ConnectionConfig, serde: AvroSerde) -> None:
         self.cfg = cfg
         self.world = EmailWorld(cfg.world)
-        self.serde = AvroSerde()
+        self.serde = serde
         self.rng = np.random.default_rng(cfg.seed + 1)
-        self.producer = _producer(cfg.bootstrap)
-        self.consumer = Consumer({"bootstrap.servers": cfg.bootstrap, "group.id": f"{cfg.names.prefix}simulator",
+        self.producer = _producer(connection)
+        self.consumer = clients.consumer(connection, {"group.id": f"{cfg.names.prefix}simulator",
                                   "enable.auto.commit": False, "isolation.level": "read_committed"})
         topic = cfg.names("decisions")
         md = self.consumer.list_topics(topic, timeout=10)
@@ -120,7 +121,7 @@ class SimulatorFeed:
             "reward_outcome": "reward", "user_ids": None,
         }
         key = batch.batch_id.encode()
-        self.producer.produce(names("batch-control"), key=key,
+        clients.produce(self.producer, names("batch-control"), key=key,
                               value=self.serde.encode("batch-control", {**control, "event": "OPENED"}))
         bounds = np.flatnonzero(np.diff(batch.pair_user)) + 1
         starts = np.concatenate([[0], bounds])
@@ -135,9 +136,9 @@ class SimulatorFeed:
                                 "features": feats[j].tolist(), "item_features": feats[j, self.item_slice].tolist()}
                                for j, i, p in zip(range(s, e), batch.pair_item[s:e], batch.pair_provider[s:e])],
             }
-            self.producer.produce(names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value))
+            clients.produce(self.producer, names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value))
             self.producer.poll(0)
-        self.producer.produce(names("batch-control"), key=key,
+        clients.produce(self.producer, names("batch-control"), key=key,
                               value=self.serde.encode("batch-control", {
                                   **control, "event": "CLOSED", "created_at_ms": int(time.time() * 1000),
                                   # the users, so the allocator's report can name any it never saw scored
@@ -232,7 +233,7 @@ class SimulatorFeed:
         now = int(time.time() * 1000)
         for j in np.flatnonzero(chosen):
             u, i = int(batch.pair_user[j]), int(batch.pair_item[j])
-            self.producer.produce(self.cfg.names("feedback"), key=f"u{u}".encode(), value=self.serde.encode("feedback", {
+            clients.produce(self.producer, self.cfg.names("feedback"), key=f"u{u}".encode(), value=self.serde.encode("feedback", {
                 "decision_id": f"{batch.batch_id}/u{u}", "batch_id": batch.batch_id, "user_id": f"u{u}",
                 "item_id": f"i{i}", "converted": bool(outcome.realised_value[j] > 0),
                 "unsubscribed": bool(outcome.realised_unsub[j] > 0), "value": float(outcome.realised_value[j]),

@@ -23,14 +23,17 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from banditlp.errors import BanditLPError
 from models.neural import NeuralThompsonModel
-from streams.dead_letters import dead_letter
-from streams.score.model import neural_config
 from streams.avro.serde import AvroSerde
+from streams.dead_letters import dead_letter
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
+from streams.kafka.reading import read_to_end
 from streams.kafka.topics import TopicNames
+from streams.score.model import neural_config
 
 log = logging.getLogger("banditlp.trainer")
 
@@ -46,7 +49,6 @@ class TrainerConfig:
         buffer_rows: rows retained (the newest); the posterior is rebuilt from them.
     """
 
-    bootstrap: str
     names: TopicNames
     model_name: str = "email"
     retrain_every: int = 2_000
@@ -60,37 +62,31 @@ class TrainerConfig:
         return f"{self.names.prefix}banditlp-trainer"
 
 
-def latest_version(bootstrap: str, topic: str, model_name: str, serde: AvroSerde, timeout_s: float = 10.0) -> tuple[int, bytes | None]:
-    """Newest (version, payload) of ``model_name`` on the compacted snapshots topic, or (0, None)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "banditlp-snapshot-probe",
-                         "enable.auto.commit": False, "isolation.level": "read_committed"})
-    tp = TopicPartition(topic, 0, OFFSET_BEGINNING)
-    _, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
-    consumer.assign([tp])
+def latest_version(connection: ConnectionConfig, serde: AvroSerde, topic: str, model_name: str,
+                   timeout_s: float = 30.0) -> tuple[int, bytes | None]:
+    """Newest (version, payload) of ``model_name`` on the compacted snapshots topic, or (0, None).
+
+    Raises:
+        BrokerError: the topic does not exist or could not be read to its end.
+    """
     best: tuple[int, bytes | None] = (0, None)
-    deadline = time.monotonic() + timeout_s
-    position = 0
-    while position < high and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        position = msg.offset() + 1
+    for msg in read_to_end(connection, topic, group_id="banditlp-snapshot-probe", timeout_s=timeout_s):
         try:
             v = serde.decode("model-snapshots", msg.value())
         except BanditLPError:
             continue
         if v["name"] == model_name and v["version"] > best[0]:
             best = (int(v["version"]), v["payload"])
-    consumer.close()
     return best
 
 
 class Trainer:
     """Consume training rows, retrain, publish snapshots."""
 
-    def __init__(self, cfg: TrainerConfig) -> None:
+    def __init__(self, cfg: TrainerConfig, connection: ConnectionConfig, serde: AvroSerde) -> None:
         self.cfg = cfg
-        self.serde = AvroSerde()
+        self.connection = connection
+        self.serde = serde
         self.stop_event = threading.Event()
         self.buffer: deque[tuple[np.ndarray, bool, bool, float]] = deque(maxlen=cfg.buffer_rows)
         self.published = 0
@@ -98,18 +94,18 @@ class Trainer:
     def run(self, max_seconds: float | None = None) -> None:
         cfg = self.cfg
         names = cfg.names
-        version, payload = latest_version(cfg.bootstrap, names("model-snapshots"), cfg.model_name, self.serde)
+        version, payload = latest_version(self.connection, self.serde, names("model-snapshots"), cfg.model_name)
         previous = NeuralThompsonModel.from_bytes(payload) if payload else None
-        consumer = Consumer({"bootstrap.servers": cfg.bootstrap, "group.id": cfg.group_id,
-                             "enable.auto.commit": False, "isolation.level": "read_committed"})
+        consumer = clients.consumer(self.connection, {"group.id": cfg.group_id, "enable.auto.commit": False,
+                                                      "isolation.level": "read_committed"})
         topic = names("training-rows")
         parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         # rows below these offsets are history the current model was trained on (if any)
         history_end = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                        if payload else 0 for p in parts}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        producer = Producer({"bootstrap.servers": cfg.bootstrap, "enable.idempotence": True,
-                             "message.max.bytes": 16 * 1024 * 1024, "compression.type": "lz4"})
+        producer = clients.producer(self.connection, {"enable.idempotence": True,
+                                                      "message.max.bytes": 16 * 1024 * 1024, "compression.type": "lz4"})
         new_rows = 0
         last_fit = time.monotonic()
         started = time.monotonic()
@@ -127,7 +123,7 @@ class Trainer:
                         if not np.all(np.isfinite(features)) or not np.isfinite(row["value"]):
                             raise BanditLPError("training row holds NaN or inf")
                     except BanditLPError as exc:
-                        producer.produce(names("dead-letters"), key=msg.topic().encode(), value=dead_letter(
+                        clients.produce(producer, names("dead-letters"), key=msg.topic().encode(), value=dead_letter(
                             self.serde, source_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
                             key=msg.key(), value=msg.value(), error=exc, consumer="trainer"))
                         continue
@@ -152,7 +148,7 @@ class Trainer:
         t0 = time.monotonic()
         model = fit_model(X, converted, unsub, value, seed=self.cfg.seed + version)
         payload = model.to_bytes(name=self.cfg.model_name, version=version)
-        producer.produce(self.cfg.names("model-snapshots"), key=self.cfg.model_name.encode(), value=self.serde.encode(
+        clients.produce(producer, self.cfg.names("model-snapshots"), key=self.cfg.model_name.encode(), value=self.serde.encode(
             "model-snapshots", {"name": self.cfg.model_name, "version": version, "kind": NeuralThompsonModel.snapshot_kind,
                                 "created_at_ms": int(time.time() * 1000), "n_observations": len(X),
                                 "payload": payload}))
@@ -182,9 +178,10 @@ def fit_model(X: np.ndarray, converted: np.ndarray, unsubscribed: np.ndarray, va
     return model
 
 
-def run_trainer(cfg: TrainerConfig) -> None:
+def run_trainer(cfg: TrainerConfig, connection: ConnectionConfig, serde: AvroSerde) -> None:
     """Run until SIGTERM/SIGINT."""
-    trainer = Trainer(cfg)
+    log.info("trainer on %s", connection.redacted())
+    trainer = Trainer(cfg, connection, serde)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: trainer.stop_event.set())
     trainer.run()

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from streams.avro.serde import AvroSerde
+from streams.settings import Settings
 
 
 def read_raw(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[int, int, Optional[bytes], bytes]]:
@@ -40,7 +40,7 @@ def read_raw(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[
 
 def read_all(bootstrap: str, topic: str, subject: str, timeout_s: float = 60.0) -> list[tuple[bytes, dict]]:
     """``(key, decoded value)`` of every committed record of ``topic`` (see :func:`read_raw`)."""
-    serde = AvroSerde()
+    serde = Settings().serde()
     return [(key, serde.decode(subject, value)) for _, _, key, value in read_raw(bootstrap, topic, timeout_s)]
 
 

@@ -21,8 +21,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.decide.worker import AllocatorWorker, AllocatorWorkerConfig
-from streams.avro.serde import AvroSerde
 from streams.kafka.topics import TopicNames
+from streams.settings import Settings
 from tests.integration.kafka_reading import read_all
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def produce_batches(bootstrap: str, names: TopicNames, batch_ids: list[str], n_u
                     seed: int = 0, timeout_ms: int = 30_000) -> None:
     """All OPENED, then every batch's scores interleaved, then all CLOSED: every batch's
     records are spread over the whole range of offsets (held records pin the commits)."""
-    serde, rng = AvroSerde(), np.random.default_rng(seed)
+    serde, rng = Settings().serde(), np.random.default_rng(seed)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
     for b in batch_ids:
         p.produce(names("batch-control"), key=b.encode(),
@@ -278,7 +278,7 @@ def test_sigkill_inside_an_open_transaction_then_restart_decides_each_user_exact
 def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstrap, project_topics) -> None:
     names = project_topics(partitions=4)
     batch_ids, n_users = ["good-0", "good-1"], 50
-    serde, rng = AvroSerde(), np.random.default_rng(11)
+    serde, rng = Settings().serde(), np.random.default_rng(11)
     p = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
     scores_t, control_t = names("scores"), names("batch-control")
     body = serde.encode("scores", scores_value("good-0", 999, rng))[5:]

@@ -18,7 +18,6 @@ truths computed here from the inputs (not from the workers' own reports):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -36,12 +35,13 @@ import pytest
 from confluent_kafka import Producer
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
-from streams.cli.demo import WorkerSet, publish_warm_start
 from streams.avro.serde import AvroSerde
-from streams.simulate.feed import BatchRun, SimulatorConfig, SimulatorFeed
+from streams.cli.demo import WorkerSet, publish_warm_start
 from streams.kafka.topics import TopicNames, create_topics, delete_topics, topic_specs
-from streams.train.trainer import latest_version
 from streams.learn.user_state import UserState
+from streams.settings import Settings
+from streams.simulate.feed import BatchRun, SimulatorConfig, SimulatorFeed
+from streams.train.trainer import latest_version
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -179,7 +179,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, req
                                   "--retrain-interval-s", "3"], env)
         feed = SimulatorFeed(SimulatorConfig(bootstrap=kafka_bootstrap, names=names, world=WORLD,
                                              timeout_ms=120_000, decision_timeout_s=240.0))
-        garbage = garbage_records(AvroSerde(), feed.world.candidates(0).features.shape[1])
+        garbage = garbage_records(Settings().serde(), feed.world.candidates(0).features.shape[1])
         garbage_thread = GarbageThread(kafka_bootstrap, names, garbage, per_second=50.0)
         garbage_thread.start()
         runs = []
@@ -196,7 +196,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, req
             workers.check()
             if b == N_BATCHES - 1:  # the trainer has learned from the feedback and the scorer loaded it
                 wait_until(lambda: latest_version(kafka_bootstrap, names("model-snapshots"), "email",
-                                                  AvroSerde())[0] >= 2, 180, "a retrained model snapshot",
+                                                  Settings().serde())[0] >= 2, 180, "a retrained model snapshot",
                            alive=workers.check)
                 wait_until(lambda: all(re.search(r"model email v([2-9]|\d\d+) loaded",
                                                  (tmp / "logs" / log).read_text()) is not None
@@ -221,7 +221,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, req
 def first_scores(run: PipelineRun) -> dict[tuple[str, str], dict[str, Any]]:
     """The scores record the allocator used per (batch, user): the first in its partition
     (scores are keyed by batch, so one batch's records are in one partition, in order)."""
-    serde, out = AvroSerde(), {}
+    serde, out = Settings().serde(), {}
     for _, _, key, value in read_raw(run.bootstrap, run.names("scores")):
         if key is None or key.startswith(b"junk-"):
             continue

@@ -19,11 +19,12 @@ from confluent_kafka import Producer
 from rocksdict import AccessType, Rdict
 
 from evaluation.email_world import EmailWorldConfig
-from streams.cli.demo import WorkerSet, publish_warm_start
 from streams.avro.serde import AvroSerde
-from streams.simulate.feed import SimulatorConfig, SimulatorFeed
+from streams.cli.demo import WorkerSet, publish_warm_start
 from streams.kafka.topics import TopicNames, create_topics, topic_specs
 from streams.learn.user_state import UserState
+from streams.settings import Settings
+from streams.simulate.feed import SimulatorConfig, SimulatorFeed
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -61,7 +62,7 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
     names = topic_names
     create_topics(kafka_bootstrap, names, topic_specs(4))
     publish_warm_start(kafka_bootstrap, names, WORLD, "email", n_batches=1, seed=0)
-    serde = AvroSerde()
+    serde = Settings().serde()
     feed = SimulatorFeed(SimulatorConfig(bootstrap=kafka_bootstrap, names=names, world=WORLD))
     # murmur2, as every producer of keyed topics must use (README): feedback meets its context
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})

@@ -8,9 +8,8 @@ import fastavro.utils
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.avro.registry import LocalSchemaRegistry
-from streams.avro.serde import AvroSerde
 from streams.kafka.topics import BASE_TOPICS, topic_specs
+from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 N_RECORDS = 10_000
@@ -18,8 +17,8 @@ N_RECORDS = 10_000
 
 def test_every_topic_round_trips_10k_records_byte_exactly(kafka_bootstrap, project_topics) -> None:
     names = project_topics(partitions=4)
-    registry = LocalSchemaRegistry()
-    serde = AvroSerde(registry)
+    serde = Settings().serde()
+    registry = serde.registry
     rng = random.Random(7)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5,
                          "compression.type": "lz4", "enable.idempotence": True})

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.avro.columns import ScoredItems
+from streams.avro.scores import ScoredItems
+from streams.avro.serde import AvroSerde
 from streams.errors import ValidationError
 from streams.records import ScoresRecord
-from streams.avro.registry import LocalSchemaRegistry
-from streams.avro.serde import AvroSerde
+from streams.settings import Settings
 
-REGISTRY = LocalSchemaRegistry()
-FAST = AvroSerde(REGISTRY)
-REFERENCE = AvroSerde(REGISTRY, columnar=False)
+FAST = Settings().serde()
+REFERENCE = Settings().serde(columnar=False)
 
 outcomes = st.sampled_from(["conversion", "unsubscription", "value", "reward"])
 doubles = st.floats(allow_nan=True, allow_infinity=True)

@@ -13,17 +13,20 @@ import struct
 import fastavro
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.avro import columns as avro_columns
-from streams.avro.columns import CandidateColumns, ScoredItems
-from streams.errors import DecodeError
-from streams.avro.registry import SCHEMA_DIR, LocalSchemaRegistry
+from streams.avro.candidates import CandidateColumns
+from streams.avro.columns import Columns
+from streams.avro.registry import SCHEMA_DIR
+from streams.avro.scores import ScoredItems
 from streams.avro.serde import AvroSerde
+from streams.avro.wire import StringCache
+from streams.errors import DecodeError
+from streams.settings import Settings
 
-REGISTRY = LocalSchemaRegistry()
-FAST = AvroSerde(REGISTRY)
-REFERENCE = AvroSerde(REGISTRY, columnar=False)
+FAST = Settings().serde()
+REFERENCE = Settings().serde(columnar=False)
 
 ids = st.text(max_size=70)  # past 63 UTF-8 bytes a string's length takes two varint bytes
 longs = st.integers(-(2**63), 2**63 - 1)
@@ -35,17 +38,17 @@ doubles = st.floats(allow_nan=True, allow_infinity=True)
 
 def fastavro_body(subject: str, value: dict) -> bytes:
     buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, REGISTRY.current(subject)[1], value)
+    fastavro.schemaless_writer(buf, FAST.registry.current(subject)[1], value)
     return buf.getvalue()
 
 
 def wire(subject: str, body: bytes) -> bytes:
-    return struct.pack(">bI", 0, REGISTRY.current(subject)[0]) + body
+    return struct.pack(">bI", 0, FAST.registry.current(subject)[0]) + body
 
 
 def plain(value: dict) -> dict:
     """A decoded value with its columns as lists of dicts."""
-    return {k: v.rows() if isinstance(v, avro_columns.Columns) else v for k, v in value.items()}
+    return {k: v.rows() if isinstance(v, Columns) else v for k, v in value.items()}
 
 
 @st.composite
@@ -77,11 +80,11 @@ def scores_values(draw: st.DrawFn) -> dict:
 
 def test_the_codecs_implement_the_shipped_schemas_and_no_changed_one() -> None:
     for subject in ("candidates", "scores"):
-        assert avro_columns.implements(subject, REGISTRY.current(subject)[1])
+        assert FAST.codecs[subject].implements(FAST.registry.current(subject)[1])
         raw = json.loads((SCHEMA_DIR / f"{subject}.avsc").read_text())
         raw["fields"].append({"name": "extra", "type": "int", "default": 0})
-        assert not avro_columns.implements(subject, fastavro.parse_schema(raw))
-    assert not avro_columns.implements("feedback", REGISTRY.current("feedback")[1])
+        assert not FAST.codecs[subject].implements(fastavro.parse_schema(raw))
+    assert "feedback" not in FAST.codecs
 
 
 @settings(max_examples=200, deadline=None)
@@ -131,7 +134,7 @@ def test_split_encodes_each_record_as_its_own_items() -> None:
     for r, items in enumerate(split):
         a, b = offsets[r], offsets[r + 1]
         alone = ScoredItems.from_maps(item_ids[r], provider_ids[r], *({k: v[a:b] for k, v in m.items()} for m in maps))
-        assert items.encoded() == alone.encoded()
+        assert items.encoded(StringCache()) == alone.encoded(StringCache())
         assert items.rows() == alone.rows()
 
 

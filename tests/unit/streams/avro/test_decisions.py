@@ -9,24 +9,24 @@ import json
 import fastavro
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.avro import decisions as decision_columns
 from streams.avro.decisions import DecisionColumns
+from streams.avro.registry import SCHEMA_DIR
 from streams.errors import SchemaError
-from streams.avro.registry import SCHEMA_DIR, LocalSchemaRegistry
-from streams.avro.serde import AvroSerde
+from streams.settings import Settings
 
-REGISTRY = LocalSchemaRegistry()
-FAST = AvroSerde(REGISTRY)
-REFERENCE = AvroSerde(REGISTRY, columnar=False)
+FAST = Settings().serde()
+REFERENCE = Settings().serde(columnar=False)
 
 ids = st.text(max_size=70)  # past 63 UTF-8 bytes a string's length takes two varint bytes
 doubles = st.floats(allow_nan=True, allow_infinity=True)
 
 
 def fastavro_record(value: dict) -> bytes:
-    sid, schema = REGISTRY.current("decisions")
+    sid, schema = FAST.registry.current("decisions")
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema, value)
     return b"\x00" + sid.to_bytes(4, "big") + buf.getvalue()
@@ -58,11 +58,11 @@ def batches(draw: st.DrawFn) -> DecisionColumns:
 
 
 def test_the_encoder_implements_the_shipped_schema_and_no_changed_one() -> None:
-    assert decision_columns.implements(REGISTRY.current("decisions")[1])
+    assert decision_columns.implements(FAST.registry.current("decisions")[1])
     raw = json.loads((SCHEMA_DIR / "decisions.avsc").read_text())
     raw["fields"].append({"name": "extra", "type": "int", "default": 0})
     assert not decision_columns.implements(fastavro.parse_schema(raw))
-    assert not decision_columns.implements(REGISTRY.current("scores")[1])
+    assert not decision_columns.implements(FAST.registry.current("scores")[1])
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,19 +9,19 @@ import struct
 import fastavro
 import fastavro.utils
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.errors import DecodeError, SchemaError
 from streams.avro.registry import SCHEMA_DIR, LocalSchemaRegistry, schema_id_of
-from streams.avro.serde import AvroSerde
+from streams.errors import DecodeError, SchemaError
 from streams.kafka.topics import BASE_TOPICS
+from streams.settings import Settings
 
-REGISTRY = LocalSchemaRegistry()
-SERDE = AvroSerde(REGISTRY)
+SERDE = Settings().serde()
 
 
 def test_every_topic_has_a_schema_with_docs_on_every_field() -> None:
-    assert sorted(REGISTRY.subjects) == sorted(BASE_TOPICS)
+    assert sorted(SERDE.registry.subjects) == sorted(BASE_TOPICS)
 
     def fields(schema):
         if isinstance(schema, dict) and schema.get("type") == "record":
@@ -42,7 +42,7 @@ def test_every_topic_has_a_schema_with_docs_on_every_field() -> None:
 
 @pytest.mark.parametrize("subject", BASE_TOPICS)
 def test_wire_format_is_magic_id_body(subject: str) -> None:
-    sid, schema = REGISTRY.current(subject)
+    sid, schema = SERDE.registry.current(subject)
     record = fastavro.utils.generate_one(schema)
     data = SERDE.encode(subject, record)
     assert data[0] == 0
@@ -55,7 +55,7 @@ def test_wire_format_is_magic_id_body(subject: str) -> None:
 
 def test_schema_ids_are_deterministic_and_distinct() -> None:
     again = LocalSchemaRegistry()
-    ids = {s: REGISTRY.current(s)[0] for s in REGISTRY.subjects}
+    ids = {s: SERDE.registry.current(s)[0] for s in SERDE.registry.subjects}
     assert ids == {s: again.current(s)[0] for s in again.subjects}
     assert len(set(ids.values())) == len(ids)
 
@@ -90,7 +90,7 @@ def test_bad_bytes_raise_typed_error(data: bytes | None, match: str) -> None:
 
 def test_wrong_schema_id_for_the_topic_is_a_decode_error() -> None:
     # A decisions record fed to the feedback decoder: a known id, but not resolvable.
-    sid, schema = REGISTRY.current("decisions")
+    sid, schema = SERDE.registry.current("decisions")
     data = SERDE.encode("decisions", fastavro.utils.generate_one(schema))
     with pytest.raises(DecodeError):
         SERDE.decode("feedback", data)
@@ -109,7 +109,7 @@ def test_arbitrary_bytes_never_escape_as_other_errors(data: bytes) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=1, max_size=64))
 def test_truncated_or_garbled_bodies_raise_decode_error(tail: bytes) -> None:
-    sid, _ = REGISTRY.current("feedback")
+    sid, _ = SERDE.registry.current("feedback")
     try:
         SERDE.decode("feedback", struct.pack(">bI", 0, sid) + tail)
     except DecodeError:
@@ -119,7 +119,7 @@ def test_truncated_or_garbled_bodies_raise_decode_error(tail: bytes) -> None:
 def test_a_bad_records_reason_is_the_same_on_every_read() -> None:
     """fastavro's EOFError names the BytesIO it read, address included; a redelivered record
     must get the same dead-letter reason (and an operator has no use for the address)."""
-    sid, _ = REGISTRY.current("feedback")
+    sid, _ = SERDE.registry.current("feedback")
     data = struct.pack(">bI", 0, sid) + b"\x06abc"  # a string, then nothing
     reasons = []
     for _ in range(2):

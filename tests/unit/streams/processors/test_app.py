@@ -8,14 +8,16 @@ from pathlib import Path
 
 import mode
 
-from streams.processors.app import TABLES, ProcessorConfig, build_app
 from streams.kafka.topics import TopicNames
+from streams.kafka.connection import ConnectionConfig
+from streams.processors.app import TABLES, build_app
+from streams.processors.config import ProcessorConfig
+from streams.settings import Settings
 
 
 def test_the_changelogs_made_up_front_are_faust_s_and_a_crashing_agent_stops_the_worker(tmp_path: Path) -> None:
-    cfg = ProcessorConfig(bootstrap="127.0.0.1:1", names=TopicNames("t-"), state_dir=tmp_path, partitions=3,
-                          app_id="t-banditlp-processors")
-    app = build_app(cfg)
+    cfg = ProcessorConfig(names=TopicNames("t-"), state_dir=tmp_path, partitions=3, app_id="t-banditlp-processors")
+    app = build_app(cfg, ConnectionConfig("127.0.0.1:1"), Settings().serde())
     for name in TABLES:
         table = app.tables[name]
         assert table.changelog_topic.get_topic_name() == f"{cfg.app_id}-{name}-changelog"

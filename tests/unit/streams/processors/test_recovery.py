@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from streams.processors.app import StallWatch, _reseek_after_rebalance
+from streams.processors.recovery import StallWatch, reseek_after_rebalance
 
 
 class FlowControl:
@@ -49,7 +49,7 @@ class App:
 
 def test_the_seek_waits_for_the_rebalance_to_end_and_the_flow_to_open() -> None:
     app = App()
-    _reseek_after_rebalance(app, settle_s=0.05)
+    reseek_after_rebalance(app, settle_s=0.05)
 
     async def scenario() -> None:
         await app.on_rebalance_complete.send()  # faust sends it before its own seek and flow resume
@@ -71,7 +71,7 @@ def test_the_seek_waits_for_the_rebalance_to_end_and_the_flow_to_open() -> None:
 
 def test_a_rebalance_that_never_ends_gives_up_without_seeking() -> None:
     app = App()
-    _reseek_after_rebalance(app, settle_s=0.05, timeout_s=0.3)
+    reseek_after_rebalance(app, settle_s=0.05, timeout_s=0.3)
 
     async def scenario() -> None:
         await app.on_rebalance_complete.send()

@@ -12,22 +12,20 @@ import pytest
 import torch
 
 from models.random_effects import RandomEffectConfig
-from streams.avro.columns import ScoredItems
-from streams.avro.registry import LocalSchemaRegistry
-from streams.avro.serde import AvroSerde
+from streams.avro.scores import ScoredItems
 from streams.errors import ValidationError
 from streams.learn.context_slots import ContextIndex
 from streams.learn.state_codec import unpack
 from streams.learn.user_state import UserState
-from streams.processors.app import score_records
+from streams.score.batch import score_records
 from streams.records import CandidatesRecord, ScoresRecord
 from streams.score.model import BERNOULLI, ScoringModel
+from streams.settings import Settings
 from streams.train.trainer import fit_model
 from tests import factories
 
-REGISTRY = LocalSchemaRegistry()
-FAST = AvroSerde(REGISTRY)
-REFERENCE = AvroSerde(REGISTRY, columnar=False)
+FAST = Settings().serde()
+REFERENCE = Settings().serde(columnar=False)
 D, K = 7, 3  # pair features; the per-user head's item features are their first K
 
 
@@ -107,7 +105,7 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
                                    "samples": dict(it["samples"]), "means": dict(it["means"]),
                                    "stds": dict(it["stds"])} for it in items.rows()]}
         buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, REGISTRY.current("scores")[1], old)
+        fastavro.schemaless_writer(buf, FAST.registry.current("scores")[1], old)
         data = FAST.encode("scores", {**value, "items": items})
         assert data[5:] == buf.getvalue()
         back = ScoresRecord.from_avro(FAST.decode("scores", data))

@@ -7,12 +7,13 @@ import asyncio
 import pytest
 
 from streams.errors import DeliveryError
+from streams.kafka.connection import ConnectionConfig
 from streams.score.publisher import ScorePublisher
 
 
 def test_records_kafka_never_acknowledges_raise_delivery_error() -> None:
     # nothing listens on port 1: librdkafka retries until message.timeout.ms, then fails each record
-    publisher = ScorePublisher("127.0.0.1:1", "scores", {"message.timeout.ms": 300, "enable.idempotence": False,
+    publisher = ScorePublisher(ConnectionConfig("127.0.0.1:1"), "scores", {"message.timeout.ms": 300, "enable.idempotence": False,
                                                              "log_level": 0})
     for i in range(3):
         publisher.publish(b"batch", f"record {i}".encode())
@@ -22,7 +23,7 @@ def test_records_kafka_never_acknowledges_raise_delivery_error() -> None:
 
 
 def test_records_still_queued_at_the_timeout_raise_delivery_error() -> None:
-    publisher = ScorePublisher("127.0.0.1:1", "scores", {"message.timeout.ms": 2_000, "log_level": 0})
+    publisher = ScorePublisher(ConnectionConfig("127.0.0.1:1"), "scores", {"message.timeout.ms": 2_000, "log_level": 0})
     publisher.publish(b"batch", b"record")
     with pytest.raises(DeliveryError, match="1 scores records not delivered"):
         asyncio.run(publisher.flushed(timeout_s=0.5))

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from streams.avro.columns import ScoredItems
-from streams.avro.serde import AvroSerde
+from streams.avro.scores import ScoredItems
+from streams.settings import Settings
 from streams.simulate.feed import _conversion_stds
 
 
@@ -18,7 +18,7 @@ def _scores(stds: list[dict[str, float]]) -> dict:
 
 
 def test_conversion_stds_from_the_serdes_columns_and_from_plain_dicts_agree() -> None:
-    serde = AvroSerde()
+    serde = Settings().serde()
     value = _scores([{"conversion": 0.5, "value": 2.0}, {"conversion": 0.25, "value": 1.0}])
     decoded = serde.decode("scores", serde.encode("scores", value))
     assert isinstance(decoded["items"], ScoredItems)  # the fast path of the serde

@@ -1,0 +1,51 @@
+"""Settings of one scorer/learner worker: one frozen value, built once by the entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.kafka.topics import TopicNames
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """Settings of one scorer/learner worker.
+
+    Attributes:
+        app_id: faust app id (consumer group and changelog prefix).
+        tau: Thompson temperature (posterior covariance scale) for users with no tuner arm.
+        take: how many records an agent scores or learns from at once (vectorised).
+        within_s: how long an agent waits to fill ``take``.
+        context_slots: recent batches per user whose decision context is kept (the retention
+            bound of the decision contexts; feedback older than that is dead-lettered as late).
+        context_index_users: users whose slot index is cached in memory (LRU); a user not in
+            it costs ``context_slots`` table reads when next scored or learned from.
+        seen_limit: feedback ids per user remembered for deduplication.
+        feature_dim: width of the pair features when no model snapshot exists yet (the cold-start
+            prior's input); None takes the width of the first candidates record scored.
+        model_wait_s: at start, how long the scorer waits for the model feed to read the
+            snapshots topic to its end, so it scores with the newest model, not the prior.
+        torch_threads: intra-op threads of the scoring model (``torch.set_num_threads``).
+        stall_check_s: how often ``StallWatch`` looks for an input partition nobody reads.
+    """
+
+    names: TopicNames
+    state_dir: Path
+    partitions: int = 4
+    app_id: str = "banditlp-processors"
+    tau: float = 1.0
+    model_name: str = "email"
+    take: int = 500
+    within_s: float = 0.05
+    context_slots: int = 8
+    context_index_users: int = 100_000
+    seen_limit: int = 256
+    max_candidates: int = 1_000
+    random_effect_prior_precision: float = 25.0
+    seed: int = 0
+    web_port: int | None = None
+    feature_dim: int | None = None
+    model_wait_s: float = 30.0
+    torch_threads: int = 1
+    stall_check_s: float = 15.0
