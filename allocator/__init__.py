@@ -4,7 +4,7 @@
 registry of :mod:`allocator.solvers`, which also holds the one size rule of ``"auto"``
 (:data:`AUTO_THRESHOLD`, :func:`auto_solver`, :func:`fallback_order`).
 
-Imports numpy, scipy, torch, highspy and ``banditlp.errors`` only; never models/, evaluation/,
+Imports numpy, scipy, torch, highspy and ``banditlp`` (errors, array types) only; never models/, evaluation/,
 streams/ or Kafka. The solvers (and with them highspy and torch) load on first use.
 """
 

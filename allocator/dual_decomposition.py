@@ -52,12 +52,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike, NDArray
 
-from allocator.errors import InfeasibilityReport, InfeasibleAllocation, ProblemValidationError
+from allocator.errors import ConstraintViolation, InfeasibilityReport, InfeasibleAllocation, ProblemValidationError
 from allocator.feasibility import precheck
 from allocator.highs import default_elastic_penalty
 from allocator.problem import AllocationProblem
@@ -65,10 +66,17 @@ from allocator.projection import project_capped_simplex
 from allocator.repair import repair as repair_allocation
 from allocator.result import AllocationResult, Status
 from allocator.violations import violations
+from banditlp.arrays import FloatArray, IntArray
 
-repair = repair_allocation  # ``allocator.dual_decomposition.repair(problem, x)``, as in allocator.repair
-__all__ = ["solve_dual", "repair", "repair_allocation"]
+__all__ = ["solve_dual"]
 log = logging.getLogger(__name__)
+
+
+class _TensorOptions(TypedDict):
+    """``dtype`` and ``device`` keywords of a torch factory, kept together."""
+
+    dtype: torch.dtype
+    device: torch.device
 
 
 @dataclass
@@ -79,9 +87,9 @@ class _Layout:
     ``(pair_start, n_rows, degree, row_start)`` per degree, ``row_start`` indexing ``caps``/``tau``.
     """
 
-    perm: np.ndarray
+    perm: IntArray
     buckets: list[tuple[int, int, int, int]]
-    caps: np.ndarray
+    caps: FloatArray
 
 
 def _layout(problem: AllocationProblem) -> _Layout:
@@ -105,16 +113,16 @@ def solve_dual(
     gamma: float = 1e-3,
     tol: float = 1e-4,
     max_iter: int = 3000,
-    device: Union[str, torch.device] = "cpu",
+    device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
     repair: bool = True,
     elastic: bool = False,
-    elastic_penalty: Optional[float] = None,
+    elastic_penalty: float | None = None,
     continuation: tuple[float, ...] = (10.0, 1.0),
     stage_iter: int = 300,
     max_step: float = 1e4,
     keep_unrepaired: bool = True,
-    dual_start: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    dual_start: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> AllocationResult:
     """Solve the allocation LP approximately by accelerated dual ascent, then repair the primal.
 
@@ -160,12 +168,15 @@ def solve_dual(
     lay = _layout(problem)
     perm = lay.perm
     n_l, n_p = problem.n_budgets, problem.n_providers
-    as_t = lambda a, dt=dtype: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=dev)  # noqa: E731
+
+    def as_t(a: NDArray[Any], dt: torch.dtype = dtype) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=dev)
+
     r = as_t(problem.reward[perm])
     cmat = as_t(problem.cost[:, perm])  # (L, E)
     prov = as_t(problem.provider[perm], torch.int64)
     caps = as_t(lay.caps)
-    f64 = dict(dtype=torch.float64, device=dev)
+    f64: _TensorOptions = {"dtype": torch.float64, "device": dev}
     budget = torch.tensor(problem.budget, **f64)
     lo = torch.tensor(problem.provider_min, **f64)
     hi = torch.tensor(problem.provider_max, **f64)
@@ -215,7 +226,10 @@ def solve_dual(
     if elastic:
         nu_min = nu_min.clamp(min=-penalty)
 
-    def prox(lam_w, nu_w, cx, px, g_abs, mult):
+    def prox(
+        lam_w: torch.Tensor, nu_w: torch.Tensor, cx: torch.Tensor, px: torch.Tensor, g_abs: float, mult: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The proximal gradient step from ``w``: ``(lambda, nu, step_lambda (L,), step_nu (P,))``."""
         step_l = mult * g_abs / (lip * row_sq)
         step_p = mult * g_abs / (lip * prov_n)
         lam = (lam_w - step_l * (budget - cx)).clamp(min=0.0)
@@ -236,7 +250,7 @@ def solve_dual(
         lam_d = lam_w.clamp(min=0.0)
         slack_gap = float(lam_d @ (budget - cx) + psi(nu_w) - nu_w @ px)
         qval = float(torch.dot(r, x)) - 0.5 * g_abs * float(torch.dot(x, x))
-        if elastic:  # the elastic primal pays the penalties of the rows it lets give way
+        if lam_cap is not None:  # elastic: the primal pays the penalties of the rows it lets give way
             pen = float(
                 (lam_cap * (cx - budget).clamp(min=0)).sum()
                 + penalty * (lo - px).clamp(min=0).nan_to_num(posinf=0.0).sum()
@@ -283,8 +297,8 @@ def solve_dual(
         budget_iter = max_iter - it if last else min(stage_iter, max_iter - it)
         stage_tol = tol * (1.0 if last else gmul**0.5)
         lam_w, nu_w, tk, mult, prev_d = lam.clone(), nu.clone(), 1.0, 1.0, float("inf")
-        prev_g: Optional[torch.Tensor] = None
-        prev_y: Optional[torch.Tensor] = None
+        prev_g: torch.Tensor | None = None
+        prev_y: torch.Tensor | None = None
         recent: list[float] = []
         for _ in range(budget_iter):
             it += 1
@@ -298,7 +312,7 @@ def solve_dual(
                 (lo - px).clamp(min=0) / lo.abs().nan_to_num(posinf=1.0).clamp(min=1.0),
                 (px - hi).clamp(min=0) / hi.abs().nan_to_num(posinf=1.0).clamp(min=1.0),
             )
-            if elastic:  # the elastic model's soft rows do not count as violations
+            if lam_cap is not None:  # elastic: the model's soft rows do not count as violations
                 viol_b = viol_b * (lam_d < lam_cap * (1 - 1e-9))
                 viol_p = viol_p * ((nu_d > -penalty * (1 - 1e-9)) | (px > lo))
             rel_v = float(torch.cat([viol_b, viol_p]).max()) if (n_l + n_p) else 0.0
@@ -321,7 +335,7 @@ def solve_dual(
             # largest recent estimate), never below the safe step nor above max_step times it
             gcat = torch.cat([(budget - cx) / row_sq.sqrt(), -px / prov_n.sqrt()])
             ycat = torch.cat([lam_w * row_sq.sqrt(), nu_w * prov_n.sqrt()])
-            if prev_g is not None:
+            if prev_g is not None and prev_y is not None:
                 dy = float(torch.linalg.vector_norm(ycat - prev_y))
                 if dy > 0:
                     recent.append(float(torch.linalg.vector_norm(gcat - prev_g)) / dy)
@@ -374,7 +388,7 @@ def solve_dual(
         )
     before = violations(problem, x_np).max_relative_violation
     x_final = x_np
-    listing = ()
+    listing: tuple[ConstraintViolation, ...] = ()
     if repair:
         score = problem.reward - problem.cost.T @ lam.cpu().numpy() if n_l else problem.reward
         x_final = repair_allocation(problem, x_np, score=score, hard_only=elastic)
@@ -405,8 +419,8 @@ def solve_dual(
 
 
 def _check_dual_start(
-    dual_start: Optional[tuple[np.ndarray, np.ndarray]], n_budgets: int, n_providers: int
-) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    dual_start: tuple[ArrayLike, ArrayLike] | None, n_budgets: int, n_providers: int
+) -> tuple[FloatArray, FloatArray] | None:
     """``dual_start`` as two float64 arrays ``(L,)`` and ``(P,)``, or None; raises on bad input.
 
     Only the shapes and finiteness are checked here; clipping into the dual domain needs the
@@ -433,7 +447,7 @@ def _check_dual_start(
     return out[0], out[1]
 
 
-def _unpermute(x: torch.Tensor, perm: np.ndarray) -> np.ndarray:
+def _unpermute(x: torch.Tensor, perm: IntArray) -> FloatArray:
     """(n_pairs,) float64 numpy array in the problem's pair order from the permuted tensor."""
     out = np.zeros(perm.shape[0], dtype=np.float64)
     out[perm] = x.detach().to("cpu", torch.float64).numpy()

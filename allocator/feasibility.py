@@ -10,9 +10,10 @@ import numpy as np
 
 from allocator.errors import ConstraintViolation
 from allocator.problem import AllocationProblem
+from banditlp.arrays import FloatArray, IntArray, weighted_bincount
 
 
-def _cheapest_units(key: np.ndarray, group: np.ndarray, need: np.ndarray, n_groups: int) -> np.ndarray:
+def _cheapest_units(key: FloatArray, group: IntArray, need: FloatArray, n_groups: int) -> FloatArray:
     """Least total ``key`` of ``need[g]`` units from group ``g`` (each pair gives at most 1 unit).
 
     Args:
@@ -35,7 +36,7 @@ def _cheapest_units(key: np.ndarray, group: np.ndarray, need: np.ndarray, n_grou
     start = np.searchsorted(g, np.arange(n_groups))
     pos = np.arange(g.shape[0]) - start[g]  # 0-based rank within the group
     take = np.clip(need[g] - pos, 0.0, 1.0)  # full units first, then the fraction
-    return np.bincount(g, weights=take * k, minlength=n_groups)
+    return weighted_bincount(g, take * k, n_groups)
 
 
 def precheck(problem: AllocationProblem) -> tuple[ConstraintViolation, ...]:
@@ -65,20 +66,20 @@ def precheck(problem: AllocationProblem) -> tuple[ConstraintViolation, ...]:
             )
         )
     if lo.any():
-        for l in range(problem.n_budgets):
-            c = problem.cost[l]
+        for row in range(problem.n_budgets):
+            c = problem.cost[row]
             if (c < 0).any():
                 continue
             need = float(_cheapest_units(c, problem.provider, lo, problem.n_providers).sum())
-            b = float(problem.budget[l])
+            b = float(problem.budget[row])
             if need > b + 1e-9 * max(abs(b), 1.0):
                 out.append(
                     ConstraintViolation(
                         "budget",
-                        l,
+                        row,
                         need - b,
                         (need - b) / max(abs(b), float(c.max()), 1e-300),
-                        f"provider minimums need at least {need:.6g} of budget {l}, which is {b:.6g}",
+                        f"provider minimums need at least {need:.6g} of budget {row}, which is {b:.6g}",
                     )
                 )
     out.sort(key=lambda v: -v.relative)

@@ -16,7 +16,7 @@ lists every row left violated and by how much.
 from __future__ import annotations
 
 import time
-from typing import Literal, Optional
+from typing import Literal
 
 import highspy
 import numpy as np
@@ -26,6 +26,7 @@ from allocator.feasibility import precheck
 from allocator.problem import AllocationProblem
 from allocator.result import AllocationResult, Status
 from allocator.violations import violations
+from banditlp.arrays import IntArray
 
 Method = Literal["ipm", "simplex", "pdlp", "choose"]
 #: Below this many pairs the IPM runs its crossover by default, so duals are exact vertex duals.
@@ -37,7 +38,7 @@ def default_elastic_penalty(problem: AllocationProblem) -> float:
     return 10.0 * max(float(np.abs(problem.reward).max()), 1e-12) * (1 + problem.n_budgets)
 
 
-def _build_lp(problem: AllocationProblem, elastic: bool, penalty: float) -> tuple[highspy.HighsLp, np.ndarray]:
+def _build_lp(problem: AllocationProblem, elastic: bool, penalty: float) -> tuple[highspy.HighsLp, IntArray]:
     """The HiGHS model, column-wise (CSC), built with array operations only.
 
     Returns:
@@ -87,10 +88,10 @@ def solve_highs(
     *,
     method: Method = "ipm",
     elastic: bool = False,
-    elastic_penalty: Optional[float] = None,
-    time_limit: Optional[float] = None,
-    crossover: Optional[bool] = None,
-    threads: Optional[int] = None,
+    elastic_penalty: float | None = None,
+    time_limit: float | None = None,
+    crossover: bool | None = None,
+    threads: int | None = None,
 ) -> AllocationResult:
     """Solve the allocation LP exactly with HiGHS.
 
@@ -118,7 +119,7 @@ def solve_highs(
     t0 = time.perf_counter()
     penalty = float(elastic_penalty) if elastic_penalty is not None else default_elastic_penalty(problem)
     lp, elastic_prov = _build_lp(problem, elastic, penalty)
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy declares Highs.__init__ without -> None
     h.setOptionValue("output_flag", False)
     h.setOptionValue("solver", method)
     if method == "ipm":
@@ -181,7 +182,7 @@ def solve_highs(
     )
 
 
-def _report(problem: AllocationProblem, method: Method, time_limit: Optional[float]) -> InfeasibilityReport:
+def _report(problem: AllocationProblem, method: Method, time_limit: float | None) -> InfeasibilityReport:
     """Which constraints conflict and by how much: pre-check conflicts, else an elastic solve's."""
     found = precheck(problem)
     if found:

@@ -8,16 +8,15 @@ top-``k_u`` items by reward) so that they bind.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 from allocator.problem import AllocationProblem
+from banditlp.arrays import IntArray, weighted_bincount
 
-IntOrRange = Union[int, tuple[int, int]]
+IntOrRange = int | tuple[int, int]
 
 
-def _draw(rng: np.random.Generator, spec: IntOrRange, n: int) -> np.ndarray:
+def _draw(rng: np.random.Generator, spec: IntOrRange, n: int) -> IntArray:
     if isinstance(spec, (int, np.integer)):
         return np.full(n, int(spec), dtype=np.int64)
     lo, hi = spec
@@ -63,11 +62,11 @@ def random_instance(
     quality = 1.5 - np.arange(n_providers) / max(n_providers, 1)
     reward = quality[provider] * rng.lognormal(0.0, 0.5, size=e) * np.repeat(rng.uniform(0.5, 1.5, n_users), deg)
     cost = np.empty((n_budgets, e))
-    for l in range(n_budgets):
-        if l == 0:
-            cost[l] = 0.2 * reward + rng.uniform(0.0, 0.3, size=e)
+    for row in range(n_budgets):
+        if row == 0:
+            cost[row] = 0.2 * reward + rng.uniform(0.0, 0.3, size=e)
         else:
-            cost[l] = rng.uniform(0.5, 1.5, size=e)
+            cost[row] = rng.uniform(0.5, 1.5, size=e)
     # the unconstrained optimum: each user's top-k_u pairs by reward
     order = np.lexsort((-reward, user))
     start = np.concatenate(([0], np.cumsum(deg)[:-1]))
@@ -75,8 +74,8 @@ def random_instance(
     rank[order] = np.arange(e) - np.repeat(start, deg)
     x0 = (rank < caps[user]).astype(np.float64)
     xf = 0.6 * np.minimum(1.0, caps[user] / deg[user])
-    share = np.bincount(provider, weights=xf / 0.6, minlength=n_providers)
-    used0 = np.bincount(provider, weights=x0, minlength=n_providers)
+    share = weighted_bincount(provider, xf / 0.6, n_providers)
+    used0 = weighted_bincount(provider, x0, n_providers)
     hi = np.maximum(0.65 * share, 0.8 * used0)
     lo = 0.5 * share
     hi[rng.random(n_providers) < 0.2] = np.inf

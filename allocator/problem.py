@@ -19,23 +19,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from os import PathLike
-from typing import Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from allocator.errors import ProblemValidationError
+from banditlp.arrays import BoolArray, FloatArray, IntArray
 
-ArrayLike = Union[np.ndarray, list, tuple, float, int]
 PROBLEM_KEYS = ("user", "item", "reward", "cost", "budget", "provider", "provider_min", "provider_max", "user_cap")
 
 
-def _first_bad(mask: np.ndarray) -> str:
+def _first_bad(mask: BoolArray) -> str:
     """Index (as text) of the first True entry of a boolean array of any shape."""
     flat = int(np.flatnonzero(mask.ravel())[0])
     return str(tuple(int(i) for i in np.unravel_index(flat, mask.shape))) if mask.ndim > 1 else str(flat)
 
 
-def _ids(name: str, value: ArrayLike) -> np.ndarray:
+def _ids(name: str, value: ArrayLike) -> IntArray:
     arr = np.asarray(value)
     if arr.ndim != 1:
         raise ProblemValidationError(f"{name}: expected a 1-d integer array (n_pairs,), got shape {arr.shape}")
@@ -47,7 +47,7 @@ def _ids(name: str, value: ArrayLike) -> np.ndarray:
     return arr
 
 
-def _floats(name: str, value: ArrayLike, *, allow_neg_inf: bool = False, allow_pos_inf: bool = False) -> np.ndarray:
+def _floats(name: str, value: ArrayLike, *, allow_neg_inf: bool = False, allow_pos_inf: bool = False) -> FloatArray:
     arr = np.asarray(value)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ProblemValidationError(f"{name}: expected a real numeric dtype, got {arr.dtype}")
@@ -81,18 +81,17 @@ class AllocationProblem:
             first bad index).
     """
 
-    user: np.ndarray
-    item: np.ndarray
-    reward: np.ndarray
-    cost: np.ndarray
-    budget: np.ndarray
-    provider: np.ndarray
-    provider_min: np.ndarray
-    provider_max: np.ndarray
-    user_cap: np.ndarray
+    user: IntArray
+    item: IntArray
+    reward: FloatArray
+    cost: FloatArray
+    budget: FloatArray
+    provider: IntArray
+    provider_min: FloatArray
+    provider_max: FloatArray
+    user_cap: FloatArray
 
     def __post_init__(self) -> None:
-        put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen: normalise in place)
         user, item, provider = _ids("user", self.user), _ids("item", self.item), _ids("provider", self.provider)
         e = user.shape[0]
         if e == 0:
@@ -135,7 +134,7 @@ class AllocationProblem:
             raise ProblemValidationError(
                 f"user: id {user[i]} at index {i} is out of range for {cap.shape[0]} user caps"
             )
-        for k, v in (
+        normalised: tuple[tuple[str, IntArray | FloatArray], ...] = (
             ("user", user),
             ("item", item),
             ("reward", reward),
@@ -145,10 +144,11 @@ class AllocationProblem:
             ("provider_min", lo),
             ("provider_max", hi),
             ("user_cap", cap),
-        ):
-            v = np.asarray(v, order="C").view()  # a read-only view: the caller's array stays writable
-            v.flags.writeable = False  # frozen all the way down: grouping caches rely on it
-            put(k, v)
+        )
+        for k, value in normalised:
+            view = np.asarray(value, order="C").view()  # a read-only view: the caller's array stays writable
+            view.flags.writeable = False  # frozen all the way down: grouping caches rely on it
+            object.__setattr__(self, k, view)  # frozen: normalised in place
 
     # -- sizes ---------------------------------------------------------------------------------
     @property
@@ -172,7 +172,7 @@ class AllocationProblem:
         return int(self.cost.shape[0])
 
     @cached_property
-    def caps(self) -> np.ndarray:
+    def caps(self) -> FloatArray:
         """(n_users,) per-user cap ``k_u`` (the scalar broadcast when one was given)."""
         out = np.broadcast_to(self.user_cap, (self.n_users,)).astype(np.float64)
         out.flags.writeable = False
@@ -180,7 +180,7 @@ class AllocationProblem:
 
     # -- CSR-like grouping, computed once ------------------------------------------------------
     @cached_property
-    def user_order(self) -> np.ndarray:
+    def user_order(self) -> IntArray:
         """(n_pairs,) permutation that sorts pairs by user (stable: keeps input order within a user)."""
         u = self.user
         order = np.arange(u.shape[0]) if (u[1:] >= u[:-1]).all() else np.argsort(u, kind="stable")
@@ -188,7 +188,7 @@ class AllocationProblem:
         return order
 
     @cached_property
-    def user_offsets(self) -> np.ndarray:
+    def user_offsets(self) -> IntArray:
         """(n_users + 1,) offsets into ``user_order``: user u's pairs are ``user_order[off[u]:off[u+1]]``."""
         off = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(self.user, minlength=self.n_users), out=off[1:])
@@ -196,19 +196,19 @@ class AllocationProblem:
         return off
 
     @cached_property
-    def provider_size(self) -> np.ndarray:
+    def provider_size(self) -> IntArray:
         """(n_providers,) number of candidate pairs of each provider."""
         out = np.bincount(self.provider, minlength=self.n_providers).astype(np.int64)
         out.flags.writeable = False
         return out
 
 
-def save_problem(problem: AllocationProblem, path: Union[str, PathLike]) -> None:
+def save_problem(problem: AllocationProblem, path: str | PathLike[str]) -> None:
     """Write ``problem`` to an ``.npz`` with exactly the arrays named in :data:`PROBLEM_KEYS`."""
-    np.savez(path, **{k: getattr(problem, k) for k in PROBLEM_KEYS})
+    np.savez(path, allow_pickle=False, **{k: getattr(problem, k) for k in PROBLEM_KEYS})
 
 
-def load_problem(path: Union[str, PathLike]) -> AllocationProblem:
+def load_problem(path: str | PathLike[str]) -> AllocationProblem:
     """Read and validate a problem ``.npz`` written by :func:`save_problem` (or by anyone else).
 
     Raises:

@@ -10,17 +10,15 @@ one Newton step over all rows; only the rows not yet converged are carried into 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 
 def project_capped_simplex(
     v: torch.Tensor,
     k: torch.Tensor,
-    tau0: Optional[torch.Tensor] = None,
+    tau0: torch.Tensor | None = None,
     *,
-    out: Optional[torch.Tensor] = None,
+    out: torch.Tensor | None = None,
     max_iter: int = 100,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Project every row of ``v`` onto ``{0 <= x <= 1, sum x <= k_row}``.

@@ -30,25 +30,25 @@ short and shows in the violations; every other constraint still holds).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 from allocator.problem import AllocationProblem
 from allocator.violations import violations
+from banditlp.arrays import FloatArray, IntArray, weighted_bincount
 
 
-def _group_cumsum_before(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+def _group_cumsum_before(values: FloatArray, group: IntArray) -> FloatArray:
     """Exclusive cumulative sum of ``values`` within runs of equal ``group`` (``group`` sorted)."""
     cs = np.cumsum(values)
     excl = cs - values
     first = np.ones(group.shape[0], dtype=bool)
     first[1:] = group[1:] != group[:-1]
-    base = np.maximum.accumulate(np.where(first, np.arange(group.shape[0]), 0))
+    base: IntArray = np.maximum.accumulate(np.where(first, np.arange(group.shape[0]), 0))
     return excl - excl[base]
 
 
-def _best_per_user(idx: np.ndarray, key: np.ndarray, user: np.ndarray) -> np.ndarray:
+def _best_per_user(idx: IntArray, key: FloatArray, user: IntArray) -> IntArray:
     """For the pairs ``idx``, the one of each user with the largest ``key`` (ties: lowest index);
     returned in increasing user order."""
     order = idx[np.lexsort((-key[idx], user[idx]))]
@@ -58,7 +58,7 @@ def _best_per_user(idx: np.ndarray, key: np.ndarray, user: np.ndarray) -> np.nda
 
 
 def _swap_round(
-    x: np.ndarray, user: np.ndarray, prov: np.ndarray, score: np.ndarray, deficit: np.ndarray, surplus: np.ndarray
+    x: FloatArray, user: IntArray, prov: IntArray, score: FloatArray, deficit: FloatArray, surplus: FloatArray
 ) -> bool:
     """One round of pass 3b, in place: per user at most one pair of a short provider goes up (its
     best by ``score``) and the user's donor pairs go down by the same total, worst ``score`` first.
@@ -84,8 +84,8 @@ def _swap_round(
     o = np.lexsort((-gain, prov[don]))
     take[o] = np.clip(surplus[prov[don[o]]] - _group_cumsum_before(take[o], prov[don[o]]), 0.0, take[o])
     # (c) each short provider gains at most its deficit, users with the best mean gain first
-    total = np.bincount(k, weights=take, minlength=recv.size)
-    worth = np.bincount(k, weights=take * gain, minlength=recv.size) / np.where(total > 0, total, 1.0)
+    total = weighted_bincount(k, take, recv.size)
+    worth = weighted_bincount(k, take * gain, recv.size) / np.where(total > 0, total, 1.0)
     o = np.lexsort((-worth, prov[recv]))
     amount = np.empty(recv.size)
     amount[o] = np.clip(deficit[prov[recv[o]]] - _group_cumsum_before(total[o], prov[recv[o]]), 0.0, total[o])
@@ -93,19 +93,19 @@ def _swap_round(
     take = np.clip(amount[k] - _group_cumsum_before(take, user[don]), 0.0, take)
     if not (amount > 0).any():
         return False
-    x[recv] += np.bincount(k, weights=take, minlength=recv.size)
+    x[recv] += weighted_bincount(k, take, recv.size)
     x[don] -= take
     return True
 
 
 def repair(
     problem: AllocationProblem,
-    x: np.ndarray,
+    x: ArrayLike,
     *,
-    score: Optional[np.ndarray] = None,
+    score: ArrayLike | None = None,
     hard_only: bool = False,
     rounds: int = 4,
-) -> np.ndarray:
+) -> FloatArray:
     """A feasible allocation close to ``x``.
 
     Args:
@@ -126,19 +126,19 @@ def repair(
     n_u, n_p = problem.n_users, problem.n_providers
     lo, hi = problem.provider_min, problem.provider_max
     # 1. user caps
-    su = np.bincount(user, weights=x, minlength=n_u)
+    su = weighted_bincount(user, x, n_u)
     x *= np.where(su > caps, caps / np.where(su > 0, su, 1.0), 1.0)[user]
     # 2. provider maximums
-    sp = np.bincount(prov, weights=x, minlength=n_p)
+    sp = weighted_bincount(prov, x, n_p)
     x *= np.where(sp > hi, hi / np.where(sp > 0, sp, 1.0), 1.0)[prov]
     if hard_only:
         return x
     # 3. provider minimums
     score = problem.reward if score is None else np.asarray(score, dtype=np.float64)
     for _ in range(rounds):
-        sp = np.bincount(prov, weights=x, minlength=n_p)
+        sp = weighted_bincount(prov, x, n_p)
         deficit = np.where(np.isfinite(lo), lo - sp, 0.0)
-        su = np.bincount(user, weights=x, minlength=n_u)
+        su = weighted_bincount(user, x, n_u)
         room = np.minimum(1.0 - x, caps[user] - su[user])
         cand = np.flatnonzero((deficit[prov] > 0) & (room > 0))
         if cand.size == 0:
@@ -153,7 +153,7 @@ def repair(
     floor = np.where(np.isfinite(lo), np.maximum(lo, 0.0), 0.0)
     x_pre, swapped = x.copy(), False
     for _ in range(rounds):
-        sp = np.bincount(prov, weights=x, minlength=n_p)
+        sp = weighted_bincount(prov, x, n_p)
         deficit = np.where(np.isfinite(lo), lo - sp, 0.0)
         if not (deficit > 0).any():
             break
@@ -170,19 +170,19 @@ def repair(
     return x
 
 
-def _budgets(problem: AllocationProblem, x: np.ndarray, floor: np.ndarray) -> np.ndarray:
+def _budgets(problem: AllocationProblem, x: FloatArray, floor: FloatArray) -> FloatArray:
     """Pass 4, in place on ``x`` (returned): lower pairs of each over-budget row in increasing order
     of ``r_e / c_{l,e}``, never taking a provider below ``floor``."""
     prov, n_p = problem.provider, problem.n_providers
     for _ in range(2):
-        for l in range(problem.n_budgets):
-            c = problem.cost[l]
-            excess = float(c @ x - problem.budget[l])
+        for row in range(problem.n_budgets):
+            c = problem.cost[row]
+            excess = float(c @ x - problem.budget[row])
             if excess <= 0:
                 continue
             cand = np.flatnonzero((c > 0) & (x > 0))
             cand = cand[np.argsort(problem.reward[cand] / c[cand], kind="stable")]
-            slack = np.maximum(np.bincount(prov, weights=x, minlength=n_p) - floor, 0.0)
+            slack = np.maximum(weighted_bincount(prov, x, n_p) - floor, 0.0)
             byprov = np.argsort(prov[cand], kind="stable")
             removable = np.empty(cand.size)
             before = _group_cumsum_before(x[cand[byprov]], prov[cand[byprov]])
@@ -193,7 +193,7 @@ def _budgets(problem: AllocationProblem, x: np.ndarray, floor: np.ndarray) -> np
     return x
 
 
-def _soft_violation(problem: AllocationProblem, x: np.ndarray) -> float:
+def _soft_violation(problem: AllocationProblem, x: FloatArray) -> float:
     """Worst relative violation of the rows passes 3-4 trade against each other (budgets, minimums),
     measured as :func:`allocator.violations.violations` does."""
     v = violations(problem, x)

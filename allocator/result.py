@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Optional, Union
 
 import numpy as np
 
 from allocator.errors import ConstraintViolation, ProblemValidationError
+from banditlp.arrays import FloatArray
 
 
 class Status:
@@ -72,10 +72,10 @@ class AllocationResult:
         duality_gap: relative gap at the end of the dual solver (NaN for HiGHS).
     """
 
-    x: np.ndarray
+    x: FloatArray
     objective: float
-    budget_dual: np.ndarray
-    provider_dual: np.ndarray
+    budget_dual: FloatArray
+    provider_dual: FloatArray
     status: str
     max_violation: float
     max_relative_violation: float
@@ -83,21 +83,21 @@ class AllocationResult:
     seconds: float
     solver: str
     violations: tuple[ConstraintViolation, ...] = field(default_factory=tuple)
-    x_unrepaired: Optional[np.ndarray] = None
+    x_unrepaired: FloatArray | None = None
     max_violation_before_repair: float = float("nan")
     duality_gap: float = float("nan")
 
 
-def save_result(result: AllocationResult, path: Union[str, PathLike]) -> None:
+def save_result(result: AllocationResult, path: str | PathLike[str]) -> None:
     """Write ``result`` to a RESULT ``.npz`` (keys in :data:`RESULT_KEYS`, plus ``solver``)."""
     arrays = {k: np.asarray(getattr(result, k)) for k in RESULT_KEYS}
     arrays["solver"] = np.asarray(result.solver)
     if result.x_unrepaired is not None:
         arrays["x_unrepaired"] = result.x_unrepaired
-    np.savez(path, **arrays)
+    np.savez(path, allow_pickle=False, **arrays)  # numeric and string arrays only, as load_result reads
 
 
-def load_result(path: Union[str, PathLike]) -> AllocationResult:
+def load_result(path: str | PathLike[str]) -> AllocationResult:
     """Read a RESULT ``.npz`` written by :func:`save_result` (the violation listing is not stored)."""
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in RESULT_KEYS if k not in f.files]

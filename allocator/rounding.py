@@ -20,12 +20,14 @@ Caps are read as integers (``floor(k_u)``): a cap of 1.5 allows one item.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from allocator.errors import ProblemValidationError
 from allocator.problem import AllocationProblem
+from banditlp.arrays import FloatArray, IntArray
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,16 +39,16 @@ class Rounding:
         propensity: (n_chosen,) float64 probability with which each was chosen.
     """
 
-    pairs: np.ndarray
-    propensity: np.ndarray
+    pairs: IntArray
+    propensity: FloatArray
 
 
 def round_allocation(
     problem: AllocationProblem,
-    x: np.ndarray,
+    x: ArrayLike,
     *,
     mode: Literal["sample", "top"] = "sample",
-    rng: Optional[np.random.Generator] = None,
+    rng: np.random.Generator | None = None,
 ) -> Rounding:
     """Choose at most ``floor(k_u)`` pairs per user from the fractional allocation ``x``.
 
@@ -63,17 +65,17 @@ def round_allocation(
         ProblemValidationError: ``x`` has the wrong shape, NaN, or values outside ``[0, 1]``
             beyond 1e-9; ``rng`` missing in sample mode.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != (problem.n_pairs,):
-        raise ProblemValidationError(f"x: expected shape ({problem.n_pairs},), got {x.shape}")
-    if not np.isfinite(x).all() or (x < -1e-9).any() or (x > 1 + 1e-9).any():
+    xa = np.asarray(x, dtype=np.float64)
+    if xa.shape != (problem.n_pairs,):
+        raise ProblemValidationError(f"x: expected shape ({problem.n_pairs},), got {xa.shape}")
+    if not np.isfinite(xa).all() or (xa < -1e-9).any() or (xa > 1 + 1e-9).any():
         raise ProblemValidationError("x: every entry must be finite and in [0, 1]")
-    x = np.clip(x, 0.0, 1.0)
+    xa = np.clip(xa, 0.0, 1.0)
     order, off = problem.user_order, problem.user_offsets
     deg = np.diff(off)
     users_sorted = np.repeat(np.arange(problem.n_users), deg)
     caps = np.floor(problem.caps + 1e-9)
-    xs = x[order]
+    xs = xa[order]
     if mode == "sample":
         if rng is None:
             raise ProblemValidationError("rng: sample mode needs a seeded numpy Generator")
@@ -90,11 +92,11 @@ def round_allocation(
         chosen = (np.floor(hi - shift) - np.floor(lo - shift)) >= 1.0
         chosen &= xs > 0
         pairs = order[chosen]
-        return Rounding(pairs=pairs, propensity=x[pairs])
+        return Rounding(pairs=pairs, propensity=xa[pairs])
     if mode == "top":
-        key = np.lexsort((np.arange(problem.n_pairs), -problem.reward, -x, problem.user))
+        key = np.lexsort((np.arange(problem.n_pairs), -problem.reward, -xa, problem.user))
         start = off[:-1][problem.user[key]]
         rank = np.arange(problem.n_pairs) - start
-        pick = key[(rank < caps[problem.user[key]]) & (x[key] > 0)]
+        pick = key[(rank < caps[problem.user[key]]) & (xa[key] > 0)]
         return Rounding(pairs=pick, propensity=np.ones(pick.size))
     raise ProblemValidationError(f"mode: expected 'sample' or 'top', got {mode!r}")

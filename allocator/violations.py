@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from allocator.errors import ConstraintViolation
 from allocator.problem import AllocationProblem
+from banditlp.arrays import FloatArray, weighted_bincount
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,15 +30,15 @@ class Violations:
         user_cap_rel, budget_rel, provider_min_rel, provider_max_rel: the same, relative.
     """
 
-    bounds: np.ndarray
-    user_cap: np.ndarray
-    budget: np.ndarray
-    provider_min: np.ndarray
-    provider_max: np.ndarray
-    user_cap_rel: np.ndarray
-    budget_rel: np.ndarray
-    provider_min_rel: np.ndarray
-    provider_max_rel: np.ndarray
+    bounds: FloatArray
+    user_cap: FloatArray
+    budget: FloatArray
+    provider_min: FloatArray
+    provider_max: FloatArray
+    user_cap_rel: FloatArray
+    budget_rel: FloatArray
+    provider_min_rel: FloatArray
+    provider_max_rel: FloatArray
 
     @property
     def max_violation(self) -> float:
@@ -73,7 +75,7 @@ class Violations:
         return tuple(rows[:limit])
 
 
-def row_activity(problem: AllocationProblem, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def row_activity(problem: AllocationProblem, x: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Left-hand sides of every row.
 
     Args:
@@ -85,13 +87,13 @@ def row_activity(problem: AllocationProblem, x: np.ndarray) -> tuple[np.ndarray,
     """
     x = np.asarray(x, dtype=np.float64)
     return (
-        np.bincount(problem.user, weights=x, minlength=problem.n_users),
+        weighted_bincount(problem.user, x, problem.n_users),
         problem.cost @ x,
-        np.bincount(problem.provider, weights=x, minlength=problem.n_providers),
+        weighted_bincount(problem.provider, x, problem.n_providers),
     )
 
 
-def violations(problem: AllocationProblem, x: np.ndarray) -> Violations:
+def violations(problem: AllocationProblem, x: ArrayLike) -> Violations:
     """Absolute and relative violation of every constraint of ``problem`` at ``x``.
 
     Args:

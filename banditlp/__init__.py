@@ -1,3 +1,4 @@
-"""Project-wide base types shared by every package (only the error hierarchy lives here)."""
+"""Project-wide base types shared by every package: the error hierarchy (``banditlp.errors``) and
+array type aliases (``banditlp.arrays``)."""
 
 __version__ = "0.1.0"
