@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 # run as a script from anywhere: import this checkout's packages, not another installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,7 +46,7 @@ class PeakRSS:
         self.every, self.peak, self._stop = every, 0, threading.Event()
         self._proc = psutil.Process()
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.start = self.peak = self._proc.memory_info().rss
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -67,11 +66,11 @@ def main(
     sizes: str = typer.Option("1e4,1e5,1e6,1e7", help="Comma-separated pair counts."),
     device: str = typer.Option("cpu", help="cpu | cuda"),
     skip_highs_above: float = typer.Option(2e6, help="Run HiGHS only up to this many pairs."),
-    out: Optional[Path] = typer.Option(None, help="Write the rows as JSON here."),
+    out: Path | None = typer.Option(None, help="Write the rows as JSON here."),
     float32: bool = typer.Option(True, "--float32/--float64", help="Dual solver precision."),
     tol: float = typer.Option(1e-3, help="Dual solver stopping tolerance (gap and violation)."),
     gamma: float = typer.Option(1e-3, help="Dual solver ridge weight, relative to max|r|."),
-    threads: Optional[int] = typer.Option(None, help="torch intra-op threads (default: torch's)."),
+    threads: int | None = typer.Option(None, help="torch intra-op threads (default: torch's)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Run the benchmark and print the side-by-side table."""

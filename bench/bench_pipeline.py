@@ -64,7 +64,10 @@ from rich.table import Table  # noqa: E402
 
 from banditlp.errors import BanditLPError  # noqa: E402
 from evaluation.email_world import EmailWorld, EmailWorldConfig  # noqa: E402
-from streams.cli.demo import WorkerSet, publish_warm_start  # noqa: E402
+from streams.cli.processes import WorkerSet  # noqa: E402
+from streams.kafka import clients  # noqa: E402
+from streams.kafka.connection import ConnectionConfig  # noqa: E402
+from streams.simulate.warm_start import publish_warm_start  # noqa: E402
 from streams.kafka.local_broker import ensure_kafka  # noqa: E402
 from streams.avro.serde import AvroSerde  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -83,16 +86,16 @@ class BenchError(BanditLPError):
 
 # -- reading topics back ----------------------------------------------------------------------
 
-def _consumer(bootstrap: str, group: str) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                     "isolation.level": "read_committed", "fetch.wait.max.ms": 50,
-                     "enable.partition.eof": False})
+def _consumer(connection: ConnectionConfig, group: str) -> Consumer:
+    return clients.consumer(connection, {"group.id": group, "enable.auto.commit": False,
+                                         "isolation.level": "read_committed", "fetch.wait.max.ms": 50,
+                                         "enable.partition.eof": False})
 
 
-def end_offsets(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> list[int]:
+def end_offsets(connection: ConnectionConfig, topic: str, partitions: int, timeout_s: float = 30.0) -> list[int]:
     """The high watermark of every partition of ``topic`` (retried while a new topic's
     partitions are not known to the broker yet)."""
-    c = _consumer(bootstrap, "bench-offsets")
+    c = _consumer(connection, "bench-offsets")
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -106,15 +109,15 @@ def end_offsets(bootstrap: str, topic: str, partitions: int, timeout_s: float = 
         c.close()
 
 
-def read_range(bootstrap: str, topic: str, start: list[int], timeout_s: float, stop_at: list[int] | None = None,
+def read_range(connection: ConnectionConfig, topic: str, start: list[int], timeout_s: float, stop_at: list[int] | None = None,
                only_first: bool = False):
     """Messages of ``topic`` from ``start[p]`` up to the current end (or ``stop_at``) of each
     partition (``only_first``: one message per non-empty partition)."""
-    stop = stop_at or end_offsets(bootstrap, topic, len(start))
+    stop = stop_at or end_offsets(connection, topic, len(start))
     want = {p: s for p, s in enumerate(start) if stop[p] > s}
     if not want:
         return []
-    c = _consumer(bootstrap, "bench-reader")
+    c = _consumer(connection, "bench-reader")
     c.assign([TopicPartition(topic, p, o) for p, o in want.items()])
     out, done = [], set()
     deadline = time.monotonic() + timeout_s
@@ -145,10 +148,10 @@ def create_time_s(msg) -> float:  # noqa: ANN001 - confluent_kafka.Message
 
 # -- baseline: raw confluent-kafka ------------------------------------------------------------
 
-def candidates_records(world: EmailWorld, batch_index: int) -> list[tuple[bytes, bytes]]:
+def candidates_records(world: EmailWorld, serde: AvroSerde, batch_index: int) -> list[tuple[bytes, bytes]]:
     """(key, value) of every user's ``candidates`` record of one batch, encoded as the
     simulator encodes them (same fields, features and item features)."""
-    serde, c = AvroSerde(), world.config
+    c = world.config
     batch = world.candidates(batch_index)
     cons = world.constraints(batch)
     starts = np.flatnonzero(np.r_[True, np.diff(batch.pair_user) != 0])
@@ -167,20 +170,15 @@ def candidates_records(world: EmailWorld, batch_index: int) -> list[tuple[bytes,
     return out
 
 
-def raw_kafka_round(bootstrap: str, topic: str, partitions: int, records: list[tuple[bytes, bytes]],
+def raw_kafka_round(connection: ConnectionConfig, topic: str, partitions: int, records: list[tuple[bytes, bytes]],
                     progress: Progress, label: str, timeout_s: float) -> dict[str, float]:
     """Produce every record (simulator producer settings), then consume them all back."""
-    start = end_offsets(bootstrap, topic, partitions)
-    producer = _producer(bootstrap)
+    start = end_offsets(connection, topic, partitions)
+    producer = _producer(connection)
     task = progress.add_task(f"{label}: produce", total=len(records))
     t0 = time.perf_counter()
     for i, (key, value) in enumerate(records):
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:  # local queue full: let librdkafka send
-                producer.poll(0.01)
+        clients.produce(producer, topic, value, key, timeout_s=timeout_s)
         if i % 1000 == 999:
             producer.poll(0)
             progress.update(task, completed=i + 1)
@@ -190,7 +188,7 @@ def raw_kafka_round(bootstrap: str, topic: str, partitions: int, records: list[t
     if left:
         raise BenchError(f"{left} baseline records not delivered in {timeout_s:.0f} s")
 
-    consumer = _consumer(bootstrap, f"{topic}-reader")
+    consumer = _consumer(connection, f"{topic}-reader")
     task = progress.add_task(f"{label}: consume", total=len(records))
     n = 0
     t0 = time.perf_counter()
@@ -255,9 +253,9 @@ class CpuMeter:
 class DecisionReader:
     """Committed decisions and allocation reports as they arrive, with the time each was read."""
 
-    def __init__(self, bootstrap: str, names: TopicNames, partitions: int) -> None:
-        self.serde = AvroSerde()
-        self.consumer = _consumer(bootstrap, f"{names.prefix}bench-decisions")
+    def __init__(self, connection: ConnectionConfig, serde: AvroSerde, names: TopicNames, partitions: int) -> None:
+        self.serde = serde
+        self.consumer = _consumer(connection, f"{names.prefix}bench-decisions")
         self.reports_topic = names("allocation-reports")
         self.consumer.assign([TopicPartition(names("decisions"), p, 0) for p in range(partitions)]
                              + [TopicPartition(self.reports_topic, 0, 0)])
@@ -336,7 +334,7 @@ def quantile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q))
 
 
-def measure_batch(boot: str, names: TopicNames, partitions: int, feed: SimulatorFeed, reader: DecisionReader,
+def measure_batch(boot: ConnectionConfig, names: TopicNames, partitions: int, feed: SimulatorFeed, reader: DecisionReader,
                   workers: WorkerSet, batch_index: int, users: int, candidates: int, timeout_s: float,
                   py_spy: Path | None) -> dict[str, Any]:
     """Publish one batch, wait for its decisions, then read its timeline back from the topics."""
@@ -360,7 +358,7 @@ def measure_batch(boot: str, names: TopicNames, partitions: int, feed: Simulator
 
     with console.status("reading the batch's records back ..."):
         control = read_range(boot, names("batch-control"), start["batch-control"], timeout_s)
-        events = {AvroSerde().decode("batch-control", m.value())["event"]: create_time_s(m) for m in control}
+        events = {feed.serde.decode("batch-control", m.value())["event"]: create_time_s(m) for m in control}
         cand_end = end_offsets(boot, names("candidates"), partitions)
         first = read_range(boot, names("candidates"), start["candidates"], timeout_s, only_first=True)
         last = read_range(boot, names("candidates"), [max(s, e - 1) for s, e in zip(start["candidates"], cand_end)],
@@ -378,7 +376,7 @@ def measure_batch(boot: str, names: TopicNames, partitions: int, feed: Simulator
     scorer_s = max(score_times) - t_first_cand
     report = reader.reports.get(batch.batch_id, {})
     return {
-        "batch_id": batch.batch_id, "model_version": AvroSerde().decode("scores", scores[-1].value())["model_version"],
+        "batch_id": batch.batch_id, "model_version": feed.serde.decode("scores", scores[-1].value())["model_version"],
         "produce_s": t_last_cand - t_first_cand,
         "produce_records_per_s": users / max(t_last_cand - t_first_cand, 1e-3),
         "scores_records": len(scores),
@@ -405,7 +403,9 @@ def main(
     warm_start_batches: int = typer.Option(1, help="Logged random-policy batches (of --users) that train model v1."),
     baseline_repeats: int = typer.Option(3, help="Raw Kafka rounds before the pipeline (one more runs after)."),
     timeout_s: float = typer.Option(300.0, help="Limit of each phase: warm-up, the batch's decisions, reads."),
-    bootstrap: Optional[str] = typer.Option(None, help="Kafka (env KAFKA_BOOTSTRAP_SERVERS, else the local broker)."),
+    bootstrap: Optional[str] = typer.Option(None, envvar="KAFKA_BOOTSTRAP_SERVERS",
+                                            help="Kafka (default: the local broker); security settings come from "
+                                                 "the KAFKA_* variables, as for banditlp."),
     py_spy: Optional[Path] = typer.Option(None, "--py-spy", help="Record the processors worker during the "
                                           "batch to this file (py-spy raw/collapsed format)."),
     keep_logs: Optional[Path] = typer.Option(None, help="Copy the workers' logs here at the end."),
@@ -421,16 +421,16 @@ def main(
 ) -> None:
     """Run the benchmark and print the side-by-side table."""
     settings = Settings.from_env(bootstrap=bootstrap)
-    boot = settings.bootstrap
+    boot = settings.connection
     try:
         with console.status("checking for a Kafka broker (starting the local one if none answers) ..."):
-            ensure_kafka(boot, settings.kafka_home, settings.kafka_port,
-                         external="KAFKA_BOOTSTRAP_SERVERS" in os.environ or bootstrap is not None)
+            ensure_kafka(boot, settings.kafka_home, settings.kafka_port, external=bootstrap is not None)
     except BanditLPError as exc:
         raise typer.BadParameter(str(exc)) from exc
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = f"{settings.topic_prefix}bench-pipeline-{stamp}-{os.getpid()}-"
-    names = TopicNames(prefix)
+    run = settings.with_prefix(prefix)
+    names, serde = run.names, run.serde()
     world_cfg = EmailWorldConfig(n_users=users, candidates_per_user=candidates, n_items=max(40, candidates),
                                  seed=seed)
     result: dict[str, Any] = {
@@ -446,7 +446,7 @@ def main(
     try:
         # 1. Baseline ---------------------------------------------------------------------
         with console.status("encoding candidates records for the raw-Kafka baseline ..."):
-            records = candidates_records(EmailWorld(world_cfg), 2)
+            records = candidates_records(EmailWorld(world_cfg), serde, 2)
         base_topic = TopicNames(prefix)("baseline-candidates")
         create_topics(boot, TopicNames(prefix), (TopicSpec("baseline-candidates", partitions, retention_ms=DAY_MS),))
         with _progress() as progress:
@@ -457,9 +457,8 @@ def main(
         # 2. Pipeline: topics, model v1, workers, warm-up -----------------------------------
         create_topics(boot, names, topic_specs(partitions))
         with console.status("training model v1 on logged data of a random policy ..."):
-            n_logged = publish_warm_start(boot, names, world_cfg, "email", warm_start_batches, seed)
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": boot, "BANDITLP_TOPIC_PREFIX": prefix,
-               "BANDITLP_STATE_DIR": str(tmp / "state"), "BANDITLP_PARTITIONS": str(partitions),
+            n_logged = publish_warm_start(boot, serde, names, world_cfg, "email", warm_start_batches, seed)
+        env = {**os.environ, **run.to_env(), "BANDITLP_PARTITIONS": str(partitions),
                "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
                **dict(item.split("=", 1) for item in worker_env)}
         result["config"]["worker_env"] = worker_env
@@ -469,12 +468,12 @@ def main(
         result["config"]["processors_workers"] = processors_workers
         for w in range(processors_workers):  # one consumer group; each worker its own RocksDB directory
             workers.start("processors" if w == 0 else f"processors-{w + 1}",
-                          ["worker", "processors", "--seed", str(seed + w), "--state-dir", str(tmp / f"state-{w}"),
-                           *processors_arg], env)
+                          ["worker", "processors", "--seed", str(seed + w), *processors_arg],
+                          {**env, "BANDITLP_STATE_DIR": str(tmp / f"state-{w}")})
         workers.start("allocator", ["worker", "allocator"], env)
-        reader = DecisionReader(boot, names, partitions)
-        warm = SimulatorFeed(SimulatorConfig(bootstrap=boot, names=names, seed=seed, world=EmailWorldConfig(
-            n_users=warmup_users, candidates_per_user=candidates, n_items=max(40, candidates), seed=seed)))
+        reader = DecisionReader(boot, serde, names, partitions)
+        warm = SimulatorFeed(SimulatorConfig(names=names, seed=seed, world=EmailWorldConfig(
+            n_users=warmup_users, candidates_per_user=candidates, n_items=max(40, candidates), seed=seed)), boot, serde)
         t0 = time.monotonic()
         with console.status(f"model v1 on {n_logged} logged sends; warm-up batch of {warmup_users} users "
                             "through the whole loop ..."):
@@ -485,8 +484,8 @@ def main(
         console.print(f"workers ready: warm-up batch decided {result['warmup_s']:.1f} s after the workers started")
 
         # 3. The measured batch(es) ---------------------------------------------------------
-        feed = SimulatorFeed(SimulatorConfig(bootstrap=boot, names=names, world=world_cfg, seed=seed,
-                                             timeout_ms=int(timeout_s * 1000)))
+        feed = SimulatorFeed(SimulatorConfig(names=names, world=world_cfg, seed=seed,
+                                             timeout_ms=int(timeout_s * 1000)), boot, serde)
         runs = []
         for b in range(batches):
             spy_out = None if py_spy is None else (py_spy if b == 0 else py_spy.with_suffix(f".{b + 1}{py_spy.suffix}"))

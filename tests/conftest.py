@@ -58,12 +58,26 @@ def kafka_bootstrap() -> Iterator[str]:
     port = int(os.environ.get("BANDITLP_TEST_KAFKA_PORT", "9092"))
     home = Path(os.environ.get("BANDITLP_KAFKA_HOME", os.path.expanduser("~/.cache/banditlp/kafka")))
     broker = LocalBroker(LocalBrokerConfig(home=home, port=port, name="test-broker"))
-    already = broker_answers(broker.config.bootstrap)
+    already = broker_answers(broker.config.connection)
     broker.up(fresh=True)
     yield broker.config.bootstrap
     if not already:
         broker.down()
         shutil.rmtree(broker.config.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(kafka_bootstrap: str) -> object:
+    """The settings a test process builds: the environment's (security, registry), on the test broker."""
+    from streams.settings import Settings
+
+    return Settings.from_env(bootstrap=kafka_bootstrap)
+
+
+@pytest.fixture(scope="session")
+def kafka_connection(kafka_settings: object) -> object:
+    """The ``ConnectionConfig`` every client of a test is built from."""
+    return kafka_settings.connection  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -77,23 +91,23 @@ def topic_names(request: pytest.FixtureRequest) -> Iterator[object]:
 
     names = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}-")
     yield names
-    if "kafka_bootstrap" in request.fixturenames:
+    if "kafka_bootstrap" in request.fixturenames or "kafka_connection" in request.fixturenames:
         from streams.errors import BrokerError
         from streams.kafka.topics import delete_topics
 
         try:
-            delete_topics(request.getfixturevalue("kafka_bootstrap"), names.prefix)
+            delete_topics(request.getfixturevalue("kafka_connection"), names.prefix)
         except BrokerError as exc:  # a leftover topic costs disk, not correctness
             warnings.warn(f"could not delete the test's topics: {exc}", stacklevel=1)
 
 
 @pytest.fixture
-def project_topics(kafka_bootstrap: str, topic_names) -> Callable[..., object]:
+def project_topics(kafka_connection: object, topic_names) -> Callable[..., object]:
     """Create the project's topics under the test's namespace; returns the names mapper."""
     from streams.kafka.topics import create_topics, topic_specs
 
     def make(partitions: int = 4):
-        create_topics(kafka_bootstrap, topic_names, topic_specs(partitions))
+        create_topics(kafka_connection, topic_names, topic_specs(partitions))
         return topic_names
 
     return make

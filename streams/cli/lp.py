@@ -10,27 +10,21 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from banditlp.errors import BanditLPError
+from streams.cli.common import console, fail
 
-console = Console()
-err_console = Console(stderr=True)
 lp_app = typer.Typer(help="The per-send-batch allocation LP: solve a problem .npz, or generate a random one.",
                      no_args_is_help=True, pretty_exceptions_enable=False)
-
-
-def _fail(exc: BaseException) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
 
 
 @lp_app.command("solve")
 def solve_cmd(
     problem: Path = typer.Argument(..., help="Problem .npz (user, item, reward, cost, budget, provider, "
                                               "provider_min, provider_max, user_cap)."),
-    solver: str = typer.Option("highs", "--solver", help="highs | dual | auto"),
+    solver: str = typer.Option("highs", "--solver", help="highs | dual | auto (HiGHS up to allocator.AUTO_THRESHOLD "
+                                                         "pairs, the dual solver above)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the RESULT .npz here."),
     gamma: float = typer.Option(1e-3, "--gamma", help="Dual solver: ridge weight relative to max|reward|."),
     tol: float = typer.Option(1e-4, "--tol", help="Dual solver: relative gap and violation to stop at."),
@@ -44,21 +38,25 @@ def solve_cmd(
     import allocator
     from allocator.result import save_result
 
-    if solver not in ("highs", "dual", "auto"):
-        _fail(ValueError(f"--solver must be highs, dual or auto, not {solver!r}"))
+    if solver not in ("auto", *allocator.solver_names()):
+        fail(ValueError(f"--solver must be auto or one of {', '.join(allocator.solver_names())}, not {solver!r}"))
     try:
         prob = allocator.load_problem(problem)
-        if solver == "highs" or (solver == "auto" and prob.n_pairs < allocator.AUTO_THRESHOLD):
+        if solver == "auto":
+            solver = allocator.auto_solver(prob.n_pairs)
+        if solver == "highs":
             res = allocator.solve(prob, "highs", method=method, elastic=elastic)
-        else:
+        elif solver == "dual":
             import torch
 
             res = allocator.solve(prob, "dual", gamma=gamma, tol=tol, elastic=elastic, device=device,
                                   dtype=torch.float32 if float32 else torch.float64)
+        else:  # a solver registered with allocator.register
+            res = allocator.solve(prob, solver, elastic=elastic)
         if out is not None:
             save_result(res, out)
     except (BanditLPError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
         return
     table = Table(title=f"{problem.name}: {prob.n_pairs:,} pairs, {prob.n_users:,} users, "
                         f"{prob.n_budgets} budgets, {prob.n_providers} providers")
@@ -102,7 +100,7 @@ def generate_cmd(
         try:
             parts = [int(p) for p in text.split("-")]
         except ValueError:
-            _fail(ValueError(f"{flag}: expected N or LO-HI, got {text!r}"))
+            fail(ValueError(f"{flag}: expected N or LO-HI, got {text!r}"))
         return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
     try:
@@ -110,7 +108,7 @@ def generate_cmd(
                                tightness, seed)
         save_problem(prob, out)
     except (BanditLPError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
         return
     console.print(f"wrote {out}: {prob.n_pairs:,} pairs, {prob.n_users:,} users, {prob.n_providers} providers, "
                   f"{prob.n_budgets} budgets")

@@ -1,35 +1,26 @@
 """``banditlp simulate``: play the simulated email world against workers that already run.
 
 The producer half of ``banditlp demo`` without the process management: it publishes batches
-of the email world on the topics of ``BANDITLP_TOPIC_PREFIX``, waits for each batch's
-decisions, publishes the feedback drawn from the true model, and ends with the same summary
-table and plots. docker-compose's ``simulator`` service runs it beside the worker services.
+of the email world on the topics of ``--prefix``, waits for each batch's decisions, publishes
+the feedback drawn from the true model, and ends with the same summary table and plots.
+docker-compose's ``simulator`` service runs it beside the worker services.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from banditlp.errors import BanditLPError
-from streams.cli.demo import (
-    BatchesOpt,
-    CandidatesOpt,
-    ItemsOpt,
-    ProvidersOpt,
-    UsersOpt,
-    console,
-    play_batches,
-    publish_warm_start,
-    report_run,
-)
-from streams.settings import Settings
+from streams.cli.common import console, fail, settings_of
+from streams.cli.demo import BatchesOpt, CandidatesOpt, ItemsOpt, ProvidersOpt, UsersOpt, play_batches, report_run
+from streams.simulate.feed import SimulatorConfig
 
 
 def simulate(
+    ctx: typer.Context,
     batches: int = BatchesOpt,
     users: int = UsersOpt,
     items: int = ItemsOpt,
@@ -39,31 +30,29 @@ def simulate(
     first_batch: int = typer.Option(0, help="Index of the first batch (batch ids are sim-<index>)."),
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1 "
                                            "when the snapshots topic holds no model yet (0: none)."),
-    timeout_ms: int = typer.Option(60_000, help="The allocator's wait for missing users after CLOSED."),
-    bootstrap: Optional[str] = typer.Option(None, "--bootstrap", help="(env KAFKA_BOOTSTRAP_SERVERS)"),
-    prefix: Optional[str] = typer.Option(None, "--prefix", help="Topic name prefix (env BANDITLP_TOPIC_PREFIX)."),
-    run_dir: Optional[Path] = typer.Option(None, help="Where the summary and plots go (default runs/simulate-<time>)."),
+    timeout_ms: int = typer.Option(SimulatorConfig.timeout_ms,
+                                   help="The allocator's wait for missing users after CLOSED."),
+    run_dir: Path | None = typer.Option(None, help="Where the summary and plots go (default runs/simulate-<time>)."),
 ) -> None:
     """Feed the running pipeline with the simulated email world and summarise what it decided."""
     from evaluation.email_world import EmailWorldConfig
-    from streams.avro.serde import AvroSerde
-    from streams.kafka.topics import TopicNames
-    from streams.simulate.feed import SimulatorConfig, SimulatorFeed
+    from streams.simulate.feed import SimulatorFeed
+    from streams.simulate.warm_start import publish_warm_start
     from streams.train.trainer import latest_version
 
-    settings = Settings.from_env(bootstrap=bootstrap, topic_prefix=prefix)
-    names = TopicNames(settings.topic_prefix)
+    settings = settings_of(ctx)
+    names, serde = settings.names, settings.serde()
     run_dir = run_dir or Path("runs") / f"simulate-{time.strftime('%Y%m%d-%H%M%S')}"
     world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers,
                              candidates_per_user=candidates, seed=seed)
     try:
-        version, _ = latest_version(settings.bootstrap, names("model-snapshots"), "email", AvroSerde())
+        version, _ = latest_version(settings.connection, serde, names("model-snapshots"), "email")
         if version == 0 and warm_start_batches > 0:
             with console.status("no model yet: training version 1 on logged data of a random policy ..."):
-                n = publish_warm_start(settings.bootstrap, names, world, "email", warm_start_batches, seed)
+                n = publish_warm_start(settings.connection, serde, names, world, "email", warm_start_batches, seed)
             console.print(f"model v1 trained on {n} logged sends of a uniformly random policy")
-        feed = SimulatorFeed(SimulatorConfig(bootstrap=settings.bootstrap, names=names, world=world,
-                                             timeout_ms=timeout_ms, seed=seed))
+        feed = SimulatorFeed(SimulatorConfig(names=names, world=world, timeout_ms=timeout_ms, seed=seed),
+                             settings.connection, serde)
         try:
             runs = play_batches(feed, batches, first=first_batch)
         finally:
@@ -71,7 +60,6 @@ def simulate(
         report_run(runs, run_dir, f"BanditLP simulation: {batches} batches x {users} users x {candidates} candidates")
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=130) from None
     except BanditLPError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2)
+        fail(exc)

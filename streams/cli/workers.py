@@ -1,98 +1,107 @@
-"""``banditlp worker processors | allocator | trainer``: run one worker process."""
+"""``banditlp worker processors | allocator | trainer``: run one worker process until SIGTERM.
+
+Each command builds its worker's config from its options (whose defaults are the config
+dataclass's own, ``default_of``) and hands the process's connection and serde down.
+"""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import Optional
-
 import typer
 
+from streams.cli.common import configure_logging, default_of, fail, settings_of
+from streams.decide.config import SOLVERS, AllocatorWorkerConfig
 from streams.errors import BrokerError
-from streams.kafka.topics import TopicNames
-from streams.settings import Settings
+from streams.processors.config import ProcessorConfig
+from streams.train.trainer import TrainerConfig
 
 worker_app = typer.Typer(help="Run one of the pipeline's workers until SIGTERM.", no_args_is_help=True)
-
-BootstrapOpt = typer.Option(None, "--bootstrap", help="(env KAFKA_BOOTSTRAP_SERVERS)")
-PrefixOpt = typer.Option(None, "--prefix", help="Topic name prefix (env BANDITLP_TOPIC_PREFIX).")
-
-
-def _settings(bootstrap: Optional[str], prefix: Optional[str], **kw: object) -> Settings:
-    return Settings.from_env(bootstrap=bootstrap, topic_prefix=prefix, **kw)
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+LogLevelOpt = typer.Option("info", help="debug | info | warning | error.")
 
 
 @worker_app.command("processors")
 def processors(
-    bootstrap: Optional[str] = BootstrapOpt,
-    prefix: Optional[str] = PrefixOpt,
-    state_dir: Optional[Path] = typer.Option(None, help="RocksDB tables (env BANDITLP_STATE_DIR)."),
-    partitions: Optional[int] = typer.Option(None, help="(env BANDITLP_PARTITIONS)"),
-    tau: float = typer.Option(1.0, help="Thompson temperature: posterior covariance scale (0 = greedy)."),
-    model_name: str = typer.Option("email", help="Model snapshot name to score with."),
-    feature_dim: Optional[int] = typer.Option(None, help="Pair-feature width of the cold-start prior, "
-                                              "used until a model snapshot exists (default: the first record's)."),
-    take: int = typer.Option(500, help="Records an agent takes at once (scored in one vectorised pass)."),
-    within_s: float = typer.Option(0.05, help="Longest wait, in seconds, to fill a take."),
-    seed: int = typer.Option(0),
+    ctx: typer.Context,
+    tau: float = typer.Option(default_of(ProcessorConfig, "tau"),
+                              help="Thompson temperature: posterior covariance scale (0 = greedy)."),
+    model_name: str = typer.Option(default_of(ProcessorConfig, "model_name"), help="Model snapshot name to score with."),
+    feature_dim: int | None = typer.Option(None, help="Pair-feature width of the cold-start prior, used until a model "
+                                                      "snapshot exists (default: the first record's)."),
+    take: int = typer.Option(default_of(ProcessorConfig, "take"),
+                             help="Records an agent takes at once (scored in one vectorised pass)."),
+    within_s: float = typer.Option(default_of(ProcessorConfig, "within_s"),
+                                   help="Longest wait, in seconds, to fill a take."),
+    seed: int = typer.Option(default_of(ProcessorConfig, "seed")),
+    log_level: str = LogLevelOpt,
 ) -> None:
     """The faust scorer (candidates -> scores) and learner (feedback -> posterior tables)."""
-    from streams.processors.app import ProcessorConfig, run_worker
+    from streams.processors.app import run_worker
 
-    s = _settings(bootstrap, prefix, state_dir=state_dir, partitions=partitions)
-    names = TopicNames(s.topic_prefix)
+    s = settings_of(ctx)
+    cfg = ProcessorConfig(names=s.names, state_dir=s.state_dir, partitions=s.partitions,
+                          app_id=f"{s.topic_prefix}banditlp-processors", tau=tau, model_name=model_name, seed=seed,
+                          feature_dim=feature_dim, take=take, within_s=within_s)
     try:
-        run_worker(ProcessorConfig(bootstrap=s.bootstrap, names=names, state_dir=s.state_dir,
-                                   partitions=s.partitions, app_id=f"{s.topic_prefix}banditlp-processors",
-                                   tau=tau, model_name=model_name, seed=seed, feature_dim=feature_dim,
-                                   take=take, within_s=within_s))
+        run_worker(cfg, s.connection, s.serde(), loglevel=log_level)
     except BrokerError as exc:  # the changelogs could not be made: say why, do not start half a worker
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+        fail(exc)
 
 
 @worker_app.command("allocator")
 def allocator(
-    bootstrap: Optional[str] = BootstrapOpt,
-    prefix: Optional[str] = PrefixOpt,
-    highs_threshold: int = typer.Option(50_000, help="LP pairs up to which HiGHS solves; the dual solver above."),
-    rounding: str = typer.Option("sample", help="sample (systematic, propensity x) | top (propensity 1)."),
-    seed: int = typer.Option(0, help="Mixed with each batch id to seed its rounding."),
-    unknown_batch_timeout_s: float = typer.Option(300.0, help="Scores of a batch never OPENED are "
-                                                  "dead-lettered after this many seconds."),
-    open_timeout_s: float = typer.Option(3600.0, help="A batch OPENED but never CLOSED is decided with "
-                                         "the users scored so far after this many seconds."),
-    log_level: str = typer.Option("info"),
+    ctx: typer.Context,
+    solver: str = typer.Option(default_of(AllocatorWorkerConfig, "solver"),
+                               help=f"First solver of each batch: {' | '.join(SOLVERS)} (auto: by size, "
+                                    "allocator.AUTO_THRESHOLD); the other one is its fallback."),
+    rounding: str = typer.Option(default_of(AllocatorWorkerConfig, "rounding"),
+                                 help="sample (systematic, propensity x) | top (propensity 1)."),
+    seed: int = typer.Option(default_of(AllocatorWorkerConfig, "seed"), help="Mixed with each batch id to seed "
+                                                                             "its rounding."),
+    unknown_batch_timeout_s: float = typer.Option(default_of(AllocatorWorkerConfig, "unknown_batch_timeout_s"),
+                                                  help="Scores of a batch never OPENED are dead-lettered after "
+                                                       "this many seconds."),
+    open_timeout_s: float = typer.Option(default_of(AllocatorWorkerConfig, "open_timeout_s"),
+                                         help="A batch OPENED but never CLOSED is decided with the users scored so "
+                                              "far after this many seconds."),
+    stats_interval_s: float = typer.Option(default_of(AllocatorWorkerConfig, "stats_interval_s"),
+                                           help="Seconds between stats log lines."),
+    poll_timeout_s: float = typer.Option(default_of(AllocatorWorkerConfig, "poll_timeout_s"), hidden=True,
+                                         help="Consumer poll timeout in seconds."),
+    debug_sleep_before_commit_s: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "debug_sleep_before_commit_s"), hidden=True,
+        help="Crash tests: sleep this long inside each open transaction."),
+    max_seconds: float | None = typer.Option(None, help="Stop after this long (default: run until SIGTERM)."),
+    log_level: str = LogLevelOpt,
 ) -> None:
     """The windowed, transactional allocator: scores -> LP -> decisions, exactly once."""
-    from streams.decide import worker as allocator_worker
+    from streams.decide.worker import run_allocator
 
-    s = _settings(bootstrap, prefix)
-    code = allocator_worker.main([
-        "--bootstrap", s.bootstrap, "--prefix", s.topic_prefix, "--highs-threshold", str(highs_threshold),
-        "--rounding", rounding, "--seed", str(seed), "--unknown-batch-timeout", str(unknown_batch_timeout_s),
-        "--open-timeout", str(open_timeout_s), "--log-level", log_level])
-    raise typer.Exit(code=code)
+    s = settings_of(ctx)
+    configure_logging(log_level)
+    try:
+        cfg = AllocatorWorkerConfig.for_prefix(
+            s.topic_prefix, solver=solver, rounding=rounding, seed=seed,
+            unknown_batch_timeout_s=unknown_batch_timeout_s, open_timeout_s=open_timeout_s,
+            stats_interval_s=stats_interval_s, poll_timeout_s=poll_timeout_s, debug_sleep_before_commit_s=debug_sleep_before_commit_s)
+    except ValueError as exc:
+        fail(exc)
+    raise typer.Exit(code=run_allocator(cfg, s.connection, s.serde(), max_seconds=max_seconds))
 
 
 @worker_app.command("trainer")
 def trainer(
-    bootstrap: Optional[str] = BootstrapOpt,
-    prefix: Optional[str] = PrefixOpt,
-    model_name: str = typer.Option("email"),
-    retrain_every: int = typer.Option(2000, help="New training rows that trigger a retrain."),
-    retrain_interval_s: float = typer.Option(30.0, help="Retrain at least this often when new rows came in."),
-    min_rows: int = typer.Option(200, help="Rows needed before the first retrain."),
-    log_level: str = typer.Option("info"),
+    ctx: typer.Context,
+    model_name: str = typer.Option(default_of(TrainerConfig, "model_name")),
+    retrain_every: int = typer.Option(default_of(TrainerConfig, "retrain_every"),
+                                      help="New training rows that trigger a retrain."),
+    retrain_interval_s: float = typer.Option(default_of(TrainerConfig, "retrain_interval_s"),
+                                             help="Retrain at least this often when new rows came in."),
+    min_rows: int = typer.Option(default_of(TrainerConfig, "min_rows"), help="Rows needed before the first retrain."),
+    log_level: str = LogLevelOpt,
 ) -> None:
     """Retrain the global model from training-rows and publish versioned snapshots."""
-    from streams.train.trainer import TrainerConfig, run_trainer
+    from streams.train.trainer import run_trainer
 
-    s = _settings(bootstrap, prefix)
-    _logging(log_level)
-    run_trainer(TrainerConfig(bootstrap=s.bootstrap, names=TopicNames(s.topic_prefix), model_name=model_name,
-                              retrain_every=retrain_every, retrain_interval_s=retrain_interval_s, min_rows=min_rows))
+    s = settings_of(ctx)
+    configure_logging(log_level)
+    run_trainer(TrainerConfig(names=s.names, model_name=model_name, retrain_every=retrain_every,
+                              retrain_interval_s=retrain_interval_s, min_rows=min_rows), s.connection, s.serde())

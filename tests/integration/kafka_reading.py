@@ -3,49 +3,36 @@
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Callable, Optional
+from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
+from streams.kafka.connection import ConnectionConfig
+from streams.kafka.reading import read_to_end
 from streams.settings import Settings
 
 
-def read_raw(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[int, int, Optional[bytes], bytes]]:
+def _connection(kafka: ConnectionConfig | str) -> ConnectionConfig:
+    return kafka if isinstance(kafka, ConnectionConfig) else ConnectionConfig(kafka)
+
+
+def read_raw(kafka: ConnectionConfig | str, topic: str,
+             timeout_s: float = 60.0) -> list[tuple[int, int, bytes | None, bytes]]:
     """``(partition, offset, key, value)`` of every committed record of ``topic``, from the
     beginning to the end offsets at the time of the call (read_committed), partition by partition
     in offset order."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    try:
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        assert md.error is None, f"{topic}: {md.error}"
-        parts = sorted(md.partitions)
-        c.assign([TopicPartition(topic, p, -2) for p in parts])
-        todo, out, deadline = set(parts), [], time.monotonic() + timeout_s
-        while todo and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        todo.discard(m.partition())
-                    continue
-                out.append((m.partition(), m.offset(), m.key(), m.value()))
-        assert not todo, f"did not reach the end of {topic}"
-    finally:
-        c.close()
+    out = [(m.partition(), m.offset(), m.key(), m.value()) for m in read_to_end(_connection(kafka), topic,
+                                                                                  timeout_s=timeout_s)]
     out.sort(key=lambda r: (r[0], r[1]))
     return out
 
 
-def read_all(bootstrap: str, topic: str, subject: str, timeout_s: float = 60.0) -> list[tuple[bytes, dict]]:
+def read_all(kafka: ConnectionConfig | str, topic: str, subject: str, timeout_s: float = 60.0) -> list[tuple[bytes, dict]]:
     """``(key, decoded value)`` of every committed record of ``topic`` (see :func:`read_raw`)."""
     serde = Settings().serde()
-    return [(key, serde.decode(subject, value)) for _, _, key, value in read_raw(bootstrap, topic, timeout_s)]
+    return [(key, serde.decode(subject, value)) for _, _, key, value in read_raw(kafka, topic, timeout_s)]
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str,
-               alive: Optional[Callable[[], None]] = None, every_s: float = 0.5) -> None:
+               alive: Callable[[], None] | None = None, every_s: float = 0.5) -> None:
     """Poll ``condition`` until it holds; ``alive`` may raise when a process under test died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -3,7 +3,6 @@ exactly-once decisions across a SIGKILL inside an open transaction, and dead let
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import signal
@@ -21,57 +20,22 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.decide.worker import AllocatorWorker, AllocatorWorkerConfig
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames
 from streams.settings import Settings
+from tests.factories import N_CANDIDATES, scores_value
+from tests.factories import closed_value as closed
+from tests.factories import opened_value as opened
 from tests.integration.kafka_reading import read_all
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-N_CANDIDATES = 10
-PROVIDERS = tuple(f"p{j}" for j in range(6))
 TOL = 1e-6
 
 
 # -- producing input ---------------------------------------------------------------------------
-
-
-def opened(batch_id: str, n_users: int, timeout_ms: int = 30_000) -> dict[str, Any]:
-    """OPENED with an unsubscription budget that binds, a provider minimum and a maximum."""
-    return {
-        "batch_id": batch_id, "event": "OPENED", "expected_users": n_users, "timeout_ms": timeout_ms,
-        "created_at_ms": int(time.time() * 1000), "default_user_cap": 1,
-        # ~n_users * 1.5 sends at ~0.01 unsubscriptions each would use ~0.015 n; allow a third.
-        "budgets": [{"name": "unsubscriptions", "outcome": "unsubscription", "limit": 0.005 * n_users}],
-        "providers": [{"provider_id": "p3", "min_exposure": 0.25 * n_users, "max_exposure": None},
-                      {"provider_id": "p5", "min_exposure": 0.05 * n_users, "max_exposure": 0.1 * n_users},
-                      {"provider_id": "p0", "min_exposure": 0.0, "max_exposure": 0.02 * n_users}],
-        "reward_outcome": "reward",
-    }
-
-
-def closed(batch_id: str, n_users: int) -> dict[str, Any]:
-    return {"batch_id": batch_id, "event": "CLOSED", "expected_users": n_users, "timeout_ms": 30_000,
-            "created_at_ms": int(time.time() * 1000), "default_user_cap": 1, "budgets": [], "providers": [],
-            "reward_outcome": "reward"}
-
-
-def scores_value(batch_id: str, user: int, rng: np.random.Generator, nan: bool = False) -> dict[str, Any]:
-    conv = rng.uniform(0.0, 0.2, N_CANDIDATES)
-    value = rng.uniform(1.0, 10.0, N_CANDIDATES)
-    unsub = rng.uniform(0.0, 0.02, N_CANDIDATES)
-    provider = rng.choice(len(PROVIDERS), N_CANDIDATES)
-    items = []
-    for j in range(N_CANDIDATES):
-        s = {"reward": float(conv[j] * value[j]), "conversion": float(conv[j]),
-             "unsubscription": float(unsub[j]), "value": float(value[j])}
-        if nan and j == 3:
-            s["reward"] = math.nan
-        items.append({"item_id": f"item-{(user * 7 + j * 13) % 97}-{j}", "provider_id": PROVIDERS[provider[j]],
-                      "samples": s, "means": s, "stds": {k: 0.1 for k in s}})
-    return {"batch_id": batch_id, "user_id": f"user-{user:05d}", "user_cap": int(1 + user % 2),
-            "scored_at_ms": int(time.time() * 1000), "model_name": "neural-ts", "model_version": 3,
-            "parameter_version": "arm-1", "tau": 1.0, "items": items}
 
 
 def produce_batches(bootstrap: str, names: TopicNames, batch_ids: list[str], n_users: int,
@@ -79,7 +43,7 @@ def produce_batches(bootstrap: str, names: TopicNames, batch_ids: list[str], n_u
     """All OPENED, then every batch's scores interleaved, then all CLOSED: every batch's
     records are spread over the whole range of offsets (held records pin the commits)."""
     serde, rng = Settings().serde(), np.random.default_rng(seed)
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    p = clients.producer(ConnectionConfig(bootstrap), {"linger.ms": 5, "enable.idempotence": True})
     for b in batch_ids:
         p.produce(names("batch-control"), key=b.encode(),
                   value=serde.encode("batch-control", opened(b, n_users, timeout_ms)))
@@ -111,8 +75,8 @@ def wait_for_reports(bootstrap: str, names: TopicNames, n: int, timeout_s: float
 class WorkerThread:
     """The worker in a thread of the test process, stopped through its stop event."""
 
-    def __init__(self, cfg: AllocatorWorkerConfig) -> None:
-        self.worker, self.stop = AllocatorWorker(cfg), threading.Event()
+    def __init__(self, cfg: AllocatorWorkerConfig, connection: ConnectionConfig) -> None:
+        self.worker, self.stop = AllocatorWorker(cfg, connection, Settings().serde()), threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -206,12 +170,12 @@ def check_against_inputs(decisions: list[tuple[bytes, dict]], batch_ids: list[st
 # -- tests -------------------------------------------------------------------------------------
 
 
-def test_five_batches_are_decided_once_within_every_constraint(kafka_bootstrap, project_topics) -> None:
+def test_five_batches_are_decided_once_within_every_constraint(kafka_bootstrap, kafka_connection, project_topics) -> None:
     names = project_topics(partitions=4)
     batch_ids, n_users = [f"batch-{k}" for k in range(5)], 300
     produce_batches(kafka_bootstrap, names, batch_ids, n_users)
-    cfg = AllocatorWorkerConfig.for_prefix(kafka_bootstrap, names.prefix, stats_interval_s=5.0)
-    with WorkerThread(cfg) as w:
+    cfg = AllocatorWorkerConfig.for_prefix(names.prefix, stats_interval_s=5.0)
+    with WorkerThread(cfg, kafka_connection) as w:
         reports = wait_for_reports(kafka_bootstrap, names, 5, alive=w.alive)
     assert w.error is None
     decisions = read_all(kafka_bootstrap, names("decisions"), "decisions")
@@ -224,17 +188,17 @@ def test_five_batches_are_decided_once_within_every_constraint(kafka_bootstrap, 
 
 def _spawn(bootstrap: str, prefix: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.decide.worker", "--bootstrap", bootstrap, "--prefix", prefix,
-         "--poll-timeout", "0.1", "--stats-interval", "5", *extra],
+        [sys.executable, "-m", "streams", "--bootstrap", bootstrap, "--prefix", prefix, "worker", "allocator",
+         "--poll-timeout-s", "0.1", "--stats-interval-s", "5", *extra],
         cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def test_sigkill_inside_an_open_transaction_then_restart_decides_each_user_exactly_once(
-        kafka_bootstrap, project_topics) -> None:
+        kafka_bootstrap, kafka_connection, project_topics) -> None:
     names = project_topics(partitions=4)
     batch_ids, n_users = [f"batch-{k}" for k in range(5)], 300
     produce_batches(kafka_bootstrap, names, batch_ids, n_users)
-    first = _spawn(kafka_bootstrap, names.prefix, "--debug-sleep-before-commit", "2")
+    first = _spawn(kafka_bootstrap, names.prefix, "--debug-sleep-before-commit-s", "2")
     lines: list[str] = []
     decided, killed = 0, False
     try:
@@ -275,11 +239,11 @@ def test_sigkill_inside_an_open_transaction_then_restart_decides_each_user_exact
     assert read_all(kafka_bootstrap, names("dead-letters"), "dead-letters") == []  # replays are not dead letters
 
 
-def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstrap, project_topics) -> None:
+def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstrap, kafka_connection, project_topics) -> None:
     names = project_topics(partitions=4)
     batch_ids, n_users = ["good-0", "good-1"], 50
     serde, rng = Settings().serde(), np.random.default_rng(11)
-    p = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
+    p = clients.producer(kafka_connection, {"linger.ms": 5})
     scores_t, control_t = names("scores"), names("batch-control")
     body = serde.encode("scores", scores_value("good-0", 999, rng))[5:]
     bad: list[tuple[str, bytes, str]] = [  # (topic, value, expected reason fragment)
@@ -306,9 +270,9 @@ def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstr
         p.produce(control_t, key=b.encode(), value=serde.encode("batch-control", closed(b, n_users)))
     assert p.flush(30) == 0
 
-    cfg = AllocatorWorkerConfig.for_prefix(kafka_bootstrap, names.prefix, unknown_batch_timeout_s=2.0,
+    cfg = AllocatorWorkerConfig.for_prefix(names.prefix, unknown_batch_timeout_s=2.0,
                                            dead_letter_flush_s=0.5)
-    with WorkerThread(cfg) as w:
+    with WorkerThread(cfg, kafka_connection) as w:
         reports = wait_for_reports(kafka_bootstrap, names, 2, alive=w.alive)
         # A late score for a decided batch is dead-lettered too; a decided user scored again (a
         # scorer's replay after its rebalance) is skipped as a duplicate.
@@ -367,15 +331,15 @@ class _AbortOnceProducer(Producer):
 
 
 def test_an_abortable_commit_error_aborts_rewinds_and_still_decides_once(
-        kafka_bootstrap, project_topics, monkeypatch: pytest.MonkeyPatch) -> None:
-    import streams.decide.worker as aw
+        kafka_bootstrap, kafka_connection, project_topics, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.kafka.clients as kafka_clients
 
     names = project_topics(partitions=4)
     batch_ids, n_users = [f"batch-{k}" for k in range(3)], 100
     produce_batches(kafka_bootstrap, names, batch_ids, n_users)
-    monkeypatch.setattr(aw, "Producer", _AbortOnceProducer)
-    cfg = AllocatorWorkerConfig.for_prefix(kafka_bootstrap, names.prefix)
-    with WorkerThread(cfg) as w:
+    monkeypatch.setattr(kafka_clients, "Producer", _AbortOnceProducer)
+    cfg = AllocatorWorkerConfig.for_prefix(names.prefix)
+    with WorkerThread(cfg, kafka_connection) as w:
         reports = wait_for_reports(kafka_bootstrap, names, 3, alive=w.alive)
         time.sleep(1.0)
     assert w.error is None and w.worker.stats.aborts == 1 and _AbortOnceProducer.failures == 0

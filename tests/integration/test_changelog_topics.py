@@ -4,20 +4,21 @@ topics' partitions, idempotently; a changelog with another partition count is re
 from __future__ import annotations
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import ConfigResource
 
 from streams.errors import BrokerError
+from streams.kafka import clients
 from streams.kafka.topics import TopicNames, TopicSpec, create_topics, ensure_changelog_topics
 
 pytestmark = pytest.mark.integration
 
 
 def test_changelogs_are_created_compacted_and_a_partition_mismatch_is_refused(
-        kafka_bootstrap: str, topic_names: TopicNames) -> None:
+        kafka_connection, topic_names: TopicNames) -> None:
     app_id = topic_names("banditlp-processors")
-    ensure_changelog_topics(kafka_bootstrap, app_id, ("users", "contexts"), 3)
-    ensure_changelog_topics(kafka_bootstrap, app_id, ("users", "contexts"), 3)  # idempotent
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    ensure_changelog_topics(kafka_connection, app_id, ("users", "contexts"), 3)
+    ensure_changelog_topics(kafka_connection, app_id, ("users", "contexts"), 3)  # idempotent
+    admin = clients.admin(kafka_connection)
     listed = admin.list_topics(timeout=10).topics
     for table in ("users", "contexts"):
         name = f"{app_id}-{table}-changelog"
@@ -25,6 +26,6 @@ def test_changelogs_are_created_compacted_and_a_partition_mismatch_is_refused(
         (config,) = admin.describe_configs([ConfigResource("topic", name)]).values()
         assert config.result(timeout=10)["cleanup.policy"].value == "compact"
 
-    create_topics(kafka_bootstrap, TopicNames(), (TopicSpec(f"{app_id}-other-changelog", 2, compacted=True),))
+    create_topics(kafka_connection, TopicNames(), (TopicSpec(f"{app_id}-other-changelog", 2, compacted=True),))
     with pytest.raises(BrokerError, match="2 partitions, expected 4"):
-        ensure_changelog_topics(kafka_bootstrap, app_id, ("other",), 4)
+        ensure_changelog_topics(kafka_connection, app_id, ("other",), 4)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import TopicPartition
 
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 from streams.kafka.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
 from streams.kafka.topics import TopicNames, TopicSpec, create_topics
 from tests.integration.kafka_reading import wait_until
@@ -49,21 +50,21 @@ def test_up_twice_down_up_keeps_topics_and_records(tmp_path: Path) -> None:
         assert len(_brokers_on(PORT)) == 1
 
         topic = f"restart-{os.getpid()}"
-        created = _cli("topics", "create", "--bootstrap", bootstrap, "--prefix", f"{topic}-", home=home)
+        created = _cli("--bootstrap", bootstrap, "--prefix", f"{topic}-", "topics", "create", home=home)
         assert created.returncode == 0, created.stdout + created.stderr
-        producer = Producer({"bootstrap.servers": bootstrap})
+        producer = clients.producer(ConnectionConfig(bootstrap))
         for i in range(100):
             producer.produce(f"{topic}-feedback", key=str(i).encode(), value=f"v{i}".encode())
         assert producer.flush(30) == 0
 
         down = _cli("kafka", "down", home=home)
         assert down.returncode == 0 and "stopped" in down.stdout
-        assert not broker_answers(bootstrap) and not _brokers_on(PORT)
+        assert not broker_answers(ConnectionConfig(bootstrap)) and not _brokers_on(PORT)
         assert _cli("kafka", "status", home=home).returncode == 1
 
         again = _cli("kafka", "up", home=home)
         assert again.returncode == 0, again.stdout + again.stderr
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "restart-check", "enable.auto.commit": False})
+        consumer = clients.consumer(ConnectionConfig(bootstrap), {"group.id": "restart-check", "enable.auto.commit": False})
         md = consumer.list_topics(timeout=10)
         assert f"{topic}-model-snapshots" in md.topics
         parts = md.topics[f"{topic}-feedback"].partitions
@@ -77,9 +78,9 @@ def test_up_twice_down_up_keeps_topics_and_records(tmp_path: Path) -> None:
         consumer.close()
         assert values == {f"v{i}".encode() for i in range(100)}
 
-        deleted = _cli("topics", "delete", "--prefix", f"{topic}-", "--yes", home=home)
+        deleted = _cli("topics", "delete", "--matching", f"{topic}-", "--yes", home=home)
         assert deleted.returncode == 0, deleted.stdout + deleted.stderr
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = clients.admin(ConnectionConfig(bootstrap))
 
         def listed() -> set[str]:
             return set(admin.list_topics(timeout=10).topics)
@@ -88,7 +89,7 @@ def test_up_twice_down_up_keeps_topics_and_records(tmp_path: Path) -> None:
         wait_until(lambda: not any(t.startswith(f"{topic}-") for t in listed()), 30, "deleted topics unlisted")
         left = listed()
         assert {t for t in left if not t.startswith("__")} <= {t for t in md.topics if not t.startswith("__")}
-        assert _cli("topics", "delete", "--prefix", "", "--yes", home=home).returncode == 2
+        assert _cli("topics", "delete", "--matching", "", "--yes", home=home).returncode == 2
     finally:
         broker.down()
 
@@ -99,14 +100,14 @@ def test_fresh_start_begins_from_empty_storage() -> None:
     bootstrap = broker.config.bootstrap
     try:
         broker.up(fresh=True)
-        create_topics(bootstrap, TopicNames("fresh-"), (TopicSpec("feedback", 3),))
+        create_topics(ConnectionConfig(bootstrap), TopicNames("fresh-"), (TopicSpec("feedback", 3),))
         logs = [broker.config.data_dir / f"fresh-feedback-{i}" for i in range(3)]
         # the broker creates a partition's log after the call returns
         wait_until(lambda: all(d.is_dir() for d in logs), 30, "the topic's partition logs")
         assert broker.partition_count() >= 3
         broker.down()
         broker.up(fresh=True)
-        assert "fresh-feedback" not in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+        assert "fresh-feedback" not in clients.admin(ConnectionConfig(bootstrap)).list_topics(timeout=10).topics
         assert not any(d.exists() for d in logs)
     finally:
         broker.down()

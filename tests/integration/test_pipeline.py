@@ -32,15 +32,17 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-from confluent_kafka import Producer
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
 from streams.avro.serde import AvroSerde
-from streams.cli.demo import WorkerSet, publish_warm_start
+from streams.cli.processes import WorkerSet
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames, create_topics, delete_topics, topic_specs
 from streams.learn.user_state import UserState
 from streams.settings import Settings
 from streams.simulate.feed import BatchRun, SimulatorConfig, SimulatorFeed
+from streams.simulate.warm_start import publish_warm_start
 from streams.train.trainer import latest_version
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
@@ -123,7 +125,7 @@ class GarbageThread(threading.Thread):
 
     def __init__(self, bootstrap: str, names: TopicNames, records: list[Garbage], per_second: float) -> None:
         super().__init__(daemon=True)
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self.producer = clients.producer(ConnectionConfig(bootstrap), {"linger.ms": 5})
         self.names, self.records, self.every = names, records, 1.0 / per_second
         self.stop = threading.Event()
 
@@ -158,16 +160,16 @@ class PipelineRun:
 
 
 @pytest.fixture(scope="module", params=["one-worker", "scale-out"])
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+def pipeline(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """The run; ``scale-out`` starts a second processors worker 2 s into the first batch, so
     the partitions move while records are in flight."""
     tmp = tmp_path_factory.mktemp("pipeline")
     scorer_logs = ["processors.log"]
-    names = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}-")
-    create_topics(kafka_bootstrap, names, topic_specs(4))
-    publish_warm_start(kafka_bootstrap, names, WORLD, "email", n_batches=2, seed=0)
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "BANDITLP_TOPIC_PREFIX": names.prefix,
-           "BANDITLP_STATE_DIR": str(tmp / "state"), "PYTHONUNBUFFERED": "1"}
+    settings = kafka_settings.with_prefix(f"t{uuid.uuid4().hex[:10]}-")
+    names, connection, serde = settings.names, settings.connection, settings.serde()
+    create_topics(connection, names, topic_specs(4))
+    publish_warm_start(connection, serde, names, WORLD, "email", n_batches=2, seed=0)
+    env = {**os.environ, **settings.to_env(), "BANDITLP_STATE_DIR": str(tmp / "state"), "PYTHONUNBUFFERED": "1"}
     (tmp / "logs").mkdir()
     workers = WorkerSet(tmp / "logs")
     feed = None
@@ -177,17 +179,17 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, req
         workers.start("allocator", ["worker", "allocator", "--unknown-batch-timeout-s", "5"], env)
         workers.start("trainer", ["worker", "trainer", "--retrain-every", str(N_USERS // 2), "--min-rows", "200",
                                   "--retrain-interval-s", "3"], env)
-        feed = SimulatorFeed(SimulatorConfig(bootstrap=kafka_bootstrap, names=names, world=WORLD,
-                                             timeout_ms=120_000, decision_timeout_s=240.0))
-        garbage = garbage_records(Settings().serde(), feed.world.candidates(0).features.shape[1])
+        feed = SimulatorFeed(SimulatorConfig(names=names, world=WORLD, timeout_ms=120_000, decision_timeout_s=240.0),
+                             connection, serde)
+        garbage = garbage_records(serde, feed.world.candidates(0).features.shape[1])
         garbage_thread = GarbageThread(kafka_bootstrap, names, garbage, per_second=50.0)
         garbage_thread.start()
         runs = []
         joiner = None
         if request.param == "scale-out":
             scorer_logs.append("processors-2.log")
-            joiner = threading.Timer(2.0, workers.start, ("processors-2", [
-                "worker", "processors", "--state-dir", str(tmp / "state-2")], env))
+            joiner = threading.Timer(2.0, workers.start, ("processors-2", ["worker", "processors"],
+                                                          {**env, "BANDITLP_STATE_DIR": str(tmp / "state-2")}))
         for b in range(N_BATCHES):
             if joiner is not None and b == 0:
                 joiner.start()
@@ -195,8 +197,8 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, req
                 joiner.join()  # WorkerSet is not shared across threads past this point
             workers.check()
             if b == N_BATCHES - 1:  # the trainer has learned from the feedback and the scorer loaded it
-                wait_until(lambda: latest_version(kafka_bootstrap, names("model-snapshots"), "email",
-                                                  Settings().serde())[0] >= 2, 180, "a retrained model snapshot",
+                wait_until(lambda: latest_version(connection, serde, names("model-snapshots"), "email")[0] >= 2,
+                           180, "a retrained model snapshot",
                            alive=workers.check)
                 wait_until(lambda: all(re.search(r"model email v([2-9]|\d\d+) loaded",
                                                  (tmp / "logs" / log).read_text()) is not None
@@ -212,7 +214,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, req
         if feed is not None:
             feed.close()
         workers.stop()
-        delete_topics(kafka_bootstrap, names.prefix)
+        delete_topics(connection, names.prefix)
 
 
 # -- checks ------------------------------------------------------------------------------------

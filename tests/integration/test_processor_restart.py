@@ -15,16 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from confluent_kafka import Producer
 from rocksdict import AccessType, Rdict
 
 from evaluation.email_world import EmailWorldConfig
 from streams.avro.serde import AvroSerde
-from streams.cli.demo import WorkerSet, publish_warm_start
+from streams.cli.processes import WorkerSet
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames, create_topics, topic_specs
 from streams.learn.user_state import UserState
 from streams.settings import Settings
 from streams.simulate.feed import SimulatorConfig, SimulatorFeed
+from streams.simulate.warm_start import publish_warm_start
 from tests.integration.kafka_reading import read_all, read_raw, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,27 +60,27 @@ def feedback(serde: AvroSerde, batch_id: str, user: str, item: str, converted: b
 
 
 def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
-        kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path) -> None:
+        kafka_settings: Settings, kafka_connection: ConnectionConfig, topic_names: TopicNames, tmp_path: Path) -> None:
     names = topic_names
-    create_topics(kafka_bootstrap, names, topic_specs(4))
-    publish_warm_start(kafka_bootstrap, names, WORLD, "email", n_batches=1, seed=0)
-    serde = Settings().serde()
-    feed = SimulatorFeed(SimulatorConfig(bootstrap=kafka_bootstrap, names=names, world=WORLD))
+    settings = kafka_settings.with_prefix(names.prefix)
+    serde = settings.serde()
+    create_topics(kafka_connection, names, topic_specs(4))
+    publish_warm_start(kafka_connection, serde, names, WORLD, "email", n_batches=1, seed=0)
+    feed = SimulatorFeed(SimulatorConfig(names=names, world=WORLD), kafka_connection, serde)
     # murmur2, as every producer of keyed topics must use (README): feedback meets its context
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})
+    producer = clients.producer(kafka_connection, {"linger.ms": 5, "partitioner": "murmur2_random"})
     changelog = names.prefix + "banditlp-processors-users-changelog"
     n_users = WORLD.n_users
 
     def env(state: Path) -> dict[str, str]:
-        return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "BANDITLP_TOPIC_PREFIX": names.prefix,
-                "BANDITLP_STATE_DIR": str(state)}
+        return {**os.environ, **settings.to_env(), "BANDITLP_STATE_DIR": str(state)}
 
     def scored(batch_id: str) -> int:
-        return len({v["user_id"] for _, v in read_all(kafka_bootstrap, names("scores"), "scores")
+        return len({v["user_id"] for _, v in read_all(kafka_connection, names("scores"), "scores")
                     if v["batch_id"] == batch_id})
 
     def observations() -> dict[str, int]:
-        return {k.decode(): UserState.decode(v).n_obs for _, _, k, v in read_raw(kafka_bootstrap, changelog)}
+        return {k.decode(): UserState.decode(v).n_obs for _, _, k, v in read_raw(kafka_connection, changelog)}
 
     # 1. score batch 0, learn from one feedback record per user, stop.
     first = WorkerSet(tmp_path / "logs-1")

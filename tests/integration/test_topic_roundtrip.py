@@ -6,8 +6,9 @@ import random
 
 import fastavro.utils
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 
+from streams.kafka import clients
 from streams.kafka.topics import BASE_TOPICS, topic_specs
 from streams.settings import Settings
 
@@ -15,12 +16,12 @@ pytestmark = pytest.mark.integration
 N_RECORDS = 10_000
 
 
-def test_every_topic_round_trips_10k_records_byte_exactly(kafka_bootstrap, project_topics) -> None:
+def test_every_topic_round_trips_10k_records_byte_exactly(kafka_connection, project_topics) -> None:
     names = project_topics(partitions=4)
     serde = Settings().serde()
     registry = serde.registry
     rng = random.Random(7)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5,
+    producer = clients.producer(kafka_connection, {"linger.ms": 5,
                          "compression.type": "lz4", "enable.idempotence": True})
     sent: dict[str, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
     for base in BASE_TOPICS:
@@ -40,7 +41,7 @@ def test_every_topic_round_trips_10k_records_byte_exactly(kafka_bootstrap, proje
 
     partitions = {s.base: s.partitions for s in topic_specs(4)}
     for base in BASE_TOPICS:
-        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"rt-{names.prefix}{base}",
+        consumer = clients.consumer(kafka_connection, {"group.id": f"rt-{names.prefix}{base}",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False,
                              "isolation.level": "read_committed"})
         consumer.assign([TopicPartition(names(base), p, 0) for p in range(partitions[base])])

@@ -7,7 +7,7 @@ import pytest
 
 from models.errors import ModelInputError, ShapeError
 from models.logistic import BayesianLogisticHead, LogisticHeadConfig
-from models.posterior import BayesianLinearHead, LinearHeadConfig, state_size, stacked_predictive
+from models.posterior import BayesianLinearHead, LinearHeadConfig, stacked_predictive, state_size
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import mode
 
-from streams.kafka.topics import TopicNames
 from streams.kafka.connection import ConnectionConfig
+from streams.kafka.topics import TopicNames
 from streams.processors.app import TABLES, build_app
 from streams.processors.config import ProcessorConfig
 from streams.settings import Settings

@@ -17,8 +17,8 @@ from streams.errors import ValidationError
 from streams.learn.context_slots import ContextIndex
 from streams.learn.state_codec import unpack
 from streams.learn.user_state import UserState
-from streams.score.batch import score_records
 from streams.records import CandidatesRecord, ScoresRecord
+from streams.score.batch import score_records
 from streams.score.model import BERNOULLI, ScoringModel
 from streams.settings import Settings
 from streams.train.trainer import fit_model
