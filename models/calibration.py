@@ -26,13 +26,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.isotonic import IsotonicRegression
 
+from banditlp.arrays import FloatArray
 from models.errors import ModelInputError, ShapeError
 from models.snapshot import SnapshotMixin, register_kind
 
 CalibrationMode = Literal["heuristic", "naive"]
 
 
-def _pair(pred: ArrayLike, outcome: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def _pair(pred: ArrayLike, outcome: ArrayLike) -> tuple[FloatArray, FloatArray]:
     p = np.asarray(pred, dtype=np.float64).reshape(-1)
     r = np.asarray(outcome, dtype=np.float64).reshape(-1)
     if p.shape != r.shape:
@@ -57,8 +58,8 @@ class IsotonicCalibrator(SnapshotMixin):
 
     snapshot_kind: ClassVar[str] = "isotonic_calibrator"
 
-    x_thresholds: np.ndarray
-    y_thresholds: np.ndarray
+    x_thresholds: FloatArray
+    y_thresholds: FloatArray
     mode: CalibrationMode = "heuristic"
 
     def __post_init__(self) -> None:
@@ -111,7 +112,7 @@ class IsotonicCalibrator(SnapshotMixin):
         """Ablation: fit on Thompson-sampled predictions; (n,), (n,)."""
         return cls.fit(sampled_pred, outcome, mode="naive")
 
-    def apply(self, pred: ArrayLike) -> np.ndarray:
+    def apply(self, pred: ArrayLike) -> FloatArray:
         """Map predictions (e.g. Thompson samples) through the calibration map.
 
         Args:
@@ -162,7 +163,6 @@ def expected_calibration_error(pred: ArrayLike, outcome: ArrayLike, n_bins: int 
     if np.any((p < 0) | (p > 1)):
         raise ModelInputError("pred must lie in [0, 1]")
     idx = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
     sum_p = np.bincount(idx, weights=p, minlength=n_bins)
     sum_r = np.bincount(idx, weights=r, minlength=n_bins)
     # Σ_b (n_b/n)|sum_p/n_b − sum_r/n_b| = Σ_b |sum_p − sum_r| / n

@@ -8,13 +8,18 @@ stream layer dead-letters, instead of a numpy broadcasting surprise deep inside 
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import ArrayLike
+from typing import TypeVar
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from banditlp.arrays import FloatArray
 from models.errors import ModelInputError, ShapeError
 
+_S = TypeVar("_S", bound=np.generic)
 
-def as_matrix(X: ArrayLike, dim: int, name: str = "X") -> np.ndarray:
+
+def as_matrix(X: ArrayLike, dim: int, name: str = "X") -> FloatArray:
     """Return ``X`` as a finite float64 matrix of width ``dim``.
 
     Args:
@@ -39,7 +44,7 @@ def as_matrix(X: ArrayLike, dim: int, name: str = "X") -> np.ndarray:
     return arr
 
 
-def as_vector(x: ArrayLike, dim: int, name: str = "x") -> np.ndarray:
+def as_vector(x: ArrayLike, dim: int, name: str = "x") -> FloatArray:
     """Return ``x`` as a finite float64 vector of length ``dim``.
 
     Raises:
@@ -54,7 +59,7 @@ def as_vector(x: ArrayLike, dim: int, name: str = "x") -> np.ndarray:
     return arr
 
 
-def as_targets(y: ArrayLike, n: int, name: str = "y", *, binary: bool = False) -> np.ndarray:
+def as_targets(y: ArrayLike, n: int, name: str = "y", *, binary: bool = False) -> FloatArray:
     """Return ``y`` as a finite float64 vector of length ``n``.
 
     Args:
@@ -89,7 +94,7 @@ def check_discount(gamma: float) -> None:
         raise ModelInputError(f"gamma must lie in (0, 1], got {gamma!r}")
 
 
-def read_only_view(array: np.ndarray) -> np.ndarray:
+def read_only_view(array: NDArray[_S]) -> NDArray[_S]:
     """A view of ``array`` that cannot be written through: a model hands out its state without
     copying it and without letting a caller change it behind the model's back."""
     view = array.view()

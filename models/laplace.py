@@ -32,6 +32,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from banditlp.arrays import FloatArray
 from models.errors import ModelInputError
 from models.logistic import BayesianLogisticHead, LogisticHeadConfig
 from models.posterior import BayesianLinearHead, LinearHeadConfig
@@ -96,7 +97,7 @@ class LastLayerLaplace:
         )
 
     # -- learning (numpy, float64) ----------------------------------------------------------
-    def rebuild(self, phi: np.ndarray, Y: np.ndarray) -> None:
+    def rebuild(self, phi: FloatArray, Y: FloatArray) -> None:
         """Rebuild every head from scratch on retained data (after the trunk changed).
 
         Args:
@@ -113,7 +114,7 @@ class LastLayerLaplace:
             self.heads[spec.name] = head
         self._cache = None
 
-    def update(self, phi: np.ndarray, Y: np.ndarray) -> None:
+    def update(self, phi: FloatArray, Y: FloatArray) -> None:
         """Online update with new rows: RLS for Gaussian heads, Newton step(s) for Bernoulli ones.
 
         Args:

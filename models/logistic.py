@@ -28,6 +28,7 @@ import scipy.linalg
 from numpy.typing import ArrayLike
 from scipy.special import expit, log_expit
 
+from banditlp.arrays import FloatArray
 from models.errors import ModelError, ModelInputError
 from models.inputs import as_matrix, as_targets, check_discount, check_positive, read_only_view
 from models.posterior import GaussianWeightPosterior
@@ -63,15 +64,21 @@ class LogisticHeadConfig:
             raise ModelInputError("Newton step counts must be >= 1")
 
 
+def _sigmoid(f: FloatArray) -> FloatArray:
+    """``σ(f) = 1 / (1 + e^{-f})`` elementwise, by ``scipy.special.expit`` (stable for large ``|f|``)."""
+    p: FloatArray = expit(f)
+    return p
+
+
 def newton_map(
-    X: np.ndarray,
-    y: np.ndarray,
-    prior_mean: np.ndarray,
-    prior_precision: np.ndarray,
-    start: np.ndarray,
+    X: FloatArray,
+    y: FloatArray,
+    prior_mean: FloatArray,
+    prior_precision: FloatArray,
+    start: FloatArray,
     max_steps: int,
     tol: float,
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[FloatArray, FloatArray, int]:
     """Newton/IRLS for the Gaussian-prior logistic MAP.
 
     Args:
@@ -89,21 +96,22 @@ def newton_map(
         (d, d), and the number of steps taken.
     """
 
-    def objective(w: np.ndarray) -> float:
+    def objective(w: FloatArray) -> float:
         f = X @ w
         r = w - prior_mean
         # −log σ(f) for y=1, −log σ(−f) for y=0, computed stably.
         return float(-np.sum(y * log_expit(f) + (1.0 - y) * log_expit(-f)) + 0.5 * r @ prior_precision @ r)
 
-    def hessian(w: np.ndarray) -> np.ndarray:
-        p = expit(X @ w)
+    def hessian(w: FloatArray) -> FloatArray:
+        p = _sigmoid(X @ w)
         H = prior_precision + X.T @ ((p * (1.0 - p))[:, None] * X)
         return 0.5 * (H + H.T)
 
     w = start.astype(np.float64, copy=True)
     steps = 0
-    for steps in range(1, max_steps + 1):
-        p = expit(X @ w)
+    while steps < max_steps:
+        steps += 1
+        p = _sigmoid(X @ w)
         g = X.T @ (p - y) + prior_precision @ (w - prior_mean)
         H = hessian(w)
         try:
@@ -141,12 +149,12 @@ class BayesianLogisticHead(GaussianWeightPosterior, SnapshotMixin):
         self.n_obs = 0
 
     @property
-    def precision(self) -> np.ndarray:
+    def precision(self) -> FloatArray:
         """(d, d) Laplace precision H (read-only view)."""
         return read_only_view(self._H)
 
     @property
-    def mean(self) -> np.ndarray:
+    def mean(self) -> FloatArray:
         """(d,) MAP weights ŵ (read-only view)."""
         return read_only_view(self._w)
 
@@ -203,11 +211,11 @@ class BayesianLogisticHead(GaussianWeightPosterior, SnapshotMixin):
         self.update_batch(np.asarray(x, dtype=np.float64).reshape(1, -1), [y])
 
     # -- scoring ----------------------------------------------------------------------------
-    def mean_probability(self, X: ArrayLike) -> np.ndarray:
+    def mean_probability(self, X: ArrayLike) -> FloatArray:
         """MAP plug-in probability ``σ(xᵀŵ)``; (n, d) -> (n,)."""
-        return expit(self.predictive_mean(X))
+        return _sigmoid(self.predictive_mean(X))
 
-    def predictive_probability(self, X: ArrayLike) -> np.ndarray:
+    def predictive_probability(self, X: ArrayLike) -> FloatArray:
         """Posterior-averaged probability by the probit approximation.
 
         ``E[σ(f)] ≈ σ(μ / sqrt(1 + π s²/8))`` with ``f ~ N(μ, s²)``, ``μ = xᵀŵ``, ``s² = xᵀH⁻¹x``.
@@ -220,11 +228,11 @@ class BayesianLogisticHead(GaussianWeightPosterior, SnapshotMixin):
         """
         X = as_matrix(X, self.dim)
         s = self.predictive_std(X)
-        return expit((X @ self._w) / np.sqrt(1.0 + np.pi * s * s / 8.0))
+        return _sigmoid((X @ self._w) / np.sqrt(1.0 + np.pi * s * s / 8.0))
 
     def sample_probabilities(
         self, X: ArrayLike, n_samples: int, generator: np.random.Generator, tau: float = 1.0
-    ) -> np.ndarray:
+    ) -> FloatArray:
         """Thompson samples of ``σ(xᵀw)``, ``w ~ N(ŵ, τH⁻¹)`` (joint draw per sample).
 
         Args:
@@ -236,11 +244,11 @@ class BayesianLogisticHead(GaussianWeightPosterior, SnapshotMixin):
         Returns:
             (n_samples, n) probabilities.
         """
-        return expit(self.sample(X, n_samples, generator, tau))
+        return _sigmoid(self.sample(X, n_samples, generator, tau))
 
-    def ucb_probability(self, X: ArrayLike, alpha: float = 1.0) -> np.ndarray:
+    def ucb_probability(self, X: ArrayLike, alpha: float = 1.0) -> FloatArray:
         """Optimistic probability ``σ(xᵀŵ + α sqrt(xᵀH⁻¹x))``; (n, d) -> (n,)."""
-        return expit(self.ucb(X, alpha))
+        return _sigmoid(self.ucb(X, alpha))
 
     # -- snapshots ----------------------------------------------------------------------------
     def snapshot_config(self) -> dict[str, Any]:

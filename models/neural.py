@@ -35,6 +35,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import nn
 
+from banditlp.arrays import Float32Array, FloatArray
 from models.calibration import IsotonicCalibrator
 from models.errors import ModelInputError, NotFittedError, ShapeError
 from models.inputs import as_matrix, check_discount, check_positive
@@ -139,7 +140,7 @@ class NeuralConfig:
         return cls(**doc)
 
 
-def concat_features(user: ArrayLike, item: ArrayLike, cross: ArrayLike | None = None) -> np.ndarray:
+def concat_features(user: ArrayLike, item: ArrayLike, cross: ArrayLike | None = None) -> Float32Array:
     """Concatenate per-pair feature blocks into the model input.
 
     Args:
@@ -165,6 +166,9 @@ class MultiOutcomeNet(nn.Module):
         config: the model configuration.
     """
 
+    input_mean: torch.Tensor
+    input_scale: torch.Tensor
+
     def __init__(self, config: NeuralConfig) -> None:
         super().__init__()
         act = _ACTIVATIONS[config.activation]
@@ -181,11 +185,13 @@ class MultiOutcomeNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last hidden features φ; (n, d_in) -> (n, h)."""
-        return self.trunk((x - self.input_mean) / self.input_scale)
+        phi: torch.Tensor = self.trunk((x - self.input_mean) / self.input_scale)
+        return phi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Head outputs (logits for Bernoulli, values for Gaussian); (n, d_in) -> (n, k)."""
-        return self.heads(self.features(x))
+        out: torch.Tensor = self.heads(self.features(x))
+        return out
 
 
 @dataclass
@@ -195,8 +201,8 @@ class _Buffer:
     capacity: int
     input_dim: int
     n_outcomes: int
-    X: np.ndarray = field(init=False)
-    Y: np.ndarray = field(init=False)
+    X: Float32Array = field(init=False)
+    Y: FloatArray = field(init=False)
     size: int = 0
     next: int = 0
 
@@ -204,7 +210,7 @@ class _Buffer:
         self.X = np.zeros((self.capacity, self.input_dim), dtype=np.float32)
         self.Y = np.full((self.capacity, self.n_outcomes), np.nan)
 
-    def add(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def add(self, X: Float32Array, Y: FloatArray) -> None:
         if X.shape[0] >= self.capacity:
             X, Y = X[-self.capacity :], Y[-self.capacity :]
         idx = (self.next + np.arange(X.shape[0])) % self.capacity
@@ -212,7 +218,7 @@ class _Buffer:
         self.next = int((self.next + X.shape[0]) % self.capacity)
         self.size = min(self.capacity, self.size + X.shape[0])
 
-    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self) -> tuple[Float32Array, FloatArray]:
         order = (self.next - self.size + np.arange(self.size)) % self.capacity
         return self.X[order], self.Y[order]
 
@@ -252,7 +258,7 @@ class NeuralThompsonModel(SnapshotMixin):
         self.fitted = False
 
     # -- input handling ---------------------------------------------------------------------
-    def _outcome_matrix(self, outcomes: Mapping[str, ArrayLike] | ArrayLike, n: int) -> np.ndarray:
+    def _outcome_matrix(self, outcomes: Mapping[str, ArrayLike] | ArrayLike, n: int) -> FloatArray:
         """(n, k) float64 outcomes with NaN for 'not observed'; validates values per likelihood."""
         names = self.config.outcome_names
         if isinstance(outcomes, Mapping):
@@ -300,7 +306,7 @@ class NeuralThompsonModel(SnapshotMixin):
         phi = self.net.features(x).to(torch.float64)
         return torch.cat([phi, torch.ones((phi.shape[0], 1), dtype=phi.dtype, device=phi.device)], dim=1)
 
-    def phi_tilde(self, features: ArrayLike) -> np.ndarray:
+    def phi_tilde(self, features: ArrayLike) -> FloatArray:
         """Last-layer inputs ``[φ; 1]`` for rows of features; (n, d_in) -> (n, h+1) float64."""
         x = self._as_tensor(features)
         with torch.no_grad():
@@ -371,7 +377,7 @@ class NeuralThompsonModel(SnapshotMixin):
         self.fitted = True
         return losses
 
-    def _train(self, X: np.ndarray, Y: np.ndarray, epochs: int) -> dict[str, float]:
+    def _train(self, X: Float32Array, Y: FloatArray, epochs: int) -> dict[str, float]:
         cfg = self.config
         mean = X.mean(axis=0)
         scale = X.std(axis=0)
@@ -410,7 +416,7 @@ class NeuralThompsonModel(SnapshotMixin):
                 nll = nll * m
                 loss = ((nll.sum(0) / m.sum(0).clamp_min(1.0)) * weight).sum()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                torch.autograd.backward(loss)
                 opt.step()
                 tot += nll.detach().sum(0)
                 cnt += m.sum(0)
@@ -482,7 +488,7 @@ class NeuralThompsonModel(SnapshotMixin):
 
     def marginal_scores(
         self, features: ArrayLike, tau: float, generator: torch.Generator | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    ) -> tuple[dict[str, FloatArray], dict[str, FloatArray], dict[str, FloatArray]]:
         """Marginal Thompson samples, MAP scores and predictive stds in one pass over the pairs.
 
         The same numbers as ``sample_scores(mode="marginal")``, ``mean_scores`` and
@@ -520,7 +526,7 @@ class NeuralThompsonModel(SnapshotMixin):
     @overload
     def mean_scores(self, features: torch.Tensor, *, calibrate: bool = False) -> dict[str, torch.Tensor]: ...
     @overload
-    def mean_scores(self, features: ArrayLike, *, calibrate: bool = False) -> dict[str, np.ndarray]: ...
+    def mean_scores(self, features: ArrayLike, *, calibrate: bool = False) -> dict[str, FloatArray]: ...
 
     def mean_scores(self, features: Any, *, calibrate: bool = False) -> dict[str, Any]:
         """Deterministic (MAP) scores: ``σ(φ̃ᵀθ̂)`` for Bernoulli heads, ``φ̃ᵀθ̂`` for Gaussian ones.
@@ -537,7 +543,7 @@ class NeuralThompsonModel(SnapshotMixin):
     @overload
     def predictive_std(self, features: torch.Tensor) -> dict[str, torch.Tensor]: ...
     @overload
-    def predictive_std(self, features: ArrayLike) -> dict[str, np.ndarray]: ...
+    def predictive_std(self, features: ArrayLike) -> dict[str, FloatArray]: ...
 
     def predictive_std(self, features: Any) -> dict[str, Any]:
         """Last-layer Laplace std of each head's linear predictor, ``sqrt(φ̃ᵀH⁻¹φ̃)``.
@@ -572,7 +578,7 @@ class NeuralThompsonModel(SnapshotMixin):
         *,
         mode: SampleMode = "marginal",
         calibrate: bool = False,
-    ) -> dict[str, np.ndarray]: ...
+    ) -> dict[str, FloatArray]: ...
 
     def sample_scores(
         self,

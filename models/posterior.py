@@ -30,6 +30,7 @@ cheaper and numerically safer (an SM-updated inverse drifts, and a discounted up
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -39,6 +40,7 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
 
+from banditlp.arrays import FloatArray, IntArray
 from models.errors import ModelError, ModelInputError, ShapeError
 from models.inputs import as_matrix, as_targets, as_vector, check_discount, check_positive, read_only_view
 from models.snapshot import SnapshotMixin, register_kind
@@ -59,16 +61,16 @@ class GaussianWeightPosterior:
         if int(dim) < 1:
             raise ModelInputError(f"dim must be >= 1, got {dim}")
         self.dim = int(dim)
-        self._chol: np.ndarray | None = None
+        self._chol: FloatArray | None = None
 
     # -- to be provided by subclasses -------------------------------------------------------
     @property
-    def precision(self) -> np.ndarray:
+    def precision(self) -> FloatArray:
         """(d, d) posterior precision matrix."""
         raise NotImplementedError
 
     @property
-    def mean(self) -> np.ndarray:
+    def mean(self) -> FloatArray:
         """(d,) posterior mean."""
         raise NotImplementedError
 
@@ -76,7 +78,7 @@ class GaussianWeightPosterior:
     def _invalidate(self) -> None:
         self._chol = None
 
-    def cholesky(self) -> np.ndarray:
+    def cholesky(self) -> FloatArray:
         """Lower Cholesky factor L of the precision, ``A = L Lᵀ`` (cached; do not modify).
 
         Raises:
@@ -84,18 +86,18 @@ class GaussianWeightPosterior:
         """
         if self._chol is None:
             try:
-                self._chol = np.linalg.cholesky(self.precision)
+                self._chol = np.linalg.cholesky(self.precision).astype(np.float64, copy=False)
             except np.linalg.LinAlgError as exc:
                 raise ModelError("posterior precision is not positive definite") from exc
         return self._chol
 
-    def covariance(self) -> np.ndarray:
+    def covariance(self) -> FloatArray:
         """(d, d) posterior covariance ``Σ = A⁻¹``."""
         L = self.cholesky()
-        cov = scipy.linalg.cho_solve((L, True), np.eye(self.dim))
+        cov: FloatArray = scipy.linalg.cho_solve((L, True), np.eye(self.dim))
         return 0.5 * (cov + cov.T)
 
-    def predictive_mean(self, X: ArrayLike) -> np.ndarray:
+    def predictive_mean(self, X: ArrayLike) -> FloatArray:
         """Posterior mean of the linear predictor per row.
 
         Args:
@@ -106,7 +108,7 @@ class GaussianWeightPosterior:
         """
         return as_matrix(X, self.dim) @ self.mean
 
-    def predictive_std(self, X: ArrayLike) -> np.ndarray:
+    def predictive_std(self, X: ArrayLike) -> FloatArray:
         """Posterior standard deviation of the linear predictor per row, ``sqrt(xᵀA⁻¹x)``.
 
         This is the uncertainty of the mean reward (the LinUCB width); it excludes the
@@ -121,9 +123,10 @@ class GaussianWeightPosterior:
         X = as_matrix(X, self.dim)
         # xᵀA⁻¹x = ||L⁻¹x||²: one triangular solve for all rows.
         V = scipy.linalg.solve_triangular(self.cholesky(), X.T, lower=True, check_finite=False)
-        return np.sqrt(np.einsum("ij,ij->j", V, V))
+        var: FloatArray = np.einsum("ij,ij->j", V, V)
+        return np.sqrt(var)
 
-    def ucb(self, X: ArrayLike, alpha: float = 1.0) -> np.ndarray:
+    def ucb(self, X: ArrayLike, alpha: float = 1.0) -> FloatArray:
         """LinUCB scores ``xᵀθ̂ + α sqrt(xᵀA⁻¹x)`` (chapter eq. 16.2).
 
         Args:
@@ -136,7 +139,7 @@ class GaussianWeightPosterior:
         X = as_matrix(X, self.dim)
         return X @ self.mean + alpha * self.predictive_std(X)
 
-    def sample_weights(self, n_samples: int, generator: np.random.Generator, tau: float = 1.0) -> np.ndarray:
+    def sample_weights(self, n_samples: int, generator: np.random.Generator, tau: float = 1.0) -> FloatArray:
         """Thompson draws of the weights ``w ~ N(θ̂, τ A⁻¹)``.
 
         Args:
@@ -151,10 +154,12 @@ class GaussianWeightPosterior:
             raise ModelInputError(f"tau must be finite and >= 0, got {tau!r}")
         Z = generator.standard_normal((int(n_samples), self.dim))
         # w = θ̂ + sqrt(τ) L⁻ᵀz has covariance τ L⁻ᵀL⁻¹ = τ A⁻¹.
-        noise = scipy.linalg.solve_triangular(self.cholesky(), Z.T, lower=True, trans="T", check_finite=False)
-        return self.mean[None, :] + np.sqrt(tau) * noise.T
+        noise: FloatArray = scipy.linalg.solve_triangular(
+            self.cholesky(), Z.T, lower=True, trans="T", check_finite=False
+        )
+        return self.mean[None, :] + math.sqrt(tau) * noise.T
 
-    def sample(self, X: ArrayLike, n_samples: int, generator: np.random.Generator, tau: float = 1.0) -> np.ndarray:
+    def sample(self, X: ArrayLike, n_samples: int, generator: np.random.Generator, tau: float = 1.0) -> FloatArray:
         """Thompson samples of the linear predictor with one joint weight draw per sample.
 
         Rows of one sample share the weight draw (the classical LinTS step).
@@ -171,7 +176,7 @@ class GaussianWeightPosterior:
         X = as_matrix(X, self.dim)
         return self.sample_weights(n_samples, generator, tau) @ X.T
 
-    def sample_marginal(self, X: ArrayLike, generator: np.random.Generator, tau: float = 1.0) -> np.ndarray:
+    def sample_marginal(self, X: ArrayLike, generator: np.random.Generator, tau: float = 1.0) -> FloatArray:
         """One independent draw per row from its marginal ``N(xᵀθ̂, τ xᵀA⁻¹x)``.
 
         Cheaper than a joint draw for many rows and what the LP needs when pairs are scored
@@ -189,7 +194,7 @@ class GaussianWeightPosterior:
             raise ModelInputError(f"tau must be finite and >= 0, got {tau!r}")
         X = as_matrix(X, self.dim)
         mu = X @ self.mean
-        return mu + np.sqrt(tau) * self.predictive_std(X) * generator.standard_normal(mu.shape[0])
+        return mu + math.sqrt(tau) * self.predictive_std(X) * generator.standard_normal(mu.shape[0])
 
 
 @dataclass(frozen=True)
@@ -217,7 +222,7 @@ class LinearHeadConfig:
 
 
 @lru_cache(maxsize=64)
-def _tril_indices(d: int) -> tuple[np.ndarray, np.ndarray]:
+def _tril_indices(d: int) -> tuple[IntArray, IntArray]:
     return np.tril_indices(d)
 
 
@@ -245,21 +250,21 @@ class BayesianLinearHead(GaussianWeightPosterior, SnapshotMixin):
         self._A = config.prior_precision * np.eye(config.dim)
         self._b = np.zeros(config.dim)
         self.n_obs = 0
-        self._mean: np.ndarray | None = None
+        self._mean: FloatArray | None = None
 
     # -- state ------------------------------------------------------------------------------
     @property
-    def precision(self) -> np.ndarray:
+    def precision(self) -> FloatArray:
         """(d, d) precision ``A`` (read-only view)."""
         return read_only_view(self._A)
 
     @property
-    def b(self) -> np.ndarray:
+    def b(self) -> FloatArray:
         """(d,) precision-weighted mean ``b = Σ γ^{n−i} yᵢxᵢ/σ²`` (read-only view)."""
         return read_only_view(self._b)
 
     @property
-    def mean(self) -> np.ndarray:
+    def mean(self) -> FloatArray:
         """(d,) posterior mean ``θ̂ = A⁻¹b``."""
         if self._mean is None:
             self._mean = scipy.linalg.cho_solve((self.cholesky(), True), self._b)
@@ -318,7 +323,7 @@ class BayesianLinearHead(GaussianWeightPosterior, SnapshotMixin):
         self._invalidate()
 
     # -- compact per-key state --------------------------------------------------------------
-    def to_state(self) -> np.ndarray:
+    def to_state(self) -> FloatArray:
         """The learned state as one float64 vector (for a per-key RocksDB table value).
 
         Layout: lower triangle of A (row-major, d(d+1)/2), then b (d), then n_obs (1).
@@ -381,7 +386,7 @@ class BayesianLinearHead(GaussianWeightPosterior, SnapshotMixin):
         return head
 
 
-def stacked_predictive(config: LinearHeadConfig, states: ArrayLike, X: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def stacked_predictive(config: LinearHeadConfig, states: ArrayLike, X: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """Posterior mean and std of many small heads at once (e.g. one head per user).
 
     Args:

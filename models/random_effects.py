@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from banditlp.arrays import FloatArray
+
 
 @dataclass(frozen=True)
 class RandomEffectConfig:
@@ -33,17 +35,18 @@ class RandomEffectConfig:
     prior_precision: float = 25.0
     noise_var: float = 0.25
 
-    def prior(self) -> tuple[np.ndarray, np.ndarray]:
+    def prior(self) -> tuple[FloatArray, FloatArray]:
         """Fresh ``(A (k, k), b (k,))`` of a user with no feedback."""
         return self.prior_precision * np.eye(self.dim), np.zeros(self.dim)
 
 
-def posterior_mean(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+def posterior_mean(A: FloatArray, b: FloatArray) -> FloatArray:
     """Posterior means ``(n_users, k)`` of stacked heads ``A (n_users, k, k)``, ``b (n_users, k)``."""
-    return np.linalg.solve(A, b[..., None])[..., 0]
+    mean: FloatArray = np.linalg.solve(A, b[..., None])[..., 0].astype(np.float64, copy=False)
+    return mean
 
 
-def sample_effects(A: np.ndarray, b: np.ndarray, tau: float | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sample_effects(A: FloatArray, b: FloatArray, tau: float | FloatArray, rng: np.random.Generator) -> FloatArray:
     """One Thompson draw per user, ``w_u ~ N(A^-1 b, tau A^-1)``.
 
     Args:
@@ -56,11 +59,11 @@ def sample_effects(A: np.ndarray, b: np.ndarray, tau: float | np.ndarray, rng: n
     mean = posterior_mean(A, b)
     L = np.linalg.cholesky(A)  # A = L L^T  =>  L^-T z ~ N(0, A^-1)
     z = rng.standard_normal(b.shape)
-    noise = np.linalg.solve(np.swapaxes(L, -1, -2), z[..., None])[..., 0]
-    return mean + np.sqrt(np.asarray(tau, dtype=float)).reshape(-1, 1) * noise
+    noise = np.linalg.solve(np.swapaxes(L, -1, -2), z[..., None])[..., 0].astype(np.float64, copy=False)
+    return mean + np.sqrt(np.asarray(tau, dtype=np.float64)).reshape(-1, 1) * noise
 
 
-def predictive_std(A: np.ndarray, Z: np.ndarray) -> np.ndarray:
+def predictive_std(A: FloatArray, Z: FloatArray) -> FloatArray:
     """Std of ``z^T w_u`` for each candidate: ``sqrt(z^T A^-1 z)``.
 
     Args:
@@ -70,12 +73,13 @@ def predictive_std(A: np.ndarray, Z: np.ndarray) -> np.ndarray:
         (n_users, m).
     """
     sol = np.linalg.solve(A[:, None, :, :], Z[..., None])[..., 0]
-    return np.sqrt(np.maximum(np.einsum("umk,umk->um", Z, sol), 0.0))
+    var: FloatArray = np.einsum("umk,umk->um", Z, sol)
+    return np.sqrt(np.maximum(var, 0.0))
 
 
 def update(
-    A: np.ndarray, b: np.ndarray, z: np.ndarray, y: np.ndarray, noise_var: float
-) -> tuple[np.ndarray, np.ndarray]:
+    A: FloatArray, b: FloatArray, z: FloatArray, y: FloatArray, noise_var: float
+) -> tuple[FloatArray, FloatArray]:
     """Add observations to one head: ``A + Z^T Z / s2``, ``b + Z^T y / s2``.
 
     Args:

@@ -93,13 +93,13 @@ class Snapshottable(Protocol):
         ...
 
 
-_REGISTRY: dict[str, type] = {}
-_T = TypeVar("_T", bound=type)
+_REGISTRY: dict[str, type[Snapshottable]] = {}
+_S = TypeVar("_S", bound=Snapshottable)
 
 
-def register_kind(cls: _T) -> _T:
+def register_kind(cls: type[_S]) -> type[_S]:
     """Class decorator: make ``cls.snapshot_kind`` loadable by :func:`load_snapshot`."""
-    kind = cls.snapshot_kind  # type: ignore[attr-defined]
+    kind = cls.snapshot_kind
     if kind in _REGISTRY and _REGISTRY[kind] is not cls:
         raise ValueError(f"snapshot kind {kind!r} registered twice")
     _REGISTRY[kind] = cls
@@ -235,7 +235,7 @@ def load_snapshot_with_header(data: bytes) -> tuple[SnapshotHeader, Any]:
     return header, obj
 
 
-def _lookup(kind: str) -> Any:
+def _lookup(kind: str) -> type[Snapshottable]:
     if kind not in _REGISTRY:
         for module in _KIND_MODULES:
             importlib.import_module(module)
@@ -282,9 +282,9 @@ def _parse_prefix(data: bytes) -> tuple[SnapshotHeader, dict[str, Any], int]:
 class SnapshotMixin:
     """Gives a registered class ``to_bytes()`` / ``from_bytes()`` on top of the snapshot format."""
 
-    def to_bytes(self, *, name: str = "", version: int = 0, created_at_ms: int | None = None) -> bytes:
+    def to_bytes(self: Snapshottable, *, name: str = "", version: int = 0, created_at_ms: int | None = None) -> bytes:
         """Serialise ``self``; see :func:`dump_snapshot`."""
-        return dump_snapshot(self, name=name, version=version, created_at_ms=created_at_ms)  # type: ignore[arg-type]
+        return dump_snapshot(self, name=name, version=version, created_at_ms=created_at_ms)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
