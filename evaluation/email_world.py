@@ -25,15 +25,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import scipy.optimize
+from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
 import allocator
 from allocator import AllocationProblem, AllocatorError, InfeasibleAllocation, ProblemValidationError, Status
+from banditlp.arrays import BoolArray, Float32Array, FloatArray, IntArray, weighted_bincount
 from evaluation.errors import EvaluationInputError, OracleInfeasible
 from evaluation.run_summary import BatchOutcome
+
+_S = TypeVar("_S", bound=np.generic)
 
 # Width of the hidden layer of the true models (a small random 2-layer net). Wide enough that the
 # truth is clearly nonlinear in the observed features, small enough to evaluate per pair cheaply.
@@ -154,11 +159,11 @@ class CandidateBatch:
 
     batch_id: str
     batch_index: int
-    user_ids: np.ndarray
-    pair_user: np.ndarray
-    pair_item: np.ndarray
-    pair_provider: np.ndarray
-    features: np.ndarray
+    user_ids: IntArray
+    pair_user: IntArray
+    pair_item: IntArray
+    pair_provider: IntArray
+    features: Float32Array
 
     @property
     def n_pairs(self) -> int:
@@ -179,10 +184,10 @@ class BatchConstraints:
         budget_names: ``(L,)`` what each budget row limits.
     """
 
-    budget: np.ndarray
-    provider_min: np.ndarray
-    provider_max: np.ndarray
-    user_cap: np.ndarray
+    budget: FloatArray
+    provider_min: FloatArray
+    provider_max: FloatArray
+    user_cap: IntArray
     budget_names: tuple[str, ...] = ("expected_unsubscriptions",)
 
 
@@ -197,10 +202,10 @@ class OracleResult:
         provider_exposure: ``(P,)`` ``sum(x)`` per provider.
     """
 
-    x: np.ndarray
+    x: FloatArray
     objective: float
-    expected_cost: np.ndarray
-    provider_exposure: np.ndarray
+    expected_cost: FloatArray
+    provider_exposure: FloatArray
 
 
 class EmailWorld:
@@ -284,7 +289,7 @@ class EmailWorld:
         """Width of :meth:`pair_features`: ``user_dim + 2 * item_dim``."""
         return self.config.user_dim + 2 * self.config.item_dim
 
-    def pair_features(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    def pair_features(self, user_ids: ArrayLike, item_ids: ArrayLike) -> Float32Array:
         """The features a model sees for each pair (what a candidates record carries).
 
         Args:
@@ -340,8 +345,8 @@ class EmailWorld:
         )
 
     def true_probabilities(
-        self, pair_user: np.ndarray, pair_item: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, pair_user: ArrayLike, pair_item: ArrayLike
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         """True outcome model of each pair.
 
         Args:
@@ -363,7 +368,7 @@ class EmailWorld:
             self.item_value[i].copy(),
         )
 
-    def expected_reward_and_cost(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+    def expected_reward_and_cost(self, batch: CandidateBatch) -> tuple[FloatArray, FloatArray]:
         """True LP coefficients of a batch.
 
         Args:
@@ -458,8 +463,8 @@ class EmailWorld:
         return _allocation_result(x, reward, cost, batch.pair_provider, self.config.n_providers)
 
     def draw_outcomes(
-        self, pair_user: np.ndarray, pair_item: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, pair_user: ArrayLike, pair_item: ArrayLike, rng: np.random.Generator
+    ) -> tuple[BoolArray, BoolArray, FloatArray]:
         """Sample the outcomes of sending each pair once, from the true model.
 
         Conversion and unsubscription are independent given the pair. A conversion's value is
@@ -484,14 +489,14 @@ class EmailWorld:
     def batch_outcome(
         self,
         batch: CandidateBatch,
-        x: np.ndarray,
+        x: ArrayLike,
         rng: np.random.Generator,
         *,
         constraints: BatchConstraints | None = None,
         oracle_objective: float | None = None,
         mean_entropy: float = math.nan,
         mean_posterior_std: float = math.nan,
-        x_planned: np.ndarray | None = None,
+        x_planned: FloatArray | None = None,
     ) -> BatchOutcome:
         """Evaluate a policy's decisions on a batch: true expectations, drawn outcomes, oracle.
 
@@ -543,7 +548,7 @@ class EmailWorld:
             x_planned=x_planned,
         )
 
-    def _check_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _check_pairs(self, user_ids: ArrayLike, item_ids: ArrayLike) -> tuple[IntArray, IntArray]:
         u = np.asarray(user_ids)
         i = np.asarray(item_ids)
         if u.ndim != 1 or u.shape != i.shape:
@@ -560,7 +565,7 @@ class EmailWorld:
             raise EvaluationInputError(f"item ids must be in [0, {self.config.n_items})")
         return u, i
 
-    def _logits(self, u: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _logits(self, u: IntArray, i: IntArray) -> tuple[FloatArray, FloatArray]:
         # (E, H) hidden activations; memory is E * 16 floats, fine for a simulator batch.
         hidden = np.tanh(self._hidden_user[u] + self._hidden_item[i])
         items = self.item_features[i]
@@ -577,7 +582,7 @@ class EmailWorld:
         return conv, unsub
 
 
-def greedy_allocation(reward: np.ndarray, pair_user: np.ndarray, user_cap: np.ndarray) -> np.ndarray:
+def greedy_allocation(reward: ArrayLike, pair_user: ArrayLike, user_cap: ArrayLike) -> FloatArray:
     """Each user's ``user_cap`` highest-reward pairs (those with positive reward), vectorised.
 
     Args:
@@ -601,10 +606,10 @@ def greedy_allocation(reward: np.ndarray, pair_user: np.ndarray, user_cap: np.nd
 
 
 def solve_allocation_lp(
-    reward: np.ndarray,
-    cost: np.ndarray,
-    pair_user: np.ndarray,
-    pair_provider: np.ndarray,
+    reward: ArrayLike,
+    cost: ArrayLike,
+    pair_user: ArrayLike,
+    pair_provider: ArrayLike,
     constraints: BatchConstraints,
 ) -> OracleResult:
     """Solve the BanditLP allocation LP exactly with the allocator's HiGHS solver.
@@ -688,22 +693,22 @@ def solve_allocation_lp(
 
 
 def _allocation_result(
-    x: np.ndarray, reward: np.ndarray, cost: np.ndarray, pair_provider: np.ndarray, n_providers: int
+    x: FloatArray, reward: FloatArray, cost: FloatArray, pair_provider: IntArray, n_providers: int
 ) -> OracleResult:
     return OracleResult(
         x=_read_only(x),
         objective=float(reward @ x),
         expected_cost=_read_only(cost.T @ x),
-        provider_exposure=_read_only(np.bincount(pair_provider, weights=x, minlength=n_providers)),
+        provider_exposure=_read_only(weighted_bincount(pair_provider, x, n_providers)),
     )
 
 
-def _offset_for_mean(logits: np.ndarray, target: float) -> float:
+def _offset_for_mean(logits: FloatArray, target: float) -> float:
     # mean(sigmoid(a + logits)) increases strictly in a: one root, bracketed generously.
     return float(scipy.optimize.brentq(lambda a: float(expit(a + logits).mean()) - target, -30.0, 30.0))
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
+def _read_only(array: NDArray[_S]) -> NDArray[_S]:
     # Arrays held by frozen records are made read-only so the records really are immutable.
     array.flags.writeable = False
     return array

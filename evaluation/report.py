@@ -13,7 +13,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from banditlp.arrays import IntArray
 from evaluation.run_summary import BatchOutcome, RunSummary, summarise
 
 # File names, in the order write_plots returns them.
@@ -65,7 +67,7 @@ def write_plots(outcomes: list[BatchOutcome], run_dir: Path | str) -> list[Path]
     return paths
 
 
-def _draw_cumulative_reward(figure: Figure, batches: np.ndarray, summary: RunSummary) -> None:
+def _draw_cumulative_reward(figure: Figure, batches: IntArray, summary: RunSummary) -> None:
     ax = figure.add_subplot()
     ax.plot(batches, summary.cumulative_oracle_reward, label="oracle (true LP)", color="black")
     ax.plot(batches, summary.cumulative_expected_reward, label="policy, expected", color="C0")
@@ -85,7 +87,7 @@ def _draw_cumulative_reward(figure: Figure, batches: np.ndarray, summary: RunSum
     _integer_batches(ax, batches)
 
 
-def _draw_unsub_usage(figure: Figure, batches: np.ndarray, summary: RunSummary) -> None:
+def _draw_unsub_usage(figure: Figure, batches: IntArray, summary: RunSummary) -> None:
     ax = figure.add_subplot()
     ax.plot(batches, summary.unsub_usage, marker="o", markersize=3, label="policy, expected")
     ax.axhline(1.0, color="C3", linestyle="--", label="budget")
@@ -100,7 +102,7 @@ def _draw_unsub_usage(figure: Figure, batches: np.ndarray, summary: RunSummary) 
     _integer_batches(ax, batches)
 
 
-def _draw_provider_exposure(figure: Figure, batches: np.ndarray, summary: RunSummary) -> None:
+def _draw_provider_exposure(figure: Figure, batches: IntArray, summary: RunSummary) -> None:
     ax = figure.add_subplot()
     if np.all(np.isnan(summary.provider_min_ratio)):
         ax.text(0.5, 0.5, "no provider minimums", ha="center", transform=ax.transAxes)
@@ -132,7 +134,7 @@ def _draw_provider_exposure(figure: Figure, batches: np.ndarray, summary: RunSum
     _integer_batches(ax, batches)
 
 
-def _draw_exploration(figure: Figure, batches: np.ndarray, summary: RunSummary) -> None:
+def _draw_exploration(figure: Figure, batches: IntArray, summary: RunSummary) -> None:
     items_ax, measures_ax = figure.subplots(1, 2)
     items_ax.plot(batches, summary.distinct_items, marker="o", markersize=3, color="C2")
     items_ax.set_title("Distinct items sent")
@@ -161,7 +163,10 @@ def _draw_exploration(figure: Figure, batches: np.ndarray, summary: RunSummary) 
     figure.suptitle("Exploration per batch")
 
 
-def _integer_batches(ax: Axes, batches: np.ndarray) -> None:
-    # Batch numbers are integers: keep fractional ticks off the x axis.
-    ax.xaxis.get_major_locator().set_params(integer=True)
+def _integer_batches(ax: Axes, batches: IntArray) -> None:
+    # Batch numbers are integers: keep fractional ticks off the x axis. The default locator of an
+    # axis (AutoLocator) is a MaxNLocator, which takes ``integer``.
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):
+        locator.set_params(integer=True)
     ax.set_xlim(batches[0] - 0.5, batches[-1] + 0.5)

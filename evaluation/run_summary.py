@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from banditlp.arrays import FloatArray, IntArray, weighted_bincount
 from evaluation.errors import EvaluationInputError
 
 # Relative slack before a constraint counts as violated (LP solutions sit on their bounds up to
@@ -57,20 +59,20 @@ class BatchOutcome:
     """
 
     batch_id: str
-    x: np.ndarray
-    pair_item: np.ndarray
-    pair_provider: np.ndarray
-    expected_reward: np.ndarray
-    expected_unsub: np.ndarray
-    realised_value: np.ndarray
-    realised_unsub: np.ndarray
+    x: FloatArray
+    pair_item: IntArray
+    pair_provider: IntArray
+    expected_reward: FloatArray
+    expected_unsub: FloatArray
+    realised_value: FloatArray
+    realised_unsub: FloatArray
     oracle_objective: float
     unsub_budget: float
-    provider_min: np.ndarray
-    provider_max: np.ndarray
+    provider_min: FloatArray
+    provider_max: FloatArray
     mean_entropy: float = math.nan
     mean_posterior_std: float = math.nan
-    x_planned: np.ndarray | None = None
+    x_planned: FloatArray | None = None
 
     def __post_init__(self) -> None:
         """Convert and validate the arrays.
@@ -137,14 +139,14 @@ class BatchOutcome:
             getattr(self, name).flags.writeable = False
 
     @property
-    def x_usage(self) -> np.ndarray:
+    def x_usage(self) -> FloatArray:
         """``(n,)`` the weights constraint usage is measured on: ``x_planned`` if given, else ``x``."""
         return self.x if self.x_planned is None else self.x_planned
 
     @property
-    def provider_exposure(self) -> np.ndarray:
+    def provider_exposure(self) -> FloatArray:
         """``(P,)`` sum of :attr:`x_usage` per provider."""
-        return np.bincount(self.pair_provider, weights=self.x_usage, minlength=self.provider_min.shape[0])
+        return weighted_bincount(self.pair_provider, self.x_usage, self.provider_min.shape[0])
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,20 +174,20 @@ class RunSummary:
     """
 
     batch_ids: tuple[str, ...]
-    expected_reward: np.ndarray
-    oracle_reward: np.ndarray
-    realised_reward: np.ndarray
-    expected_unsub: np.ndarray
-    realised_unsubs: np.ndarray
-    unsub_budget: np.ndarray
-    unsub_usage: np.ndarray
-    provider_min_ratio: np.ndarray
-    provider_max_ratio: np.ndarray
-    providers_below_min: np.ndarray
-    sends: np.ndarray
-    distinct_items: np.ndarray
-    mean_entropy: np.ndarray
-    mean_posterior_std: np.ndarray
+    expected_reward: FloatArray
+    oracle_reward: FloatArray
+    realised_reward: FloatArray
+    expected_unsub: FloatArray
+    realised_unsubs: FloatArray
+    unsub_budget: FloatArray
+    unsub_usage: FloatArray
+    provider_min_ratio: FloatArray
+    provider_max_ratio: FloatArray
+    providers_below_min: FloatArray
+    sends: FloatArray
+    distinct_items: FloatArray
+    mean_entropy: FloatArray
+    mean_posterior_std: FloatArray
 
     @property
     def n_batches(self) -> int:
@@ -193,22 +195,22 @@ class RunSummary:
         return len(self.batch_ids)
 
     @property
-    def cumulative_expected_reward(self) -> np.ndarray:
+    def cumulative_expected_reward(self) -> FloatArray:
         """``(B,)`` running total of :attr:`expected_reward`."""
         return np.cumsum(self.expected_reward)
 
     @property
-    def cumulative_oracle_reward(self) -> np.ndarray:
+    def cumulative_oracle_reward(self) -> FloatArray:
         """``(B,)`` running total of :attr:`oracle_reward`."""
         return np.cumsum(self.oracle_reward)
 
     @property
-    def cumulative_realised_reward(self) -> np.ndarray:
+    def cumulative_realised_reward(self) -> FloatArray:
         """``(B,)`` running total of :attr:`realised_reward`."""
         return np.cumsum(self.realised_reward)
 
     @property
-    def cumulative_regret(self) -> np.ndarray:
+    def cumulative_regret(self) -> FloatArray:
         """``(B,)`` oracle minus policy, cumulative expected reward.
 
         Negative entries are possible when the policy violates constraints the oracle keeps.
@@ -253,7 +255,7 @@ def summarise(outcomes: list[BatchOutcome]) -> RunSummary:
     if not outcomes:
         raise EvaluationInputError("summarise needs at least one batch outcome")
 
-    def series(values: list[float]) -> np.ndarray:
+    def series(values: list[float]) -> FloatArray:
         array = np.asarray(values, dtype=float)
         array.flags.writeable = False
         return array
@@ -329,7 +331,7 @@ def summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     ]
 
 
-def mean_user_entropy(probabilities: np.ndarray, pair_user: np.ndarray) -> float:
+def mean_user_entropy(probabilities: ArrayLike, pair_user: ArrayLike) -> float:
     """Mean over users of the entropy (nats) of each user's selection distribution.
 
     The exploration measure of a randomised policy: e.g. Thompson-sampling selection
@@ -357,16 +359,16 @@ def mean_user_entropy(probabilities: np.ndarray, pair_user: np.ndarray) -> float
         raise EvaluationInputError("probabilities must be finite and >= 0")
     if p.size == 0:
         return math.nan
-    totals = np.bincount(users, weights=p)
+    totals = weighted_bincount(users, p)
     q = np.divide(p, totals[users], out=np.zeros_like(p), where=totals[users] > 0)
     # 0 log 0 = 0.
     terms = np.where(q > 0, -q * np.log(np.where(q > 0, q, 1.0)), 0.0)
-    entropy = np.bincount(users, weights=terms, minlength=totals.size)
+    entropy = weighted_bincount(users, terms, totals.size)
     active = totals > 0
     return float(entropy[active].mean()) if active.any() else math.nan
 
 
-def _nan_aware(reduce: Callable[[np.ndarray], float], values: np.ndarray) -> str:
+def _nan_aware(reduce: Callable[[FloatArray], float], values: FloatArray) -> str:
     # Exploration measures are nan for policies that do not report them: show "n/a".
     finite = values[~np.isnan(values)]
     return "n/a" if finite.size == 0 else f"{float(reduce(finite)):.3f}"
