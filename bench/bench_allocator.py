@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 # run as a script from anywhere: import this checkout's packages, not another installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -62,6 +63,11 @@ class PeakRSS:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec``, or ``-`` for a figure this row has not measured."""
+    return "-" if value is None else format(value, spec)
+
+
 def main(
     sizes: str = typer.Option("1e4,1e5,1e6,1e7", help="Comma-separated pair counts."),
     device: str = typer.Option("cpu", help="cpu | cuda"),
@@ -77,10 +83,10 @@ def main(
     if threads:
         torch.set_num_threads(threads)
     dtype = torch.float32 if float32 else torch.float64
-    rows = []
+    rows: list[dict[str, Any]] = []
     for size in (int(float(s)) for s in sizes.split(",")):
         prob = random_instance(max(size // 10, 1), 10, 50, 2, (1, 2), 0.7, seed=seed)
-        row: dict = {"pairs": prob.n_pairs}
+        row: dict[str, Any] = {"pairs": prob.n_pairs}
         if prob.n_pairs <= skip_highs_above:
             t0 = time.perf_counter()
             h = solve_highs(prob, method="ipm", crossover=False)
@@ -127,14 +133,13 @@ def main(
         "solver RSS GB",
     ):
         table.add_column(col, justify="right")
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
         table.add_row(
             f"{r['pairs']:,}",
-            fmt(r.get("highs_s"), ".2f"),
+            _fmt(r.get("highs_s"), ".2f"),
             f"{r['dual_s']:.2f}",
-            fmt(r.get("speedup"), ".1f"),
-            fmt(r.get("gap"), ".2e"),
+            _fmt(r.get("speedup"), ".1f"),
+            _fmt(r.get("gap"), ".2e"),
             str(r["iterations"]),
             f"{r['viol_before_repair']:.1e}",
             f"{r['viol_after']:.1e}",
