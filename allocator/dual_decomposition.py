@@ -274,10 +274,9 @@ def solve_dual(
         # (they do not scale with gamma; y*(gamma) tends to the LP duals as gamma -> 0), but the
         # optimum moves: the 10 g stage pulls a good start away towards y*(10 g), the smoother
         # problem's optimum, and the last stage must walk back. The large gamma only helps to cross
-        # the distance from 0 fast, which a start close to y*(g) does not need. On the email-world
-        # LP (200,000 pairs, previous batch's duals) the continuation cost 189 iterations against
-        # 112 without (cold: 293); on the 4,000-pair test instances started from HiGHS' duals,
-        # 46-73 against 12-24 (cold: 64-89).
+        # the distance from 0 fast, which a start close to y*(g) does not need
+        # (tests/unit/allocator/test_dual_warm_start.py: a start from another batch's duals takes
+        # fewer iterations than a cold solve).
         # Guard: a start whose dual value at the final gamma is above that of the cold start
         # (all duals 0) is no better than no start; drop it for the cold schedule. Two primal
         # passes, counted in ``iterations``.

@@ -35,7 +35,6 @@ class Status:
     ELASTIC = "elastic"  #: infeasible as stated; elastic solution with reported violations
     ITERATION_LIMIT = "iteration_limit"  #: stopped at max_iter; x is repaired but not optimal to tol
     TIME_LIMIT = "time_limit"  #: stopped at the time limit
-    INFEASIBLE = "infeasible"  #: no feasible point (only in reports; solvers raise instead)
 
 
 RESULT_KEYS = (

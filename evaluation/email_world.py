@@ -1,4 +1,5 @@
-"""A simulated email-marketing world after BanditLP (arXiv 2601.15552, section on experiments).
+"""A simulated email-marketing world after the experiments of "BanditLP: Large-Scale Stochastic
+Optimization for Personalized Recommendations" (arXiv 2601.15552).
 
 Every send batch, each user may receive ``sends_per_user`` marketing units (items) out of a
 random candidate list. Each item belongs to a provider and has a value per conversion. The world

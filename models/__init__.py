@@ -6,8 +6,10 @@
   Thompson sampling and the two-speed learner.
 - ``models.calibration``: isotonic calibration of Thompson samples, expected calibration error.
 - ``models.snapshot``: versioned snapshot bytes for all of the above.
+- ``models.random_effects``: per-user linear-Gaussian heads on the global model's residual, as
+  stacked arrays (the stream layer keeps them in a table).
 
-Imports numpy, scipy, torch, scikit-learn and ``banditlp.errors`` only; never Kafka,
+Imports numpy, scipy, torch, scikit-learn and ``banditlp`` (errors, array types) only; never Kafka,
 ``allocator`` or ``evaluation``. Submodules are not imported here, so importing a numpy-only
 head does not load torch.
 """

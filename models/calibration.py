@@ -1,6 +1,7 @@
-"""Isotonic calibration of Thompson samples (BanditLP Mechanism 3) and calibration error.
+"""Isotonic calibration of Thompson samples, and calibration error.
 
-Heuristic calibration (the paper's): fit a monotone map g on *deterministic* predictions p̂
+Heuristic calibration, as in "BanditLP: Large-Scale Stochastic Optimization for Personalized
+Recommendations" (arXiv 2601.15552): fit a monotone map g on *deterministic* predictions p̂
 (no exploration noise) against outcomes r, then apply g to *Thompson-sampled* predictions
 p̂_TS at serving time. Because g is fitted on less noisy inputs it keeps roughly the slope the
 model deserves, so it does not wash out the spread that sampling injected.

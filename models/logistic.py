@@ -1,4 +1,7 @@
-"""Bayesian logistic head with a Laplace approximation (binary rewards, chapter §5).
+"""Bayesian logistic head with a Laplace approximation, for binary rewards.
+
+Binary rewards as in §5 of the book chapter "Chapter 16: Contextual Bandits: Personalized
+Exploration and Exploitation".
 
 Model: ``P(y=1 | x) = σ(xᵀw)`` with prior ``w ~ N(m₀, P₀⁻¹)`` (initially ``m₀ = 0, P₀ = λI``).
 The Laplace approximation is ``N(ŵ, H⁻¹)`` at the MAP

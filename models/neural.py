@@ -1,4 +1,8 @@
-"""Neural multi-outcome model with last-layer Laplace Thompson sampling (BanditLP Mechanism 1).
+"""Neural multi-outcome model with last-layer Laplace Thompson sampling.
+
+As in "BanditLP: Large-Scale Stochastic Optimization for Personalized Recommendations" (arXiv
+2601.15552): Thompson samples of a network's outcomes, their uncertainty from a linearised Laplace
+approximation.
 
 One MLP trunk over the concatenated ``[user; item; cross]`` features of a pair produces last
 hidden features φ; one linear head per outcome (conversion and unsubscription: Bernoulli,
@@ -6,7 +10,8 @@ value/LTV: Gaussian) sits on top. The trunk and heads are trained jointly with s
 minibatches; the uncertainty comes from a linearised Laplace approximation over each head's
 last layer (models/laplace.py).
 
-Two speeds (seeds/contextual-bandits-chapter.md §6.1, "neural-linear"):
+Two speeds ("neural-linear" Thompson sampling, §6.1 of the book chapter "Chapter 16: Contextual
+Bandits: Personalized Exploration and Exploitation"):
 
 * every observation (:meth:`NeuralThompsonModel.observe`): the last-layer posteriors absorb
   the new rows with the trunk fixed — exact RLS for Gaussian heads, one online Laplace Newton
@@ -425,7 +430,7 @@ class NeuralThompsonModel(SnapshotMixin):
         return {o.name: float(per_head[j]) for j, o in enumerate(cfg.outcomes)}
 
     def fit_calibrators(self, features: ArrayLike, outcomes: Mapping[str, ArrayLike] | ArrayLike) -> None:
-        """Fit the heuristic isotonic calibrators (BanditLP Mechanism 3) of the Bernoulli heads.
+        """Fit the heuristic isotonic calibrators (BanditLP's calibration) of the Bernoulli heads.
 
         Each is fitted on the *deterministic* (MAP) probabilities vs outcomes; apply them to
         Thompson samples with ``sample_scores(..., calibrate=True)``.

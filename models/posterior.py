@@ -1,7 +1,8 @@
 """Gaussian weight posteriors: the linear-Gaussian head (LinTS / LinUCB) and its shared surface.
 
-Model (seeds/contextual-bandits-chapter.md §2–§3): a reward ``y = xᵀθ + ε``, ``ε ~ N(0, σ²)``,
-prior ``θ ~ N(0, λ⁻¹ I)``. The posterior is Gaussian with
+Model (§2–§3 of the book chapter "Chapter 16: Contextual Bandits: Personalized Exploration and
+Exploitation", "the chapter" below): a reward ``y = xᵀθ + ε``, ``ε ~ N(0, σ²)``, prior
+``θ ~ N(0, λ⁻¹ I)``. The posterior is Gaussian with
 
     precision  A = λI + Σ_s xₛxₛᵀ / σ²,        b = Σ_s yₛxₛ / σ²,
     mean       θ̂ = A⁻¹ b,                      covariance Σ = A⁻¹.

@@ -5,7 +5,8 @@ at a time. Each head models the residual of the global (fixed-effect) model on t
 own feedback, ``y - p_global = z^T w_u + noise``, with ``z`` the item features (k small)
 and the prior ``w_u ~ N(0, prior_precision^-1 I)``: the mixed-effect reading of the
 conversion model, in which the network is the fixed effect shared by everyone and ``w_u``
-is the user's effect (seeds/mixed-effect-thompson-sampling-slides.txt, linear case).
+is the user's effect ("Mixed-Effect Thompson Sampling", Aouali et al., AISTATS 2023, arXiv
+2205.15124; its linear case).
 
 State of a head: precision ``A = prior_precision I + sum z z^T / noise_var`` (k, k) and
 ``b = sum z y / noise_var`` (k,); the posterior is ``N(A^-1 b, A^-1)``.
