@@ -116,7 +116,7 @@ class Settings:
         given = {k: v for k, v in overrides.items() if v is not None}
         if "bootstrap" in given:
             given["bootstrap_servers"] = given.pop("bootstrap")
-        defaults = {f.name: f.default for f in fields(cls)}
+        defaults: dict[str, Any] = {f.name: f.default for f in fields(cls)}
         try:
             port = int(given.pop("kafka_port", env.get("BANDITLP_KAFKA_PORT", defaults["kafka_port"])))
             values: dict[str, Any] = dict(

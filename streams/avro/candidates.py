@@ -98,7 +98,7 @@ class CandidateColumns(Columns):
 @functools.lru_cache(maxsize=64)
 def _candidate_tail(d: int, k: int) -> Tail:
     """Features of width ``d`` and item features of width ``k``, one block each."""
-    template, number_at = bytearray(), []
+    template, number_at = bytearray(), list[int]()
     for width in (d, k):
         if width:
             template += write_long(width)

@@ -88,6 +88,7 @@ class ConfluentSchemaRegistry:
     def __init__(self, url: str, schema_dir: Path = SCHEMA_DIR) -> None:
         from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+        self.url = url
         self._client = SchemaRegistryClient({"url": url})
         self._schema_cls = Schema
         self._local = LocalSchemaRegistry(schema_dir)
@@ -111,6 +112,8 @@ class ConfluentSchemaRegistry:
             try:
                 schema = self._client.get_schema(schema_id)
             except Exception:  # unknown id or registry down: the caller reports "unknown schema id"
+                return None
+            if schema.schema_str is None:
                 return None
             self._by_id[schema_id] = fastavro.parse_schema(json.loads(schema.schema_str))
         return self._by_id[schema_id]

@@ -66,6 +66,9 @@ SCHEMA: dict[str, Any] = {
         ]}
 _SIGNATURE = signature(parse_schema(SCHEMA))
 
+Keys = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+"""The keys of an item's samples, means and stds maps, in map order."""
+
 
 class ScoredItems(Columns):
     """The ``items`` array of one ``scores`` record, as columns.
@@ -107,9 +110,9 @@ class ScoredItems(Columns):
 
     @staticmethod
     def _stack(samples: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray],
-               stds: Mapping[str, np.ndarray], n: int) -> tuple[tuple[tuple[str, ...], ...], np.ndarray]:
+               stds: Mapping[str, np.ndarray], n: int) -> tuple[Keys, np.ndarray]:
         """The keys of the three maps and their ``n`` values side by side, ``(n, m)`` float64."""
-        keys = (tuple(samples), tuple(means), tuple(stds))
+        keys: Keys = (tuple(samples), tuple(means), tuple(stds))
         columns = [*samples.values(), *means.values(), *stds.values()]
         if not columns:  # three empty maps
             return keys, np.zeros((n, 0))
@@ -333,9 +336,9 @@ def _read_scored_items(codec: ScoresCodec, buf: bytes, pos: int, count: int,
             else:
                 end = mid + 1 + (buf[mid] >> 1)
                 encoded = buf[pos:end]  # short past the end of buf: the next read fails
-                pair = known(encoded)
-                if pair is None:
-                    pair = codec.strings.remember_pair(encoded, buf[pos + 1:mid].decode(), buf[mid + 1:end].decode())
+                seen = known(encoded)
+                pair = seen if seen is not None else codec.strings.remember_pair(
+                    encoded, buf[pos + 1:mid].decode(), buf[mid + 1:end].decode())
             ids.append(pair)
             pos = end
             if layout is None:  # the first item's map keys fix the layout

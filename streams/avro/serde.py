@@ -121,13 +121,15 @@ class AvroSerde:
         return [self.encode("decisions", value) for value in columns.rows()]
 
     def decode(self, subject: str, data: bytes | None, *, topic: str | None = None,
-               partition: int = -1, offset: int = -1) -> dict[str, Any]:
+               partition: int | None = -1, offset: int | None = -1) -> dict[str, Any]:
         """Deserialise wire-format bytes into a dict shaped by the current schema of ``subject``.
 
         Raises:
             DecodeError: not wire format, unknown schema id, or a body that does not parse.
         """
         where = topic or subject
+        partition = -1 if partition is None else partition
+        offset = -1 if offset is None else offset
         if data is None:
             raise DecodeError(where, "empty value (tombstone)", partition=partition, offset=offset)
         if len(data) < _HEADER.size:
@@ -142,13 +144,13 @@ class AvroSerde:
             raise DecodeError(where, f"unknown schema id {sid}", partition=partition, offset=offset)
         reader_id, reader = self.registry.current(subject)
         if sid == reader_id and subject in self.codecs and self._fast(subject, sid, reader):
-            value = self.codecs[subject].decode(data, _HEADER.size)
-            if value is not None:
-                return value
+            fast = self.codecs[subject].decode(data, _HEADER.size)
+            if fast is not None:
+                return fast
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
         try:
-            value = fastavro.schemaless_reader(buf, writer, reader)
+            value: dict[str, Any] = fastavro.schemaless_reader(buf, writer, reader)  # type: ignore[assignment]
         except Exception as exc:  # fastavro raises many kinds (EOFError, ValueError, SchemaResolutionError, ...)
             raise DecodeError(where, f"{type(exc).__name__}: {_without_reprs(str(exc))}",
                               partition=partition, offset=offset) from exc

@@ -266,7 +266,8 @@ class AllocatorWorker:
             log.warning("consumer error: %s", err)
             return
         self.stats.records += 1
-        topic, partition, offset, value = msg.topic(), msg.partition(), msg.offset(), msg.value()
+        topic, partition, offset = clients.position(msg)
+        value = msg.value()
         tp = (topic, partition)
         raw = RawRecord(topic, partition, offset, msg.key(), value)
         try:

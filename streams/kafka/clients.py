@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import DeliveryError
@@ -57,3 +57,11 @@ def produce(client: Producer, topic: str, value: bytes | None, key: bytes | None
                 raise DeliveryError(f"producer queue for {topic} stayed full for {timeout_s:g} s; "
                                     "the broker is not taking records") from None
             client.poll(0.05)
+
+
+def position(msg: Message) -> tuple[str, int, int]:
+    """``(topic, partition, offset)`` of a consumed record (librdkafka types them optional: they
+    are absent only on error events, which callers handle first)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None, "an error event, not a record"
+    return topic, partition, offset

@@ -48,9 +48,10 @@ def read_to_end(connection: ConnectionConfig, topic: str, *, group_id: str | Non
                     if err.code() == KafkaError._PARTITION_EOF:
                         todo.discard(msg.partition())
                     continue
-                if msg.offset() < ends[msg.partition()]:
+                _, partition, offset = clients.position(msg)
+                if offset < ends[partition]:
                     yield msg
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    todo.discard(msg.partition())
+                if offset + 1 >= ends[partition]:
+                    todo.discard(partition)
     finally:
         consumer.close()

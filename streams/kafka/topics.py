@@ -83,7 +83,7 @@ class TopicNames:
 def _listed_topics(admin: AdminClient, connection: ConnectionConfig, timeout_s: float) -> dict[str, TopicMetadata]:
     """The broker's topics by name; an unreachable broker is a ``BrokerError``."""
     try:
-        return admin.list_topics(timeout=timeout_s).topics  # type: ignore[no-any-return]
+        return admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {connection.bootstrap_servers}: {exc}") from exc
 

@@ -15,8 +15,8 @@ stays true until the partitions move; the worker clears it on every reassignment
 The partition is part of the key because a record's partition, not its user id, says which
 store a read goes to: a record keyed by user X that a producer with another partitioner (or
 garbage) put on another partition reads that partition's slots of X. Cached under X alone,
-that view hid X's real slots. We saw it when a second worker joined: feedback dead-lettered
-as "no decision context", and a later batch overwrote a slot that was still needed.
+that view would hide X's real slots after a rebalance: feedback would be dead-lettered as "no
+decision context", and a later batch would overwrite a slot that is still needed.
 """
 
 from __future__ import annotations

@@ -54,6 +54,6 @@ class UserState:
     def decode(cls, data: bytes) -> "UserState":
         arrays, meta = unpack(data)
         seen = arrays.get("seen")
-        if seen is None:  # written before the digests: the ids themselves in the header
+        if seen is None:  # an older value: the ids themselves in the header, not their digests
             seen = np.array([feedback_digest(f) for f in meta.get("seen", [])], dtype="<u8")
         return cls(arrays["A"], arrays["b"], seen, int(meta["n"]))

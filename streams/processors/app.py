@@ -75,7 +75,7 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
         # by its supervisor and replays from the committed offsets.
         agent_supervisor="mode.CrashingSupervisor",
     )
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    raw: dict[str, Any] = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     names = cfg.names
     keyed = {base: app.topic(names(base), partitions=cfg.partitions, **raw) for base in ("candidates", "feedback")}
     topics = {base: app.topic(names(base), **raw) for base in ("training-rows", "metrics", "dead-letters")}
@@ -91,7 +91,7 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
         publisher=ScorePublisher(connection, names("scores")), users=users, contexts=contexts, topics=topics,
         context_index=context_index, noise_var=RandomEffectConfig(1).noise_var, rng=np.random.default_rng(cfg.seed))
 
-    async def forget_context_index(sender: Any = None, *_: Any, **__: Any) -> None:
+    async def forget_context_index(sender: Any, /, *_: Any, signal: Any = None, **__: Any) -> None:
         context_index.clear()
 
     app.on_partitions_revoked.connect(forget_context_index)
@@ -109,7 +109,7 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
     reseek_after_rebalance(app)
     stall_watch = StallWatch(app, {names("candidates"), names("feedback")})
     app.timer(interval=cfg.stall_check_s)(stall_watch.check)
-    app.banditlp_stats = p.stats
+    app.banditlp_stats = p.stats  # type: ignore[attr-defined]  # for tests and debuggers
     return app
 
 

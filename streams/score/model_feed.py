@@ -116,13 +116,14 @@ class ModelFeed:
                     if not self.caught_up.is_set() and consumer.position([TopicPartition(self.topic, 0)])[0].offset >= end:
                         self.caught_up.set()
                     continue
+                topic, partition, offset = clients.position(msg)
                 try:
-                    self.offer(serde.decode("model-snapshots", msg.value(), topic=msg.topic(),
-                                            partition=msg.partition(), offset=msg.offset()))
+                    self.offer(serde.decode("model-snapshots", msg.value(), topic=topic, partition=partition,
+                                            offset=offset))
                 except BanditLPError as exc:  # a bad snapshot is skipped; the current model stays
                     self.rejected += 1
-                    log.warning("skipped model snapshot at offset %d: %s", msg.offset(), exc)
-                if msg.offset() + 1 >= end:
+                    log.warning("skipped model snapshot at offset %d: %s", offset, exc)
+                if offset + 1 >= end:
                     self.caught_up.set()
         finally:
             consumer.close()

@@ -203,8 +203,8 @@ class SimulatorFeed:
         """Mean over the pairs of ``user_ids`` of the scorer's posterior std of conversion
         (logit scale, before calibration; the exploration Thompson sampling draws from).
         Pairs whose scores were not read count as unknown; nan when none were read."""
-        stds = [self.conversion_stds.pop((batch_id, u), None) for u in user_ids]
-        stds = [s for s in stds if s is not None]
+        popped = [self.conversion_stds.pop((batch_id, u), None) for u in user_ids]
+        stds = [s for s in popped if s is not None]
         return float(np.nanmean(np.concatenate(stds))) if stds else float("nan")
 
     def run_batch(self, batch_index: int) -> BatchRun:
@@ -231,7 +231,7 @@ class SimulatorFeed:
                                            mean_posterior_std=self.mean_posterior_std(batch.batch_id, decisions),
                                            x_planned=x_lp)
         now = int(time.time() * 1000)
-        for j in np.flatnonzero(chosen):
+        for j in np.flatnonzero(chosen).tolist():
             u, i = int(batch.pair_user[j]), int(batch.pair_item[j])
             clients.produce(self.producer, self.cfg.names("feedback"), key=f"u{u}".encode(), value=self.serde.encode("feedback", {
                 "decision_id": f"{batch.batch_id}/u{u}", "batch_id": batch.batch_id, "user_id": f"u{u}",

@@ -123,12 +123,14 @@ class Trainer:
                         if not np.all(np.isfinite(features)) or not np.isfinite(row["value"]):
                             raise BanditLPError("training row holds NaN or inf")
                     except BanditLPError as exc:
-                        clients.produce(producer, names("dead-letters"), key=msg.topic().encode(), value=dead_letter(
-                            self.serde, source_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                        topic, partition, offset = clients.position(msg)
+                        clients.produce(producer, names("dead-letters"), key=topic.encode(), value=dead_letter(
+                            self.serde, source_topic=topic, partition=partition, offset=offset,
                             key=msg.key(), value=msg.value(), error=exc, consumer="trainer"))
                         continue
                     self.buffer.append((features, row["converted"], row["unsubscribed"], row["value"]))
-                    new_rows += msg.offset() >= history_end.get(msg.partition(), 0)
+                    _, partition, offset = clients.position(msg)
+                    new_rows += offset >= history_end.get(partition, 0)
                 due = new_rows >= cfg.retrain_every or (new_rows and time.monotonic() - last_fit >= cfg.retrain_interval_s)
                 if due and len(self.buffer) >= cfg.min_rows:
                     version += 1

@@ -44,7 +44,7 @@ def model() -> ScoringModel:
 
 def three_calls(model: ScoringModel, X: np.ndarray, tau: float, rng: np.random.Generator,
                 effect: tuple[np.ndarray, np.ndarray] | None) -> dict[str, dict[str, np.ndarray]]:
-    """ScoringModel.score as it was: sample_scores, mean_scores and predictive_std separately."""
+    """ScoringModel.score done the slow way: sample_scores, mean_scores and predictive_std separately."""
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     nt = model.model
     samples = {k: np.asarray(v, dtype=np.float64) for k, v in nt.sample_scores(X, tau=tau, generator=generator).items()}
@@ -100,7 +100,7 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
     for rec, value in zip(records, scored.values):
         items = value["items"]
         assert items.item_ids == rec.item_ids and items.provider_ids == rec.provider_ids
-        # What the scorer used to send: a dict per item with one float per outcome in each map.
+        # The reference: a dict per item with one float per outcome in each map, written by fastavro.
         old = {**value, "items": [{"item_id": it["item_id"], "provider_id": it["provider_id"],
                                    "samples": dict(it["samples"]), "means": dict(it["means"]),
                                    "stds": dict(it["stds"])} for it in items.rows()]}
