@@ -48,7 +48,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 # run as a script from anywhere: import this checkout's packages, not another installed copy
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,16 +64,17 @@ from rich.table import Table  # noqa: E402
 
 from banditlp.errors import BanditLPError  # noqa: E402
 from evaluation.email_world import EmailWorld, EmailWorldConfig  # noqa: E402
+from streams.avro.serde import AvroSerde  # noqa: E402
 from streams.cli.processes import WorkerSet  # noqa: E402
 from streams.kafka import clients  # noqa: E402
 from streams.kafka.connection import ConnectionConfig  # noqa: E402
-from streams.simulate.warm_start import publish_warm_start  # noqa: E402
 from streams.kafka.local_broker import ensure_kafka  # noqa: E402
-from streams.avro.serde import AvroSerde  # noqa: E402
+from streams.kafka.topics import DAY_MS, TopicNames, TopicSpec, create_topics, delete_topics, topic_specs  # noqa: E402
 from streams.settings import Settings  # noqa: E402
+
 # The simulator's own producer, so the baseline produces with exactly the pipeline's settings.
 from streams.simulate.feed import SimulatorConfig, SimulatorFeed, _producer  # noqa: E402
-from streams.kafka.topics import DAY_MS, TopicNames, TopicSpec, create_topics, delete_topics, topic_specs  # noqa: E402
+from streams.simulate.warm_start import publish_warm_start  # noqa: E402
 
 console = Console(width=170)
 TARGET_PAIRS_PER_S = 50_000
@@ -86,10 +87,18 @@ class BenchError(BanditLPError):
 
 # -- reading topics back ----------------------------------------------------------------------
 
+
 def _consumer(connection: ConnectionConfig, group: str) -> Consumer:
-    return clients.consumer(connection, {"group.id": group, "enable.auto.commit": False,
-                                         "isolation.level": "read_committed", "fetch.wait.max.ms": 50,
-                                         "enable.partition.eof": False})
+    return clients.consumer(
+        connection,
+        {
+            "group.id": group,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 50,
+            "enable.partition.eof": False,
+        },
+    )
 
 
 def end_offsets(connection: ConnectionConfig, topic: str, partitions: int, timeout_s: float = 30.0) -> list[int]:
@@ -109,8 +118,14 @@ def end_offsets(connection: ConnectionConfig, topic: str, partitions: int, timeo
         c.close()
 
 
-def read_range(connection: ConnectionConfig, topic: str, start: list[int], timeout_s: float, stop_at: list[int] | None = None,
-               only_first: bool = False):
+def read_range(
+    connection: ConnectionConfig,
+    topic: str,
+    start: list[int],
+    timeout_s: float,
+    stop_at: list[int] | None = None,
+    only_first: bool = False,
+):
     """Messages of ``topic`` from ``start[p]`` up to the current end (or ``stop_at``) of each
     partition (``only_first``: one message per non-empty partition)."""
     stop = stop_at or end_offsets(connection, topic, len(start))
@@ -148,6 +163,7 @@ def create_time_s(msg) -> float:  # noqa: ANN001 - confluent_kafka.Message
 
 # -- baseline: raw confluent-kafka ------------------------------------------------------------
 
+
 def candidates_records(world: EmailWorld, serde: AvroSerde, batch_index: int) -> list[tuple[bytes, bytes]]:
     """(key, value) of every user's ``candidates`` record of one batch, encoded as the
     simulator encodes them (same fields, features and item features)."""
@@ -161,17 +177,34 @@ def candidates_records(world: EmailWorld, serde: AvroSerde, batch_index: int) ->
     for s, e in zip(starts, ends):
         u = int(batch.pair_user[s])
         feats = batch.features[s:e]
-        value = {"batch_id": batch.batch_id, "user_id": f"u{u}", "created_at_ms": now,
-                 "user_cap": int(cons.user_cap[u]),
-                 "candidates": [{"item_id": f"i{int(i)}", "provider_id": f"p{int(p)}", "features": f.tolist(),
-                                 "item_features": f[c.user_dim:c.user_dim + c.item_dim].tolist()}
-                                for f, i, p in zip(feats, batch.pair_item[s:e], batch.pair_provider[s:e])]}
+        value = {
+            "batch_id": batch.batch_id,
+            "user_id": f"u{u}",
+            "created_at_ms": now,
+            "user_cap": int(cons.user_cap[u]),
+            "candidates": [
+                {
+                    "item_id": f"i{int(i)}",
+                    "provider_id": f"p{int(p)}",
+                    "features": f.tolist(),
+                    "item_features": f[c.user_dim : c.user_dim + c.item_dim].tolist(),
+                }
+                for f, i, p in zip(feats, batch.pair_item[s:e], batch.pair_provider[s:e])
+            ],
+        }
         out.append((f"u{u}".encode(), serde.encode("candidates", value)))
     return out
 
 
-def raw_kafka_round(connection: ConnectionConfig, topic: str, partitions: int, records: list[tuple[bytes, bytes]],
-                    progress: Progress, label: str, timeout_s: float) -> dict[str, float]:
+def raw_kafka_round(
+    connection: ConnectionConfig,
+    topic: str,
+    partitions: int,
+    records: list[tuple[bytes, bytes]],
+    progress: Progress,
+    label: str,
+    timeout_s: float,
+) -> dict[str, float]:
     """Produce every record (simulator producer settings), then consume them all back."""
     start = end_offsets(connection, topic, partitions)
     producer = _producer(connection)
@@ -205,11 +238,18 @@ def raw_kafka_round(connection: ConnectionConfig, topic: str, partitions: int, r
     if n < len(records):
         raise BenchError(f"consumed {n} of {len(records)} baseline records in {timeout_s:.0f} s")
     size = sum(len(v) for _, v in records)
-    return {"records": len(records), "bytes": size, "produce_s": produce_s, "consume_s": consume_s,
-            "produce_records_per_s": len(records) / produce_s, "consume_records_per_s": len(records) / consume_s}
+    return {
+        "records": len(records),
+        "bytes": size,
+        "produce_s": produce_s,
+        "consume_s": consume_s,
+        "produce_records_per_s": len(records) / produce_s,
+        "consume_records_per_s": len(records) / consume_s,
+    }
 
 
 # -- the pipeline -----------------------------------------------------------------------------
+
 
 @dataclass
 class CpuMeter:
@@ -257,8 +297,10 @@ class DecisionReader:
         self.serde = serde
         self.consumer = _consumer(connection, f"{names.prefix}bench-decisions")
         self.reports_topic = names("allocation-reports")
-        self.consumer.assign([TopicPartition(names("decisions"), p, 0) for p in range(partitions)]
-                             + [TopicPartition(self.reports_topic, 0, 0)])
+        self.consumer.assign(
+            [TopicPartition(names("decisions"), p, 0) for p in range(partitions)]
+            + [TopicPartition(self.reports_topic, 0, 0)]
+        )
         self.decisions: list[tuple[float, bytes]] = []  # (time read, raw value), undecoded until the end
         self.reports: dict[str, dict[str, Any]] = {}
 
@@ -290,8 +332,16 @@ class DecisionReader:
         self.consumer.close()
 
 
-def wait_for_batch(reader: DecisionReader, workers: WorkerSet, batch_id: str, n_users: int, since: int,
-                   timeout_s: float, progress: Progress | None = None, task: Any = None) -> None:
+def wait_for_batch(
+    reader: DecisionReader,
+    workers: WorkerSet,
+    batch_id: str,
+    n_users: int,
+    since: int,
+    timeout_s: float,
+    progress: Progress | None = None,
+    task: Any = None,
+) -> None:
     """Poll until the batch has ``n_users`` decisions (or as many as its report says were decided)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -306,8 +356,9 @@ def wait_for_batch(reader: DecisionReader, workers: WorkerSet, batch_id: str, n_
                 reader.poll()
             return
         workers.check()
-    raise BenchError(f"batch {batch_id}: {len(reader.decisions) - since} of {n_users} decisions after "
-                     f"{timeout_s:.0f} s")
+    raise BenchError(
+        f"batch {batch_id}: {len(reader.decisions) - since} of {n_users} decisions after {timeout_s:.0f} s"
+    )
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen | None:
@@ -315,9 +366,25 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen | None:
     if exe is None:
         console.print("[yellow]py-spy not found on PATH; no profile recorded[/]")
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-                             "--output", str(out), "--nonblocking", "--idle", "--threads"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+            "--idle",
+            "--threads",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def stop_py_spy(proc: subprocess.Popen | None) -> None:
@@ -334,12 +401,24 @@ def quantile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q))
 
 
-def measure_batch(boot: ConnectionConfig, names: TopicNames, partitions: int, feed: SimulatorFeed, reader: DecisionReader,
-                  workers: WorkerSet, batch_index: int, users: int, candidates: int, timeout_s: float,
-                  py_spy: Path | None) -> dict[str, Any]:
+def measure_batch(
+    boot: ConnectionConfig,
+    names: TopicNames,
+    partitions: int,
+    feed: SimulatorFeed,
+    reader: DecisionReader,
+    workers: WorkerSet,
+    batch_index: int,
+    users: int,
+    candidates: int,
+    timeout_s: float,
+    py_spy: Path | None,
+) -> dict[str, Any]:
     """Publish one batch, wait for its decisions, then read its timeline back from the topics."""
-    start = {base: end_offsets(boot, names(base), n)
-             for base, n in (("candidates", partitions), ("scores", partitions), ("batch-control", 1))}
+    start = {
+        base: end_offsets(boot, names(base), n)
+        for base, n in (("candidates", partitions), ("scores", partitions), ("batch-control", 1))
+    }
     since = len(reader.decisions)
     procs = {name: psutil.Process(p.pid) for name, p in workers.procs.items()}
     procs["bench"] = psutil.Process()
@@ -361,10 +440,14 @@ def measure_batch(boot: ConnectionConfig, names: TopicNames, partitions: int, fe
         events = {feed.serde.decode("batch-control", m.value())["event"]: create_time_s(m) for m in control}
         cand_end = end_offsets(boot, names("candidates"), partitions)
         first = read_range(boot, names("candidates"), start["candidates"], timeout_s, only_first=True)
-        last = read_range(boot, names("candidates"), [max(s, e - 1) for s, e in zip(start["candidates"], cand_end)],
-                          timeout_s)
-        scores = [m for m in read_range(boot, names("scores"), start["scores"], timeout_s)
-                  if m.key() == batch.batch_id.encode()]
+        last = read_range(
+            boot, names("candidates"), [max(s, e - 1) for s, e in zip(start["candidates"], cand_end)], timeout_s
+        )
+        scores = [
+            m
+            for m in read_range(boot, names("scores"), start["scores"], timeout_s)
+            if m.key() == batch.batch_id.encode()
+        ]
     if not scores:
         raise BenchError(f"no scores of batch {batch.batch_id} on the scores topic")
     decided = reader.of_batch(batch.batch_id, since)
@@ -376,20 +459,35 @@ def measure_batch(boot: ConnectionConfig, names: TopicNames, partitions: int, fe
     scorer_s = max(score_times) - t_first_cand
     report = reader.reports.get(batch.batch_id, {})
     return {
-        "batch_id": batch.batch_id, "model_version": feed.serde.decode("scores", scores[-1].value())["model_version"],
+        "batch_id": batch.batch_id,
+        "model_version": feed.serde.decode("scores", scores[-1].value())["model_version"],
         "produce_s": t_last_cand - t_first_cand,
         "produce_records_per_s": users / max(t_last_cand - t_first_cand, 1e-3),
         "scores_records": len(scores),
-        "scorer_s": scorer_s, "scorer_pairs_per_s": users * candidates / scorer_s,
+        "scorer_s": scorer_s,
+        "scorer_pairs_per_s": users * candidates / scorer_s,
         "scorer_records_per_s": users / scorer_s,
         "scores_after_last_candidate_s": max(score_times) - t_last_cand,
         "closed_after_last_candidate_s": t_closed - t_last_cand,
         "last_score_after_close_s": max(score_times) - t_closed,
-        "decisions": len(decided), "decision_p50_s": quantile(latencies, 0.5),
-        "decision_p99_s": quantile(latencies, 0.99), "decision_last_s": latencies[-1],
+        "decisions": len(decided),
+        "decision_p50_s": quantile(latencies, 0.5),
+        "decision_p99_s": quantile(latencies, 0.99),
+        "decision_last_s": latencies[-1],
         "first_decision_s": latencies[0],
-        "allocator_report": {k: report.get(k) for k in ("status", "solver", "n_users", "n_pairs", "n_missing",
-                                                        "solve_seconds", "window_seconds", "iterations")},
+        "allocator_report": {
+            k: report.get(k)
+            for k in (
+                "status",
+                "solver",
+                "n_users",
+                "n_pairs",
+                "n_missing",
+                "solve_seconds",
+                "window_seconds",
+                "iterations",
+            )
+        },
         "cpu_seconds": meter.used,
     }
 
@@ -403,20 +501,30 @@ def main(
     warm_start_batches: int = typer.Option(1, help="Logged random-policy batches (of --users) that train model v1."),
     baseline_repeats: int = typer.Option(3, help="Raw Kafka rounds before the pipeline (one more runs after)."),
     timeout_s: float = typer.Option(300.0, help="Limit of each phase: warm-up, the batch's decisions, reads."),
-    bootstrap: Optional[str] = typer.Option(None, envvar="KAFKA_BOOTSTRAP_SERVERS",
-                                            help="Kafka (default: the local broker); security settings come from "
-                                                 "the KAFKA_* variables, as for banditlp."),
-    py_spy: Optional[Path] = typer.Option(None, "--py-spy", help="Record the processors worker during the "
-                                          "batch to this file (py-spy raw/collapsed format)."),
-    keep_logs: Optional[Path] = typer.Option(None, help="Copy the workers' logs here at the end."),
-    processors_workers: Optional[int] = typer.Option(None, help="Processors workers sharing the candidates "
-                                                             "partitions (default: one per core, at most one "
-                                                             "per partition: the deployment rule)."),
-    processors_arg: list[str] = typer.Option([], help="An argument added to `banditlp worker processors` "
-                                             "(repeatable), e.g. --processors-arg=--take=2000."),
-    worker_env: list[str] = typer.Option([], help="NAME=VALUE added to the workers' environment (repeatable), "
-                                         "for experiments such as OMP_NUM_THREADS=1."),
-    out: Optional[Path] = typer.Option(None, help="Write all figures as JSON here."),
+    bootstrap: str | None = typer.Option(
+        None,
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+        help="Kafka (default: the local broker); security settings come from the KAFKA_* variables, as for banditlp.",
+    ),
+    py_spy: Path | None = typer.Option(
+        None,
+        "--py-spy",
+        help="Record the processors worker during the batch to this file (py-spy raw/collapsed format).",
+    ),
+    keep_logs: Path | None = typer.Option(None, help="Copy the workers' logs here at the end."),
+    processors_workers: int | None = typer.Option(
+        None,
+        help="Processors workers sharing the candidates "
+        "partitions (default: one per core, at most one "
+        "per partition: the deployment rule).",
+    ),
+    processors_arg: list[str] = typer.Option(
+        [], help="An argument added to `banditlp worker processors` (repeatable), e.g. --processors-arg=--take=2000."
+    ),
+    worker_env: list[str] = typer.Option(
+        [], help="NAME=VALUE added to the workers' environment (repeatable), for experiments such as OMP_NUM_THREADS=1."
+    ),
+    out: Path | None = typer.Option(None, help="Write all figures as JSON here."),
     seed: int = typer.Option(0),
 ) -> None:
     """Run the benchmark and print the side-by-side table."""
@@ -431,12 +539,19 @@ def main(
     prefix = f"{settings.topic_prefix}bench-pipeline-{stamp}-{os.getpid()}-"
     run = settings.with_prefix(prefix)
     names, serde = run.names, run.serde()
-    world_cfg = EmailWorldConfig(n_users=users, candidates_per_user=candidates, n_items=max(40, candidates),
-                                 seed=seed)
+    world_cfg = EmailWorldConfig(n_users=users, candidates_per_user=candidates, n_items=max(40, candidates), seed=seed)
     result: dict[str, Any] = {
-        "config": {"users": users, "candidates": candidates, "pairs": users * candidates, "partitions": partitions,
-                   "warmup_users": warmup_users, "batches": batches, "prefix": prefix, "cores": psutil.cpu_count(),
-                   "load_average_at_start": os.getloadavg()},
+        "config": {
+            "users": users,
+            "candidates": candidates,
+            "pairs": users * candidates,
+            "partitions": partitions,
+            "warmup_users": warmup_users,
+            "batches": batches,
+            "prefix": prefix,
+            "cores": psutil.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "targets": {"scored_pairs_per_s": TARGET_PAIRS_PER_S, "decisions_within_s": TARGET_DECISIONS_S},
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
@@ -450,33 +565,51 @@ def main(
         base_topic = TopicNames(prefix)("baseline-candidates")
         create_topics(boot, TopicNames(prefix), (TopicSpec("baseline-candidates", partitions, retention_ms=DAY_MS),))
         with _progress() as progress:
-            rounds = [raw_kafka_round(boot, base_topic, partitions, records, progress, f"raw Kafka #{r + 1}",
-                                      timeout_s) for r in range(baseline_repeats)]
+            rounds = [
+                raw_kafka_round(boot, base_topic, partitions, records, progress, f"raw Kafka #{r + 1}", timeout_s)
+                for r in range(baseline_repeats)
+            ]
         result["record_bytes_mean"] = sum(len(v) for _, v in records) / len(records)
 
         # 2. Pipeline: topics, model v1, workers, warm-up -----------------------------------
         create_topics(boot, names, topic_specs(partitions))
         with console.status("training model v1 on logged data of a random policy ..."):
             n_logged = publish_warm_start(boot, serde, names, world_cfg, "email", warm_start_batches, seed)
-        env = {**os.environ, **run.to_env(), "BANDITLP_PARTITIONS": str(partitions),
-               "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-               **dict(item.split("=", 1) for item in worker_env)}
+        env = {
+            **os.environ,
+            **run.to_env(),
+            "BANDITLP_PARTITIONS": str(partitions),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            **dict(item.split("=", 1) for item in worker_env),
+        }
         result["config"]["worker_env"] = worker_env
         result["config"]["processors_args"] = processors_arg
         if processors_workers is None:
             processors_workers = max(1, min(partitions, psutil.cpu_count() or 1))
         result["config"]["processors_workers"] = processors_workers
         for w in range(processors_workers):  # one consumer group; each worker its own RocksDB directory
-            workers.start("processors" if w == 0 else f"processors-{w + 1}",
-                          ["worker", "processors", "--seed", str(seed + w), *processors_arg],
-                          {**env, "BANDITLP_STATE_DIR": str(tmp / f"state-{w}")})
+            workers.start(
+                "processors" if w == 0 else f"processors-{w + 1}",
+                ["worker", "processors", "--seed", str(seed + w), *processors_arg],
+                {**env, "BANDITLP_STATE_DIR": str(tmp / f"state-{w}")},
+            )
         workers.start("allocator", ["worker", "allocator"], env)
         reader = DecisionReader(boot, serde, names, partitions)
-        warm = SimulatorFeed(SimulatorConfig(names=names, seed=seed, world=EmailWorldConfig(
-            n_users=warmup_users, candidates_per_user=candidates, n_items=max(40, candidates), seed=seed)), boot, serde)
+        warm = SimulatorFeed(
+            SimulatorConfig(
+                names=names,
+                seed=seed,
+                world=EmailWorldConfig(
+                    n_users=warmup_users, candidates_per_user=candidates, n_items=max(40, candidates), seed=seed
+                ),
+            ),
+            boot,
+            serde,
+        )
         t0 = time.monotonic()
-        with console.status(f"model v1 on {n_logged} logged sends; warm-up batch of {warmup_users} users "
-                            "through the whole loop ..."):
+        with console.status(
+            f"model v1 on {n_logged} logged sends; warm-up batch of {warmup_users} users through the whole loop ..."
+        ):
             batch, _ = warm.publish_batch(0)
             wait_for_batch(reader, workers, batch.batch_id, warmup_users, 0, timeout_s)
         result["warmup_s"] = time.monotonic() - t0
@@ -484,27 +617,37 @@ def main(
         console.print(f"workers ready: warm-up batch decided {result['warmup_s']:.1f} s after the workers started")
 
         # 3. The measured batch(es) ---------------------------------------------------------
-        feed = SimulatorFeed(SimulatorConfig(names=names, world=world_cfg, seed=seed,
-                                             timeout_ms=int(timeout_s * 1000)), boot, serde)
+        feed = SimulatorFeed(
+            SimulatorConfig(names=names, world=world_cfg, seed=seed, timeout_ms=int(timeout_s * 1000)), boot, serde
+        )
         runs = []
         for b in range(batches):
             spy_out = None if py_spy is None else (py_spy if b == 0 else py_spy.with_suffix(f".{b + 1}{py_spy.suffix}"))
-            runs.append(measure_batch(boot, names, partitions, feed, reader, workers, 1 + b, users, candidates,
-                                      timeout_s, spy_out))
+            runs.append(
+                measure_batch(
+                    boot, names, partitions, feed, reader, workers, 1 + b, users, candidates, timeout_s, spy_out
+                )
+            )
         result["pipeline_batches"] = runs
-        result["pipeline"] = {k: statistics.median(r[k] for r in runs) for k, v in runs[0].items()
-                              if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        result["pipeline"] = {
+            k: statistics.median(r[k] for r in runs)
+            for k, v in runs[0].items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         result["pipeline"]["allocator_report"] = runs[len(runs) // 2]["allocator_report"]
-        result["cpu_seconds"] = {k: statistics.median(r["cpu_seconds"][k] for r in runs)
-                                 for k in runs[0]["cpu_seconds"]}
+        result["cpu_seconds"] = {
+            k: statistics.median(r["cpu_seconds"][k] for r in runs) for k in runs[0]["cpu_seconds"]
+        }
 
         # 5. Baseline once more: was the machine disturbed? ---------------------------------
         with _progress() as progress:
-            rounds.append(raw_kafka_round(boot, base_topic, partitions, records, progress, "raw Kafka (after)",
-                                          timeout_s))
+            rounds.append(
+                raw_kafka_round(boot, base_topic, partitions, records, progress, "raw Kafka (after)", timeout_s)
+            )
         result["baseline_rounds"] = rounds
-        result["baseline"] = {k: statistics.median(r[k] for r in rounds)
-                              for k in ("produce_records_per_s", "consume_records_per_s")}
+        result["baseline"] = {
+            k: statistics.median(r[k] for r in rounds) for k in ("produce_records_per_s", "consume_records_per_s")
+        }
         result["config"]["load_average_at_end"] = os.getloadavg()
         print_tables(result, candidates)
         if out is not None:
@@ -515,7 +658,7 @@ def main(
         console.print(f"[bold red]error:[/] {exc}")
         for log in sorted((tmp / "logs").glob("*.log")):
             console.print(f"[dim]--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-2500:]}[/]")
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from exc
     finally:
         workers.stop()
         for f in (feed, reader):
@@ -531,8 +674,14 @@ def main(
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def print_tables(result: dict[str, Any], candidates: int) -> None:
@@ -540,42 +689,77 @@ def print_tables(result: dict[str, Any], candidates: int) -> None:
     rounds = result["baseline_rounds"]
     spread = lambda k: f"{min(r[k] for r in rounds):,.0f}-{max(r[k] for r in rounds):,.0f}"  # noqa: E731
     batches = "one batch" if cfg["batches"] == 1 else f"median of {cfg['batches']} batches"
-    table = Table(title=f"pipeline vs raw Kafka: {batches} of {cfg['users']:,} users x {candidates} candidates "
-                        f"({cfg['pairs']:,} pairs), {cfg['partitions']} partitions, {cfg['cores']} cores, "
-                        f"records of {result['record_bytes_mean']:,.0f} B")
+    table = Table(
+        title=f"pipeline vs raw Kafka: {batches} of {cfg['users']:,} users x {candidates} candidates "
+        f"({cfg['pairs']:,} pairs), {cfg['partitions']} partitions, {cfg['cores']} cores, "
+        f"records of {result['record_bytes_mean']:,.0f} B"
+    )
     for col in ("measure", "records/s", "pairs/s", "range over rounds", "x raw consume", "target", "met"):
         table.add_column(col, justify="left" if col == "measure" else "right")
-    table.add_row("raw Kafka produce (baseline, median)", f"{base['produce_records_per_s']:,.0f}",
-                  f"{base['produce_records_per_s'] * candidates:,.0f}", spread("produce_records_per_s"), "", "", "")
-    table.add_row("raw Kafka consume (baseline, median)", f"{base['consume_records_per_s']:,.0f}",
-                  f"{base['consume_records_per_s'] * candidates:,.0f}", spread("consume_records_per_s"), "1.00",
-                  "", "")
-    table.add_row("simulator publish_batch (first -> last candidates)", f"{pipe['produce_records_per_s']:,.0f}",
-                  f"{pipe['produce_records_per_s'] * candidates:,.0f}", "",
-                  f"{pipe['produce_records_per_s'] / base['consume_records_per_s']:.3f}", "", "")
+    table.add_row(
+        "raw Kafka produce (baseline, median)",
+        f"{base['produce_records_per_s']:,.0f}",
+        f"{base['produce_records_per_s'] * candidates:,.0f}",
+        spread("produce_records_per_s"),
+        "",
+        "",
+        "",
+    )
+    table.add_row(
+        "raw Kafka consume (baseline, median)",
+        f"{base['consume_records_per_s']:,.0f}",
+        f"{base['consume_records_per_s'] * candidates:,.0f}",
+        spread("consume_records_per_s"),
+        "1.00",
+        "",
+        "",
+    )
+    table.add_row(
+        "simulator publish_batch (first -> last candidates)",
+        f"{pipe['produce_records_per_s']:,.0f}",
+        f"{pipe['produce_records_per_s'] * candidates:,.0f}",
+        "",
+        f"{pipe['produce_records_per_s'] / base['consume_records_per_s']:.3f}",
+        "",
+        "",
+    )
     ok = pipe["scorer_pairs_per_s"] >= TARGET_PAIRS_PER_S
-    table.add_row("scorer (first candidates -> last scores)", f"{pipe['scorer_records_per_s']:,.0f}",
-                  f"{pipe['scorer_pairs_per_s']:,.0f}", "",
-                  f"{pipe['scorer_records_per_s'] / base['consume_records_per_s']:.3f}",
-                  f">= {TARGET_PAIRS_PER_S:,}", "[green]yes[/]" if ok else "[red]no[/]")
+    table.add_row(
+        "scorer (first candidates -> last scores)",
+        f"{pipe['scorer_records_per_s']:,.0f}",
+        f"{pipe['scorer_pairs_per_s']:,.0f}",
+        "",
+        f"{pipe['scorer_records_per_s'] / base['consume_records_per_s']:.3f}",
+        f">= {TARGET_PAIRS_PER_S:,}",
+        "[green]yes[/]" if ok else "[red]no[/]",
+    )
     console.print(table)
 
-    lat = Table(title=f"batch CLOSED -> committed decisions read ({pipe['decisions']:,.0f} decisions; "
-                      f"allocator: {pipe['allocator_report'].get('solver')}, solve "
-                      f"{pipe['allocator_report'].get('solve_seconds') or 0:.2f} s)")
+    lat = Table(
+        title=f"batch CLOSED -> committed decisions read ({pipe['decisions']:,.0f} decisions; "
+        f"allocator: {pipe['allocator_report'].get('solver')}, solve "
+        f"{pipe['allocator_report'].get('solve_seconds') or 0:.2f} s)"
+    )
     for col in ("last score after close", "first decision", "p50", "p99", "last decision", "target", "met"):
         lat.add_column(col, justify="right")
     ok = pipe["decision_last_s"] <= TARGET_DECISIONS_S
-    lat.add_row(f"{pipe['last_score_after_close_s']:.2f} s", f"{pipe['first_decision_s']:.2f} s",
-                f"{pipe['decision_p50_s']:.2f} s", f"{pipe['decision_p99_s']:.2f} s",
-                f"{pipe['decision_last_s']:.2f} s", f"<= {TARGET_DECISIONS_S:.0f} s",
-                "[green]yes[/]" if ok else "[red]no[/]")
+    lat.add_row(
+        f"{pipe['last_score_after_close_s']:.2f} s",
+        f"{pipe['first_decision_s']:.2f} s",
+        f"{pipe['decision_p50_s']:.2f} s",
+        f"{pipe['decision_p99_s']:.2f} s",
+        f"{pipe['decision_last_s']:.2f} s",
+        f"<= {TARGET_DECISIONS_S:.0f} s",
+        "[green]yes[/]" if ok else "[red]no[/]",
+    )
     console.print(lat)
     cpu = result["cpu_seconds"]
-    console.print(f"CPU seconds during the batch ({cpu['wall']:.1f} s wall, {cpu['machine_cores']:.0f} cores): "
-                  + ", ".join(f"{k} {cpu[k]:.1f}" for k in ("processors", "allocator", "bench", "machine", "steal"))
-                  + f"; load average at start {cfg['load_average_at_start'][0]:.2f}, "
-                    f"at end {cfg['load_average_at_end'][0]:.2f}")
+    console.print(
+        f"CPU seconds during the batch ({cpu['wall']:.1f} s wall, {cpu['machine_cores']:.0f} cores): "
+        + ", ".join(f"{k} {cpu[k]:.1f}" for k in ("processors", "allocator", "bench", "machine", "steal"))
+        + f"; load average at start {cfg['load_average_at_start'][0]:.2f}, "
+        f"at end {cfg['load_average_at_end'][0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -56,11 +56,13 @@ def _scored_columns(items: ScoredItems) -> tuple[dict[str, np.ndarray], dict[str
             _finite(f"samples[{key}]", row)
     samples = dict(zip(s_keys, block))
     if m_keys == s_keys:
-        means = dict(zip(s_keys, block[k:2 * k]))
+        means = dict(zip(s_keys, block[k : 2 * k]))
     else:
         columns = items.means
-        means = {key: np.array(columns[key], dtype=np.float64) if key in columns
-                 else np.full(len(items), np.nan) for key in s_keys}
+        means = {
+            key: np.array(columns[key], dtype=np.float64) if key in columns else np.full(len(items), np.nan)
+            for key in s_keys
+        }
     return samples, means
 
 
@@ -83,7 +85,7 @@ class CandidatesRecord:
     item_features: np.ndarray
 
     @classmethod
-    def from_avro(cls, value: dict[str, Any], max_candidates: int = MAX_CANDIDATES) -> "CandidatesRecord":
+    def from_avro(cls, value: dict[str, Any], max_candidates: int = MAX_CANDIDATES) -> CandidatesRecord:
         """From a decoded ``candidates`` value: plain dicts, or the serde's columns (same checks)."""
         cands = value["candidates"]
         if not cands:
@@ -107,8 +109,15 @@ class CandidatesRecord:
             providers = tuple(c["provider_id"] for c in cands)
             features = _matrix("features", [c["features"] for c in cands])
             item_features = _matrix("item_features", [c.get("item_features", []) for c in cands], allow_empty=True)
-        return cls(batch_id=value["batch_id"], user_id=value["user_id"], user_cap=cap, item_ids=items,
-                   provider_ids=providers, features=features, item_features=item_features)
+        return cls(
+            batch_id=value["batch_id"],
+            user_id=value["user_id"],
+            user_cap=cap,
+            item_ids=items,
+            provider_ids=providers,
+            features=features,
+            item_features=item_features,
+        )
 
 
 @dataclass(frozen=True)
@@ -125,14 +134,22 @@ class FeedbackRecord:
     observed_at_ms: int
 
     @classmethod
-    def from_avro(cls, value: dict[str, Any]) -> "FeedbackRecord":
+    def from_avro(cls, value: dict[str, Any]) -> FeedbackRecord:
         v = float(value["value"])
         if not np.isfinite(v):
             raise ValidationError(f"feedback value is {v}")
         if v < 0:
             raise ValidationError(f"feedback value {v} is negative")
-        return cls(value["decision_id"], value["batch_id"], value["user_id"], value["item_id"],
-                   bool(value["converted"]), bool(value["unsubscribed"]), v, int(value["observed_at_ms"]))
+        return cls(
+            value["decision_id"],
+            value["batch_id"],
+            value["user_id"],
+            value["item_id"],
+            bool(value["converted"]),
+            bool(value["unsubscribed"]),
+            v,
+            int(value["observed_at_ms"]),
+        )
 
     @property
     def feedback_id(self) -> str:
@@ -170,7 +187,7 @@ class BatchControlRecord:
     user_ids: tuple[str, ...] | None = None  # the batch's users when the producer lists them
 
     @classmethod
-    def from_avro(cls, value: dict[str, Any]) -> "BatchControlRecord":
+    def from_avro(cls, value: dict[str, Any]) -> BatchControlRecord:
         budgets = tuple(BudgetSpec(b["name"], b["outcome"], float(b["limit"])) for b in value.get("budgets", []))
         for b in budgets:
             if not np.isfinite(b.limit):
@@ -178,8 +195,11 @@ class BatchControlRecord:
             if b.outcome not in OUTCOMES + ("reward",):
                 raise ValidationError(f"budget {b.name} names unknown outcome {b.outcome!r}")
         providers = tuple(
-            ProviderSpec(p["provider_id"], float(p["min_exposure"]),
-                         float("inf") if p.get("max_exposure") is None else float(p["max_exposure"]))
+            ProviderSpec(
+                p["provider_id"],
+                float(p["min_exposure"]),
+                float("inf") if p.get("max_exposure") is None else float(p["max_exposure"]),
+            )
             for p in value.get("providers", [])
         )
         for p in providers:
@@ -189,22 +209,39 @@ class BatchControlRecord:
             raise ValidationError("expected_users and default_user_cap must be >= 0")
         users = value.get("user_ids")
         if users is not None and len(set(users)) != value["expected_users"]:
-            raise ValidationError(f"user_ids lists {len(set(users))} distinct users, "
-                                  f"expected_users says {value['expected_users']}")
-        return cls(value["batch_id"], value["event"], int(value["expected_users"]), int(value["timeout_ms"]),
-                   int(value["created_at_ms"]), int(value["default_user_cap"]), budgets, providers,
-                   value.get("reward_outcome", "reward"),
-                   None if value.get("user_ids") is None else tuple(value["user_ids"]))
+            raise ValidationError(
+                f"user_ids lists {len(set(users))} distinct users, expected_users says {value['expected_users']}"
+            )
+        return cls(
+            value["batch_id"],
+            value["event"],
+            int(value["expected_users"]),
+            int(value["timeout_ms"]),
+            int(value["created_at_ms"]),
+            int(value["default_user_cap"]),
+            budgets,
+            providers,
+            value.get("reward_outcome", "reward"),
+            None if value.get("user_ids") is None else tuple(value["user_ids"]),
+        )
 
     def to_avro(self) -> dict[str, Any]:
         return {
-            "batch_id": self.batch_id, "event": self.event, "expected_users": self.expected_users,
-            "timeout_ms": self.timeout_ms, "created_at_ms": self.created_at_ms,
+            "batch_id": self.batch_id,
+            "event": self.event,
+            "expected_users": self.expected_users,
+            "timeout_ms": self.timeout_ms,
+            "created_at_ms": self.created_at_ms,
             "default_user_cap": self.default_user_cap,
             "budgets": [{"name": b.name, "outcome": b.outcome, "limit": b.limit} for b in self.budgets],
-            "providers": [{"provider_id": p.provider_id, "min_exposure": p.min_exposure,
-                           "max_exposure": None if np.isinf(p.max_exposure) else p.max_exposure}
-                          for p in self.providers],
+            "providers": [
+                {
+                    "provider_id": p.provider_id,
+                    "min_exposure": p.min_exposure,
+                    "max_exposure": None if np.isinf(p.max_exposure) else p.max_exposure,
+                }
+                for p in self.providers
+            ],
             "reward_outcome": self.reward_outcome,
             "user_ids": None if self.user_ids is None else list(self.user_ids),
         }
@@ -231,7 +268,7 @@ class ScoresRecord:
     means: dict[str, np.ndarray]
 
     @classmethod
-    def from_avro(cls, value: dict[str, Any]) -> "ScoresRecord":
+    def from_avro(cls, value: dict[str, Any]) -> ScoresRecord:
         """From a decoded ``scores`` value: plain dicts, or the serde's columns (same checks)."""
         items = value["items"]
         if not items:
@@ -244,14 +281,25 @@ class ScoresRecord:
             for it in items:
                 if set(it["samples"]) != keys:
                     raise ValidationError("scored items disagree on their outcomes")
-            samples = {k: _finite(f"samples[{k}]", np.array([it["samples"][k] for it in items], dtype=np.float64))
-                       for k in keys}
+            samples = {
+                k: _finite(f"samples[{k}]", np.array([it["samples"][k] for it in items], dtype=np.float64))
+                for k in keys
+            }
             means = {k: np.array([it["means"].get(k, np.nan) for it in items], dtype=np.float64) for k in keys}
             item_ids = tuple(it["item_id"] for it in items)
             provider_ids = tuple(it["provider_id"] for it in items)
         cap = value.get("user_cap")
         if cap is not None and cap < 0:
             raise ValidationError(f"user_cap {cap} is negative")
-        return cls(value["batch_id"], value["user_id"], cap, value["model_name"],
-                   int(value["model_version"]), value.get("parameter_version", "default"),
-                   item_ids, provider_ids, samples, means)
+        return cls(
+            value["batch_id"],
+            value["user_id"],
+            cap,
+            value["model_name"],
+            int(value["model_version"]),
+            value.get("parameter_version", "default"),
+            item_ids,
+            provider_ids,
+            samples,
+            means,
+        )

@@ -91,14 +91,22 @@ class Settings:
         """The environment that makes a child process (``banditlp worker ...``) build these
         settings: for the workers a process starts (the demo, the benchmark, tests)."""
         c = self.connection
-        env = {"KAFKA_BOOTSTRAP_SERVERS": c.bootstrap_servers, "KAFKA_SECURITY_PROTOCOL": c.security_protocol,
-               "BANDITLP_TOPIC_PREFIX": self.topic_prefix, "BANDITLP_PARTITIONS": str(self.partitions),
-               "BANDITLP_STATE_DIR": str(self.state_dir), "BANDITLP_KAFKA_HOME": str(self.kafka_home),
-               "BANDITLP_KAFKA_PORT": str(self.kafka_port)}
-        optional = {"KAFKA_SASL_MECHANISM": c.sasl_mechanism, "KAFKA_SASL_USERNAME": c.sasl_username,
-                    "KAFKA_SASL_PASSWORD": c.sasl_password.reveal() if c.sasl_password is not None else None,
-                    "KAFKA_SSL_CA_FILE": str(c.ssl_ca_file) if c.ssl_ca_file is not None else None,
-                    "BANDITLP_SCHEMA_REGISTRY_URL": self.schema_registry_url}
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": c.bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": c.security_protocol,
+            "BANDITLP_TOPIC_PREFIX": self.topic_prefix,
+            "BANDITLP_PARTITIONS": str(self.partitions),
+            "BANDITLP_STATE_DIR": str(self.state_dir),
+            "BANDITLP_KAFKA_HOME": str(self.kafka_home),
+            "BANDITLP_KAFKA_PORT": str(self.kafka_port),
+        }
+        optional = {
+            "KAFKA_SASL_MECHANISM": c.sasl_mechanism,
+            "KAFKA_SASL_USERNAME": c.sasl_username,
+            "KAFKA_SASL_PASSWORD": c.sasl_password.reveal() if c.sasl_password is not None else None,
+            "KAFKA_SSL_CA_FILE": str(c.ssl_ca_file) if c.ssl_ca_file is not None else None,
+            "BANDITLP_SCHEMA_REGISTRY_URL": self.schema_registry_url,
+        }
         env.update({k: v for k, v in optional.items() if v is not None})
         return env
 

@@ -24,19 +24,40 @@ REFERENCE_SERDE = Settings().serde(columnar=False)
 # -- typed records -----------------------------------------------------------------------------
 
 
-def control_record(event: str = "OPENED", expected: int = 3, timeout_ms: int = 5_000, batch: str = "b1",
-                   budgets: tuple[BudgetSpec, ...] = (BudgetSpec("unsubs", "unsubscription", 1.0),),
-                   providers: tuple[ProviderSpec, ...] = (),
-                   user_ids: tuple[str, ...] | None = None) -> BatchControlRecord:
+def control_record(
+    event: str = "OPENED",
+    expected: int = 3,
+    timeout_ms: int = 5_000,
+    batch: str = "b1",
+    budgets: tuple[BudgetSpec, ...] = (BudgetSpec("unsubs", "unsubscription", 1.0),),
+    providers: tuple[ProviderSpec, ...] = (),
+    user_ids: tuple[str, ...] | None = None,
+) -> BatchControlRecord:
     return BatchControlRecord(batch, event, expected, timeout_ms, 0, 1, budgets, providers, "reward", user_ids)
 
 
-def scores_record(user: str, n: int = 3, batch: str = "b1", outcomes: tuple[str, ...] = ("reward", "unsubscription"),
-                  cap: int | None = 1, seed: int = 0, providers: tuple[str, ...] | None = None) -> ScoresRecord:
+def scores_record(
+    user: str,
+    n: int = 3,
+    batch: str = "b1",
+    outcomes: tuple[str, ...] = ("reward", "unsubscription"),
+    cap: int | None = 1,
+    seed: int = 0,
+    providers: tuple[str, ...] | None = None,
+) -> ScoresRecord:
     rng = np.random.default_rng(seed)
-    return ScoresRecord(batch, user, cap, "m", 1, "default", tuple(f"i{j}" for j in range(n)),
-                        providers or tuple(f"p{j % 2}" for j in range(n)),
-                        {o: rng.random(n) for o in outcomes}, {o: rng.random(n) for o in outcomes})
+    return ScoresRecord(
+        batch,
+        user,
+        cap,
+        "m",
+        1,
+        "default",
+        tuple(f"i{j}" for j in range(n)),
+        providers or tuple(f"p{j % 2}" for j in range(n)),
+        {o: rng.random(n) for o in outcomes},
+        {o: rng.random(n) for o in outcomes},
+    )
 
 
 def raw_record(offset: int, topic: str = "scores", partition: int = 0) -> RawRecord:
@@ -49,21 +70,35 @@ def raw_record(offset: int, topic: str = "scores", partition: int = 0) -> RawRec
 def opened_value(batch_id: str, n_users: int, timeout_ms: int = 30_000) -> dict[str, Any]:
     """OPENED with an unsubscription budget that binds, a provider minimum and a maximum."""
     return {
-        "batch_id": batch_id, "event": "OPENED", "expected_users": n_users, "timeout_ms": timeout_ms,
-        "created_at_ms": int(time.time() * 1000), "default_user_cap": 1,
+        "batch_id": batch_id,
+        "event": "OPENED",
+        "expected_users": n_users,
+        "timeout_ms": timeout_ms,
+        "created_at_ms": int(time.time() * 1000),
+        "default_user_cap": 1,
         # ~n_users * 1.5 sends at ~0.01 unsubscriptions each would use ~0.015 n; allow a third.
         "budgets": [{"name": "unsubscriptions", "outcome": "unsubscription", "limit": 0.005 * n_users}],
-        "providers": [{"provider_id": "p3", "min_exposure": 0.25 * n_users, "max_exposure": None},
-                      {"provider_id": "p5", "min_exposure": 0.05 * n_users, "max_exposure": 0.1 * n_users},
-                      {"provider_id": "p0", "min_exposure": 0.0, "max_exposure": 0.02 * n_users}],
+        "providers": [
+            {"provider_id": "p3", "min_exposure": 0.25 * n_users, "max_exposure": None},
+            {"provider_id": "p5", "min_exposure": 0.05 * n_users, "max_exposure": 0.1 * n_users},
+            {"provider_id": "p0", "min_exposure": 0.0, "max_exposure": 0.02 * n_users},
+        ],
         "reward_outcome": "reward",
     }
 
 
 def closed_value(batch_id: str, n_users: int) -> dict[str, Any]:
-    return {"batch_id": batch_id, "event": "CLOSED", "expected_users": n_users, "timeout_ms": 30_000,
-            "created_at_ms": int(time.time() * 1000), "default_user_cap": 1, "budgets": [], "providers": [],
-            "reward_outcome": "reward"}
+    return {
+        "batch_id": batch_id,
+        "event": "CLOSED",
+        "expected_users": n_users,
+        "timeout_ms": 30_000,
+        "created_at_ms": int(time.time() * 1000),
+        "default_user_cap": 1,
+        "budgets": [],
+        "providers": [],
+        "reward_outcome": "reward",
+    }
 
 
 def scores_value(batch_id: str, user: int, rng: np.random.Generator, nan: bool = False) -> dict[str, Any]:
@@ -74,22 +109,54 @@ def scores_value(batch_id: str, user: int, rng: np.random.Generator, nan: bool =
     provider = rng.choice(len(PROVIDERS), N_CANDIDATES)
     items = []
     for j in range(N_CANDIDATES):
-        s = {"reward": float(conv[j] * value[j]), "conversion": float(conv[j]),
-             "unsubscription": float(unsub[j]), "value": float(value[j])}
+        s = {
+            "reward": float(conv[j] * value[j]),
+            "conversion": float(conv[j]),
+            "unsubscription": float(unsub[j]),
+            "value": float(value[j]),
+        }
         if nan and j == 3:
             s["reward"] = math.nan
-        items.append({"item_id": f"item-{(user * 7 + j * 13) % 97}-{j}", "provider_id": PROVIDERS[provider[j]],
-                      "samples": s, "means": s, "stds": {k: 0.1 for k in s}})
-    return {"batch_id": batch_id, "user_id": f"user-{user:05d}", "user_cap": int(1 + user % 2),
-            "scored_at_ms": int(time.time() * 1000), "model_name": "neural-ts", "model_version": 3,
-            "parameter_version": "arm-1", "tau": 1.0, "items": items}
+        items.append(
+            {
+                "item_id": f"item-{(user * 7 + j * 13) % 97}-{j}",
+                "provider_id": PROVIDERS[provider[j]],
+                "samples": s,
+                "means": s,
+                "stds": {k: 0.1 for k in s},
+            }
+        )
+    return {
+        "batch_id": batch_id,
+        "user_id": f"user-{user:05d}",
+        "user_cap": int(1 + user % 2),
+        "scored_at_ms": int(time.time() * 1000),
+        "model_name": "neural-ts",
+        "model_version": 3,
+        "parameter_version": "arm-1",
+        "tau": 1.0,
+        "items": items,
+    }
 
 
-def candidates_value(u: int, n: int, rng: np.random.Generator, d: int = 6, k: int = 3, batch_id: str = "b7",
-                     **changes: object) -> dict[str, Any]:
+def candidates_value(
+    u: int, n: int, rng: np.random.Generator, d: int = 6, k: int = 3, batch_id: str = "b7", **changes: object
+) -> dict[str, Any]:
     """User ``u``'s ``n`` candidates with ``d`` pair features, the first ``k`` of them as item features."""
     features = rng.normal(size=(n, d)).astype(np.float32)
-    return {"batch_id": batch_id, "user_id": f"u{u}", "created_at_ms": 1, "user_cap": u % 3 or None,
-            "candidates": [{"item_id": f"i{(u + j) % 11}", "provider_id": f"p{j % 3}",
-                            "features": features[j].tolist(), "item_features": features[j, :k].tolist()}
-                           for j in range(n)], **changes}
+    return {
+        "batch_id": batch_id,
+        "user_id": f"u{u}",
+        "created_at_ms": 1,
+        "user_cap": u % 3 or None,
+        "candidates": [
+            {
+                "item_id": f"i{(u + j) % 11}",
+                "provider_id": f"p{j % 3}",
+                "features": features[j].tolist(),
+                "item_features": features[j, :k].tolist(),
+            }
+            for j in range(n)
+        ],
+        **changes,
+    }

@@ -40,20 +40,32 @@ from streams.avro.wire import (
 _FLOATS = {"type": "array", "items": "float"}
 # schemas/candidates.avsc without its docs. Defaults are part of it (the writers rely on them).
 SCHEMA: dict[str, Any] = {
-
-        "type": "record", "name": "Candidates", "namespace": "banditlp", "fields": [
-            {"name": "batch_id", "type": "string"},
-            {"name": "user_id", "type": "string"},
-            {"name": "created_at_ms", "type": "long"},
-            {"name": "user_cap", "type": ["null", "int"], "default": None},
-            {"name": "candidates", "type": {"type": "array", "items": {
-                "type": "record", "name": "Candidate", "fields": [
-                    {"name": "item_id", "type": "string"},
-                    {"name": "provider_id", "type": "string"},
-                    {"name": "features", "type": _FLOATS},
-                    {"name": "item_features", "type": _FLOATS, "default": []},
-                ]}}},
-        ]}
+    "type": "record",
+    "name": "Candidates",
+    "namespace": "banditlp",
+    "fields": [
+        {"name": "batch_id", "type": "string"},
+        {"name": "user_id", "type": "string"},
+        {"name": "created_at_ms", "type": "long"},
+        {"name": "user_cap", "type": ["null", "int"], "default": None},
+        {
+            "name": "candidates",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "Candidate",
+                    "fields": [
+                        {"name": "item_id", "type": "string"},
+                        {"name": "provider_id", "type": "string"},
+                        {"name": "features", "type": _FLOATS},
+                        {"name": "item_features", "type": _FLOATS, "default": []},
+                    ],
+                },
+            },
+        },
+    ],
+}
 _SIGNATURE = signature(parse_schema(SCHEMA))
 
 
@@ -65,11 +77,17 @@ class CandidateColumns(Columns):
         features: ``(n, d)`` float32. item_features: ``(n, k)`` float32 (``k`` may be 0).
     """
 
-    def __init__(self, item_ids: tuple[str, ...], provider_ids: tuple[str, ...], features: np.ndarray,
-                 item_features: np.ndarray) -> None:
+    def __init__(
+        self, item_ids: tuple[str, ...], provider_ids: tuple[str, ...], features: np.ndarray, item_features: np.ndarray
+    ) -> None:
         n = len(item_ids)
-        if len(provider_ids) != n or features.ndim != 2 or item_features.ndim != 2 \
-                or features.shape[0] != n or item_features.shape[0] != n:
+        if (
+            len(provider_ids) != n
+            or features.ndim != 2
+            or item_features.ndim != 2
+            or features.shape[0] != n
+            or item_features.shape[0] != n
+        ):
             raise ValueError(f"CandidateColumns: {n} item ids, but ids or feature rows of other lengths")
         self.item_ids, self.provider_ids = item_ids, provider_ids
         self.features, self.item_features = features, item_features
@@ -78,9 +96,10 @@ class CandidateColumns(Columns):
         return len(self.item_ids)
 
     def _build_rows(self) -> list[dict[str, Any]]:
-        return [{"item_id": i, "provider_id": p, "features": f, "item_features": z}
-                for i, p, f, z in zip(self.item_ids, self.provider_ids, self.features.tolist(),
-                                      self.item_features.tolist())]
+        return [
+            {"item_id": i, "provider_id": p, "features": f, "item_features": z}
+            for i, p, f, z in zip(self.item_ids, self.provider_ids, self.features.tolist(), self.item_features.tolist())
+        ]
 
     def encoded(self, strings: StringCache) -> bytes:
         """The Avro encoding of the array (count, items, end)."""
@@ -136,8 +155,12 @@ class CandidatesCodec:
 
 def _encode(value: Mapping[str, Any], strings: StringCache) -> bytes | None:
     try:
-        parts = [write_string(value["batch_id"]), write_string(value["user_id"]), checked_long(value["created_at_ms"]),
-                 nullable_int(value.get("user_cap"))]
+        parts = [
+            write_string(value["batch_id"]),
+            write_string(value["user_id"]),
+            checked_long(value["created_at_ms"]),
+            nullable_int(value.get("user_cap")),
+        ]
         cands = value["candidates"]
         if isinstance(cands, CandidateColumns) and cands._rows is None:
             parts.append(cands.encoded(strings))
@@ -145,8 +168,12 @@ def _encode(value: Mapping[str, Any], strings: StringCache) -> bytes | None:
             if cands:
                 parts.append(write_long(len(cands)))
                 for c in cands:
-                    parts += (strings.encode(c["item_id"]), strings.encode(c["provider_id"]),
-                              float_array(c["features"]), float_array(c.get("item_features", ())))
+                    parts += (
+                        strings.encode(c["item_id"]),
+                        strings.encode(c["provider_id"]),
+                        float_array(c["features"]),
+                        float_array(c.get("item_features", ())),
+                    )
             parts.append(END)
         else:
             raise Unhandled
@@ -187,7 +214,7 @@ def _decode_candidates(buf: bytes, pos: int) -> dict[str, Any]:
             n = buf[pos]
             if n < 0x80 and not n & 1:
                 end = pos + 1 + (n >> 1)
-                items.append(buf[pos + 1:end].decode())
+                items.append(buf[pos + 1 : end].decode())
                 pos = end
             else:
                 item, pos = read_string(buf, pos)
@@ -195,7 +222,7 @@ def _decode_candidates(buf: bytes, pos: int) -> dict[str, Any]:
             n = buf[pos]
             if n < 0x80 and not n & 1:
                 end = pos + 1 + (n >> 1)
-                providers.append(buf[pos + 1:end].decode())
+                providers.append(buf[pos + 1 : end].decode())
                 pos = end
             else:
                 provider, pos = read_string(buf, pos)
@@ -213,6 +240,12 @@ def _decode_candidates(buf: bytes, pos: int) -> dict[str, Any]:
     if pos != len(buf) or tail is None:
         raise Unhandled  # trailing bytes, or a broken layout: fastavro's error
     values = tail.read(np.frombuffer(buf, dtype=np.uint8), starts)  # (n, d + k): features, item features
-    return {"batch_id": batch_id, "user_id": user_id, "created_at_ms": created, "user_cap": cap,
-            "candidates": CandidateColumns(tuple(items), tuple(providers), np.ascontiguousarray(values[:, :d]),
-                                           np.ascontiguousarray(values[:, d:]))}
+    return {
+        "batch_id": batch_id,
+        "user_id": user_id,
+        "created_at_ms": created,
+        "user_cap": cap,
+        "candidates": CandidateColumns(
+            tuple(items), tuple(providers), np.ascontiguousarray(values[:, :d]), np.ascontiguousarray(values[:, d:])
+        ),
+    }

@@ -70,8 +70,7 @@ class Tail:
         self.n_values = len(number_at)
         self.template = np.frombuffer(template, dtype=np.uint8)
         # byte offsets of the numbers, value by value, and of everything else
-        self.value_bytes = (np.asarray(number_at, dtype=np.intp)[:, None]
-                            + np.arange(dtype.itemsize)).reshape(-1)
+        self.value_bytes = (np.asarray(number_at, dtype=np.intp)[:, None] + np.arange(dtype.itemsize)).reshape(-1)
         mask = np.ones(self.width, dtype=bool)
         mask[self.value_bytes] = False
         self.structure_bytes = np.flatnonzero(mask)
@@ -99,8 +98,14 @@ class Tail:
         return u8[at + self.value_bytes].view(self.dtype)
 
 
-def item_strings(parts: list[bytes], item_ids: Sequence[str], provider_ids: Sequence[str], tails: bytes,
-                 width: int, strings: StringCache) -> None:
+def item_strings(
+    parts: list[bytes],
+    item_ids: Sequence[str],
+    provider_ids: Sequence[str],
+    tails: bytes,
+    width: int,
+    strings: StringCache,
+) -> None:
     """Append every item's two strings and its encoded part (``tails[j * width:(j + 1) * width]``)."""
     for j, (item, provider) in enumerate(zip(item_ids, provider_ids)):
-        parts += (strings.encode(item), strings.encode(provider), tails[j * width:(j + 1) * width])
+        parts += (strings.encode(item), strings.encode(provider), tails[j * width : (j + 1) * width])

@@ -26,28 +26,50 @@ from streams.avro.wire import END, F8, Unhandled, checked_long, signature, write
 
 # schemas/decisions.avsc without its docs: the structure this module writes.
 IMPLEMENTED: dict[str, Any] = {
-    "type": "record", "name": "Decision", "namespace": "banditlp", "fields": [
+    "type": "record",
+    "name": "Decision",
+    "namespace": "banditlp",
+    "fields": [
         {"name": "decision_id", "type": "string"},
         {"name": "batch_id", "type": "string"},
         {"name": "user_id", "type": "string"},
-        {"name": "chosen", "type": {"type": "array", "items": {
-            "type": "record", "name": "ChosenItem", "fields": [
-                {"name": "item_id", "type": "string"},
-                {"name": "provider_id", "type": "string"},
-                {"name": "propensity", "type": "double"},
-            ]}}},
-        {"name": "allocation", "type": {"type": "array", "items": {
-            "type": "record", "name": "ItemShare", "fields": [
-                {"name": "item_id", "type": "string"},
-                {"name": "x", "type": "double"},
-            ]}}},
+        {
+            "name": "chosen",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "ChosenItem",
+                    "fields": [
+                        {"name": "item_id", "type": "string"},
+                        {"name": "provider_id", "type": "string"},
+                        {"name": "propensity", "type": "double"},
+                    ],
+                },
+            },
+        },
+        {
+            "name": "allocation",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "ItemShare",
+                    "fields": [
+                        {"name": "item_id", "type": "string"},
+                        {"name": "x", "type": "double"},
+                    ],
+                },
+            },
+        },
         {"name": "model_name", "type": "string"},
         {"name": "model_version", "type": "long"},
         {"name": "parameter_version", "type": "string", "default": "default"},
         {"name": "solver", "type": "string"},
         {"name": "rounding", "type": "string", "default": "sample"},
         {"name": "decided_at_ms", "type": "long"},
-    ]}
+    ],
+}
 _SIGNATURE = signature(parse_schema(IMPLEMENTED))
 
 
@@ -101,13 +123,24 @@ class DecisionColumns:
         for u, user in enumerate(self.user_ids):
             s, e = bounds[u], bounds[u + 1]
             yield {
-                "decision_id": f"{self.batch_id}/{user}", "batch_id": self.batch_id, "user_id": user,
-                "chosen": [{"item_id": self.item_names[item[j]], "provider_id": self.provider_names[provider[j]],
-                            "propensity": propensity[j]} for j in (s + np.flatnonzero(self.chosen[s:e])).tolist()],
+                "decision_id": f"{self.batch_id}/{user}",
+                "batch_id": self.batch_id,
+                "user_id": user,
+                "chosen": [
+                    {
+                        "item_id": self.item_names[item[j]],
+                        "provider_id": self.provider_names[provider[j]],
+                        "propensity": propensity[j],
+                    }
+                    for j in (s + np.flatnonzero(self.chosen[s:e])).tolist()
+                ],
                 "allocation": [{"item_id": self.item_names[item[j]], "x": x[j]} for j in range(s, e)],
-                "model_name": self.model_names[u], "model_version": self.model_versions[u],
-                "parameter_version": self.parameter_versions[u], "solver": self.solver,
-                "rounding": self.rounding, "decided_at_ms": self.decided_at_ms,
+                "model_name": self.model_names[u],
+                "model_version": self.model_versions[u],
+                "parameter_version": self.parameter_versions[u],
+                "solver": self.solver,
+                "rounding": self.rounding,
+                "decided_at_ms": self.decided_at_ms,
             }
 
 
@@ -127,8 +160,9 @@ def _encode(c: DecisionColumns, prefix: bytes) -> list[bytes]:
     picked = np.flatnonzero(c.chosen)
     # The entries of every user's two arrays, back to back; *_at[j]: where entry j starts.
     allocation, allocation_at = _concat_rows([(items, c.item), _doubles(c.x)])
-    chosen, chosen_at = _concat_rows([(items, c.item[picked]), (providers, c.provider[picked]),
-                                      _doubles(c.propensity[picked])])
+    chosen, chosen_at = _concat_rows(
+        [(items, c.item[picked]), (providers, c.provider[picked]), _doubles(c.propensity[picked])]
+    )
     pair_at = allocation_at[starts].tolist()  # (n + 1,) user u's entries: pair_at[u]:pair_at[u + 1]
     first = np.searchsorted(picked, starts)  # (n + 1,) user u's chosen pairs: first[u]:first[u + 1]
     chosen_byte = chosen_at[first].tolist()
@@ -141,14 +175,23 @@ def _encode(c: DecisionColumns, prefix: bytes) -> list[bytes]:
         model = (c.model_names[u], c.model_versions[u], c.parameter_versions[u])
         tail = model_parts.get(model)
         if tail is None:
-            tail = model_parts[model] = (write_string(model[0]) + checked_long(model[1]) + write_string(model[2])
-                                         + suffix)
+            tail = model_parts[model] = (
+                write_string(model[0]) + checked_long(model[1]) + write_string(model[2]) + suffix
+            )
         k, m = n_chosen[u], n_pairs[u]
-        out.append(b"".join((
-            prefix, write_string(f"{c.batch_id}/{user}"), batch, write_string(user),
-            write_long(k) + chosen[chosen_byte[u]:chosen_byte[u + 1]] + END if k else END,
-            write_long(m) + allocation[pair_at[u]:pair_at[u + 1]] + END if m else END,
-            tail)))
+        out.append(
+            b"".join(
+                (
+                    prefix,
+                    write_string(f"{c.batch_id}/{user}"),
+                    batch,
+                    write_string(user),
+                    write_long(k) + chosen[chosen_byte[u] : chosen_byte[u + 1]] + END if k else END,
+                    write_long(m) + allocation[pair_at[u] : pair_at[u + 1]] + END if m else END,
+                    tail,
+                )
+            )
+        )
     return out
 
 

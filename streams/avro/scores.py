@@ -43,27 +43,39 @@ _FLOATS = {"type": "array", "items": "float"}
 _DOUBLES = {"type": "map", "values": "double"}
 # schemas/scores.avsc without its docs. Defaults are part of it (the writers rely on them).
 SCHEMA: dict[str, Any] = {
-
-        "type": "record", "name": "Scores", "namespace": "banditlp", "fields": [
-            {"name": "batch_id", "type": "string"},
-            {"name": "user_id", "type": "string"},
-            {"name": "user_cap", "type": ["null", "int"], "default": None},
-            {"name": "scored_at_ms", "type": "long"},
-            {"name": "model_name", "type": "string"},
-            {"name": "model_version", "type": "long"},
-            {"name": "parameter_version", "type": "string", "default": "default"},
-            {"name": "tau", "type": "double"},
-            {"name": "items", "type": {"type": "array", "items": {
-                "type": "record", "name": "ScoredItem", "fields": [
-                    {"name": "item_id", "type": "string"},
-                    {"name": "provider_id", "type": "string"},
-                    {"name": "features", "type": _FLOATS, "default": []},
-                    {"name": "item_features", "type": _FLOATS, "default": []},
-                    {"name": "samples", "type": _DOUBLES},
-                    {"name": "means", "type": _DOUBLES},
-                    {"name": "stds", "type": _DOUBLES},
-                ]}}},
-        ]}
+    "type": "record",
+    "name": "Scores",
+    "namespace": "banditlp",
+    "fields": [
+        {"name": "batch_id", "type": "string"},
+        {"name": "user_id", "type": "string"},
+        {"name": "user_cap", "type": ["null", "int"], "default": None},
+        {"name": "scored_at_ms", "type": "long"},
+        {"name": "model_name", "type": "string"},
+        {"name": "model_version", "type": "long"},
+        {"name": "parameter_version", "type": "string", "default": "default"},
+        {"name": "tau", "type": "double"},
+        {
+            "name": "items",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "ScoredItem",
+                    "fields": [
+                        {"name": "item_id", "type": "string"},
+                        {"name": "provider_id", "type": "string"},
+                        {"name": "features", "type": _FLOATS, "default": []},
+                        {"name": "item_features", "type": _FLOATS, "default": []},
+                        {"name": "samples", "type": _DOUBLES},
+                        {"name": "means", "type": _DOUBLES},
+                        {"name": "stds", "type": _DOUBLES},
+                    ],
+                },
+            },
+        },
+    ],
+}
 _SIGNATURE = signature(parse_schema(SCHEMA))
 
 Keys = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
@@ -83,9 +95,14 @@ class ScoredItems(Columns):
             (a read-only view).
     """
 
-    def __init__(self, item_ids: tuple[str, ...], provider_ids: tuple[str, ...],
-                 keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], values: np.ndarray,
-                 tails: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        item_ids: tuple[str, ...],
+        provider_ids: tuple[str, ...],
+        keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+        values: np.ndarray,
+        tails: np.ndarray | None = None,
+    ) -> None:
         n = len(item_ids)
         if len(provider_ids) != n or values.shape != (n, sum(map(len, keys))):
             raise ValueError(f"ScoredItems: {n} item ids, but ids or values of other shapes")
@@ -97,8 +114,13 @@ class ScoredItems(Columns):
         self._tails = tails  # (n, width) uint8: the items' encoded fixed parts, when known
 
     @classmethod
-    def _of_layout(cls, item_ids: tuple[str, ...], provider_ids: tuple[str, ...],
-                   keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], values: np.ndarray) -> "ScoredItems":
+    def _of_layout(
+        cls,
+        item_ids: tuple[str, ...],
+        provider_ids: tuple[str, ...],
+        keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+        values: np.ndarray,
+    ) -> ScoredItems:
         """The decoder's constructor: ``keys`` come from a checked layout and ``values`` is
         ``(len(item_ids), m)``, so the per-record checks of ``__init__`` are skipped."""
         self = cls.__new__(cls)
@@ -109,8 +131,9 @@ class ScoredItems(Columns):
         return self
 
     @staticmethod
-    def _stack(samples: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray],
-               stds: Mapping[str, np.ndarray], n: int) -> tuple[Keys, np.ndarray]:
+    def _stack(
+        samples: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray], stds: Mapping[str, np.ndarray], n: int
+    ) -> tuple[Keys, np.ndarray]:
         """The keys of the three maps and their ``n`` values side by side, ``(n, m)`` float64."""
         keys: Keys = (tuple(samples), tuple(means), tuple(stds))
         columns = [*samples.values(), *means.values(), *stds.values()]
@@ -119,17 +142,28 @@ class ScoredItems(Columns):
         return keys, np.stack(columns, axis=1).astype(np.float64, copy=False)
 
     @classmethod
-    def from_maps(cls, item_ids: tuple[str, ...], provider_ids: tuple[str, ...],
-                  samples: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray],
-                  stds: Mapping[str, np.ndarray]) -> "ScoredItems":
+    def from_maps(
+        cls,
+        item_ids: tuple[str, ...],
+        provider_ids: tuple[str, ...],
+        samples: Mapping[str, np.ndarray],
+        means: Mapping[str, np.ndarray],
+        stds: Mapping[str, np.ndarray],
+    ) -> ScoredItems:
         """From ``{outcome: (n,)}`` columns per map (dict order is map order)."""
         keys, values = cls._stack(samples, means, stds, len(item_ids))
         return cls(item_ids, provider_ids, keys, values)
 
     @classmethod
-    def split(cls, item_ids: Sequence[tuple[str, ...]], provider_ids: Sequence[tuple[str, ...]],
-              samples: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray],
-              stds: Mapping[str, np.ndarray], offsets: np.ndarray) -> list["ScoredItems"]:
+    def split(
+        cls,
+        item_ids: Sequence[tuple[str, ...]],
+        provider_ids: Sequence[tuple[str, ...]],
+        samples: Mapping[str, np.ndarray],
+        means: Mapping[str, np.ndarray],
+        stds: Mapping[str, np.ndarray],
+        offsets: np.ndarray,
+    ) -> list[ScoredItems]:
         """One ``ScoredItems`` per record from ``{outcome: (n_pairs,)}`` columns over all pairs
         of many records; record ``r`` owns pairs ``offsets[r]:offsets[r + 1]``.
 
@@ -137,9 +171,10 @@ class ScoredItems(Columns):
         """
         keys, values = cls._stack(samples, means, stds, int(offsets[-1]))
         tails = _scored_tail(keys).fill(values)
-        return [cls(items, providers, keys, values[a:b], tails[a:b])
-                for items, providers, a, b in zip(item_ids, provider_ids, offsets[:-1].tolist(),
-                                                  offsets[1:].tolist())]
+        return [
+            cls(items, providers, keys, values[a:b], tails[a:b])
+            for items, providers, a, b in zip(item_ids, provider_ids, offsets[:-1].tolist(), offsets[1:].tolist())
+        ]
 
     def _map(self, which: int) -> dict[str, np.ndarray]:
         start = sum(len(k) for k in self.keys[:which])
@@ -163,11 +198,18 @@ class ScoredItems(Columns):
 
     def _build_rows(self) -> list[dict[str, Any]]:
         maps = [{k: v.tolist() for k, v in self._map(i).items()} for i in range(3)]
-        return [{"item_id": item, "provider_id": provider, "features": [], "item_features": [],
-                 "samples": {k: v[j] for k, v in maps[0].items()},
-                 "means": {k: v[j] for k, v in maps[1].items()},
-                 "stds": {k: v[j] for k, v in maps[2].items()}}
-                for j, (item, provider) in enumerate(zip(self.item_ids, self.provider_ids))]
+        return [
+            {
+                "item_id": item,
+                "provider_id": provider,
+                "features": [],
+                "item_features": [],
+                "samples": {k: v[j] for k, v in maps[0].items()},
+                "means": {k: v[j] for k, v in maps[1].items()},
+                "stds": {k: v[j] for k, v in maps[2].items()},
+            }
+            for j, (item, provider) in enumerate(zip(self.item_ids, self.provider_ids))
+        ]
 
     def encoded(self, strings: StringCache) -> bytes:
         """The Avro encoding of the array (count, items, end)."""
@@ -233,11 +275,19 @@ def _encode(value: Mapping[str, Any], strings: StringCache) -> bytes | None:
         items = value["items"]
         if not isinstance(items, ScoredItems) or items._rows is not None:
             raise Unhandled
-        return b"".join((
-            write_string(value["batch_id"]), write_string(value["user_id"]), nullable_int(value.get("user_cap")),
-            checked_long(value["scored_at_ms"]), write_string(value["model_name"]),
-            checked_long(value["model_version"]), write_string(value.get("parameter_version", "default")),
-            write_double(value["tau"]), items.encoded(strings)))
+        return b"".join(
+            (
+                write_string(value["batch_id"]),
+                write_string(value["user_id"]),
+                nullable_int(value.get("user_cap")),
+                checked_long(value["scored_at_ms"]),
+                write_string(value["model_name"]),
+                checked_long(value["model_version"]),
+                write_string(value.get("parameter_version", "default")),
+                write_double(value["tau"]),
+                items.encoded(strings),
+            )
+        )
     except (Unhandled, KeyError, TypeError, AttributeError, struct.error, OverflowError):
         return None
 
@@ -309,8 +359,9 @@ def _scored_layout(keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]
     return _ScoredLayout(keys)
 
 
-def _read_scored_items(codec: ScoresCodec, buf: bytes, pos: int, count: int,
-                       layout: _ScoredLayout | None) -> ScoredItems:
+def _read_scored_items(
+    codec: ScoresCodec, buf: bytes, pos: int, count: int, layout: _ScoredLayout | None
+) -> ScoredItems:
     """The ``items`` array whose first block of ``count`` items starts at ``buf[pos]``.
 
     ``layout``: the map keys to expect, or None to read them from the first item.
@@ -337,8 +388,11 @@ def _read_scored_items(codec: ScoresCodec, buf: bytes, pos: int, count: int,
                 end = mid + 1 + (buf[mid] >> 1)
                 encoded = buf[pos:end]  # short past the end of buf: the next read fails
                 seen = known(encoded)
-                pair = seen if seen is not None else codec.strings.remember_pair(
-                    encoded, buf[pos + 1:mid].decode(), buf[mid + 1:end].decode())
+                pair = (
+                    seen
+                    if seen is not None
+                    else codec.strings.remember_pair(encoded, buf[pos + 1 : mid].decode(), buf[mid + 1 : end].decode())
+                )
             ids.append(pair)
             pos = end
             if layout is None:  # the first item's map keys fix the layout

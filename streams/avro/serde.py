@@ -80,8 +80,11 @@ class AvroSerde:
             return False
         fast = self._implemented.get(sid)
         if fast is None:
-            fast = self._implemented[sid] = (decision_columns.implements(schema) if subject == "decisions"
-                                             else subject in self.codecs and self.codecs[subject].implements(schema))
+            fast = self._implemented[sid] = (
+                decision_columns.implements(schema)
+                if subject == "decisions"
+                else subject in self.codecs and self.codecs[subject].implements(schema)
+            )
         return fast
 
     def encode(self, subject: str, value: dict[str, Any]) -> bytes:
@@ -120,8 +123,15 @@ class AvroSerde:
                 return records
         return [self.encode("decisions", value) for value in columns.rows()]
 
-    def decode(self, subject: str, data: bytes | None, *, topic: str | None = None,
-               partition: int | None = -1, offset: int | None = -1) -> dict[str, Any]:
+    def decode(
+        self,
+        subject: str,
+        data: bytes | None,
+        *,
+        topic: str | None = None,
+        partition: int | None = -1,
+        offset: int | None = -1,
+    ) -> dict[str, Any]:
         """Deserialise wire-format bytes into a dict shaped by the current schema of ``subject``.
 
         Raises:
@@ -133,12 +143,14 @@ class AvroSerde:
         if data is None:
             raise DecodeError(where, "empty value (tombstone)", partition=partition, offset=offset)
         if len(data) < _HEADER.size:
-            raise DecodeError(where, f"{len(data)} bytes is shorter than the 5-byte header",
-                              partition=partition, offset=offset)
+            raise DecodeError(
+                where, f"{len(data)} bytes is shorter than the 5-byte header", partition=partition, offset=offset
+            )
         magic, sid = _HEADER.unpack_from(data)
         if magic != MAGIC:
-            raise DecodeError(where, f"not Confluent wire format (magic byte {magic})",
-                              partition=partition, offset=offset)
+            raise DecodeError(
+                where, f"not Confluent wire format (magic byte {magic})", partition=partition, offset=offset
+            )
         writer = self.registry.by_id(sid)
         if writer is None:
             raise DecodeError(where, f"unknown schema id {sid}", partition=partition, offset=offset)
@@ -152,11 +164,13 @@ class AvroSerde:
         try:
             value: dict[str, Any] = fastavro.schemaless_reader(buf, writer, reader)  # type: ignore[assignment]
         except Exception as exc:  # fastavro raises many kinds (EOFError, ValueError, SchemaResolutionError, ...)
-            raise DecodeError(where, f"{type(exc).__name__}: {_without_reprs(str(exc))}",
-                              partition=partition, offset=offset) from exc
+            raise DecodeError(
+                where, f"{type(exc).__name__}: {_without_reprs(str(exc))}", partition=partition, offset=offset
+            ) from exc
         if buf.tell() != len(data):
-            raise DecodeError(where, f"{len(data) - buf.tell()} trailing bytes after the record",
-                              partition=partition, offset=offset)
+            raise DecodeError(
+                where, f"{len(data) - buf.tell()} trailing bytes after the record", partition=partition, offset=offset
+            )
         return value
 
 

@@ -28,12 +28,14 @@ class Unhandled(Exception):
 
 def signature(schema: Any) -> str:
     """A parsed schema as canonical JSON without docs and fastavro's bookkeeping keys."""
+
     def strip(s: Any) -> Any:
         if isinstance(s, dict):
             return {k: strip(v) for k, v in s.items() if k != "doc" and not k.startswith("__")}
         if isinstance(s, list):
             return [strip(v) for v in s]
         return s
+
     return json.dumps(strip(schema), sort_keys=True)
 
 

@@ -20,46 +20,76 @@ from streams.cli.simulate import simulate
 from streams.cli.topics import topics_app
 from streams.cli.workers import worker_app
 
-app = typer.Typer(help="BanditLP on Kafka: constrained, exploration-aware recommendation decisions.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="BanditLP on Kafka: constrained, exploration-aware recommendation decisions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 @app.callback()
 def main(
     ctx: typer.Context,
-    bootstrap: str | None = typer.Option(None, "--bootstrap", envvar="KAFKA_BOOTSTRAP_SERVERS",
-                                         help="Kafka bootstrap servers (default 127.0.0.1:<kafka port>)."),
-    security_protocol: str | None = typer.Option(None, envvar="KAFKA_SECURITY_PROTOCOL",
-                                                 help="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL."),
-    sasl_mechanism: str | None = typer.Option(None, envvar="KAFKA_SASL_MECHANISM",
-                                              help="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512."),
+    bootstrap: str | None = typer.Option(
+        None,
+        "--bootstrap",
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers (default 127.0.0.1:<kafka port>).",
+    ),
+    security_protocol: str | None = typer.Option(
+        None, envvar="KAFKA_SECURITY_PROTOCOL", help="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL."
+    ),
+    sasl_mechanism: str | None = typer.Option(
+        None, envvar="KAFKA_SASL_MECHANISM", help="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512."
+    ),
     sasl_username: str | None = typer.Option(None, envvar="KAFKA_SASL_USERNAME"),
-    sasl_password: str | None = typer.Option(None, envvar="KAFKA_SASL_PASSWORD", show_default=False,
-                                             help="Prefer the environment variable: a flag shows in the process list."),
-    ssl_ca_file: Path | None = typer.Option(None, envvar="KAFKA_SSL_CA_FILE",
-                                            help="PEM file of the CAs that sign the brokers' certificates."),
-    schema_registry_url: str | None = typer.Option(None, envvar="BANDITLP_SCHEMA_REGISTRY_URL",
-                                                   help="A Confluent-compatible Schema Registry (default: the local "
-                                                        "registry of schemas/)."),
+    sasl_password: str | None = typer.Option(
+        None,
+        envvar="KAFKA_SASL_PASSWORD",
+        show_default=False,
+        help="Prefer the environment variable: a flag shows in the process list.",
+    ),
+    ssl_ca_file: Path | None = typer.Option(
+        None, envvar="KAFKA_SSL_CA_FILE", help="PEM file of the CAs that sign the brokers' certificates."
+    ),
+    schema_registry_url: str | None = typer.Option(
+        None,
+        envvar="BANDITLP_SCHEMA_REGISTRY_URL",
+        help="A Confluent-compatible Schema Registry (default: the local registry of schemas/).",
+    ),
     prefix: str | None = typer.Option(None, "--prefix", envvar="BANDITLP_TOPIC_PREFIX", help="Topic name prefix."),
-    partitions: int | None = typer.Option(None, envvar="BANDITLP_PARTITIONS",
-                                          help="Partitions of the keyed topics (default 4)."),
-    state_dir: Path | None = typer.Option(None, envvar="BANDITLP_STATE_DIR",
-                                          help="RocksDB tables (default ~/.cache/banditlp/state)."),
-    kafka_home: Path | None = typer.Option(None, envvar="BANDITLP_KAFKA_HOME",
-                                           help="The local broker's jars and data (default ~/.cache/banditlp/kafka)."),
-    kafka_port: int | None = typer.Option(None, envvar="BANDITLP_KAFKA_PORT",
-                                          help="The local broker's port on 127.0.0.1 (default 9092)."),
+    partitions: int | None = typer.Option(
+        None, envvar="BANDITLP_PARTITIONS", help="Partitions of the keyed topics (default 4)."
+    ),
+    state_dir: Path | None = typer.Option(
+        None, envvar="BANDITLP_STATE_DIR", help="RocksDB tables (default ~/.cache/banditlp/state)."
+    ),
+    kafka_home: Path | None = typer.Option(
+        None, envvar="BANDITLP_KAFKA_HOME", help="The local broker's jars and data (default ~/.cache/banditlp/kafka)."
+    ),
+    kafka_port: int | None = typer.Option(
+        None, envvar="BANDITLP_KAFKA_PORT", help="The local broker's port on 127.0.0.1 (default 9092)."
+    ),
 ) -> None:
     """Options before the command set where the cluster is and how to reach it, for every command."""
     from streams.settings import Settings
 
     try:
         ctx.obj = Settings.from_env(
-            {}, bootstrap=bootstrap, security_protocol=security_protocol, sasl_mechanism=sasl_mechanism,
-            sasl_username=sasl_username, sasl_password=sasl_password, ssl_ca_file=ssl_ca_file,
-            schema_registry_url=schema_registry_url, topic_prefix=prefix, partitions=partitions,
-            state_dir=state_dir, kafka_home=kafka_home, kafka_port=kafka_port)
+            {},
+            bootstrap=bootstrap,
+            security_protocol=security_protocol,
+            sasl_mechanism=sasl_mechanism,
+            sasl_username=sasl_username,
+            sasl_password=sasl_password,
+            ssl_ca_file=ssl_ca_file,
+            schema_registry_url=schema_registry_url,
+            topic_prefix=prefix,
+            partitions=partitions,
+            state_dir=state_dir,
+            kafka_home=kafka_home,
+            kafka_port=kafka_port,
+        )
     except BanditLPError as exc:
         fail(exc)
 

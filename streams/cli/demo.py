@@ -28,18 +28,29 @@ def play_batches(feed, batches: int, check: Callable[[], None] = lambda: None, f
     """Play ``batches`` send batches through the pipeline with a progress bar; returns the
     ``BatchRun`` of each. ``check`` runs before every batch (e.g. raises if a worker died)."""
     runs = []
-    with Progress(TextColumn("[bold]send batches"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]send batches"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+    ) as progress:
         task = progress.add_task("batches", total=batches, note="")
         for b in range(first, first + batches):
             check()
             run = feed.run_batch(b)
             runs.append(run)
             o = run.outcome
-            progress.update(task, advance=1, note=(
-                f"reward {float((o.x * o.expected_reward).sum()):.1f} / oracle {o.oracle_objective:.1f}, "
-                f"unsub {float((o.x * o.expected_unsub).sum()) / o.unsub_budget:.0%} of budget, "
-                f"decided in {run.decided_s:.1f} s"))
+            progress.update(
+                task,
+                advance=1,
+                note=(
+                    f"reward {float((o.x * o.expected_reward).sum()):.1f} / oracle {o.oracle_objective:.1f}, "
+                    f"unsub {float((o.x * o.expected_unsub).sum()) / o.unsub_budget:.0%} of budget, "
+                    f"decided in {run.decided_s:.1f} s"
+                ),
+            )
     return runs
 
 
@@ -80,8 +91,9 @@ def demo(
     seed: int = typer.Option(0),
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1."),
     run_dir: Path | None = typer.Option(None, help="Where logs, summary and plots go (default runs/demo-<time>)."),
-    keep_topics: bool = typer.Option(False, "--keep-topics",
-                                     help="Keep the run's topics on the broker (default: delete them at the end)."),
+    keep_topics: bool = typer.Option(
+        False, "--keep-topics", help="Keep the run's topics on the broker (default: delete them at the end)."
+    ),
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
     from evaluation.email_world import EmailWorldConfig
@@ -101,12 +113,17 @@ def demo(
     created = False
     try:
         with console.status("checking for a Kafka broker (starting the local one if none answers) ..."):
-            ensure_kafka(settings.connection, settings.kafka_home, settings.kafka_port,
-                         external=settings.bootstrap != f"127.0.0.1:{settings.kafka_port}")
+            ensure_kafka(
+                settings.connection,
+                settings.kafka_home,
+                settings.kafka_port,
+                external=settings.bootstrap != f"127.0.0.1:{settings.kafka_port}",
+            )
         created = True
         create_topics(settings.connection, names, topic_specs(settings.partitions))
-        world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers,
-                                 candidates_per_user=candidates, seed=seed)
+        world = EmailWorldConfig(
+            n_users=users, n_items=items, n_providers=providers, candidates_per_user=candidates, seed=seed
+        )
         with console.status("training version 1 on logged data of a random policy ..."):
             n_logged = publish_warm_start(run.connection, serde, names, world, "email", warm_start_batches, seed)
         console.print(f"model v1 trained on {n_logged} logged sends of a uniformly random policy")
@@ -114,8 +131,20 @@ def demo(
         env = {**os.environ, **run.to_env(), "BANDITLP_STATE_DIR": str((run_dir / "state").resolve())}
         workers.start("processors", ["worker", "processors", "--tau", str(tau), "--seed", str(seed)], env)
         workers.start("allocator", ["worker", "allocator"], env)
-        workers.start("trainer", ["worker", "trainer", "--retrain-every", str(users), "--min-rows",
-                                  str(min(200, users)), "--retrain-interval-s", "5"], env)
+        workers.start(
+            "trainer",
+            [
+                "worker",
+                "trainer",
+                "--retrain-every",
+                str(users),
+                "--min-rows",
+                str(min(200, users)),
+                "--retrain-interval-s",
+                "5",
+            ],
+            env,
+        )
         feed = SimulatorFeed(SimulatorConfig(names=names, world=world, seed=seed), run.connection, serde)
         runs = play_batches(feed, batches, check=workers.check)
         feed.close()
@@ -123,7 +152,7 @@ def demo(
         console.print(f"logs: {run_dir / 'logs'}")
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; stopping workers[/]")
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=130) from None
     except BanditLPError as exc:
         fail(exc)
     finally:

@@ -41,7 +41,9 @@ def kafka_down(ctx: typer.Context) -> None:
 def kafka_status(ctx: typer.Context) -> None:
     """Say whether the broker runs and answers, and where its log and data are."""
     st = _broker(ctx).status()
-    console.print(f"{st.bootstrap}: {'answering' if st.answering else 'not answering'}; "
-                  f"pid {st.pid if st.pid else '-'}\n  log:  {st.log_path}\n  data: {st.data_dir}")
+    console.print(
+        f"{st.bootstrap}: {'answering' if st.answering else 'not answering'}; "
+        f"pid {st.pid if st.pid else '-'}\n  log:  {st.log_path}\n  data: {st.data_dir}"
+    )
     if not st.answering:
         raise typer.Exit(code=1)

@@ -25,15 +25,21 @@ class WorkerSet:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         """Start ``banditlp ARGS`` (``python -m streams``) as ``name``, logging to ``<log_dir>/<name>.log``."""
         with open(self.log_dir / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", "streams", *args], stdout=log,
-                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "streams", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
 
     def check(self) -> None:
         """Raise when a worker has exited."""
         for name, p in self.procs.items():
             if p.poll() is not None:
-                raise BanditLPError(f"worker {name} exited with code {p.returncode}; "
-                                    f"see {self.log_dir / (name + '.log')}")
+                raise BanditLPError(
+                    f"worker {name} exited with code {p.returncode}; see {self.log_dir / (name + '.log')}"
+                )
 
     def stop(self) -> None:
         for p in self.procs.values():

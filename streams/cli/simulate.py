@@ -28,10 +28,13 @@ def simulate(
     candidates: int = CandidatesOpt,
     seed: int = typer.Option(0),
     first_batch: int = typer.Option(0, help="Index of the first batch (batch ids are sim-<index>)."),
-    warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1 "
-                                           "when the snapshots topic holds no model yet (0: none)."),
-    timeout_ms: int = typer.Option(SimulatorConfig.timeout_ms,
-                                   help="The allocator's wait for missing users after CLOSED."),
+    warm_start_batches: int = typer.Option(
+        5,
+        help="Logged random-policy batches that train model v1 when the snapshots topic holds no model yet (0: none).",
+    ),
+    timeout_ms: int = typer.Option(
+        SimulatorConfig.timeout_ms, help="The allocator's wait for missing users after CLOSED."
+    ),
     run_dir: Path | None = typer.Option(None, help="Where the summary and plots go (default runs/simulate-<time>)."),
 ) -> None:
     """Feed the running pipeline with the simulated email world and summarise what it decided."""
@@ -43,16 +46,18 @@ def simulate(
     settings = settings_of(ctx)
     names, serde = settings.names, settings.serde()
     run_dir = run_dir or Path("runs") / f"simulate-{time.strftime('%Y%m%d-%H%M%S')}"
-    world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers,
-                             candidates_per_user=candidates, seed=seed)
+    world = EmailWorldConfig(
+        n_users=users, n_items=items, n_providers=providers, candidates_per_user=candidates, seed=seed
+    )
     try:
         version, _ = latest_version(settings.connection, serde, names("model-snapshots"), "email")
         if version == 0 and warm_start_batches > 0:
             with console.status("no model yet: training version 1 on logged data of a random policy ..."):
                 n = publish_warm_start(settings.connection, serde, names, world, "email", warm_start_batches, seed)
             console.print(f"model v1 trained on {n} logged sends of a uniformly random policy")
-        feed = SimulatorFeed(SimulatorConfig(names=names, world=world, timeout_ms=timeout_ms, seed=seed),
-                             settings.connection, serde)
+        feed = SimulatorFeed(
+            SimulatorConfig(names=names, world=world, timeout_ms=timeout_ms, seed=seed), settings.connection, serde
+        )
         try:
             runs = play_batches(feed, batches, first=first_batch)
         finally:

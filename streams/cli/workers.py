@@ -21,15 +21,23 @@ LogLevelOpt = typer.Option("info", help="debug | info | warning | error.")
 @worker_app.command("processors")
 def processors(
     ctx: typer.Context,
-    tau: float = typer.Option(default_of(ProcessorConfig, "tau"),
-                              help="Thompson temperature: posterior covariance scale (0 = greedy)."),
-    model_name: str = typer.Option(default_of(ProcessorConfig, "model_name"), help="Model snapshot name to score with."),
-    feature_dim: int | None = typer.Option(None, help="Pair-feature width of the cold-start prior, used until a model "
-                                                      "snapshot exists (default: the first record's)."),
-    take: int = typer.Option(default_of(ProcessorConfig, "take"),
-                             help="Records an agent takes at once (scored in one vectorised pass)."),
-    within_s: float = typer.Option(default_of(ProcessorConfig, "within_s"),
-                                   help="Longest wait, in seconds, to fill a take."),
+    tau: float = typer.Option(
+        default_of(ProcessorConfig, "tau"), help="Thompson temperature: posterior covariance scale (0 = greedy)."
+    ),
+    model_name: str = typer.Option(
+        default_of(ProcessorConfig, "model_name"), help="Model snapshot name to score with."
+    ),
+    feature_dim: int | None = typer.Option(
+        None,
+        help="Pair-feature width of the cold-start prior, used until a model "
+        "snapshot exists (default: the first record's).",
+    ),
+    take: int = typer.Option(
+        default_of(ProcessorConfig, "take"), help="Records an agent takes at once (scored in one vectorised pass)."
+    ),
+    within_s: float = typer.Option(
+        default_of(ProcessorConfig, "within_s"), help="Longest wait, in seconds, to fill a take."
+    ),
     seed: int = typer.Option(default_of(ProcessorConfig, "seed")),
     log_level: str = LogLevelOpt,
 ) -> None:
@@ -37,9 +45,18 @@ def processors(
     from streams.processors.app import run_worker
 
     s = settings_of(ctx)
-    cfg = ProcessorConfig(names=s.names, state_dir=s.state_dir, partitions=s.partitions,
-                          app_id=f"{s.topic_prefix}banditlp-processors", tau=tau, model_name=model_name, seed=seed,
-                          feature_dim=feature_dim, take=take, within_s=within_s)
+    cfg = ProcessorConfig(
+        names=s.names,
+        state_dir=s.state_dir,
+        partitions=s.partitions,
+        app_id=f"{s.topic_prefix}banditlp-processors",
+        tau=tau,
+        model_name=model_name,
+        seed=seed,
+        feature_dim=feature_dim,
+        take=take,
+        within_s=within_s,
+    )
     try:
         run_worker(cfg, s.connection, s.serde(), loglevel=log_level)
     except BrokerError as exc:  # the changelogs could not be made: say why, do not start half a worker
@@ -49,26 +66,36 @@ def processors(
 @worker_app.command("allocator")
 def allocator(
     ctx: typer.Context,
-    solver: str = typer.Option(default_of(AllocatorWorkerConfig, "solver"),
-                               help=f"First solver of each batch: {' | '.join(SOLVERS)} (auto: by size, "
-                                    "allocator.AUTO_THRESHOLD); the other one is its fallback."),
-    rounding: str = typer.Option(default_of(AllocatorWorkerConfig, "rounding"),
-                                 help="sample (systematic, propensity x) | top (propensity 1)."),
-    seed: int = typer.Option(default_of(AllocatorWorkerConfig, "seed"), help="Mixed with each batch id to seed "
-                                                                             "its rounding."),
-    unknown_batch_timeout_s: float = typer.Option(default_of(AllocatorWorkerConfig, "unknown_batch_timeout_s"),
-                                                  help="Scores of a batch never OPENED are dead-lettered after "
-                                                       "this many seconds."),
-    open_timeout_s: float = typer.Option(default_of(AllocatorWorkerConfig, "open_timeout_s"),
-                                         help="A batch OPENED but never CLOSED is decided with the users scored so "
-                                              "far after this many seconds."),
-    stats_interval_s: float = typer.Option(default_of(AllocatorWorkerConfig, "stats_interval_s"),
-                                           help="Seconds between stats log lines."),
-    poll_timeout_s: float = typer.Option(default_of(AllocatorWorkerConfig, "poll_timeout_s"), hidden=True,
-                                         help="Consumer poll timeout in seconds."),
+    solver: str = typer.Option(
+        default_of(AllocatorWorkerConfig, "solver"),
+        help=f"First solver of each batch: {' | '.join(SOLVERS)} (auto: by size, "
+        "allocator.AUTO_THRESHOLD); the other one is its fallback.",
+    ),
+    rounding: str = typer.Option(
+        default_of(AllocatorWorkerConfig, "rounding"), help="sample (systematic, propensity x) | top (propensity 1)."
+    ),
+    seed: int = typer.Option(
+        default_of(AllocatorWorkerConfig, "seed"), help="Mixed with each batch id to seed its rounding."
+    ),
+    unknown_batch_timeout_s: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "unknown_batch_timeout_s"),
+        help="Scores of a batch never OPENED are dead-lettered after this many seconds.",
+    ),
+    open_timeout_s: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "open_timeout_s"),
+        help="A batch OPENED but never CLOSED is decided with the users scored so far after this many seconds.",
+    ),
+    stats_interval_s: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "stats_interval_s"), help="Seconds between stats log lines."
+    ),
+    poll_timeout_s: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "poll_timeout_s"), hidden=True, help="Consumer poll timeout in seconds."
+    ),
     debug_sleep_before_commit_s: float = typer.Option(
-        default_of(AllocatorWorkerConfig, "debug_sleep_before_commit_s"), hidden=True,
-        help="Crash tests: sleep this long inside each open transaction."),
+        default_of(AllocatorWorkerConfig, "debug_sleep_before_commit_s"),
+        hidden=True,
+        help="Crash tests: sleep this long inside each open transaction.",
+    ),
     max_seconds: float | None = typer.Option(None, help="Stop after this long (default: run until SIGTERM)."),
     log_level: str = LogLevelOpt,
 ) -> None:
@@ -79,9 +106,16 @@ def allocator(
     configure_logging(log_level)
     try:
         cfg = AllocatorWorkerConfig.for_prefix(
-            s.topic_prefix, solver=solver, rounding=rounding, seed=seed,
-            unknown_batch_timeout_s=unknown_batch_timeout_s, open_timeout_s=open_timeout_s,
-            stats_interval_s=stats_interval_s, poll_timeout_s=poll_timeout_s, debug_sleep_before_commit_s=debug_sleep_before_commit_s)
+            s.topic_prefix,
+            solver=solver,
+            rounding=rounding,
+            seed=seed,
+            unknown_batch_timeout_s=unknown_batch_timeout_s,
+            open_timeout_s=open_timeout_s,
+            stats_interval_s=stats_interval_s,
+            poll_timeout_s=poll_timeout_s,
+            debug_sleep_before_commit_s=debug_sleep_before_commit_s,
+        )
     except ValueError as exc:
         fail(exc)
     raise typer.Exit(code=run_allocator(cfg, s.connection, s.serde(), max_seconds=max_seconds))
@@ -91,10 +125,12 @@ def allocator(
 def trainer(
     ctx: typer.Context,
     model_name: str = typer.Option(default_of(TrainerConfig, "model_name")),
-    retrain_every: int = typer.Option(default_of(TrainerConfig, "retrain_every"),
-                                      help="New training rows that trigger a retrain."),
-    retrain_interval_s: float = typer.Option(default_of(TrainerConfig, "retrain_interval_s"),
-                                             help="Retrain at least this often when new rows came in."),
+    retrain_every: int = typer.Option(
+        default_of(TrainerConfig, "retrain_every"), help="New training rows that trigger a retrain."
+    ),
+    retrain_interval_s: float = typer.Option(
+        default_of(TrainerConfig, "retrain_interval_s"), help="Retrain at least this often when new rows came in."
+    ),
     min_rows: int = typer.Option(default_of(TrainerConfig, "min_rows"), help="Rows needed before the first retrain."),
     log_level: str = LogLevelOpt,
 ) -> None:
@@ -103,5 +139,14 @@ def trainer(
 
     s = settings_of(ctx)
     configure_logging(log_level)
-    run_trainer(TrainerConfig(names=s.names, model_name=model_name, retrain_every=retrain_every,
-                              retrain_interval_s=retrain_interval_s, min_rows=min_rows), s.connection, s.serde())
+    run_trainer(
+        TrainerConfig(
+            names=s.names,
+            model_name=model_name,
+            retrain_every=retrain_every,
+            retrain_interval_s=retrain_interval_s,
+            min_rows=min_rows,
+        ),
+        s.connection,
+        s.serde(),
+    )

@@ -63,7 +63,7 @@ class BatchLP:
         return len(self.user_ids)
 
     @classmethod
-    def build(cls, control: BatchControlRecord, scores: dict[str, ScoresRecord]) -> "BatchLP":
+    def build(cls, control: BatchControlRecord, scores: dict[str, ScoresRecord]) -> BatchLP:
         """Flatten one batch's scores into LP arrays.
 
         The per-user list comprehensions only gather each record's arrays; every per-pair
@@ -84,8 +84,7 @@ class BatchLP:
             return np.concatenate([r.samples[outcome] for r in records]).astype(np.float64, copy=False)
 
         reward = cat(control.reward_outcome)
-        cost = (np.stack([cat(b.outcome) for b in control.budgets]) if control.budgets
-                else np.zeros((0, n_pairs)))
+        cost = np.stack([cat(b.outcome) for b in control.budgets]) if control.budgets else np.zeros((0, n_pairs))
         budget = np.array([b.limit for b in control.budgets], dtype=np.float64)
 
         def indices(ids: list[str], index: dict[str, int]) -> np.ndarray:
@@ -108,11 +107,29 @@ class BatchLP:
         provider_max = np.full(len(names), np.inf)
         provider_min[:n_c] = [p.min_exposure for p in control.providers]
         provider_max[:n_c] = [p.max_exposure for p in control.providers]
-        user_cap = np.fromiter((control.default_user_cap if r.user_cap is None else r.user_cap
-                                for r in records), dtype=np.float64, count=len(records))
-        return cls(user_ids, records, starts, user, item, item_names, reward, cost, budget,
-                   [b.name for b in control.budgets], provider, names, provider_min, provider_max, n_c,
-                   user_cap)
+        user_cap = np.fromiter(
+            (control.default_user_cap if r.user_cap is None else r.user_cap for r in records),
+            dtype=np.float64,
+            count=len(records),
+        )
+        return cls(
+            user_ids,
+            records,
+            starts,
+            user,
+            item,
+            item_names,
+            reward,
+            cost,
+            budget,
+            [b.name for b in control.budgets],
+            provider,
+            names,
+            provider_min,
+            provider_max,
+            n_c,
+            user_cap,
+        )
 
     def to_problem(self) -> AllocationProblem:
         """The ``allocator.AllocationProblem`` of this batch (needs ``n_pairs > 0``).
@@ -120,9 +137,17 @@ class BatchLP:
         Raises:
             ProblemValidationError: malformed arrays (cannot happen for validated records).
         """
-        return AllocationProblem(user=self.user, item=self.item, reward=self.reward, cost=self.cost,
-                                 budget=self.budget, provider=self.provider, provider_min=self.provider_min,
-                                 provider_max=self.provider_max, user_cap=self.user_cap)
+        return AllocationProblem(
+            user=self.user,
+            item=self.item,
+            reward=self.reward,
+            cost=self.cost,
+            budget=self.budget,
+            provider=self.provider,
+            provider_min=self.provider_min,
+            provider_max=self.provider_max,
+            user_cap=self.user_cap,
+        )
 
     # -- checks on a solution ----------------------------------------------------------------
 

@@ -63,5 +63,9 @@ class AllocatorWorkerConfig:
     @classmethod
     def for_prefix(cls, prefix: str = "", **overrides: Any) -> AllocatorWorkerConfig:
         """The default config of the topic namespace ``prefix``."""
-        return cls(topics=TopicNames(prefix), group_id=f"{prefix}banditlp-allocator",
-                   transactional_id=f"{prefix}banditlp-allocator-tx", **overrides)
+        return cls(
+            topics=TopicNames(prefix),
+            group_id=f"{prefix}banditlp-allocator",
+            transactional_id=f"{prefix}banditlp-allocator-tx",
+            **overrides,
+        )

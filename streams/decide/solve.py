@@ -55,20 +55,23 @@ class DualMemory:
     budget: dict[str, float] = field(default_factory=dict)
     provider: dict[str, float] = field(default_factory=dict)
 
-    def start_for(self, lp: "BatchLP") -> tuple[np.ndarray, np.ndarray] | None:
+    def start_for(self, lp: BatchLP) -> tuple[np.ndarray, np.ndarray] | None:
         """``(budget_dual (L,), provider_dual (P,))`` for ``lp``'s rows, or None before any batch."""
         if not self.budget and not self.provider:
             return None
-        return (np.array([self.budget.get(n, 0.0) for n in lp.budget_names]),
-                np.array([self.provider.get(n, 0.0) for n in lp.provider_names]))
+        return (
+            np.array([self.budget.get(n, 0.0) for n in lp.budget_names]),
+            np.array([self.provider.get(n, 0.0) for n in lp.provider_names]),
+        )
 
-    def remember(self, lp: "BatchLP", solved: Solved) -> None:
+    def remember(self, lp: BatchLP, solved: Solved) -> None:
         self.budget = dict(zip(lp.budget_names, map(float, solved.budget_dual)))
         self.provider = dict(zip(lp.provider_names, map(float, solved.provider_dual)))
 
 
-def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: AllocationProblem | None = None,
-                memory: DualMemory | None = None) -> Solved:
+def solve_batch(
+    lp: BatchLP, cfg: AllocatorWorkerConfig, problem: AllocationProblem | None = None, memory: DualMemory | None = None
+) -> Solved:
     """Solve ``lp`` with ``attempts(lp, cfg)``: the configured (or size-picked) solver, then the other.
 
     Fallbacks: when the first solver fails (``AllocatorError``) or returns an ``x`` that
@@ -87,8 +90,17 @@ def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: AllocationProb
     t0 = time.perf_counter()
     zeros = np.zeros(lp.n_pairs)
     if lp.n_pairs == 0:
-        return Solved(zeros, 0.0, np.zeros(len(lp.budget)), np.zeros(len(lp.provider_names)), "empty",
-                      "none", 0, 0.0, *lp.violations(zeros))
+        return Solved(
+            zeros,
+            0.0,
+            np.zeros(len(lp.budget)),
+            np.zeros(len(lp.provider_names)),
+            "empty",
+            "none",
+            0,
+            0.0,
+            *lp.violations(zeros),
+        )
     problem = problem if problem is not None else lp.to_problem()
     # The other solver is the fallback of the first: for a solution out of tolerance, and for
     # a solver failure (e.g. HiGHS ending with status "Unknown").
@@ -108,9 +120,18 @@ def solve_batch(lp: BatchLP, cfg: AllocatorWorkerConfig, problem: AllocationProb
         x = np.clip(np.asarray(res.x, dtype=np.float64), 0.0, 1.0)
         abs_v, rel_v = lp.violations(x)
         if rel_v <= cfg.max_relative_violation:
-            solved = Solved(x, float(lp.reward @ x), np.asarray(res.budget_dual, dtype=np.float64),
-                            np.asarray(res.provider_dual, dtype=np.float64), str(res.status),
-                            str(res.solver), int(res.iterations), time.perf_counter() - t0, abs_v, rel_v)
+            solved = Solved(
+                x,
+                float(lp.reward @ x),
+                np.asarray(res.budget_dual, dtype=np.float64),
+                np.asarray(res.provider_dual, dtype=np.float64),
+                str(res.status),
+                str(res.solver),
+                int(res.iterations),
+                time.perf_counter() - t0,
+                abs_v,
+                rel_v,
+            )
             if memory is not None and name == "dual":
                 memory.remember(lp, solved)
             return solved
@@ -153,6 +174,15 @@ def _elastic(problem: AllocationProblem, lp: BatchLP, t0: float, cfg: AllocatorW
     _, _, per_user = lp.usage(x)
     if np.any(per_user > lp.user_cap * (1 + 1e-6) + 1e-9):
         raise AllocationRejected("elastic solution breaks a user cap")
-    return Solved(x, float(lp.reward @ x), np.asarray(res.budget_dual, dtype=np.float64),
-                  np.asarray(res.provider_dual, dtype=np.float64), str(res.status), f"{res.solver}+elastic",
-                  int(res.iterations), time.perf_counter() - t0, abs_v, rel_v)
+    return Solved(
+        x,
+        float(lp.reward @ x),
+        np.asarray(res.budget_dual, dtype=np.float64),
+        np.asarray(res.provider_dual, dtype=np.float64),
+        str(res.status),
+        f"{res.solver}+elastic",
+        int(res.iterations),
+        time.perf_counter() - t0,
+        abs_v,
+        rel_v,
+    )

@@ -47,9 +47,11 @@ class BatchWindow:
     # -- events ------------------------------------------------------------------------------
 
     def open(self, record: BatchControlRecord, now: float | None = None) -> tuple[bool, list[tuple[RawRecord, str]]]:
-        """Apply OPENED (seen at ``now``, the start of the open timeout). Returns (applied, rejected): applied is False for a repeated OPENED
-        (the first one wins); rejected lists buffered scores lacking an outcome the batch needs,
-        removed from the window, with the reason."""
+        """Apply OPENED (seen at ``now``, the start of the open timeout).
+
+        Returns ``(applied, rejected)``: applied is False for a repeated OPENED (the first one
+        wins); rejected lists buffered scores lacking an outcome the batch needs, removed from the
+        window, with the reason."""
         if self.opened is not None:
             return False, []
         self.opened, self.opened_at = record, now

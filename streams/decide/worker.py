@@ -1,37 +1,11 @@
 """The allocator worker: batch windows -> one LP per batch -> decisions, exactly once.
 
-Reads ``batch-control`` (1 partition) and ``scores`` (keyed by batch_id) with a
-``read_committed`` consumer and, for every batch whose window has closed, solves the
-allocation LP, rounds it per user and publishes, in ONE Kafka transaction, one ``decisions``
-record per (batch, user), one ``allocation-reports`` record, the pending dead letters and the
-consumer offsets. Downstream ``read_committed`` consumers therefore see each decision once.
-
-Why it is exactly once across crashes
--------------------------------------
-- Offsets are committed inside the transaction that publishes the decisions. For each
-  partition we commit the smallest offset of any record still held in memory for an undecided
-  batch (else the position), so a crash never loses a buffered record (``OffsetTracker``).
-- Committing below the position means a restarted worker re-reads records it has already
-  used. Each commit therefore carries the true position as the offset's metadata string
-  (``pos=N``, committed atomically with the offset). On (re)start, records below ``pos`` were
-  fully handled by a committed transaction unless they belong to a batch that is still
-  undecided; records of decided batches there are skipped silently (``skipped_replayed``),
-  while a record of a decided batch *beyond* ``pos`` is a genuinely late record and goes to
-  dead-letters ("scores for decided batch"). The exception: the scorers run at-least-once, so
-  a user re-scored after their rebalance may reach us after the batch was decided; scores
-  for a user this worker decided in one of its last ``DECIDED_USERS_KEPT`` batches are that
-  replay and are skipped (``skipped_duplicates``).
-- Which batches are decided is loaded once at startup by reading ``allocation-reports`` from
-  the beginning (read_committed, until the end offsets), after ``init_transactions`` has
-  fenced a zombie with the same ``transactional.id`` and aborted its open transaction.
-- LP users are ordered by user_id (not arrival order, which depends on how the 4 scores
-  partitions interleave), and the rounding generator is seeded by a hash of (seed, batch_id),
-  so a batch re-decided after a crash gets the same decisions.
-- On any transactional error we abort, drop all in-memory state and rewind the consumer to
-  the committed offsets (the same path as a restart): simple, and correct by the above.
-
-The entry point (``banditlp worker allocator``) builds the config, connection and serde from the
-process's settings and calls ``run_allocator``.
+Consumes ``batch-control`` and ``scores`` (read_committed), decides each batch whose window is
+ready (``streams.decide.decision``) and publishes its decisions, its report, the pending dead
+letters and the consumer offsets in one transaction. Why that is exactly once across crashes is
+in the package's docstring (``streams/decide/__init__.py``). The entry point
+(``banditlp worker allocator``) builds the config, connection and serde from the process's
+settings and calls ``run_allocator``.
 """
 
 from __future__ import annotations
@@ -46,17 +20,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from types import FrameType
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from allocator import AllocatorError, round_allocation
-from streams.avro.decisions import DecisionColumns
 from streams.avro.serde import AvroSerde
 from streams.dead_letters import dead_letter
-from streams.decide.batch_lp import BatchLP, batch_seed
 from streams.decide.config import AllocatorWorkerConfig
-from streams.decide.report import encode_report
-from streams.decide.solve import AllocationRejected, DualMemory, solve_batch
+from streams.decide.decision import decide_batch
+from streams.decide.solve import DualMemory
 from streams.decide.window import TP, BatchWindow, OffsetTracker, RawRecord
 from streams.errors import DecodeError, ValidationError
 from streams.kafka import clients
@@ -110,8 +80,13 @@ class AllocatorWorker:
         clock: monotonic seconds (a seam for the window tests).
     """
 
-    def __init__(self, config: AllocatorWorkerConfig, connection: ConnectionConfig, serde: AvroSerde,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: AllocatorWorkerConfig,
+        connection: ConnectionConfig,
+        serde: AvroSerde,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cfg = config
         self.connection = connection
         self.clock = clock
@@ -137,19 +112,31 @@ class AllocatorWorker:
 
     def _start(self) -> None:
         cfg = self.cfg
-        self.producer = clients.producer(self.connection, {
-            "transactional.id": cfg.transactional_id, "enable.idempotence": True, "linger.ms": 5,
-            "compression.type": "lz4", "transaction.timeout.ms": 120_000,
-        })
+        self.producer = clients.producer(
+            self.connection,
+            {
+                "transactional.id": cfg.transactional_id,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "transaction.timeout.ms": 120_000,
+            },
+        )
         # Fences a zombie with our transactional.id and aborts its open transaction, so the
         # reports read next and the offsets fetched after are final.
         self.producer.init_transactions(cfg.transaction_timeout_s)
         self.decided = self._load_decided()
         log.info("allocator worker: %d batches already decided", len(self.decided))
-        self.consumer = clients.consumer(self.connection, {
-            "group.id": cfg.group_id, "isolation.level": "read_committed", "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "enable.partition.eof": False,
-        })
+        self.consumer = clients.consumer(
+            self.connection,
+            {
+                "group.id": cfg.group_id,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+            },
+        )
         self._assign_committed()
 
     def _partitions(self, topic: str) -> list[int]:
@@ -178,7 +165,7 @@ class AllocatorWorker:
             if tp.offset >= 0:
                 self.committed[key] = tp.offset
                 meta = tp.metadata or ""
-                self.horizon[key] = int(meta[len(_POS_PREFIX):]) if meta.startswith(_POS_PREFIX) else tp.offset
+                self.horizon[key] = int(meta[len(_POS_PREFIX) :]) if meta.startswith(_POS_PREFIX) else tp.offset
                 assign.append(TopicPartition(tp.topic, tp.partition, tp.offset))
             else:
                 assign.append(TopicPartition(tp.topic, tp.partition, -2))  # OFFSET_BEGINNING
@@ -192,11 +179,19 @@ class AllocatorWorker:
             BrokerError: the reports topic could not be read to its end.
         """
         decided: set[str] = set()
-        for msg in read_to_end(self.connection, self.reports_topic, group_id=f"{self.cfg.group_id}-loader",
-                               timeout_s=120.0):
+        for msg in read_to_end(
+            self.connection, self.reports_topic, group_id=f"{self.cfg.group_id}-loader", timeout_s=120.0
+        ):
             try:
-                decided.add(self.serde.decode("allocation-reports", msg.value(), topic=msg.topic(),
-                                              partition=msg.partition(), offset=msg.offset())["batch_id"])
+                decided.add(
+                    self.serde.decode(
+                        "allocation-reports",
+                        msg.value(),
+                        topic=msg.topic(),
+                        partition=msg.partition(),
+                        offset=msg.offset(),
+                    )["batch_id"]
+                )
             except DecodeError as exc:
                 log.warning("unreadable allocation report ignored: %s", exc)
         return decided
@@ -272,12 +267,14 @@ class AllocatorWorker:
         raw = RawRecord(topic, partition, offset, msg.key(), value)
         try:
             if topic == self.control_topic:
-                control = BatchControlRecord.from_avro(self.serde.decode(
-                    "batch-control", value, topic=topic, partition=partition, offset=offset))
+                control = BatchControlRecord.from_avro(
+                    self.serde.decode("batch-control", value, topic=topic, partition=partition, offset=offset)
+                )
                 self._on_control(control, raw)
             else:
-                scores = ScoresRecord.from_avro(self.serde.decode(
-                    "scores", value, topic=topic, partition=partition, offset=offset))
+                scores = ScoresRecord.from_avro(
+                    self.serde.decode("scores", value, topic=topic, partition=partition, offset=offset)
+                )
                 self._on_scores(scores, raw)
         except (DecodeError, ValidationError) as exc:
             self._dead_letter(raw, exc)
@@ -323,13 +320,14 @@ class AllocatorWorker:
 
     def _expire_unknown(self, now: float) -> None:
         """Dead-letter the records of batches that never opened within the limit."""
-        for bid in [b for b, w in self.windows.items()
-                    if w.is_unknown_expired(now, self.cfg.unknown_batch_timeout_s)]:
+        for bid in [b for b, w in self.windows.items() if w.is_unknown_expired(now, self.cfg.unknown_batch_timeout_s)]:
             window = self.windows.pop(bid)
             for raw in window.unopened_raw.values():
-                self._dead_letter(raw, ValidationError(
-                    f"unknown batch {bid}: no OPENED within {self.cfg.unknown_batch_timeout_s:g} s"),
-                    replay_aware=False)
+                self._dead_letter(
+                    raw,
+                    ValidationError(f"unknown batch {bid}: no OPENED within {self.cfg.unknown_batch_timeout_s:g} s"),
+                    replay_aware=False,
+                )
             self.tracker.release(bid)
 
     def _dead_letter(self, raw: RawRecord, exc: BaseException, replay_aware: bool = True) -> None:
@@ -343,52 +341,22 @@ class AllocatorWorker:
         if replay_aware and raw.offset < self.horizon.get((raw.topic, raw.partition), 0):
             self.stats.skipped_replayed += 1
             return
-        value = dead_letter(self.serde, source_topic=raw.topic, partition=raw.partition, offset=raw.offset,
-                            key=raw.key, value=raw.value, error=exc, consumer=CONSUMER_NAME)
+        value = dead_letter(
+            self.serde,
+            source_topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key=raw.key,
+            value=raw.value,
+            error=exc,
+            consumer=CONSUMER_NAME,
+        )
         self.pending.dead_letters.append((raw.topic.encode(), value))  # key: the source topic
         if self.pending.since is None:
             self.pending.since = time.monotonic()
         log.debug("dead letter %s[%d]@%d: %s", raw.topic, raw.partition, raw.offset, exc)
 
-    # -- deciding and publishing -------------------------------------------------------------
-
-    def _decide(self, window: BatchWindow) -> tuple[list[tuple[bytes, bytes]], bytes, int, str]:
-        """Solve, round and encode one batch: ``(decisions [(key, value)], report, n_decisions, status)``."""
-        assert window.opened is not None
-        control = window.opened
-        lp = BatchLP.build(control, window.scores)
-        decided_at = int(time.time() * 1000)
-        try:
-            problem = lp.to_problem() if lp.n_pairs else None
-            sol = solve_batch(lp, self.cfg, problem, self.duals)
-            x = sol.x
-            chosen, propensity = np.zeros(lp.n_pairs, dtype=bool), np.zeros(lp.n_pairs)
-            if problem is not None:
-                # Seeded by (seed, batch_id): a batch re-decided after a crash draws the same U_u.
-                rng = np.random.default_rng(batch_seed(self.cfg.seed, window.batch_id))
-                r = round_allocation(problem, x, mode=self.cfg.rounding, rng=rng)  # type: ignore[arg-type]
-                chosen[r.pairs] = True
-                propensity[r.pairs] = r.propensity
-            # Never publish an invalid decision: the rounded counts must respect the caps.
-            n_chosen = np.bincount(lp.user, weights=chosen, minlength=lp.n_users)
-            if np.any(n_chosen > lp.user_cap):
-                raise AllocationRejected("rounding gave a user more items than its cap")
-        except (AllocationRejected, AllocatorError) as exc:
-            # The batch is closed with a report saying why and no decisions: its records are
-            # released (a stuck batch would pin the offsets forever) and monitoring sees it.
-            log.error("batch %s not decided: %s", window.batch_id, exc)
-            report = encode_report(self.serde, window, lp, None, decided_at, self.clock(), self.cfg.open_timeout_s,
-                                   status=f"rejected: {exc}"[:500])
-            return [], report, 0, "rejected"
-        # One record per user, the whole batch encoded at once (streams.avro.decisions).
-        values = self.serde.encode_decisions(DecisionColumns(
-            window.batch_id, lp.user_ids, lp.starts, lp.item, lp.item_names, lp.provider, lp.provider_names,
-            x, chosen, propensity, [r.model_name for r in lp.records], [r.model_version for r in lp.records],
-            [r.parameter_version for r in lp.records], sol.solver, self.cfg.rounding, decided_at))
-        records = [(user.encode(), value) for user, value in zip(lp.user_ids, values)]
-        # window_seconds ends here: the decisions are encoded and go to the producer next.
-        return records, encode_report(self.serde, window, lp, sol, decided_at, self.clock(),
-                                               self.cfg.open_timeout_s), len(records), sol.status
+    # -- publishing ---------------------------------------------------------------------------
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:
         assert self.producer is not None
@@ -404,7 +372,8 @@ class AllocatorWorker:
         try:
             p.begin_transaction()
             for w in windows:
-                records, report, n, status = self._decide(w)
+                decided = decide_batch(w, self.cfg, self.serde, self.duals, self.clock)
+                records, report, n, status = decided.records, decided.report, len(decided.records), decided.status
                 for key, value in records:
                     self._produce(self.decisions_topic, key, value)
                 self._produce(self.reports_topic, w.batch_id.encode(), report)
@@ -416,10 +385,15 @@ class AllocatorWorker:
             offsets = self.tracker.committable()
             p.send_offsets_to_transaction(
                 [TopicPartition(t, part, off, f"{_POS_PREFIX}{pos}") for (t, part), (off, pos) in offsets.items()],
-                self.consumer.consumer_group_metadata(), self.cfg.transaction_timeout_s)
+                self.consumer.consumer_group_metadata(),
+                self.cfg.transaction_timeout_s,
+            )
             if self.cfg.debug_sleep_before_commit_s > 0:
-                log.warning("debug: transaction open (%d batches), sleeping %.1f s before commit",
-                            len(windows), self.cfg.debug_sleep_before_commit_s)
+                log.warning(
+                    "debug: transaction open (%d batches), sleeping %.1f s before commit",
+                    len(windows),
+                    self.cfg.debug_sleep_before_commit_s,
+                )
                 sys.stderr.flush()
                 time.sleep(self.cfg.debug_sleep_before_commit_s)
             self._commit(p)
@@ -466,8 +440,9 @@ class AllocatorWorker:
                 retriable = isinstance(err, KafkaError) and err.retriable() and not err.txn_requires_abort()
                 if not retriable or attempt == COMMIT_ATTEMPTS:
                     raise
-                log.warning("commit_transaction retriable error (attempt %d of %d), retrying: %s",
-                            attempt, COMMIT_ATTEMPTS, err)
+                log.warning(
+                    "commit_transaction retriable error (attempt %d of %d), retrying: %s", attempt, COMMIT_ATTEMPTS, err
+                )
                 time.sleep(0.1 * attempt)
 
     def _abort_and_rewind(self) -> None:
@@ -488,8 +463,9 @@ class AllocatorWorker:
         self._assign_committed()
 
 
-def run_allocator(config: AllocatorWorkerConfig, connection: ConnectionConfig, serde: AvroSerde,
-                  max_seconds: float | None = None) -> int:
+def run_allocator(
+    config: AllocatorWorkerConfig, connection: ConnectionConfig, serde: AvroSerde, max_seconds: float | None = None
+) -> int:
     """Run the worker until SIGTERM/SIGINT (the current transaction is finished first) or
     ``max_seconds``; returns the process exit code (2 on a fatal Kafka error)."""
     stop = threading.Event()

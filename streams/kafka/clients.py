@@ -38,8 +38,9 @@ def admin(connection: ConnectionConfig, options: Mapping[str, Any] | None = None
     return AdminClient(_conf(connection, options))
 
 
-def produce(client: Producer, topic: str, value: bytes | None, key: bytes | None = None,
-            timeout_s: float = 60.0, **kwargs: Any) -> None:
+def produce(
+    client: Producer, topic: str, value: bytes | None, key: bytes | None = None, timeout_s: float = 60.0, **kwargs: Any
+) -> None:
     """``client.produce``, waiting while librdkafka's local queue is full, at most ``timeout_s``.
 
     Raises:
@@ -54,8 +55,9 @@ def produce(client: Producer, topic: str, value: bytes | None, key: bytes | None
             now = time.monotonic()
             deadline = now + timeout_s if deadline is None else deadline
             if now >= deadline:
-                raise DeliveryError(f"producer queue for {topic} stayed full for {timeout_s:g} s; "
-                                    "the broker is not taking records") from None
+                raise DeliveryError(
+                    f"producer queue for {topic} stayed full for {timeout_s:g} s; the broker is not taking records"
+                ) from None
             client.poll(0.05)
 
 

@@ -58,12 +58,15 @@ class ConnectionConfig:
         if not self.bootstrap_servers.strip():
             raise ConfigError("bootstrap servers must not be empty")
         if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise ConfigError(f"security protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, "
-                              f"not {self.security_protocol!r}")
+            raise ConfigError(
+                f"security protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, not {self.security_protocol!r}"
+            )
         if self.uses_sasl:
             if self.sasl_mechanism not in SASL_MECHANISMS:
-                raise ConfigError(f"{self.security_protocol} needs a SASL mechanism, one of "
-                                  f"{', '.join(SASL_MECHANISMS)} (got {self.sasl_mechanism!r})")
+                raise ConfigError(
+                    f"{self.security_protocol} needs a SASL mechanism, one of "
+                    f"{', '.join(SASL_MECHANISMS)} (got {self.sasl_mechanism!r})"
+                )
             if not self.sasl_username or self.sasl_password is None:
                 raise ConfigError(f"{self.security_protocol} needs a SASL username and password")
 
@@ -84,8 +87,13 @@ class ConnectionConfig:
         conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
         if self.uses_sasl:
             assert self.sasl_mechanism and self.sasl_username and self.sasl_password is not None
-            conf.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
-                         "sasl.password": self.sasl_password.reveal()})
+            conf.update(
+                {
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.username": self.sasl_username,
+                    "sasl.password": self.sasl_password.reveal(),
+                }
+            )
         if self.uses_ssl and self.ssl_ca_file is not None:
             conf["ssl.ca.location"] = str(self.ssl_ca_file)
         return conf
@@ -96,14 +104,21 @@ class ConnectionConfig:
         import faust
 
         options: dict[str, Any] = {
-            "broker": [f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(",") if server.strip()]}
-        context = ssl.create_default_context(cafile=str(self.ssl_ca_file) if self.ssl_ca_file else None) \
-            if self.uses_ssl else None
+            "broker": [f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(",") if server.strip()]
+        }
+        context = (
+            ssl.create_default_context(cafile=str(self.ssl_ca_file) if self.ssl_ca_file else None)
+            if self.uses_ssl
+            else None
+        )
         if self.uses_sasl:
             assert self.sasl_username and self.sasl_password is not None
             options["broker_credentials"] = faust.SASLCredentials(
-                username=self.sasl_username, password=self.sasl_password.reveal(), ssl_context=context,
-                mechanism=self.sasl_mechanism)
+                username=self.sasl_username,
+                password=self.sasl_password.reveal(),
+                ssl_context=context,
+                mechanism=self.sasl_mechanism,
+            )
         elif context is not None:
             options["broker_credentials"] = faust.SSLCredentials(context)
         return options

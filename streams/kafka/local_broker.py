@@ -172,9 +172,14 @@ class LocalBroker:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         cmd = [
-            mvn, "-q", "-B", "-f", str(POM),
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
             f"-Dkafka.version={self.config.kafka_version}",
-            "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -219,8 +224,15 @@ class LocalBroker:
     def _format_storage(self) -> None:
         if (self.config.data_dir / "meta.properties").exists():
             return
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
-                             "-c", str(self.config.properties_path), "--ignore-formatted")
+        cmd = self._java_cmd(
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            new_cluster_id(),
+            "-c",
+            str(self.config.properties_path),
+            "--ignore-formatted",
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
@@ -229,9 +241,15 @@ class LocalBroker:
         c = self.config
         return [
             shutil.which("java") or "java",
-            f"-Xmx{c.heap}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Xmx{c.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={c.instance_dir / 'log4j2.properties'}",
-            "-cp", str(c.libs_dir / "*"), main, *args,
+            "-cp",
+            str(c.libs_dir / "*"),
+            main,
+            *args,
         ]
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -281,8 +299,11 @@ class LocalBroker:
             with open(c.log_path, "ab") as log:
                 proc = subprocess.Popen(
                     self._java_cmd("kafka.Kafka", str(c.properties_path)),
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True, cwd=c.instance_dir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=c.instance_dir,
                 )
             c.pid_path.write_text(str(proc.pid))
         deadline = time.monotonic() + c.start_timeout_s
@@ -303,8 +324,11 @@ class LocalBroker:
         """Partition directories in the data dir (``<topic>-<n>``): what start-up has to recover."""
         try:
             # "<topic>-<n>.<id>-delete": a deleted topic's log, removed (not recovered) at start-up
-            return sum(1 for p in self.config.data_dir.iterdir()
-                       if p.is_dir() and "-" in p.name and not p.name.endswith("-delete"))
+            return sum(
+                1
+                for p in self.config.data_dir.iterdir()
+                if p.is_dir() and "-" in p.name and not p.name.endswith("-delete")
+            )
         except OSError:
             return 0
 

@@ -43,8 +43,17 @@ class TopicSpec:
 
 
 BASE_TOPICS: tuple[str, ...] = (
-    "candidates", "batch-control", "scores", "decisions", "allocation-reports",
-    "feedback", "training-rows", "model-snapshots", "parameter-distribution", "metrics", "dead-letters",
+    "candidates",
+    "batch-control",
+    "scores",
+    "decisions",
+    "allocation-reports",
+    "feedback",
+    "training-rows",
+    "model-snapshots",
+    "parameter-distribution",
+    "metrics",
+    "dead-letters",
 )
 
 
@@ -77,7 +86,7 @@ class TopicNames:
         return f"{self.prefix}{base}"
 
     def base_of(self, topic: str) -> str:
-        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
+        return topic[len(self.prefix) :] if self.prefix and topic.startswith(self.prefix) else topic
 
 
 def _listed_topics(admin: AdminClient, connection: ConnectionConfig, timeout_s: float) -> dict[str, TopicMetadata]:
@@ -88,8 +97,9 @@ def _listed_topics(admin: AdminClient, connection: ConnectionConfig, timeout_s: 
         raise BrokerError(f"cannot reach Kafka at {connection.bootstrap_servers}: {exc}") from exc
 
 
-def create_topics(connection: ConnectionConfig, names: TopicNames, specs: tuple[TopicSpec, ...],
-                  timeout_s: float = 30.0) -> dict[str, str]:
+def create_topics(
+    connection: ConnectionConfig, names: TopicNames, specs: tuple[TopicSpec, ...], timeout_s: float = 30.0
+) -> dict[str, str]:
     """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``.
 
     An existing topic with fewer partitions than asked is an error, not silently accepted.
@@ -149,8 +159,9 @@ def delete_topics(connection: ConnectionConfig, prefix: str, timeout_s: float = 
     return names
 
 
-def ensure_changelog_topics(connection: ConnectionConfig, app_id: str, tables: tuple[str, ...], partitions: int,
-                            timeout_s: float = 60.0) -> None:
+def ensure_changelog_topics(
+    connection: ConnectionConfig, app_id: str, tables: tuple[str, ...], partitions: int, timeout_s: float = 60.0
+) -> None:
     """Create a faust app's table changelogs (``<app_id>-<table>-changelog``, compacted, with
     the source topics' ``partitions``) unless they exist, and wait until the broker lists them.
 
@@ -172,6 +183,8 @@ def ensure_changelog_topics(connection: ConnectionConfig, app_id: str, tables: t
         if all(s.base in listed and len(listed[s.base].partitions) == partitions for s in specs):
             return
         if time.monotonic() > deadline:
-            raise BrokerError(f"changelog topics not listed with {partitions} partitions within {timeout_s:.0f} s: "
-                              + ", ".join(s.base for s in specs))
+            raise BrokerError(
+                f"changelog topics not listed with {partitions} partitions within {timeout_s:.0f} s: "
+                + ", ".join(s.base for s in specs)
+            )
         time.sleep(0.2)

@@ -34,7 +34,7 @@ def pack(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> b
 def _header(data: bytes) -> tuple[dict[str, Any], int]:
     """The JSON header of a packed value and where its array bytes start."""
     (n,) = _LEN.unpack_from(data)
-    return json.loads(data[_LEN.size:_LEN.size + n]), _LEN.size + n
+    return json.loads(data[_LEN.size : _LEN.size + n]), _LEN.size + n
 
 
 def unpack(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

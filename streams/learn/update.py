@@ -40,8 +40,14 @@ class DecisionContext:
     @classmethod
     def decode(cls, data: bytes) -> DecisionContext:
         arrays, meta = unpack(data)
-        return cls(arrays["features"], arrays["item_features"], arrays["p_conversion"], str(meta["batch_id"]),
-                   list(meta["items"]), int(meta["model_version"]))
+        return cls(
+            arrays["features"],
+            arrays["item_features"],
+            arrays["p_conversion"],
+            str(meta["batch_id"]),
+            list(meta["items"]),
+            int(meta["model_version"]),
+        )
 
     def holds(self, fb: FeedbackRecord) -> bool:
         """True when this is the context of ``fb``'s decision (its batch, and its item among the scored)."""
@@ -56,8 +62,9 @@ class Learned:
     training_row: dict[str, Any]
 
 
-def learn(fb: FeedbackRecord, context: DecisionContext, state: UserState, noise_var: float,
-          seen_limit: int) -> Learned | None:
+def learn(
+    fb: FeedbackRecord, context: DecisionContext, state: UserState, noise_var: float, seen_limit: int
+) -> Learned | None:
     """Absorb ``fb`` into the user's head; None when the head has already absorbed it (a redelivery).
 
     The head learns the residual of the global model's conversion, ``y - p_global``, on the item's
@@ -70,12 +77,21 @@ def learn(fb: FeedbackRecord, context: DecisionContext, state: UserState, noise_
     A, b = state.A, state.b
     if context.item_features.shape[1]:
         residual = float(fb.converted) - float(context.p_conversion[j])
-        A, b = random_effects.update(A, b, context.item_features[j:j + 1].astype(np.float64),
-                                     np.array([residual]), noise_var)
-    row = {"decision_id": fb.decision_id, "batch_id": fb.batch_id, "user_id": fb.user_id,
-           "item_id": fb.item_id, "features": context.features[j].tolist(),
-           "converted": fb.converted, "unsubscribed": fb.unsubscribed, "value": fb.value,
-           "model_version": context.model_version, "observed_at_ms": fb.observed_at_ms}
+        A, b = random_effects.update(
+            A, b, context.item_features[j : j + 1].astype(np.float64), np.array([residual]), noise_var
+        )
+    row = {
+        "decision_id": fb.decision_id,
+        "batch_id": fb.batch_id,
+        "user_id": fb.user_id,
+        "item_id": fb.item_id,
+        "features": context.features[j].tolist(),
+        "converted": fb.converted,
+        "unsubscribed": fb.unsubscribed,
+        "value": fb.value,
+        "model_version": context.model_version,
+        "observed_at_ms": fb.observed_at_ms,
+    }
     return Learned(state.absorbed(A, b, fb.feedback_id, seen_limit), row)
 
 
@@ -97,6 +113,12 @@ class FeedbackMetrics:
 
     def value(self, now_ms: int) -> dict[str, Any]:
         """The ``metrics`` value of the take, ending at ``now_ms``."""
-        return {"arm_id": self.arm_id, "window_start_ms": now_ms, "window_end_ms": now_ms, "n_feedback": self.n,
-                "conversions": self.conversions, "unsubscriptions": self.unsubscriptions,
-                "value_sum": self.value_sum}
+        return {
+            "arm_id": self.arm_id,
+            "window_start_ms": now_ms,
+            "window_end_ms": now_ms,
+            "n_feedback": self.n,
+            "conversions": self.conversions,
+            "unsubscriptions": self.unsubscriptions,
+            "value_sum": self.value_sum,
+        }

@@ -34,7 +34,7 @@ class UserState:
     n_obs: int
 
     @classmethod
-    def prior(cls, k: int, precision: float) -> "UserState":
+    def prior(cls, k: int, precision: float) -> UserState:
         """A user with no feedback yet: the random-effect prior ``N(0, precision⁻¹ I_k)``."""
         A, b = RandomEffectConfig(k, precision).prior()
         return cls(A, b, np.zeros(0, dtype="<u8"), 0)
@@ -42,7 +42,7 @@ class UserState:
     def has_seen(self, feedback_id: str) -> bool:
         return bool(np.any(self.seen == feedback_digest(feedback_id)))
 
-    def absorbed(self, A: np.ndarray, b: np.ndarray, feedback_id: str, seen_limit: int) -> "UserState":
+    def absorbed(self, A: np.ndarray, b: np.ndarray, feedback_id: str, seen_limit: int) -> UserState:
         """The state after applying one new feedback record that moved the head to ``(A, b)``."""
         seen = np.append(self.seen, feedback_digest(feedback_id))[-seen_limit:]
         return UserState(A, b, seen, self.n_obs + 1)
@@ -51,7 +51,7 @@ class UserState:
         return pack({"A": self.A, "b": self.b, "seen": self.seen.astype("<u8", copy=False)}, {"n": self.n_obs})
 
     @classmethod
-    def decode(cls, data: bytes) -> "UserState":
+    def decode(cls, data: bytes) -> UserState:
         arrays, meta = unpack(data)
         seen = arrays.get("seen")
         if seen is None:  # an older value: the ids themselves in the header, not their digests

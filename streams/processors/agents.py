@@ -71,9 +71,19 @@ class Processors:
         """Send ``event``'s record to dead-letters with ``exc`` as the reason."""
         msg = event.message
         self.stats.dead_letters += 1
-        await self.topics["dead-letters"].send(key=msg.topic.encode(), value=dead_letter(
-            self.serde, source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            key=msg.key, value=msg.value, error=exc, consumer=consumer))
+        await self.topics["dead-letters"].send(
+            key=msg.topic.encode(),
+            value=dead_letter(
+                self.serde,
+                source_topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value,
+                error=exc,
+                consumer=consumer,
+            ),
+        )
 
     def user_state(self, user_id: str, k: int) -> UserState:
         """The user's head; the user's event must be bound (a read goes to its partition's store)."""
@@ -96,15 +106,19 @@ def score_agent(p: Processors) -> Agent:
             for event in events:
                 msg = event.message
                 try:
-                    rec = CandidatesRecord.from_avro(p.serde.decode(
-                        "candidates", msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset),
-                        cfg.max_candidates)
+                    rec = CandidatesRecord.from_avro(
+                        p.serde.decode(
+                            "candidates", msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset
+                        ),
+                        cfg.max_candidates,
+                    )
                     width = rec.features.shape[1]
                     if model is None:
                         model = p.feed.model_for(width)  # raises when the width is not the model's
                     elif width != model.feature_dim:
-                        raise ValidationError(f"{width} features, but model {model.name} "
-                                              f"v{model.version} expects {model.feature_dim}")
+                        raise ValidationError(
+                            f"{width} features, but model {model.name} v{model.version} expects {model.feature_dim}"
+                        )
                 except (DecodeError, ValidationError, BanditLPError) as exc:
                     await p.reject(event, exc, "scorer")
                     continue
@@ -114,12 +128,12 @@ def score_agent(p: Processors) -> Agent:
 
             # Both callbacks take the record's position: two records of one user in one take may
             # come from different partitions, and each must read and claim in its own.
-            def bound_user_state(i: int, k: int) -> UserState:
+            def bound_user_state(i: int, k: int, records: list[tuple[Any, CandidatesRecord]] = records) -> UserState:
                 event, rec = records[i]
                 bind_event(event)
                 return p.user_state(rec.user_id, k)
 
-            def claim_slot(i: int) -> tuple[bytes, int]:
+            def claim_slot(i: int, records: list[tuple[Any, CandidatesRecord]] = records) -> tuple[bytes, int]:
                 event, rec = records[i]
                 bind_event(event)
                 return p.context_index.claim(event.message.partition, rec.user_id, rec.batch_id)
@@ -154,19 +168,26 @@ def learn_agent(p: Processors) -> Agent:
                 msg = event.message
                 bind_event(event)  # table reads and writes below go to this event's partition
                 try:
-                    fb = FeedbackRecord.from_avro(p.serde.decode("feedback", msg.value, topic=msg.topic,
-                                                                 partition=msg.partition, offset=msg.offset))
+                    fb = FeedbackRecord.from_avro(
+                        p.serde.decode(
+                            "feedback", msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset
+                        )
+                    )
                 except (DecodeError, ValidationError) as exc:
                     await p.reject(event, exc, "learner")
                     continue
                 context = _context_of(p, msg.partition, fb)
                 if context is None:
                     p.stats.feedback_unknown += 1
-                    await p.reject(event, ValidationError(
-                        f"no decision context for {fb.feedback_id} (unknown decision id; or late: "
-                        f"older than the last {cfg.context_slots} batches of this user; or feedback "
-                        f"keyed or partitioned unlike candidates: key by user_id, murmur2 partitioner)"),
-                        "learner")
+                    await p.reject(
+                        event,
+                        ValidationError(
+                            f"no decision context for {fb.feedback_id} (unknown decision id; or late: "
+                            f"older than the last {cfg.context_slots} batches of this user; or feedback "
+                            f"keyed or partitioned unlike candidates: key by user_id, murmur2 partitioner)"
+                        ),
+                        "learner",
+                    )
                     continue
                 state = p.user_state(fb.user_id, context.item_features.shape[1])
                 learned = learn(fb, context, state, p.noise_var, cfg.seen_limit)
@@ -176,11 +197,13 @@ def learn_agent(p: Processors) -> Agent:
                 p.users[fb.user_id.encode()] = learned.state.encode()
                 p.stats.feedback_applied += 1
                 metrics.add(fb)
-                await p.topics["training-rows"].send(key=fb.user_id.encode(),
-                                                     value=p.serde.encode("training-rows", learned.training_row))
+                await p.topics["training-rows"].send(
+                    key=fb.user_id.encode(), value=p.serde.encode("training-rows", learned.training_row)
+                )
             if metrics.n:
-                await p.topics["metrics"].send(key=metrics.arm_id.encode(), value=p.serde.encode(
-                    "metrics", metrics.value(int(time.time() * 1000))))
+                await p.topics["metrics"].send(
+                    key=metrics.arm_id.encode(), value=p.serde.encode("metrics", metrics.value(int(time.time() * 1000)))
+                )
 
     return learn_from
 
@@ -193,4 +216,3 @@ def _context_of(p: Processors, partition: int, fb: FeedbackRecord) -> DecisionCo
         return None
     context = DecisionContext.decode(data)
     return context if context.holds(fb) else None
-

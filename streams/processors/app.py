@@ -80,16 +80,23 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
     keyed = {base: app.topic(names(base), partitions=cfg.partitions, **raw) for base in ("candidates", "feedback")}
     topics = {base: app.topic(names(base), **raw) for base in ("training-rows", "metrics", "dead-letters")}
     # Tables take their serializers from the app defaults (raw bytes, set above).
-    users, contexts = (app.Table(name, partitions=cfg.partitions, key_type=bytes, value_type=bytes)
-                       for name in TABLES)
+    users, contexts = (app.Table(name, partitions=cfg.partitions, key_type=bytes, value_type=bytes) for name in TABLES)
     # Reads of a user's slots go to the store of the event bound at the time; the index is
     # keyed by that event's partition and the user.
     context_index = ContextIndex(cfg.context_slots, contexts.get, max_users=cfg.context_index_users)
     p = Processors(
-        cfg=cfg, app=app, serde=serde,
+        cfg=cfg,
+        app=app,
+        serde=serde,
         feed=ModelFeed(connection, serde, names("model-snapshots"), cfg.model_name, feature_dim=cfg.feature_dim),
-        publisher=ScorePublisher(connection, names("scores")), users=users, contexts=contexts, topics=topics,
-        context_index=context_index, noise_var=RandomEffectConfig(1).noise_var, rng=np.random.default_rng(cfg.seed))
+        publisher=ScorePublisher(connection, names("scores")),
+        users=users,
+        contexts=contexts,
+        topics=topics,
+        context_index=context_index,
+        noise_var=RandomEffectConfig(1).noise_var,
+        rng=np.random.default_rng(cfg.seed),
+    )
 
     async def forget_context_index(sender: Any, /, *_: Any, signal: Any = None, **__: Any) -> None:
         context_index.clear()

@@ -19,10 +19,10 @@ def reseek_after_rebalance(app: Any, settle_s: float = 0.5, timeout_s: float = 1
     still delivered in that gap: the stream skips them (flow closed), but their offsets have
     become the consumer's read offsets, so the same records fetched again after the seek are
     dropped as already read. A restarted worker with records waiting on its partitions then
-    never scores them (faust-streaming issues #216 and #596 describe the race). A second seek, with the flow open, re-reads from the committed
-    offsets: at worst a few records are processed twice, which every consumer downstream
-    tolerates (the allocator keeps the first scores record of a (batch, user), the learner
-    drops a feedback id it has seen).
+    never scores them (faust-streaming issues #216 and #596 describe the race). A second seek,
+    with the flow open, re-reads from the committed offsets: at worst a few records are
+    processed twice, which every consumer downstream tolerates (the allocator keeps the first
+    scores record of a (batch, user), the learner drops a feedback id it has seen).
     """
 
     async def reseek() -> None:
@@ -50,8 +50,9 @@ class StallWatch:
 
     Why: the race ``reseek_after_rebalance`` answers may strike at any rebalance, including
     one that starts while records are in flight. Records it skips are not committed, so they
-    are not lost, but they would sit unread until the next rebalance. A partition that progresses commits every ``broker_commit_interval`` (1 s), so a whole
-    check interval without a commit while behind means nothing is reading it.
+    are not lost, but they would sit unread until the next rebalance. A partition that
+    progresses commits every ``broker_commit_interval`` (1 s), so a whole check interval
+    without a commit while behind means nothing is reading it.
     """
 
     def __init__(self, app: Any, topics: set[str]) -> None:
@@ -75,8 +76,9 @@ class StallWatch:
         stuck = sorted(f"{tp.topic}[{tp.partition}]@{off}" for tp, off in behind.items() if self._last.get(tp) == off)
         self._last = behind
         if stuck:
-            log.warning("input partitions stuck behind their highwater: %s; seeking to committed offsets",
-                        ", ".join(stuck))
+            log.warning(
+                "input partitions stuck behind their highwater: %s; seeking to committed offsets", ", ".join(stuck)
+            )
             self.seeks += 1
             self._last = {}
             await consumer.perform_seek()

@@ -27,9 +27,14 @@ class ScoredBatch:
     n_pairs: int
 
 
-def score_records(records: list[CandidatesRecord], user_state: Callable[[int, int], UserState],
-                  model: ScoringModel, tau: float, rng: np.random.Generator,
-                  claim_slot: Callable[[int], tuple[bytes, int]]) -> ScoredBatch:
+def score_records(
+    records: list[CandidatesRecord],
+    user_state: Callable[[int, int], UserState],
+    model: ScoringModel,
+    tau: float,
+    rng: np.random.Generator,
+    claim_slot: Callable[[int], tuple[bytes, int]],
+) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
     Every record's feature width is ``model.feature_dim`` (the agent checked it).
@@ -51,7 +56,7 @@ def score_records(records: list[CandidatesRecord], user_state: Callable[[int, in
         states = [user_state(i, k) for i in range(len(records))]
         A = np.stack([s.A for s in states])
         b = np.stack([s.b for s in states])
-        w = random_effects.sample_effects(A, b, tau, rng)                         # (n_users, k)
+        w = random_effects.sample_effects(A, b, tau, rng)  # (n_users, k)
         w_mean = random_effects.posterior_mean(A, b)
         Z = np.concatenate([r.item_features for r in records]).astype(np.float64)  # (n_pairs, k)
         owner = np.repeat(np.arange(len(records)), sizes)
@@ -60,19 +65,39 @@ def score_records(records: list[CandidatesRecord], user_state: Callable[[int, in
 
     # The scored items as columns: their fixed-layout part (three maps of doubles) is encoded
     # here for all pairs at once; the serde then only adds each item's two id strings.
-    items = ScoredItems.split([r.item_ids for r in records], [r.provider_ids for r in records],
-                              out.samples, out.means, out.stds, offsets)
+    items = ScoredItems.split(
+        [r.item_ids for r in records], [r.provider_ids for r in records], out.samples, out.means, out.stds, offsets
+    )
     now = int(time.time() * 1000)
-    values = [{"batch_id": rec.batch_id, "user_id": rec.user_id, "user_cap": rec.user_cap, "scored_at_ms": now,
-               "model_name": model.name, "model_version": model.version, "parameter_version": "default",
-               "tau": float(tau), "items": scored}
-              for rec, scored in zip(records, items)]
+    values = [
+        {
+            "batch_id": rec.batch_id,
+            "user_id": rec.user_id,
+            "user_cap": rec.user_cap,
+            "scored_at_ms": now,
+            "model_name": model.name,
+            "model_version": model.version,
+            "parameter_version": "default",
+            "tau": float(tau),
+            "items": scored,
+        }
+        for rec, scored in zip(records, items)
+    ]
     bounds = offsets.tolist()
     contexts = []
     for u, rec in enumerate(records):
         key, seq = claim_slot(u)
-        contexts.append((key, pack({"features": rec.features, "item_features": rec.item_features,
-                                    "p_conversion": out.fixed_conversion_mean[bounds[u]:bounds[u + 1]]},
-                                   {"batch_id": rec.batch_id, "seq": seq, "items": list(rec.item_ids),
-                                    "model_version": model.version})))
+        contexts.append(
+            (
+                key,
+                pack(
+                    {
+                        "features": rec.features,
+                        "item_features": rec.item_features,
+                        "p_conversion": out.fixed_conversion_mean[bounds[u] : bounds[u + 1]],
+                    },
+                    {"batch_id": rec.batch_id, "seq": seq, "items": list(rec.item_ids), "model_version": model.version},
+                ),
+            )
+        )
     return ScoredBatch(values, contexts, bounds[-1])

@@ -43,7 +43,7 @@ class ScoringModel:
         self.feature_dim = model.config.input_dim
 
     @classmethod
-    def prior(cls, name: str, feature_dim: int, seed: int = 0) -> "ScoringModel":
+    def prior(cls, name: str, feature_dim: int, seed: int = 0) -> ScoringModel:
         """Version 0, before any training: an untrained network whose last layer has its prior
         posterior N(0, lambda^-1 I). An uninformed but valid Thompson model (cold start): its
         samples explore, its means are flat; no calibration."""
@@ -52,11 +52,16 @@ class ScoringModel:
         return cls(name, 0, model)
 
     @classmethod
-    def from_snapshot(cls, name: str, version: int, payload: bytes) -> "ScoringModel":
+    def from_snapshot(cls, name: str, version: int, payload: bytes) -> ScoringModel:
         return cls(name, version, NeuralThompsonModel.from_bytes(payload))
 
-    def score(self, X: np.ndarray, tau: float, rng: np.random.Generator,
-              conversion_effect: tuple[np.ndarray, np.ndarray] | None = None) -> ScoreArrays:
+    def score(
+        self,
+        X: np.ndarray,
+        tau: float,
+        rng: np.random.Generator,
+        conversion_effect: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> ScoreArrays:
         """Calibrated samples, means and stds for pair features ``X (n_pairs, d)``.
 
         One pass over the pairs (``NeuralThompsonModel.marginal_scores``): marginal Thompson
@@ -86,12 +91,17 @@ class ScoringModel:
         samples["reward"] = samples["conversion"] * np.maximum(samples["value"], 0.0)
         means["reward"] = means["conversion"] * np.maximum(means["value"], 0.0)
         keep = ("conversion", "unsubscription", "value", "reward")
-        return ScoreArrays({k: samples[k] for k in keep}, {k: means[k] for k in keep},
-                           {k: stds.get(k, np.zeros_like(means[k])) for k in keep}, fixed)
+        return ScoreArrays(
+            {k: samples[k] for k in keep},
+            {k: means[k] for k in keep},
+            {k: stds.get(k, np.zeros_like(means[k])) for k in keep},
+            fixed,
+        )
 
 
 def neural_config(feature_dim: int, seed: int = 0) -> NeuralConfig:
     """The global model's configuration for pair features of width ``feature_dim`` (the
     features arrive already concatenated, so they all count as ``user_dim``)."""
-    return NeuralConfig(user_dim=feature_dim, item_dim=0, hidden=(64, 64), epochs=30, retrain_epochs=10,
-                        batch_size=256, seed=seed)
+    return NeuralConfig(
+        user_dim=feature_dim, item_dim=0, hidden=(64, 64), epochs=30, retrain_epochs=10, batch_size=256, seed=seed
+    )

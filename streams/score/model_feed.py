@@ -31,8 +31,14 @@ log = logging.getLogger("banditlp.model_feed")
 class ModelFeed:
     """The current ``ScoringModel`` of ``model_name``, refreshed from ``topic``."""
 
-    def __init__(self, connection: ConnectionConfig, serde: AvroSerde, topic: str, model_name: str,
-                 feature_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        connection: ConnectionConfig,
+        serde: AvroSerde,
+        topic: str,
+        model_name: str,
+        feature_dim: int | None = None,
+    ) -> None:
         self.connection = connection
         self.serde = serde
         self.topic = topic
@@ -77,8 +83,9 @@ class ModelFeed:
                     self._model = ScoringModel.prior(self.model_name, self.feature_dim or feature_dim)
                 model = self._model
         if model.feature_dim != feature_dim:
-            raise ValidationError(f"{feature_dim} features, but model {model.name} v{model.version} "
-                                  f"expects {model.feature_dim}")
+            raise ValidationError(
+                f"{feature_dim} features, but model {model.name} v{model.version} expects {model.feature_dim}"
+            )
         return model
 
     @property
@@ -98,8 +105,10 @@ class ModelFeed:
 
     def _run(self) -> None:
         serde = self.serde
-        consumer = clients.consumer(self.connection, {"group.id": "banditlp-model-feed", "enable.auto.commit": False,
-                                                      "isolation.level": "read_committed"})
+        consumer = clients.consumer(
+            self.connection,
+            {"group.id": "banditlp-model-feed", "enable.auto.commit": False, "isolation.level": "read_committed"},
+        )
         consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         try:
             try:
@@ -113,13 +122,17 @@ class ModelFeed:
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
                     # compaction or transaction markers may leave no record at end - 1
-                    if not self.caught_up.is_set() and consumer.position([TopicPartition(self.topic, 0)])[0].offset >= end:
+                    if (
+                        not self.caught_up.is_set()
+                        and consumer.position([TopicPartition(self.topic, 0)])[0].offset >= end
+                    ):
                         self.caught_up.set()
                     continue
                 topic, partition, offset = clients.position(msg)
                 try:
-                    self.offer(serde.decode("model-snapshots", msg.value(), topic=topic, partition=partition,
-                                            offset=offset))
+                    self.offer(
+                        serde.decode("model-snapshots", msg.value(), topic=topic, partition=partition, offset=offset)
+                    )
                 except BanditLPError as exc:  # a bad snapshot is skipped; the current model stays
                     self.rejected += 1
                     log.warning("skipped model snapshot at offset %d: %s", offset, exc)

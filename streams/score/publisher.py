@@ -45,11 +45,15 @@ class ScorePublisher:
         self._errors: list[str] = []
 
     def _open(self) -> Producer:
-        self._producer = clients.producer(self.connection, {
-            "enable.idempotence": True,  # retries neither duplicate nor reorder a partition's records
-            "linger.ms": 5, "compression.type": "lz4",
-            **self.config,
-        })
+        self._producer = clients.producer(
+            self.connection,
+            {
+                "enable.idempotence": True,  # retries neither duplicate nor reorder a partition's records
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                **self.config,
+            },
+        )
         return self._producer
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:

@@ -51,14 +51,16 @@ class BatchRun:
     """One batch as the pipeline decided it: the evaluation record and the LP's x."""
 
     outcome: BatchOutcome
-    x_lp: np.ndarray          # (E,) published allocation
-    chosen: np.ndarray        # (E,) 0/1 sent
-    decided_s: float          # CLOSED produced -> last decision read
+    x_lp: np.ndarray  # (E,) published allocation
+    chosen: np.ndarray  # (E,) 0/1 sent
+    decided_s: float  # CLOSED produced -> last decision read
 
 
 def _producer(connection: ConnectionConfig) -> Producer:
-    return clients.producer(connection, {"linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True,
-                                         "partitioner": "murmur2_random"})
+    return clients.producer(
+        connection,
+        {"linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True, "partitioner": "murmur2_random"},
+    )
 
 
 def _conversion_stds(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -78,25 +80,35 @@ class SimulatorFeed:
         self.serde = serde
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.producer = _producer(connection)
-        self.consumer = clients.consumer(connection, {"group.id": f"{cfg.names.prefix}simulator",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+        self.consumer = clients.consumer(
+            connection,
+            {
+                "group.id": f"{cfg.names.prefix}simulator",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
         topic = cfg.names("decisions")
         md = self.consumer.list_topics(topic, timeout=10)
         if topic not in md.topics or md.topics[topic].error:
             raise StreamError(f"topic {topic} does not exist; run `banditlp topics create` first")
         # From the beginning, filtered by batch id: decisions of batches published here only.
         # The allocation report says how many users were decided (missing users time out).
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
-                             + [TopicPartition(cfg.names("allocation-reports"), 0, OFFSET_BEGINNING)])
+        self.consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
+            + [TopicPartition(cfg.names("allocation-reports"), 0, OFFSET_BEGINNING)]
+        )
         # Scores from their current end (this feed's batches are all published after it), but
         # read only from the first await_decisions: a feed that only publishes (the bench)
         # should not fetch every scores record in the background.
         scores_topic = cfg.names("scores")
         scores_md = self.consumer.list_topics(scores_topic, timeout=10).topics[scores_topic]
         self._scores_from: list[TopicPartition] | None = [
-            TopicPartition(scores_topic, p, self.consumer.get_watermark_offsets(TopicPartition(scores_topic, p),
-                                                                                timeout=10)[1])
-            for p in scores_md.partitions]
+            TopicPartition(
+                scores_topic, p, self.consumer.get_watermark_offsets(TopicPartition(scores_topic, p), timeout=10)[1]
+            )
+            for p in scores_md.partitions
+        ]
         self.reports: dict[str, dict] = {}
         # (batch id, user id) -> (n_items,) posterior std of conversion (logit scale), first record
         self.conversion_stds: dict[tuple[str, str], np.ndarray] = {}
@@ -110,19 +122,30 @@ class SimulatorFeed:
         cons = w.constraints(batch)
         now = int(time.time() * 1000)
         control = {
-            "batch_id": batch.batch_id, "expected_users": int(len(batch.user_ids)),
-            "timeout_ms": self.cfg.timeout_ms, "created_at_ms": now,
+            "batch_id": batch.batch_id,
+            "expected_users": int(len(batch.user_ids)),
+            "timeout_ms": self.cfg.timeout_ms,
+            "created_at_ms": now,
             "default_user_cap": int(self.cfg.world.sends_per_user),
-            "budgets": [{"name": n, "outcome": "unsubscription", "limit": float(b)}
-                        for n, b in zip(cons.budget_names, cons.budget) if np.isfinite(b)],
-            "providers": [{"provider_id": f"p{p}", "min_exposure": float(lo),
-                           "max_exposure": None if np.isinf(hi) else float(hi)}
-                          for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))],
-            "reward_outcome": "reward", "user_ids": None,
+            "budgets": [
+                {"name": n, "outcome": "unsubscription", "limit": float(b)}
+                for n, b in zip(cons.budget_names, cons.budget)
+                if np.isfinite(b)
+            ],
+            "providers": [
+                {"provider_id": f"p{p}", "min_exposure": float(lo), "max_exposure": None if np.isinf(hi) else float(hi)}
+                for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))
+            ],
+            "reward_outcome": "reward",
+            "user_ids": None,
         }
         key = batch.batch_id.encode()
-        clients.produce(self.producer, names("batch-control"), key=key,
-                              value=self.serde.encode("batch-control", {**control, "event": "OPENED"}))
+        clients.produce(
+            self.producer,
+            names("batch-control"),
+            key=key,
+            value=self.serde.encode("batch-control", {**control, "event": "OPENED"}),
+        )
         bounds = np.flatnonzero(np.diff(batch.pair_user)) + 1
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [batch.n_pairs]])
@@ -130,19 +153,39 @@ class SimulatorFeed:
         for s, e in zip(starts, ends):
             u = int(batch.pair_user[s])
             value = {
-                "batch_id": batch.batch_id, "user_id": f"u{u}", "created_at_ms": now,
+                "batch_id": batch.batch_id,
+                "user_id": f"u{u}",
+                "created_at_ms": now,
                 "user_cap": int(cons.user_cap[u]),
-                "candidates": [{"item_id": f"i{int(i)}", "provider_id": f"p{int(p)}",
-                                "features": feats[j].tolist(), "item_features": feats[j, self.item_slice].tolist()}
-                               for j, i, p in zip(range(s, e), batch.pair_item[s:e], batch.pair_provider[s:e])],
+                "candidates": [
+                    {
+                        "item_id": f"i{int(i)}",
+                        "provider_id": f"p{int(p)}",
+                        "features": feats[j].tolist(),
+                        "item_features": feats[j, self.item_slice].tolist(),
+                    }
+                    for j, i, p in zip(range(s, e), batch.pair_item[s:e], batch.pair_provider[s:e])
+                ],
             }
-            clients.produce(self.producer, names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value))
+            clients.produce(
+                self.producer, names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value)
+            )
             self.producer.poll(0)
-        clients.produce(self.producer, names("batch-control"), key=key,
-                              value=self.serde.encode("batch-control", {
-                                  **control, "event": "CLOSED", "created_at_ms": int(time.time() * 1000),
-                                  # the users, so the allocator's report can name any it never saw scored
-                                  "user_ids": [f"u{int(u)}" for u in np.unique(batch.pair_user)]}))
+        clients.produce(
+            self.producer,
+            names("batch-control"),
+            key=key,
+            value=self.serde.encode(
+                "batch-control",
+                {
+                    **control,
+                    "event": "CLOSED",
+                    "created_at_ms": int(time.time() * 1000),
+                    # the users, so the allocator's report can name any it never saw scored
+                    "user_ids": [f"u{int(u)}" for u in np.unique(batch.pair_user)],
+                },
+            ),
+        )
         self.producer.flush(60)
         return batch, cons
 
@@ -185,8 +228,10 @@ class SimulatorFeed:
                     if d["batch_id"] == batch_id:
                         got.setdefault(d["user_id"], d)
         if not decided():
-            raise StreamError(f"batch {batch_id}: {len(got)} of {n_users} decisions after "
-                              f"{self.cfg.decision_timeout_s:.0f} s; is the allocator running?")
+            raise StreamError(
+                f"batch {batch_id}: {len(got)} of {n_users} decisions after "
+                f"{self.cfg.decision_timeout_s:.0f} s; is the allocator running?"
+            )
         return got
 
     def _read_scores(self, data: bytes | None, batch_id: str) -> None:
@@ -226,22 +271,40 @@ class SimulatorFeed:
                 j = pair_key[(u, int(c["item_id"][1:]))]
                 chosen[j] = 1.0
                 propensity[j] = c["propensity"]
-        outcome = self.world.batch_outcome(batch, chosen, self.rng, constraints=cons,
-                                           mean_entropy=mean_user_entropy(x_lp, batch.pair_user),
-                                           mean_posterior_std=self.mean_posterior_std(batch.batch_id, decisions),
-                                           x_planned=x_lp)
+        outcome = self.world.batch_outcome(
+            batch,
+            chosen,
+            self.rng,
+            constraints=cons,
+            mean_entropy=mean_user_entropy(x_lp, batch.pair_user),
+            mean_posterior_std=self.mean_posterior_std(batch.batch_id, decisions),
+            x_planned=x_lp,
+        )
         now = int(time.time() * 1000)
         for j in np.flatnonzero(chosen).tolist():
             u, i = int(batch.pair_user[j]), int(batch.pair_item[j])
-            clients.produce(self.producer, self.cfg.names("feedback"), key=f"u{u}".encode(), value=self.serde.encode("feedback", {
-                "decision_id": f"{batch.batch_id}/u{u}", "batch_id": batch.batch_id, "user_id": f"u{u}",
-                "item_id": f"i{i}", "converted": bool(outcome.realised_value[j] > 0),
-                "unsubscribed": bool(outcome.realised_unsub[j] > 0), "value": float(outcome.realised_value[j]),
-                "observed_at_ms": now, "source": "simulator"}))
+            clients.produce(
+                self.producer,
+                self.cfg.names("feedback"),
+                key=f"u{u}".encode(),
+                value=self.serde.encode(
+                    "feedback",
+                    {
+                        "decision_id": f"{batch.batch_id}/u{u}",
+                        "batch_id": batch.batch_id,
+                        "user_id": f"u{u}",
+                        "item_id": f"i{i}",
+                        "converted": bool(outcome.realised_value[j] > 0),
+                        "unsubscribed": bool(outcome.realised_unsub[j] > 0),
+                        "value": float(outcome.realised_value[j]),
+                        "observed_at_ms": now,
+                        "source": "simulator",
+                    },
+                ),
+            )
         self.producer.flush(60)
         return BatchRun(outcome, x_lp, chosen, decided_s)
 
     def close(self) -> None:
         self.producer.flush(30)
         self.consumer.close()
-

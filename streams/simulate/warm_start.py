@@ -24,8 +24,15 @@ from streams.train.trainer import fit_model
 FIRST_LOGGED_BATCH = 1_000_000
 
 
-def publish_warm_start(connection: ConnectionConfig, serde: AvroSerde, names: TopicNames,
-                       world_cfg: EmailWorldConfig, model_name: str, n_batches: int, seed: int) -> int:
+def publish_warm_start(
+    connection: ConnectionConfig,
+    serde: AvroSerde,
+    names: TopicNames,
+    world_cfg: EmailWorldConfig,
+    model_name: str,
+    n_batches: int,
+    seed: int,
+) -> int:
     """Log one random send per user of ``n_batches`` batches on ``training-rows``, train version 1
     of the model on them and publish it on ``model-snapshots``. Returns the number of logged rows."""
     world = EmailWorld(world_cfg)
@@ -45,19 +52,47 @@ def publish_warm_start(connection: ConnectionConfig, serde: AvroSerde, names: To
     features = np.concatenate(X)
     conv_all, unsub_all, value_all = (np.concatenate(a) for a in (conv, unsub, value))
     model = fit_model(features, conv_all.astype(float), unsub_all.astype(float), value_all, seed=seed)
-    producer = clients.producer(connection, {"linger.ms": 20, "compression.type": "lz4",
-                                             "partitioner": "murmur2_random"})
+    producer = clients.producer(
+        connection, {"linger.ms": 20, "compression.type": "lz4", "partitioner": "murmur2_random"}
+    )
     now = int(time.time() * 1000)
     for j, (batch_id, user, item) in enumerate(who):
-        clients.produce(producer, names("training-rows"), key=f"u{user}".encode(), value=serde.encode(
-            "training-rows", {"decision_id": f"{batch_id}/u{user}", "batch_id": batch_id, "user_id": f"u{user}",
-                              "item_id": f"i{item}", "features": features[j].tolist(),
-                              "converted": bool(conv_all[j]), "unsubscribed": bool(unsub_all[j]),
-                              "value": float(value_all[j]), "model_version": 0, "observed_at_ms": now}))
+        clients.produce(
+            producer,
+            names("training-rows"),
+            key=f"u{user}".encode(),
+            value=serde.encode(
+                "training-rows",
+                {
+                    "decision_id": f"{batch_id}/u{user}",
+                    "batch_id": batch_id,
+                    "user_id": f"u{user}",
+                    "item_id": f"i{item}",
+                    "features": features[j].tolist(),
+                    "converted": bool(conv_all[j]),
+                    "unsubscribed": bool(unsub_all[j]),
+                    "value": float(value_all[j]),
+                    "model_version": 0,
+                    "observed_at_ms": now,
+                },
+            ),
+        )
         producer.poll(0)
-    clients.produce(producer, names("model-snapshots"), key=model_name.encode(), value=serde.encode(
-        "model-snapshots", {"name": model_name, "version": 1, "kind": NeuralThompsonModel.snapshot_kind,
-                            "created_at_ms": int(time.time() * 1000), "n_observations": len(features),
-                            "payload": model.to_bytes(name=model_name, version=1)}))
+    clients.produce(
+        producer,
+        names("model-snapshots"),
+        key=model_name.encode(),
+        value=serde.encode(
+            "model-snapshots",
+            {
+                "name": model_name,
+                "version": 1,
+                "kind": NeuralThompsonModel.snapshot_kind,
+                "created_at_ms": int(time.time() * 1000),
+                "n_observations": len(features),
+                "payload": model.to_bytes(name=model_name, version=1),
+            },
+        ),
+    )
     producer.flush(30)
     return len(features)

@@ -62,8 +62,9 @@ class TrainerConfig:
         return f"{self.names.prefix}banditlp-trainer"
 
 
-def latest_version(connection: ConnectionConfig, serde: AvroSerde, topic: str, model_name: str,
-                   timeout_s: float = 30.0) -> tuple[int, bytes | None]:
+def latest_version(
+    connection: ConnectionConfig, serde: AvroSerde, topic: str, model_name: str, timeout_s: float = 30.0
+) -> tuple[int, bytes | None]:
     """Newest (version, payload) of ``model_name`` on the compacted snapshots topic, or (0, None).
 
     Raises:
@@ -96,16 +97,21 @@ class Trainer:
         names = cfg.names
         version, payload = latest_version(self.connection, self.serde, names("model-snapshots"), cfg.model_name)
         previous = NeuralThompsonModel.from_bytes(payload) if payload else None
-        consumer = clients.consumer(self.connection, {"group.id": cfg.group_id, "enable.auto.commit": False,
-                                                      "isolation.level": "read_committed"})
+        consumer = clients.consumer(
+            self.connection,
+            {"group.id": cfg.group_id, "enable.auto.commit": False, "isolation.level": "read_committed"},
+        )
         topic = names("training-rows")
         parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         # rows below these offsets are history the current model was trained on (if any)
-        history_end = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                       if payload else 0 for p in parts}
+        history_end = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] if payload else 0 for p in parts
+        }
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        producer = clients.producer(self.connection, {"enable.idempotence": True,
-                                                      "message.max.bytes": 16 * 1024 * 1024, "compression.type": "lz4"})
+        producer = clients.producer(
+            self.connection,
+            {"enable.idempotence": True, "message.max.bytes": 16 * 1024 * 1024, "compression.type": "lz4"},
+        )
         new_rows = 0
         last_fit = time.monotonic()
         started = time.monotonic()
@@ -117,21 +123,40 @@ class Trainer:
                     if msg.error():
                         continue
                     try:
-                        row = self.serde.decode("training-rows", msg.value(), topic=msg.topic(),
-                                                partition=msg.partition(), offset=msg.offset())
+                        row = self.serde.decode(
+                            "training-rows",
+                            msg.value(),
+                            topic=msg.topic(),
+                            partition=msg.partition(),
+                            offset=msg.offset(),
+                        )
                         features = np.asarray(row["features"], dtype=np.float32)
                         if not np.all(np.isfinite(features)) or not np.isfinite(row["value"]):
                             raise BanditLPError("training row holds NaN or inf")
                     except BanditLPError as exc:
                         topic, partition, offset = clients.position(msg)
-                        clients.produce(producer, names("dead-letters"), key=topic.encode(), value=dead_letter(
-                            self.serde, source_topic=topic, partition=partition, offset=offset,
-                            key=msg.key(), value=msg.value(), error=exc, consumer="trainer"))
+                        clients.produce(
+                            producer,
+                            names("dead-letters"),
+                            key=topic.encode(),
+                            value=dead_letter(
+                                self.serde,
+                                source_topic=topic,
+                                partition=partition,
+                                offset=offset,
+                                key=msg.key(),
+                                value=msg.value(),
+                                error=exc,
+                                consumer="trainer",
+                            ),
+                        )
                         continue
                     self.buffer.append((features, row["converted"], row["unsubscribed"], row["value"]))
                     _, partition, offset = clients.position(msg)
                     new_rows += offset >= history_end.get(partition, 0)
-                due = new_rows >= cfg.retrain_every or (new_rows and time.monotonic() - last_fit >= cfg.retrain_interval_s)
+                due = new_rows >= cfg.retrain_every or (
+                    new_rows and time.monotonic() - last_fit >= cfg.retrain_interval_s
+                )
                 if due and len(self.buffer) >= cfg.min_rows:
                     version += 1
                     previous = self._retrain_and_publish(producer, version, previous)
@@ -141,8 +166,9 @@ class Trainer:
             producer.flush(30)
             consumer.close()
 
-    def _retrain_and_publish(self, producer: Producer, version: int,
-                            previous: NeuralThompsonModel | None) -> NeuralThompsonModel:
+    def _retrain_and_publish(
+        self, producer: Producer, version: int, previous: NeuralThompsonModel | None
+    ) -> NeuralThompsonModel:
         X = np.stack([r[0] for r in self.buffer])
         converted = np.array([r[1] for r in self.buffer], dtype=np.float64)
         unsub = np.array([r[2] for r in self.buffer], dtype=np.float64)
@@ -150,18 +176,36 @@ class Trainer:
         t0 = time.monotonic()
         model = fit_model(X, converted, unsub, value, seed=self.cfg.seed + version)
         payload = model.to_bytes(name=self.cfg.model_name, version=version)
-        clients.produce(producer, self.cfg.names("model-snapshots"), key=self.cfg.model_name.encode(), value=self.serde.encode(
-            "model-snapshots", {"name": self.cfg.model_name, "version": version, "kind": NeuralThompsonModel.snapshot_kind,
-                                "created_at_ms": int(time.time() * 1000), "n_observations": len(X),
-                                "payload": payload}))
+        clients.produce(
+            producer,
+            self.cfg.names("model-snapshots"),
+            key=self.cfg.model_name.encode(),
+            value=self.serde.encode(
+                "model-snapshots",
+                {
+                    "name": self.cfg.model_name,
+                    "version": version,
+                    "kind": NeuralThompsonModel.snapshot_kind,
+                    "created_at_ms": int(time.time() * 1000),
+                    "n_observations": len(X),
+                    "payload": payload,
+                },
+            ),
+        )
         producer.flush(30)
         self.published += 1
         log.info("published %s v%d from %d rows in %.1f s", self.cfg.model_name, version, len(X), time.monotonic() - t0)
         return model
 
 
-def fit_model(X: np.ndarray, converted: np.ndarray, unsubscribed: np.ndarray, value: np.ndarray,
-              seed: int = 0, holdout: float = 0.2) -> NeuralThompsonModel:
+def fit_model(
+    X: np.ndarray,
+    converted: np.ndarray,
+    unsubscribed: np.ndarray,
+    value: np.ndarray,
+    seed: int = 0,
+    holdout: float = 0.2,
+) -> NeuralThompsonModel:
     """Fit the network and its last-layer posterior on the older rows, and the heuristic
     calibrators on the newest ``holdout`` share (deterministic predictions vs outcomes,
     BanditLP Mechanism 3), so calibration is not fitted on the training rows themselves.
@@ -170,8 +214,11 @@ def fit_model(X: np.ndarray, converted: np.ndarray, unsubscribed: np.ndarray, va
         X: (n, d) pair features. converted, unsubscribed: (n,) 0/1. value: (n,) conversion
             values; only observed where converted (NaN elsewhere for the value head).
     """
-    outcomes = {"conversion": converted, "unsubscription": unsubscribed,
-                "value": np.where(converted > 0, value, np.nan)}
+    outcomes = {
+        "conversion": converted,
+        "unsubscription": unsubscribed,
+        "value": np.where(converted > 0, value, np.nan),
+    }
     n_fit = max(1, int(len(X) * (1 - holdout)))
     model = NeuralThompsonModel(neural_config(X.shape[1], seed))
     model.fit(X[:n_fit], {k: v[:n_fit] for k, v in outcomes.items()})

@@ -38,15 +38,17 @@ TOL = 1e-6
 # -- producing input ---------------------------------------------------------------------------
 
 
-def produce_batches(bootstrap: str, names: TopicNames, batch_ids: list[str], n_users: int,
-                    seed: int = 0, timeout_ms: int = 30_000) -> None:
+def produce_batches(
+    bootstrap: str, names: TopicNames, batch_ids: list[str], n_users: int, seed: int = 0, timeout_ms: int = 30_000
+) -> None:
     """All OPENED, then every batch's scores interleaved, then all CLOSED: every batch's
     records are spread over the whole range of offsets (held records pin the commits)."""
     serde, rng = Settings().serde(), np.random.default_rng(seed)
     p = clients.producer(ConnectionConfig(bootstrap), {"linger.ms": 5, "enable.idempotence": True})
     for b in batch_ids:
-        p.produce(names("batch-control"), key=b.encode(),
-                  value=serde.encode("batch-control", opened(b, n_users, timeout_ms)))
+        p.produce(
+            names("batch-control"), key=b.encode(), value=serde.encode("batch-control", opened(b, n_users, timeout_ms))
+        )
     for u in range(n_users):
         for b in batch_ids:
             p.produce(names("scores"), key=b.encode(), value=serde.encode("scores", scores_value(b, u, rng)))
@@ -59,8 +61,9 @@ def produce_batches(bootstrap: str, names: TopicNames, batch_ids: list[str], n_u
 # -- reading output ----------------------------------------------------------------------------
 
 
-def wait_for_reports(bootstrap: str, names: TopicNames, n: int, timeout_s: float = 120.0,
-                     alive: Any = None) -> list[dict]:
+def wait_for_reports(
+    bootstrap: str, names: TopicNames, n: int, timeout_s: float = 120.0, alive: Any = None
+) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         reports = [v for _, v in read_all(bootstrap, names("allocation-reports"), "allocation-reports")]
@@ -86,7 +89,7 @@ class WorkerThread:
         except BaseException as exc:  # surfaced by the test
             self.error = exc
 
-    def __enter__(self) -> "WorkerThread":
+    def __enter__(self) -> WorkerThread:
         self.thread.start()
         return self
 
@@ -99,8 +102,9 @@ class WorkerThread:
         return self.thread.is_alive() and self.error is None
 
 
-def check_decisions(decisions: list[tuple[bytes, dict]], batch_ids: list[str], n_users: int,
-                    reports: list[dict]) -> None:
+def check_decisions(
+    decisions: list[tuple[bytes, dict]], batch_ids: list[str], n_users: int, reports: list[dict]
+) -> None:
     """Exactly one decision per (batch, user); caps; budgets and provider bounds from the published x."""
     keys = Counter((v["batch_id"], v["user_id"]) for _, v in decisions)
     expected = {(b, f"user-{u:05d}") for b in batch_ids for u in range(n_users)}
@@ -139,8 +143,9 @@ def check_decisions(decisions: list[tuple[bytes, dict]], batch_ids: list[str], n
             assert bu["used"] <= bu["limit"] * (1 + TOL)
 
 
-def check_against_inputs(decisions: list[tuple[bytes, dict]], batch_ids: list[str], n_users: int,
-                         seed: int = 0) -> None:
+def check_against_inputs(
+    decisions: list[tuple[bytes, dict]], batch_ids: list[str], n_users: int, seed: int = 0
+) -> None:
     """Budgets and provider bounds recomputed from the published x and the produced samples."""
     rng = np.random.default_rng(seed)
     samples: dict[tuple[str, str], dict] = {}
@@ -170,7 +175,9 @@ def check_against_inputs(decisions: list[tuple[bytes, dict]], batch_ids: list[st
 # -- tests -------------------------------------------------------------------------------------
 
 
-def test_five_batches_are_decided_once_within_every_constraint(kafka_bootstrap, kafka_connection, project_topics) -> None:
+def test_five_batches_are_decided_once_within_every_constraint(
+    kafka_bootstrap, kafka_connection, project_topics
+) -> None:
     names = project_topics(partitions=4)
     batch_ids, n_users = [f"batch-{k}" for k in range(5)], 300
     produce_batches(kafka_bootstrap, names, batch_ids, n_users)
@@ -188,13 +195,32 @@ def test_five_batches_are_decided_once_within_every_constraint(kafka_bootstrap, 
 
 def _spawn(bootstrap: str, prefix: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "streams", "--bootstrap", bootstrap, "--prefix", prefix, "worker", "allocator",
-         "--poll-timeout-s", "0.1", "--stats-interval-s", "5", *extra],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "--bootstrap",
+            bootstrap,
+            "--prefix",
+            prefix,
+            "worker",
+            "allocator",
+            "--poll-timeout-s",
+            "0.1",
+            "--stats-interval-s",
+            "5",
+            *extra,
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def test_sigkill_inside_an_open_transaction_then_restart_decides_each_user_exactly_once(
-        kafka_bootstrap, kafka_connection, project_topics) -> None:
+    kafka_bootstrap, kafka_connection, project_topics
+) -> None:
     names = project_topics(partitions=4)
     batch_ids, n_users = [f"batch-{k}" for k in range(5)], 300
     produce_batches(kafka_bootstrap, names, batch_ids, n_users)
@@ -239,7 +265,9 @@ def test_sigkill_inside_an_open_transaction_then_restart_decides_each_user_exact
     assert read_all(kafka_bootstrap, names("dead-letters"), "dead-letters") == []  # replays are not dead letters
 
 
-def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstrap, kafka_connection, project_topics) -> None:
+def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(
+    kafka_bootstrap, kafka_connection, project_topics
+) -> None:
     names = project_topics(partitions=4)
     batch_ids, n_users = ["good-0", "good-1"], 50
     serde, rng = Settings().serde(), np.random.default_rng(11)
@@ -262,7 +290,7 @@ def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstr
         if u % 10 == 0 and u // 10 < len(bad):  # interleave the garbage with the good records
             topic, value, _ = bad[u // 10]
             p.produce(topic, key=b"junk", value=value)
-    for topic, value, _ in bad[(n_users + 9) // 10:]:
+    for topic, value, _ in bad[(n_users + 9) // 10 :]:
         p.produce(topic, key=b"junk", value=value)
     dup = serde.encode("scores", scores_value("good-0", 0, rng))  # a duplicate (batch, user): skipped, kept first
     p.produce(scores_t, key=b"good-0", value=dup)
@@ -270,8 +298,7 @@ def test_garbage_goes_to_dead_letters_and_good_batches_are_decided(kafka_bootstr
         p.produce(control_t, key=b.encode(), value=serde.encode("batch-control", closed(b, n_users)))
     assert p.flush(30) == 0
 
-    cfg = AllocatorWorkerConfig.for_prefix(names.prefix, unknown_batch_timeout_s=2.0,
-                                           dead_letter_flush_s=0.5)
+    cfg = AllocatorWorkerConfig.for_prefix(names.prefix, unknown_batch_timeout_s=2.0, dead_letter_flush_s=0.5)
     with WorkerThread(cfg, kafka_connection) as w:
         reports = wait_for_reports(kafka_bootstrap, names, 2, alive=w.alive)
         # A late score for a decided batch is dead-lettered too; a decided user scored again (a
@@ -331,7 +358,8 @@ class _AbortOnceProducer(Producer):
 
 
 def test_an_abortable_commit_error_aborts_rewinds_and_still_decides_once(
-        kafka_bootstrap, kafka_connection, project_topics, monkeypatch: pytest.MonkeyPatch) -> None:
+    kafka_bootstrap, kafka_connection, project_topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import streams.kafka.clients as kafka_clients
 
     names = project_topics(partitions=4)

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_changelogs_are_created_compacted_and_a_partition_mismatch_is_refused(
-        kafka_connection, topic_names: TopicNames) -> None:
+    kafka_connection, topic_names: TopicNames
+) -> None:
     app_id = topic_names("banditlp-processors")
     ensure_changelog_topics(kafka_connection, app_id, ("users", "contexts"), 3)
     ensure_changelog_topics(kafka_connection, app_id, ("users", "contexts"), 3)  # idempotent

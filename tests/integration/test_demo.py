@@ -15,8 +15,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_demo_three_batches(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
-    proc = subprocess.run([sys.executable, "-m", "streams", "demo", "--batches", "3", "--users", "150",
-                           "--run-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams", "demo", "--batches", "3", "--users", "150", "--run-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     logs = "".join(p.read_text()[-3000:] for p in (tmp_path / "logs").glob("*.log"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs
     summary = json.loads((tmp_path / "summary.json").read_text())

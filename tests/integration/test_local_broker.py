@@ -25,7 +25,9 @@ PORT = int(os.environ.get("BANDITLP_TEST_RESTART_PORT", "19092"))
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BANDITLP_KAFKA_HOME": str(home), "BANDITLP_KAFKA_PORT": str(PORT)}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    return subprocess.run([sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "streams", *args], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def _brokers_on(port: int) -> list[psutil.Process]:
@@ -64,7 +66,9 @@ def test_up_twice_down_up_keeps_topics_and_records(tmp_path: Path) -> None:
 
         again = _cli("kafka", "up", home=home)
         assert again.returncode == 0, again.stdout + again.stderr
-        consumer = clients.consumer(ConnectionConfig(bootstrap), {"group.id": "restart-check", "enable.auto.commit": False})
+        consumer = clients.consumer(
+            ConnectionConfig(bootstrap), {"group.id": "restart-check", "enable.auto.commit": False}
+        )
         md = consumer.list_topics(timeout=10)
         assert f"{topic}-model-snapshots" in md.topics
         parts = md.topics[f"{topic}-feedback"].partitions

@@ -26,9 +26,10 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,28 +60,58 @@ TOL = 1e-6
 
 @dataclass(frozen=True)
 class Garbage:
-    topic: str          # base topic name
-    key: bytes          # unique: how the dead letter is matched to it
+    topic: str  # base topic name
+    key: bytes  # unique: how the dead letter is matched to it
     value: bytes | None
-    reason: str         # a fragment the dead letter's reason must contain
+    reason: str  # a fragment the dead letter's reason must contain
     error_type: str
 
 
-def _candidates(serde: AvroSerde, i: int, features: Callable[[int], list[float]], n: int = 3,
-                items: Callable[[int], str] = lambda j: f"i{j}") -> bytes:
-    return serde.encode("candidates", {
-        "batch_id": f"junk-batch-{i}", "user_id": f"junk-user-{i}", "created_at_ms": 0, "user_cap": 1,
-        "candidates": [{"item_id": items(j), "provider_id": "p0", "features": features(j),
-                        "item_features": [0.0] * WORLD.item_dim} for j in range(n)]})
+def _candidates(
+    serde: AvroSerde,
+    i: int,
+    features: Callable[[int], list[float]],
+    n: int = 3,
+    items: Callable[[int], str] = lambda j: f"i{j}",
+) -> bytes:
+    return serde.encode(
+        "candidates",
+        {
+            "batch_id": f"junk-batch-{i}",
+            "user_id": f"junk-user-{i}",
+            "created_at_ms": 0,
+            "user_cap": 1,
+            "candidates": [
+                {
+                    "item_id": items(j),
+                    "provider_id": "p0",
+                    "features": features(j),
+                    "item_features": [0.0] * WORLD.item_dim,
+                }
+                for j in range(n)
+            ],
+        },
+    )
 
 
 def garbage_records(serde: AvroSerde, feature_dim: int) -> list[Garbage]:
     """``N_GARBAGE`` bad records, cycling through 16 kinds over the 4 consumed topics."""
     ok = lambda j: [0.1] * feature_dim  # noqa: E731
     header = lambda sid: struct.pack(">bI", 0, sid)  # noqa: E731
-    good_feedback = serde.encode("feedback", {
-        "decision_id": "d", "batch_id": "b", "user_id": "u", "item_id": "i", "converted": True,
-        "unsubscribed": False, "value": 1.0, "observed_at_ms": 0, "source": "test"})
+    good_feedback = serde.encode(
+        "feedback",
+        {
+            "decision_id": "d",
+            "batch_id": "b",
+            "user_id": "u",
+            "item_id": "i",
+            "converted": True,
+            "unsubscribed": False,
+            "value": 1.0,
+            "observed_at_ms": 0,
+            "source": "test",
+        },
+    )
     kinds: list[tuple[str, Callable[[int], bytes | None], str, str]] = [
         ("candidates", lambda i: b"not avro %d" % i, "not Confluent wire format", "DecodeError"),
         ("candidates", lambda i: header(1_000_000 + i) + b"\x02", "unknown schema id", "DecodeError"),
@@ -88,36 +119,98 @@ def garbage_records(serde: AvroSerde, feature_dim: int) -> list[Garbage]:
         ("candidates", lambda i: None, "tombstone", "DecodeError"),
         ("candidates", lambda i: _candidates(serde, i, lambda j: [math.nan] * feature_dim), "NaN", "ValidationError"),
         ("candidates", lambda i: _candidates(serde, i, ok, n=0), "no candidates", "ValidationError"),
-        ("candidates", lambda i: _candidates(serde, i, ok, items=lambda j: "same"), "duplicate item_id",
-         "ValidationError"),
-        ("candidates", lambda i: _candidates(serde, i, lambda j: [0.1] * (feature_dim + 3)), "feature",
-         "ValidationError"),
+        (
+            "candidates",
+            lambda i: _candidates(serde, i, ok, items=lambda j: "same"),
+            "duplicate item_id",
+            "ValidationError",
+        ),
+        (
+            "candidates",
+            lambda i: _candidates(serde, i, lambda j: [0.1] * (feature_dim + 3)),
+            "feature",
+            "ValidationError",
+        ),
         ("feedback", lambda i: b"\x00\x00" + os.urandom(3) + b"%d" % i, "", "DecodeError"),
-        ("feedback", lambda i: serde.encode("feedback", {**serde.decode("feedback", good_feedback),
-                                                         "decision_id": f"d{i}", "value": math.nan}),
-         "feedback value is nan", "ValidationError"),
-        ("feedback", lambda i: serde.encode("feedback", {**serde.decode("feedback", good_feedback),
-                                                         "decision_id": f"d{i}", "value": -1.0}),
-         "negative", "ValidationError"),
-        ("feedback", lambda i: serde.encode("feedback", {**serde.decode("feedback", good_feedback),
-                                                         "decision_id": f"ghost-{i}/u1", "batch_id": f"ghost-{i}",
-                                                         "user_id": "u1"}),
-         "no decision context", "ValidationError"),
+        (
+            "feedback",
+            lambda i: serde.encode(
+                "feedback", {**serde.decode("feedback", good_feedback), "decision_id": f"d{i}", "value": math.nan}
+            ),
+            "feedback value is nan",
+            "ValidationError",
+        ),
+        (
+            "feedback",
+            lambda i: serde.encode(
+                "feedback", {**serde.decode("feedback", good_feedback), "decision_id": f"d{i}", "value": -1.0}
+            ),
+            "negative",
+            "ValidationError",
+        ),
+        (
+            "feedback",
+            lambda i: serde.encode(
+                "feedback",
+                {
+                    **serde.decode("feedback", good_feedback),
+                    "decision_id": f"ghost-{i}/u1",
+                    "batch_id": f"ghost-{i}",
+                    "user_id": "u1",
+                },
+            ),
+            "no decision context",
+            "ValidationError",
+        ),
         ("batch-control", lambda i: b"\x01control %d" % i, "not Confluent wire format", "DecodeError"),
-        ("batch-control", lambda i: serde.encode("batch-control", {
-            "batch_id": f"junk-control-{i}", "event": "OPENED", "expected_users": 1, "created_at_ms": 0,
-            "budgets": [{"name": "u", "outcome": "unsubscription", "limit": math.inf}], "user_ids": None}),
-         "has limit inf", "ValidationError"),
+        (
+            "batch-control",
+            lambda i: serde.encode(
+                "batch-control",
+                {
+                    "batch_id": f"junk-control-{i}",
+                    "event": "OPENED",
+                    "expected_users": 1,
+                    "created_at_ms": 0,
+                    "budgets": [{"name": "u", "outcome": "unsubscription", "limit": math.inf}],
+                    "user_ids": None,
+                },
+            ),
+            "has limit inf",
+            "ValidationError",
+        ),
         ("scores", lambda i: b"scores %d" % i, "not Confluent wire format", "DecodeError"),
-        ("scores", lambda i: serde.encode("scores", {
-            "batch_id": f"ghost-batch-{i}", "user_id": "u1", "user_cap": 1, "scored_at_ms": 0,
-            "model_name": "m", "model_version": 1, "tau": 1.0, "items": [{
-                "item_id": "i1", "provider_id": "p0", "samples": {"reward": 0.1, "unsubscription": 0.01},
-                "means": {"reward": 0.1, "unsubscription": 0.01}, "stds": {"reward": 0.1}}]}),
-         "unknown batch", "ValidationError"),
+        (
+            "scores",
+            lambda i: serde.encode(
+                "scores",
+                {
+                    "batch_id": f"ghost-batch-{i}",
+                    "user_id": "u1",
+                    "user_cap": 1,
+                    "scored_at_ms": 0,
+                    "model_name": "m",
+                    "model_version": 1,
+                    "tau": 1.0,
+                    "items": [
+                        {
+                            "item_id": "i1",
+                            "provider_id": "p0",
+                            "samples": {"reward": 0.1, "unsubscription": 0.01},
+                            "means": {"reward": 0.1, "unsubscription": 0.01},
+                            "stds": {"reward": 0.1},
+                        }
+                    ],
+                },
+            ),
+            "unknown batch",
+            "ValidationError",
+        ),
     ]
-    return [Garbage(topic, f"junk-{i}".encode(), make(i), reason, etype)
-            for i, (topic, make, reason, etype) in ((i, kinds[i % len(kinds)]) for i in range(N_GARBAGE))]
+    return [
+        Garbage(topic, f"junk-{i}".encode(), make(i), reason, etype)
+        for i, (topic, make, reason, etype) in ((i, kinds[i % len(kinds)]) for i in range(N_GARBAGE))
+    ]
 
 
 class GarbageThread(threading.Thread):
@@ -160,7 +253,12 @@ class PipelineRun:
 
 
 @pytest.fixture(scope="module", params=["one-worker", "scale-out"])
-def pipeline(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+def pipeline(
+    kafka_bootstrap: str,
+    kafka_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+):
     """The run; ``scale-out`` starts a second processors worker 2 s into the first batch, so
     the partitions move while records are in flight."""
     tmp = tmp_path_factory.mktemp("pipeline")
@@ -177,10 +275,23 @@ def pipeline(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: p
     try:
         workers.start("processors", ["worker", "processors"], env)
         workers.start("allocator", ["worker", "allocator", "--unknown-batch-timeout-s", "5"], env)
-        workers.start("trainer", ["worker", "trainer", "--retrain-every", str(N_USERS // 2), "--min-rows", "200",
-                                  "--retrain-interval-s", "3"], env)
-        feed = SimulatorFeed(SimulatorConfig(names=names, world=WORLD, timeout_ms=120_000, decision_timeout_s=240.0),
-                             connection, serde)
+        workers.start(
+            "trainer",
+            [
+                "worker",
+                "trainer",
+                "--retrain-every",
+                str(N_USERS // 2),
+                "--min-rows",
+                "200",
+                "--retrain-interval-s",
+                "3",
+            ],
+            env,
+        )
+        feed = SimulatorFeed(
+            SimulatorConfig(names=names, world=WORLD, timeout_ms=120_000, decision_timeout_s=240.0), connection, serde
+        )
         garbage = garbage_records(serde, feed.world.candidates(0).features.shape[1])
         garbage_thread = GarbageThread(kafka_bootstrap, names, garbage, per_second=50.0)
         garbage_thread.start()
@@ -188,8 +299,11 @@ def pipeline(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: p
         joiner = None
         if request.param == "scale-out":
             scorer_logs.append("processors-2.log")
-            joiner = threading.Timer(2.0, workers.start, ("processors-2", ["worker", "processors"],
-                                                          {**env, "BANDITLP_STATE_DIR": str(tmp / "state-2")}))
+            joiner = threading.Timer(
+                2.0,
+                workers.start,
+                ("processors-2", ["worker", "processors"], {**env, "BANDITLP_STATE_DIR": str(tmp / "state-2")}),
+            )
         for b in range(N_BATCHES):
             if joiner is not None and b == 0:
                 joiner.start()
@@ -197,13 +311,21 @@ def pipeline(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: p
                 joiner.join()  # WorkerSet is not shared across threads past this point
             workers.check()
             if b == N_BATCHES - 1:  # the trainer has learned from the feedback and the scorer loaded it
-                wait_until(lambda: latest_version(connection, serde, names("model-snapshots"), "email")[0] >= 2,
-                           180, "a retrained model snapshot",
-                           alive=workers.check)
-                wait_until(lambda: all(re.search(r"model email v([2-9]|\d\d+) loaded",
-                                                 (tmp / "logs" / log).read_text()) is not None
-                                       for log in scorer_logs),
-                           60, "the scorer loaded the retrained model", alive=workers.check)
+                wait_until(
+                    lambda: latest_version(connection, serde, names("model-snapshots"), "email")[0] >= 2,
+                    180,
+                    "a retrained model snapshot",
+                    alive=workers.check,
+                )
+                wait_until(
+                    lambda: all(
+                        re.search(r"model email v([2-9]|\d\d+) loaded", (tmp / "logs" / log).read_text()) is not None
+                        for log in scorer_logs
+                    ),
+                    60,
+                    "the scorer loaded the retrained model",
+                    alive=workers.check,
+                )
             runs.append(feed.run_batch(b))
         garbage_thread.join(60)
         assert not garbage_thread.is_alive()
@@ -272,8 +394,10 @@ def test_one_decision_per_batch_and_user_within_caps_budget_and_provider_bounds(
     last = [d["model_version"] for d in decisions if d["batch_id"] == batches[-1].batch_id]
     assert min(last) >= 2, "the last batch was not scored with a retrained model"
 
-    reports = {v["batch_id"]: v for _, v in read_all(pipeline.bootstrap, pipeline.names("allocation-reports"),
-                                                       "allocation-reports")}
+    reports = {
+        v["batch_id"]: v
+        for _, v in read_all(pipeline.bootstrap, pipeline.names("allocation-reports"), "allocation-reports")
+    }
     for c in batches:
         r = reports[c.batch_id]
         assert r["n_users"] == N_USERS and r["n_missing"] == 0 and r["missing_users"] == []
@@ -301,8 +425,12 @@ def test_posterior_table_holds_the_closed_form_of_each_users_feedback(pipeline: 
             latest[key.decode()] = UserState.decode(value)
         return latest
 
-    wait_until(lambda: sum(s.n_obs for s in table().values()) >= sum(n_obs.values()), 120,
-               "the learner absorbed every feedback record", alive=pipeline.alive)
+    wait_until(
+        lambda: sum(s.n_obs for s in table().values()) >= sum(n_obs.values()),
+        120,
+        "the learner absorbed every feedback record",
+        alive=pipeline.alive,
+    )
     state = table()
     assert set(state) == set(n_obs)
     for user, s in state.items():

@@ -53,14 +53,25 @@ def read_table(state_dir: Path, table: str) -> dict[bytes, bytes]:
 
 
 def feedback(serde: AvroSerde, batch_id: str, user: str, item: str, converted: bool) -> bytes:
-    return serde.encode("feedback", {
-        "decision_id": f"{batch_id}/{user}", "batch_id": batch_id, "user_id": user, "item_id": item,
-        "converted": converted, "unsubscribed": False, "value": 3.0 if converted else 0.0,
-        "observed_at_ms": 0, "source": "test"})
+    return serde.encode(
+        "feedback",
+        {
+            "decision_id": f"{batch_id}/{user}",
+            "batch_id": batch_id,
+            "user_id": user,
+            "item_id": item,
+            "converted": converted,
+            "unsubscribed": False,
+            "value": 3.0 if converted else 0.0,
+            "observed_at_ms": 0,
+            "source": "test",
+        },
+    )
 
 
 def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
-        kafka_settings: Settings, kafka_connection: ConnectionConfig, topic_names: TopicNames, tmp_path: Path) -> None:
+    kafka_settings: Settings, kafka_connection: ConnectionConfig, topic_names: TopicNames, tmp_path: Path
+) -> None:
     names = topic_names
     settings = kafka_settings.with_prefix(names.prefix)
     serde = settings.serde()
@@ -76,8 +87,13 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
         return {**os.environ, **settings.to_env(), "BANDITLP_STATE_DIR": str(state)}
 
     def scored(batch_id: str) -> int:
-        return len({v["user_id"] for _, v in read_all(kafka_connection, names("scores"), "scores")
-                    if v["batch_id"] == batch_id})
+        return len(
+            {
+                v["user_id"]
+                for _, v in read_all(kafka_connection, names("scores"), "scores")
+                if v["batch_id"] == batch_id
+            }
+        )
 
     def observations() -> dict[str, int]:
         return {k.decode(): UserState.decode(v).n_obs for _, _, k, v in read_raw(kafka_connection, changelog)}
@@ -91,15 +107,17 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
         wait_until(lambda: scored(batch0.batch_id) == n_users, 120, "batch 0 scored", alive=first.check)
         rng = np.random.default_rng(0)
         starts = np.flatnonzero(np.r_[True, np.diff(batch0.pair_user) != 0])
-        sent = {f"u{int(batch0.pair_user[s])}": (f"i{int(batch0.pair_item[s])}", f"i{int(batch0.pair_item[s + 1])}")
-                for s in starts}
+        sent = {
+            f"u{int(batch0.pair_user[s])}": (f"i{int(batch0.pair_item[s])}", f"i{int(batch0.pair_item[s + 1])}")
+            for s in starts
+        }
         converted = {u: bool(rng.random() < 0.5) for u in sent}
         for u, (item, _) in sent.items():
-            producer.produce(names("feedback"), key=u.encode(), value=feedback(serde, batch0.batch_id, u, item,
-                                                                               converted[u]))
+            producer.produce(
+                names("feedback"), key=u.encode(), value=feedback(serde, batch0.batch_id, u, item, converted[u])
+            )
         assert producer.flush(30) == 0
-        wait_until(lambda: observations() == {u: 1 for u in sent}, 120, "every user learned once",
-                   alive=first.check)
+        wait_until(lambda: observations() == {u: 1 for u in sent}, 120, "every user learned once", alive=first.check)
     finally:
         first.stop()
     before_users = read_table(tmp_path / "state-1", "users")
@@ -117,8 +135,9 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
     try:
         second.start("processors", ["worker", "processors"], env(tmp_path / "state-2"))
         batch1, _ = feed.publish_batch(1)
-        wait_until(lambda: scored(batch1.batch_id) == n_users, 180, "batch 1 scored after the restore",
-                   alive=second.check)
+        wait_until(
+            lambda: scored(batch1.batch_id) == n_users, 180, "batch 1 scored after the restore", alive=second.check
+        )
     finally:
         second.stop()
     after_users = read_table(tmp_path / "state-2", "users")
@@ -133,15 +152,17 @@ def test_restart_restores_posteriors_contexts_and_dedup_from_the_changelog(
     try:
         third.start("processors", ["worker", "processors"], env(tmp_path / "state-2"))
         for u, (item, other) in sent.items():
-            producer.produce(names("feedback"), key=u.encode(),
-                             value=feedback(serde, batch0.batch_id, u, item, converted[u]))
-            producer.produce(names("feedback"), key=u.encode(),
-                             value=feedback(serde, batch0.batch_id, u, other, False))
+            producer.produce(
+                names("feedback"), key=u.encode(), value=feedback(serde, batch0.batch_id, u, item, converted[u])
+            )
+            producer.produce(names("feedback"), key=u.encode(), value=feedback(serde, batch0.batch_id, u, other, False))
         assert producer.flush(30) == 0
-        wait_until(lambda: observations() == {u: 2 for u in sent}, 120, "every user learned one new record",
-                   alive=third.check)
+        wait_until(
+            lambda: observations() == {u: 2 for u in sent}, 120, "every user learned one new record", alive=third.check
+        )
     finally:
         third.stop()
-    assert {k: UserState.decode(v).n_obs for k, v in read_table(tmp_path / "state-2", "users").items()} == \
-        {u.encode(): 2 for u in sent}
+    assert {k: UserState.decode(v).n_obs for k, v in read_table(tmp_path / "state-2", "users").items()} == {
+        u.encode(): 2 for u in sent
+    }
     feed.close()

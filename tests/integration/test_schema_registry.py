@@ -58,17 +58,24 @@ def _schema_ids(records: list[tuple[int, int, bytes | None, bytes]]) -> set[int]
 
 
 def test_scorer_and_allocator_agree_on_the_registry_s_ids(
-        kafka_settings: Settings, registry_url: str, topic_names: TopicNames, tmp_path: Path) -> None:
-    settings = Settings.from_env({**kafka_settings.to_env(), "BANDITLP_SCHEMA_REGISTRY_URL": registry_url,
-                                  "BANDITLP_TOPIC_PREFIX": topic_names.prefix})
+    kafka_settings: Settings, registry_url: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    settings = Settings.from_env(
+        {
+            **kafka_settings.to_env(),
+            "BANDITLP_SCHEMA_REGISTRY_URL": registry_url,
+            "BANDITLP_TOPIC_PREFIX": topic_names.prefix,
+        }
+    )
     names, connection, serde = settings.names, settings.connection, settings.serde()
     create_topics(connection, names, topic_specs(settings.partitions))
     publish_warm_start(connection, serde, names, WORLD, "email", n_batches=1, seed=0)
     env = {**os.environ, **settings.to_env(), "BANDITLP_STATE_DIR": str(tmp_path / "state")}
     (tmp_path / "logs").mkdir()
     workers = WorkerSet(tmp_path / "logs")
-    feed = SimulatorFeed(SimulatorConfig(names=names, world=WORLD, timeout_ms=60_000, decision_timeout_s=180.0),
-                         connection, serde)
+    feed = SimulatorFeed(
+        SimulatorConfig(names=names, world=WORLD, timeout_ms=60_000, decision_timeout_s=180.0), connection, serde
+    )
     try:
         workers.start("processors", ["worker", "processors"], env)
         workers.start("allocator", ["worker", "allocator"], env)
@@ -81,8 +88,13 @@ def test_scorer_and_allocator_agree_on_the_registry_s_ids(
     # every user was decided: the allocator read the scorer's records, the scorer the simulator's
     assert run.chosen.sum() > 0 and len(read_raw(connection, names("decisions"))) == WORLD.n_users, logs
     local = LocalSchemaRegistry()
-    for subject, writer in (("candidates", "simulator"), ("scores", "scorer"), ("decisions", "allocator"),
-                            ("allocation-reports", "allocator"), ("model-snapshots", "warm start")):
+    for subject, writer in (
+        ("candidates", "simulator"),
+        ("scores", "scorer"),
+        ("decisions", "allocator"),
+        ("allocation-reports", "allocator"),
+        ("model-snapshots", "warm start"),
+    ):
         ids = _schema_ids(read_raw(connection, names(subject)))
         assert ids == {_registry_id(registry_url, subject)}, (subject, writer, ids)
         assert local.current(subject)[0] not in ids  # not the local registry's id

@@ -21,8 +21,9 @@ def test_every_topic_round_trips_10k_records_byte_exactly(kafka_connection, proj
     serde = Settings().serde()
     registry = serde.registry
     rng = random.Random(7)
-    producer = clients.producer(kafka_connection, {"linger.ms": 5,
-                         "compression.type": "lz4", "enable.idempotence": True})
+    producer = clients.producer(
+        kafka_connection, {"linger.ms": 5, "compression.type": "lz4", "enable.idempotence": True}
+    )
     sent: dict[str, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
     for base in BASE_TOPICS:
         _, schema = registry.current(base)
@@ -41,9 +42,15 @@ def test_every_topic_round_trips_10k_records_byte_exactly(kafka_connection, proj
 
     partitions = {s.base: s.partitions for s in topic_specs(4)}
     for base in BASE_TOPICS:
-        consumer = clients.consumer(kafka_connection, {"group.id": f"rt-{names.prefix}{base}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                             "isolation.level": "read_committed"})
+        consumer = clients.consumer(
+            kafka_connection,
+            {
+                "group.id": f"rt-{names.prefix}{base}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
         consumer.assign([TopicPartition(names(base), p, 0) for p in range(partitions[base])])
         got = []
         idle = 0

@@ -12,21 +12,33 @@ from streams.errors import ConfigError
 from streams.kafka.connection import ConnectionConfig, Secret
 from streams.settings import Settings
 
-SASL_ENV = {"KAFKA_BOOTSTRAP_SERVERS": "b1:9093,b2:9093", "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
-            "KAFKA_SASL_MECHANISM": "scram-sha-512", "KAFKA_SASL_USERNAME": "svc",
-            "KAFKA_SASL_PASSWORD": "s3cret", "KAFKA_SSL_CA_FILE": "/etc/ca.pem",
-            "BANDITLP_SCHEMA_REGISTRY_URL": "http://registry:8081", "BANDITLP_TOPIC_PREFIX": "prod-",
-            "BANDITLP_PARTITIONS": "12"}
+SASL_ENV = {
+    "KAFKA_BOOTSTRAP_SERVERS": "b1:9093,b2:9093",
+    "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+    "KAFKA_SASL_MECHANISM": "scram-sha-512",
+    "KAFKA_SASL_USERNAME": "svc",
+    "KAFKA_SASL_PASSWORD": "s3cret",
+    "KAFKA_SSL_CA_FILE": "/etc/ca.pem",
+    "BANDITLP_SCHEMA_REGISTRY_URL": "http://registry:8081",
+    "BANDITLP_TOPIC_PREFIX": "prod-",
+    "BANDITLP_PARTITIONS": "12",
+}
 
 
 def test_the_environment_builds_the_connection_and_librdkafka_and_faust_get_the_same() -> None:
     s = Settings.from_env(SASL_ENV)
     c = s.connection
-    assert c == ConnectionConfig("b1:9093,b2:9093", "SASL_SSL", "SCRAM-SHA-512", "svc", Secret("s3cret"),
-                                 Path("/etc/ca.pem"))
-    assert c.librdkafka() == {"bootstrap.servers": "b1:9093,b2:9093", "security.protocol": "SASL_SSL",
-                              "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "svc", "sasl.password": "s3cret",
-                              "ssl.ca.location": "/etc/ca.pem"}
+    assert c == ConnectionConfig(
+        "b1:9093,b2:9093", "SASL_SSL", "SCRAM-SHA-512", "svc", Secret("s3cret"), Path("/etc/ca.pem")
+    )
+    assert c.librdkafka() == {
+        "bootstrap.servers": "b1:9093,b2:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
     pytest.importorskip("faust")
     import ssl
 
@@ -57,13 +69,16 @@ def test_the_password_never_shows() -> None:
         assert "s3cret" not in text
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "security protocol must be one of"),
-    ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "needs a SASL mechanism"),
-    ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN"}, "needs a SASL username"),
-    ({"BANDITLP_PARTITIONS": "four"}, "bad numeric setting"),
-    ({"BANDITLP_PARTITIONS": "0"}, "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "security protocol must be one of"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "needs a SASL mechanism"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN"}, "needs a SASL username"),
+        ({"BANDITLP_PARTITIONS": "four"}, "bad numeric setting"),
+        ({"BANDITLP_PARTITIONS": "0"}, "must be >= 1"),
+    ],
+)
 def test_bad_settings_are_a_config_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)

@@ -56,26 +56,49 @@ def candidates_values(draw: st.DrawFn, ragged: bool = False) -> dict:
     n = draw(st.integers(1, 6))
     d, k = draw(st.integers(0, 5)), draw(st.integers(0, 3))
     widths = [(draw(st.integers(0, 5)), k) if ragged else (d, k) for _ in range(n)]
-    return {"batch_id": draw(ids), "user_id": draw(ids), "created_at_ms": draw(longs), "user_cap": draw(caps),
-            "candidates": [{"item_id": draw(ids), "provider_id": draw(ids),
-                            "features": draw(st.lists(floats32, min_size=w, max_size=w)),
-                            "item_features": draw(st.lists(floats32, min_size=v, max_size=v))}
-                           for w, v in widths]}
+    return {
+        "batch_id": draw(ids),
+        "user_id": draw(ids),
+        "created_at_ms": draw(longs),
+        "user_cap": draw(caps),
+        "candidates": [
+            {
+                "item_id": draw(ids),
+                "provider_id": draw(ids),
+                "features": draw(st.lists(floats32, min_size=w, max_size=w)),
+                "item_features": draw(st.lists(floats32, min_size=v, max_size=v)),
+            }
+            for w, v in widths
+        ],
+    }
 
 
 @st.composite
 def scored_items(draw: st.DrawFn) -> ScoredItems:
     n = draw(st.integers(1, 6))
-    maps = [{key: np.array(draw(st.lists(doubles, min_size=n, max_size=n)))
-             for key in draw(st.lists(ids, max_size=4, unique=True))} for _ in range(3)]
+    maps = [
+        {
+            key: np.array(draw(st.lists(doubles, min_size=n, max_size=n)))
+            for key in draw(st.lists(ids, max_size=4, unique=True))
+        }
+        for _ in range(3)
+    ]
     return ScoredItems.from_maps(tuple(draw(ids) for _ in range(n)), tuple(draw(ids) for _ in range(n)), *maps)
 
 
 @st.composite
 def scores_values(draw: st.DrawFn) -> dict:
-    return {"batch_id": draw(ids), "user_id": draw(ids), "user_cap": draw(caps), "scored_at_ms": draw(longs),
-            "model_name": draw(ids), "model_version": draw(longs), "parameter_version": draw(ids),
-            "tau": draw(doubles), "items": draw(scored_items())}
+    return {
+        "batch_id": draw(ids),
+        "user_id": draw(ids),
+        "user_cap": draw(caps),
+        "scored_at_ms": draw(longs),
+        "model_name": draw(ids),
+        "model_version": draw(longs),
+        "parameter_version": draw(ids),
+        "tau": draw(doubles),
+        "items": draw(scored_items()),
+    }
 
 
 def test_the_codecs_implement_the_shipped_schemas_and_no_changed_one() -> None:
@@ -126,8 +149,10 @@ def test_split_encodes_each_record_as_its_own_items() -> None:
     rng = np.random.default_rng(0)
     sizes = [3, 1, 4]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    maps = [{k: rng.normal(size=offsets[-1]) for k in keys} for keys in
-            (("conversion", "reward"), ("conversion", "reward"), ("conversion",))]
+    maps = [
+        {k: rng.normal(size=offsets[-1]) for k in keys}
+        for keys in (("conversion", "reward"), ("conversion", "reward"), ("conversion",))
+    ]
     item_ids = [tuple(f"i{u}{j}" for j in range(n)) for u, n in enumerate(sizes)]
     provider_ids = [tuple(f"p{j}" for j in range(n)) for n in sizes]
     split = ScoredItems.split(item_ids, provider_ids, *maps, offsets)
@@ -139,13 +164,22 @@ def test_split_encodes_each_record_as_its_own_items() -> None:
 
 
 def test_scored_items_with_features_or_differing_keys_are_left_to_fastavro() -> None:
-    base = {"batch_id": "b", "user_id": "u", "user_cap": None, "scored_at_ms": 1, "model_name": "m",
-            "model_version": 1, "parameter_version": "default", "tau": 1.0}
-    item = {"item_id": "i1", "provider_id": "p1", "samples": {"reward": 0.5}, "means": {"reward": 0.4},
-            "stds": {}}
-    for items in ([{**item, "features": [1.0]}],
-                  [item, {**item, "item_id": "i2", "samples": {"conversion": 0.1}}],
-                  [item, {**item, "item_id": "i2", "means": {"reward": 0.4, "value": 2.0}}]):
+    base = {
+        "batch_id": "b",
+        "user_id": "u",
+        "user_cap": None,
+        "scored_at_ms": 1,
+        "model_name": "m",
+        "model_version": 1,
+        "parameter_version": "default",
+        "tau": 1.0,
+    }
+    item = {"item_id": "i1", "provider_id": "p1", "samples": {"reward": 0.5}, "means": {"reward": 0.4}, "stds": {}}
+    for items in (
+        [{**item, "features": [1.0]}],
+        [item, {**item, "item_id": "i2", "samples": {"conversion": 0.1}}],
+        [item, {**item, "item_id": "i2", "means": {"reward": 0.4, "value": 2.0}}],
+    ):
         data = wire("scores", fastavro_body("scores", {**base, "items": items}))
         decoded = FAST.decode("scores", data)
         assert not isinstance(decoded["items"], ScoredItems)
@@ -154,8 +188,13 @@ def test_scored_items_with_features_or_differing_keys_are_left_to_fastavro() -> 
 
 
 def test_changed_rows_are_what_gets_encoded() -> None:
-    value = {"batch_id": "b", "user_id": "u", "created_at_ms": 1, "user_cap": 2,
-             "candidates": [{"item_id": "i1", "provider_id": "p", "features": [1.0, 2.0], "item_features": []}]}
+    value = {
+        "batch_id": "b",
+        "user_id": "u",
+        "created_at_ms": 1,
+        "user_cap": 2,
+        "candidates": [{"item_id": "i1", "provider_id": "p", "features": [1.0, 2.0], "item_features": []}],
+    }
     decoded = FAST.decode("candidates", FAST.encode("candidates", value))
     decoded["candidates"][0]["features"][1] = 5.0
     value["candidates"][0]["features"][1] = 5.0
@@ -163,12 +202,21 @@ def test_changed_rows_are_what_gets_encoded() -> None:
 
 
 def test_values_that_do_not_fit_raise_the_same_error_as_fastavros() -> None:
-    good = {"batch_id": "b", "user_id": "u", "created_at_ms": 1, "user_cap": None,
-            "candidates": [{"item_id": "i1", "provider_id": "p", "features": [1.0]}]}
-    for bad in ({**good, "user_cap": 2**40}, {**good, "user_cap": True}, {**good, "created_at_ms": "x"},
-                {**good, "candidates": [{"item_id": 3, "provider_id": "p", "features": [1.0]}]},
-                {**good, "candidates": [{"item_id": "i", "provider_id": "p", "features": ["x"]}]},
-                {k: v for k, v in good.items() if k != "user_id"}):
+    good = {
+        "batch_id": "b",
+        "user_id": "u",
+        "created_at_ms": 1,
+        "user_cap": None,
+        "candidates": [{"item_id": "i1", "provider_id": "p", "features": [1.0]}],
+    }
+    for bad in (
+        {**good, "user_cap": 2**40},
+        {**good, "user_cap": True},
+        {**good, "created_at_ms": "x"},
+        {**good, "candidates": [{"item_id": 3, "provider_id": "p", "features": [1.0]}]},
+        {**good, "candidates": [{"item_id": "i", "provider_id": "p", "features": ["x"]}]},
+        {k: v for k, v in good.items() if k != "user_id"},
+    ):
         with pytest.raises(Exception) as fast:
             FAST.encode("candidates", bad)
         with pytest.raises(Exception) as ref:
@@ -198,7 +246,7 @@ def test_damaged_bytes_decode_as_fastavro_decodes_them(data: st.DataObject) -> N
         at = data.draw(st.integers(5, len(raw) - 1))
         raw[at] = data.draw(st.integers(0, 255))
     elif action == "truncate":
-        raw = raw[:data.draw(st.integers(5, len(raw) - 1))]
+        raw = raw[: data.draw(st.integers(5, len(raw) - 1))]
     else:
         raw += data.draw(st.binary(min_size=1, max_size=8))
     assert decode_outcome(FAST, subject, bytes(raw)) == decode_outcome(REFERENCE, subject, bytes(raw))
@@ -207,13 +255,28 @@ def test_damaged_bytes_decode_as_fastavro_decodes_them(data: st.DataObject) -> N
 def test_scores_after_a_record_of_another_layout_decode_as_fastavro_decodes_them() -> None:
     """The decoder tries the last record's map keys first: a record with other keys (of the
     same encoded width too) or damaged bytes must still decode as fastavro decodes them."""
-    base = {"batch_id": "b", "user_id": "u", "user_cap": None, "scored_at_ms": 1, "model_name": "m",
-            "model_version": 1, "parameter_version": "default", "tau": 1.0}
+    base = {
+        "batch_id": "b",
+        "user_id": "u",
+        "user_cap": None,
+        "scored_at_ms": 1,
+        "model_name": "m",
+        "model_version": 1,
+        "parameter_version": "default",
+        "tau": 1.0,
+    }
 
     def record(keys: tuple[str, ...], n: int = 3) -> bytes:
         maps = {k: np.arange(n, dtype=np.float64) + i for i, k in enumerate(keys)}
-        return FAST.encode("scores", {**base, "items": ScoredItems.from_maps(
-            tuple(f"i{j}" for j in range(n)), tuple(f"p{j}" for j in range(n)), maps, maps, {})})
+        return FAST.encode(
+            "scores",
+            {
+                **base,
+                "items": ScoredItems.from_maps(
+                    tuple(f"i{j}" for j in range(n)), tuple(f"p{j}" for j in range(n)), maps, maps, {}
+                ),
+            },
+        )
 
     ab, cd, longer = record(("ab", "xy")), record(("cd", "xy")), record(("conversion", "reward", "value"))
     for data in (ab, cd, ab, longer, ab[:-3], cd, ab + b"\x00", longer, cd[:40], ab):

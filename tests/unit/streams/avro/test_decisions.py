@@ -43,18 +43,25 @@ def batches(draw: st.DrawFn) -> DecisionColumns:
     models = draw(st.lists(st.tuples(ids, st.integers(-(2**63), 2**63 - 1), ids), min_size=1, max_size=2))
     picks = draw(st.lists(st.integers(0, len(models) - 1), min_size=n, max_size=n))
     return DecisionColumns(
-        batch_id=draw(ids), user_ids=draw(st.lists(ids, min_size=n, max_size=n, unique=True)), starts=starts,
+        batch_id=draw(ids),
+        user_ids=draw(st.lists(ids, min_size=n, max_size=n, unique=True)),
+        starts=starts,
         item=np.array(draw(st.lists(st.integers(0, len(item_names) - 1), min_size=e, max_size=e)), dtype=np.int64),
         item_names=item_names,
-        provider=np.array(draw(st.lists(st.integers(0, len(provider_names) - 1), min_size=e, max_size=e)),
-                          dtype=np.int64),
+        provider=np.array(
+            draw(st.lists(st.integers(0, len(provider_names) - 1), min_size=e, max_size=e)), dtype=np.int64
+        ),
         provider_names=provider_names,
         x=np.array(draw(st.lists(doubles, min_size=e, max_size=e)), dtype=np.float64),
         chosen=np.array(draw(st.lists(st.booleans(), min_size=e, max_size=e)), dtype=bool),
         propensity=np.array(draw(st.lists(doubles, min_size=e, max_size=e)), dtype=np.float64),
-        model_names=[models[p][0] for p in picks], model_versions=[models[p][1] for p in picks],
-        parameter_versions=[models[p][2] for p in picks], solver=draw(ids), rounding=draw(ids),
-        decided_at_ms=draw(st.integers(-(2**63), 2**63 - 1)))
+        model_names=[models[p][0] for p in picks],
+        model_versions=[models[p][1] for p in picks],
+        parameter_versions=[models[p][2] for p in picks],
+        solver=draw(ids),
+        rounding=draw(ids),
+        decided_at_ms=draw(st.integers(-(2**63), 2**63 - 1)),
+    )
 
 
 def test_the_encoder_implements_the_shipped_schema_and_no_changed_one() -> None:
@@ -75,20 +82,40 @@ def test_a_batch_encodes_to_fastavros_bytes_record_by_record(columns: DecisionCo
 
 def test_rows_are_the_decisions_the_worker_published() -> None:
     columns = DecisionColumns(
-        batch_id="b7", user_ids=["u1", "u2", "u3"], starts=np.array([0, 3, 3, 5]),
-        item=np.array([2, 0, 1, 0, 2]), item_names=["i0", "i1", "i2"], provider=np.array([1, 0, 0, 0, 1]),
-        provider_names=["p0", "p1"], x=np.array([0.25, 0.0, 0.75, 1.0, 0.0]),
-        chosen=np.array([True, False, True, True, False]), propensity=np.array([0.25, 0.0, 0.75, 1.0, 0.0]),
-        model_names=["m", "m", "n"], model_versions=[3, 3, 1], parameter_versions=["default", "default", "a"],
-        solver="dual", rounding="sample", decided_at_ms=1_700_000_000_000)
+        batch_id="b7",
+        user_ids=["u1", "u2", "u3"],
+        starts=np.array([0, 3, 3, 5]),
+        item=np.array([2, 0, 1, 0, 2]),
+        item_names=["i0", "i1", "i2"],
+        provider=np.array([1, 0, 0, 0, 1]),
+        provider_names=["p0", "p1"],
+        x=np.array([0.25, 0.0, 0.75, 1.0, 0.0]),
+        chosen=np.array([True, False, True, True, False]),
+        propensity=np.array([0.25, 0.0, 0.75, 1.0, 0.0]),
+        model_names=["m", "m", "n"],
+        model_versions=[3, 3, 1],
+        parameter_versions=["default", "default", "a"],
+        solver="dual",
+        rounding="sample",
+        decided_at_ms=1_700_000_000_000,
+    )
     rows = list(columns.rows())
     assert rows[0] == {
-        "decision_id": "b7/u1", "batch_id": "b7", "user_id": "u1",
-        "chosen": [{"item_id": "i2", "provider_id": "p1", "propensity": 0.25},
-                   {"item_id": "i1", "provider_id": "p0", "propensity": 0.75}],
+        "decision_id": "b7/u1",
+        "batch_id": "b7",
+        "user_id": "u1",
+        "chosen": [
+            {"item_id": "i2", "provider_id": "p1", "propensity": 0.25},
+            {"item_id": "i1", "provider_id": "p0", "propensity": 0.75},
+        ],
         "allocation": [{"item_id": "i2", "x": 0.25}, {"item_id": "i0", "x": 0.0}, {"item_id": "i1", "x": 0.75}],
-        "model_name": "m", "model_version": 3, "parameter_version": "default", "solver": "dual",
-        "rounding": "sample", "decided_at_ms": 1_700_000_000_000}
+        "model_name": "m",
+        "model_version": 3,
+        "parameter_version": "default",
+        "solver": "dual",
+        "rounding": "sample",
+        "decided_at_ms": 1_700_000_000_000,
+    }
     assert rows[1]["chosen"] == rows[1]["allocation"] == []
     assert rows[2]["chosen"] == [{"item_id": "i0", "provider_id": "p0", "propensity": 1.0}]
     assert (rows[2]["model_name"], rows[2]["model_version"], rows[2]["parameter_version"]) == ("n", 1, "a")
@@ -96,10 +123,24 @@ def test_rows_are_the_decisions_the_worker_published() -> None:
 
 
 def test_values_of_unexpected_types_are_left_to_fastavro() -> None:
-    base = dict(batch_id="b", user_ids=["u"], starts=np.array([0, 1]), item=np.array([0]), item_names=["i"],
-                provider=np.array([0]), provider_names=["p"], x=np.array([0.5]), chosen=np.array([True]),
-                propensity=np.array([0.5]), model_names=["m"], model_versions=[1], parameter_versions=["default"],
-                solver="dual", rounding="sample", decided_at_ms=1)
+    base = dict(
+        batch_id="b",
+        user_ids=["u"],
+        starts=np.array([0, 1]),
+        item=np.array([0]),
+        item_names=["i"],
+        provider=np.array([0]),
+        provider_names=["p"],
+        x=np.array([0.5]),
+        chosen=np.array([True]),
+        propensity=np.array([0.5]),
+        model_names=["m"],
+        model_versions=[1],
+        parameter_versions=["default"],
+        solver="dual",
+        rounding="sample",
+        decided_at_ms=1,
+    )
     # a numpy integer version: fastavro writes it as a long
     columns = DecisionColumns(**{**base, "model_versions": [np.int64(4)]})
     assert decision_columns.encode(columns) is None

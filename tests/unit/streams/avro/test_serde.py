@@ -62,8 +62,16 @@ def test_schema_ids_are_deterministic_and_distinct() -> None:
 
 def test_record_written_with_older_schema_reads_with_defaults() -> None:
     old = fastavro.parse_schema(json.loads((SCHEMA_DIR / "history" / "feedback.v1.avsc").read_text()))
-    record = {"decision_id": "b1/u1", "batch_id": "b1", "user_id": "u1", "item_id": "i3",
-              "converted": True, "unsubscribed": False, "value": 12.5, "observed_at_ms": 1700000000000}
+    record = {
+        "decision_id": "b1/u1",
+        "batch_id": "b1",
+        "user_id": "u1",
+        "item_id": "i3",
+        "converted": True,
+        "unsubscribed": False,
+        "value": 12.5,
+        "observed_at_ms": 1700000000000,
+    }
     buf = io.BytesIO()
     buf.write(struct.pack(">bI", 0, schema_id_of(old)))
     fastavro.schemaless_writer(buf, old, record)
@@ -74,7 +82,7 @@ def test_record_written_with_older_schema_reads_with_defaults() -> None:
 BAD_BYTES = [
     (b"", "shorter than the 5-byte header"),
     (b"\x00\x00", "shorter than the 5-byte header"),
-    (b"{\"json\": true}", "not Confluent wire format"),
+    (b'{"json": true}', "not Confluent wire format"),
     (b"\x00\x7f\xff\xff\xfe" + b"\x02ab", "unknown schema id"),
     (None, "tombstone"),
 ]

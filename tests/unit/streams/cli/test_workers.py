@@ -12,9 +12,15 @@ from streams.avro.registry import ConfluentSchemaRegistry
 from streams.cli.app import app
 from streams.kafka.connection import ConnectionConfig, Secret
 
-ENV = {"KAFKA_BOOTSTRAP_SERVERS": "b1:9093", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "PLAIN",
-       "KAFKA_SASL_USERNAME": "svc", "KAFKA_SASL_PASSWORD": "s3cret",
-       "BANDITLP_SCHEMA_REGISTRY_URL": "http://registry.example:8081", "BANDITLP_TOPIC_PREFIX": "prod-"}
+ENV = {
+    "KAFKA_BOOTSTRAP_SERVERS": "b1:9093",
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "PLAIN",
+    "KAFKA_SASL_USERNAME": "svc",
+    "KAFKA_SASL_PASSWORD": "s3cret",
+    "BANDITLP_SCHEMA_REGISTRY_URL": "http://registry.example:8081",
+    "BANDITLP_TOPIC_PREFIX": "prod-",
+}
 EXPECTED = ConnectionConfig("b1:9093", "SASL_SSL", "PLAIN", "svc", Secret("s3cret"))
 
 
@@ -26,13 +32,21 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any, ConnectionCon
     import streams.train.trainer
 
     seen: list[tuple[str, Any, ConnectionConfig, Any]] = []
-    monkeypatch.setattr(streams.processors.app, "run_worker",
-                        lambda cfg, connection, serde, loglevel="info": seen.append(("processors", cfg, connection, serde)))
-    monkeypatch.setattr(streams.decide.worker, "run_allocator",
-                        lambda cfg, connection, serde, max_seconds=None: seen.append(("allocator", cfg, connection,
-                                                                                      serde)) or 0)
-    monkeypatch.setattr(streams.train.trainer, "run_trainer",
-                        lambda cfg, connection, serde: seen.append(("trainer", cfg, connection, serde)))
+    monkeypatch.setattr(
+        streams.processors.app,
+        "run_worker",
+        lambda cfg, connection, serde, loglevel="info": seen.append(("processors", cfg, connection, serde)),
+    )
+    monkeypatch.setattr(
+        streams.decide.worker,
+        "run_allocator",
+        lambda cfg, connection, serde, max_seconds=None: seen.append(("allocator", cfg, connection, serde)) or 0,
+    )
+    monkeypatch.setattr(
+        streams.train.trainer,
+        "run_trainer",
+        lambda cfg, connection, serde: seen.append(("trainer", cfg, connection, serde)),
+    )
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
     return seen
@@ -44,14 +58,31 @@ def test_every_worker_reads_the_registry_and_security_from_one_settings_object(c
     assert result.exit_code == 0, result.output
     ((name, cfg, connection, serde),) = calls
     assert name == worker and connection == EXPECTED
-    assert isinstance(serde.registry, ConfluentSchemaRegistry) and serde.registry.url == ENV["BANDITLP_SCHEMA_REGISTRY_URL"]
+    assert (
+        isinstance(serde.registry, ConfluentSchemaRegistry)
+        and serde.registry.url == ENV["BANDITLP_SCHEMA_REGISTRY_URL"]
+    )
     names = cfg.topics if worker == "allocator" else cfg.names
     assert names.prefix == "prod-"
 
 
 def test_flags_before_the_command_override_the_environment(calls: list) -> None:
-    result = CliRunner().invoke(app, ["--bootstrap", "b2:9093", "--sasl-username", "other", "--prefix", "x-",
-                                      "worker", "allocator", "--solver", "dual"], env=ENV)
+    result = CliRunner().invoke(
+        app,
+        [
+            "--bootstrap",
+            "b2:9093",
+            "--sasl-username",
+            "other",
+            "--prefix",
+            "x-",
+            "worker",
+            "allocator",
+            "--solver",
+            "dual",
+        ],
+        env=ENV,
+    )
     assert result.exit_code == 0, result.output
     ((_, cfg, connection, _),) = calls
     assert connection.bootstrap_servers == "b2:9093" and connection.sasl_username == "other"

@@ -15,8 +15,10 @@ from tests.factories import scores_record as scores
 
 def test_batch_lp_flattens_users_in_sorted_order_with_provider_mapping() -> None:
     c = control(providers=(ProviderSpec("p9", 1.0, float("inf")), ProviderSpec("p1", 0.0, 2.0)))
-    recs = {"u2": scores("u2", n=2, providers=("p1", "p0"), cap=None),
-            "u1": scores("u1", n=3, providers=("p0", "p9", "p1"), cap=2)}
+    recs = {
+        "u2": scores("u2", n=2, providers=("p1", "p0"), cap=None),
+        "u1": scores("u1", n=3, providers=("p0", "p9", "p1"), cap=2),
+    }
     lp = BatchLP.build(c, recs)
     assert lp.user_ids == ["u1", "u2"]
     np.testing.assert_array_equal(lp.starts, [0, 3, 5])
@@ -51,16 +53,27 @@ def test_rounding_seeded_by_batch_id_reproduces_the_same_decisions() -> None:
     c, recs = control(expected=40), {f"u{u:02d}": scores(f"u{u:02d}", n=5, seed=u, cap=2) for u in range(40)}
     problem = BatchLP.build(c, recs).to_problem()
     x = np.full(problem.n_pairs, 0.3)  # 1.5 expected items per user: every user draws
-    draw = lambda b: round_allocation(problem, x, mode="sample", rng=np.random.default_rng(batch_seed(0, b))).pairs
+
+    def draw(b: str) -> np.ndarray:
+        return round_allocation(problem, x, mode="sample", rng=np.random.default_rng(batch_seed(0, b))).pairs
+
     np.testing.assert_array_equal(draw("batch-7"), draw("batch-7"))
     assert not np.array_equal(draw("batch-7"), draw("batch-8"))
     assert batch_seed(0, "batch-7") == batch_seed(0, "batch-7") != batch_seed(1, "batch-7")
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.lists(st.tuples(st.sampled_from(["i0", "i10", "i2", "é", "z", ""]),
-                                   st.sampled_from(["p0", "p1", "p10", "q"])), min_size=1, max_size=4),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["i0", "i10", "i2", "é", "z", ""]), st.sampled_from(["p0", "p1", "p10", "q"])),
+            min_size=1,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_batch_lp_indices_are_np_uniques(pairs: list[list[tuple[str, str]]]) -> None:
     """Items and the unconstrained providers are indexed in sorted order, as np.unique did."""
     c = control(providers=(ProviderSpec("p1", 0.0, 5.0),))
@@ -68,9 +81,18 @@ def test_batch_lp_indices_are_np_uniques(pairs: list[list[tuple[str, str]]]) -> 
     for u, user_pairs in enumerate(pairs):
         n = len(user_pairs)
         base = scores(f"u{u}", n=n)
-        recs[f"u{u}"] = ScoresRecord(base.batch_id, base.user_id, base.user_cap, "m", 1, "default",
-                                     tuple(i for i, _ in user_pairs), tuple(p for _, p in user_pairs),
-                                     base.samples, base.means)
+        recs[f"u{u}"] = ScoresRecord(
+            base.batch_id,
+            base.user_id,
+            base.user_cap,
+            "m",
+            1,
+            "default",
+            tuple(i for i, _ in user_pairs),
+            tuple(p for _, p in user_pairs),
+            base.samples,
+            base.means,
+        )
     lp = BatchLP.build(c, recs)
     flat = [pair for u in sorted(recs) for pair in zip(recs[u].item_ids, recs[u].provider_ids)]
     names, inverse = np.unique(np.array([i for i, _ in flat]), return_inverse=True)

@@ -14,12 +14,16 @@ from tests.factories import control_record as control
 from tests.factories import scores_record as scores
 
 
-def _batch(n_users: int, seed: int, providers: tuple[ProviderSpec, ...],
-           limit: float) -> tuple[BatchControlRecord, dict[str, ScoresRecord]]:
+def _batch(
+    n_users: int, seed: int, providers: tuple[ProviderSpec, ...], limit: float
+) -> tuple[BatchControlRecord, dict[str, ScoresRecord]]:
     c = control(expected=n_users, budgets=(BudgetSpec("unsubs", "unsubscription", limit),), providers=providers)
-    recs = {f"u{u:03d}": scores(f"u{u:03d}", n=6, seed=seed * 1000 + u, cap=1 + u % 2,
-                                providers=tuple(f"p{(u + j) % 4}" for j in range(6)))
-            for u in range(n_users)}
+    recs = {
+        f"u{u:03d}": scores(
+            f"u{u:03d}", n=6, seed=seed * 1000 + u, cap=1 + u % 2, providers=tuple(f"p{(u + j) % 4}" for j in range(6))
+        )
+        for u in range(n_users)
+    }
     return c, recs
 
 
@@ -38,9 +42,10 @@ def test_solve_batch_returns_a_feasible_optimal_allocation() -> None:
 
 
 def test_a_dual_solution_out_of_tolerance_falls_back_to_highs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the dual solver first (``solver="dual"``, as above the auto threshold), an x it returns that breaks a constraint
-    by more than the tolerance is never published: HiGHS re-solves. (The dual solver itself is
-    the allocator's to test; a stand-in returning an over-budget x drives the fallback here.)"""
+    """With the dual solver first (``solver="dual"``, as above the auto threshold), an x it
+    returns that breaks a constraint by more than the tolerance is never published: HiGHS
+    re-solves. (The dual solver itself is the allocator's to test; a stand-in returning an
+    over-budget x drives the fallback here.)"""
     from allocator.highs import solve_highs
 
     calls: list[str] = []
@@ -108,8 +113,9 @@ def test_the_next_batch_starts_from_the_last_batchs_duals_by_name() -> None:
     assert first.solver == "dual" and first.budget_dual[0] > 0  # the budget binds: a price to carry over
     assert memory.budget == {"unsubs": pytest.approx(float(first.budget_dual[0]))}
 
-    c2, recs2 = _batch(80, 2, (ProviderSpec("p2", 12.0, float("inf")), ProviderSpec("p1", 25.0, float("inf"))),
-                       limit=8.0)
+    c2, recs2 = _batch(
+        80, 2, (ProviderSpec("p2", 12.0, float("inf")), ProviderSpec("p1", 25.0, float("inf"))), limit=8.0
+    )
     lp2 = BatchLP.build(c2, recs2)
     budget_start, provider_start = memory.start_for(lp2)
     assert budget_start.tolist() == [pytest.approx(float(first.budget_dual[0]))]

@@ -13,7 +13,9 @@ from tests.factories import scores_record as scores
 def test_scores_for_a_decided_batch_are_a_replay_if_the_user_was_decided_else_late() -> None:
     """A scorer re-scores after its rebalance (at-least-once): a decided user's second scores
     record is skipped; a user the batch never saw is late and goes to dead-letters."""
-    worker = AllocatorWorker(AllocatorWorkerConfig.for_prefix("t-"), ConnectionConfig("127.0.0.1:1"), Settings().serde())
+    worker = AllocatorWorker(
+        AllocatorWorkerConfig.for_prefix("t-"), ConnectionConfig("127.0.0.1:1"), Settings().serde()
+    )
     worker.decided.add("b1")
     worker.decided_users["b1"] = frozenset({"u1", "u2"})
     worker._on_scores(scores("u1"), raw(10))

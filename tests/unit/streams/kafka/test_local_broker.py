@@ -1,4 +1,5 @@
 """The local broker's pure helpers (no JVM): the KRaft cluster id."""
+
 from __future__ import annotations
 
 import base64

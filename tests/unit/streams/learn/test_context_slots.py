@@ -42,11 +42,14 @@ def find(index: ContextIndex, stores: Stores, user: str, batch: str, partition: 
 
 
 # an op: score (partition, user, batch), learn (look up partition, user, batch), or lose the index
-ops = st.lists(st.one_of(
-    st.tuples(st.just("score"), st.integers(0, 2), st.integers(0, 3), st.integers(0, 12)),
-    st.tuples(st.just("find"), st.integers(0, 2), st.integers(0, 3), st.integers(0, 12)),
-    st.tuples(st.just("restart"), st.just(0), st.just(0), st.just(0)),
-), max_size=120)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("score"), st.integers(0, 2), st.integers(0, 3), st.integers(0, 12)),
+        st.tuples(st.just("find"), st.integers(0, 2), st.integers(0, 3), st.integers(0, 12)),
+        st.tuples(st.just("restart"), st.just(0), st.just(0), st.just(0)),
+    ),
+    max_size=120,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,7 +4,8 @@ input partitions to their committed offsets, and only once the flow is open agai
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from streams.processors.recovery import StallWatch, reseek_after_rebalance
 
@@ -30,7 +31,7 @@ class Signal:
 
 
 class Consumer:
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: App) -> None:
         self.app, self.seeks = app, []
 
     async def perform_seek(self) -> None:
@@ -90,7 +91,7 @@ class TP:
 
 
 class WatchedConsumer(Consumer):
-    def __init__(self, app: "App", tps: list[TP]) -> None:
+    def __init__(self, app: App, tps: list[TP]) -> None:
         super().__init__(app)
         self.tps = tps
         self._committed_offset: dict[TP, int | None] = {}

@@ -42,8 +42,13 @@ def model() -> ScoringModel:
     return ScoringModel.from_snapshot("email", 3, m.to_bytes(name="email", version=3))
 
 
-def three_calls(model: ScoringModel, X: np.ndarray, tau: float, rng: np.random.Generator,
-                effect: tuple[np.ndarray, np.ndarray] | None) -> dict[str, dict[str, np.ndarray]]:
+def three_calls(
+    model: ScoringModel,
+    X: np.ndarray,
+    tau: float,
+    rng: np.random.Generator,
+    effect: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, dict[str, np.ndarray]]:
     """ScoringModel.score done the slow way: sample_scores, mean_scores and predictive_std separately."""
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     nt = model.model
@@ -81,8 +86,10 @@ def candidates_value(u: int, n: int, rng: np.random.Generator, **changes: object
 
 def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringModel) -> None:
     rng = np.random.default_rng(2)
-    records = [CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(
-        u, n, rng)))) for u, n in enumerate([5, 1, 8, 3])]
+    records = [
+        CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(u, n, rng))))
+        for u, n in enumerate([5, 1, 8, 3])
+    ]
     A, b = RandomEffectConfig(K, 25.0).prior()
     b = b + 0.3  # a user with some feedback, so the effect is not zero
 
@@ -90,8 +97,14 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
         return UserState(A, b, np.zeros(0, "<u8"), 0)
 
     index = ContextIndex(8, {}.get)
-    scored = score_records(records, user_state, model, 1.0, np.random.default_rng(9),
-                           lambda i: index.claim(0, records[i].user_id, records[i].batch_id))
+    scored = score_records(
+        records,
+        user_state,
+        model,
+        1.0,
+        np.random.default_rng(9),
+        lambda i: index.claim(0, records[i].user_id, records[i].batch_id),
+    )
     assert scored.n_pairs == 17
     for rec, (key, context) in zip(records, scored.contexts):
         arrays, meta = unpack(context)
@@ -101,9 +114,19 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
         items = value["items"]
         assert items.item_ids == rec.item_ids and items.provider_ids == rec.provider_ids
         # The reference: a dict per item with one float per outcome in each map, written by fastavro.
-        old = {**value, "items": [{"item_id": it["item_id"], "provider_id": it["provider_id"],
-                                   "samples": dict(it["samples"]), "means": dict(it["means"]),
-                                   "stds": dict(it["stds"])} for it in items.rows()]}
+        old = {
+            **value,
+            "items": [
+                {
+                    "item_id": it["item_id"],
+                    "provider_id": it["provider_id"],
+                    "samples": dict(it["samples"]),
+                    "means": dict(it["means"]),
+                    "stds": dict(it["stds"]),
+                }
+                for it in items.rows()
+            ],
+        }
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, FAST.registry.current("scores")[1], old)
         data = FAST.encode("scores", {**value, "items": items})
@@ -117,14 +140,17 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
             np.testing.assert_array_equal(back.means[k], ref.means[k])
 
 
-@pytest.mark.parametrize(("changes", "match"), [
-    ({}, None),
-    ({"user_cap": -1}, "negative"),
-    ({"candidates": "duplicate"}, "duplicate item_id"),
-    ({"candidates": "nan"}, "NaN"),
-    ({"candidates": "no-features"}, "features are empty"),
-    ({"candidates": "too-many"}, "exceed the limit"),
-])
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({}, None),
+        ({"user_cap": -1}, "negative"),
+        ({"candidates": "duplicate"}, "duplicate item_id"),
+        ({"candidates": "nan"}, "NaN"),
+        ({"candidates": "no-features"}, "features are empty"),
+        ({"candidates": "too-many"}, "exceed the limit"),
+    ],
+)
 def test_candidates_from_columns_as_from_dicts(changes: dict, match: str | None) -> None:
     value = candidates_value(4, 6, np.random.default_rng(3))
     cands = value["candidates"]
@@ -149,8 +175,13 @@ def test_candidates_from_columns_as_from_dicts(changes: dict, match: str | None)
     if match is not None:
         assert isinstance(fast, str) and match in fast and fast == ref
         return
-    assert (fast.batch_id, fast.user_id, fast.user_cap, fast.item_ids, fast.provider_ids) == \
-           (ref.batch_id, ref.user_id, ref.user_cap, ref.item_ids, ref.provider_ids)
+    assert (fast.batch_id, fast.user_id, fast.user_cap, fast.item_ids, fast.provider_ids) == (
+        ref.batch_id,
+        ref.user_id,
+        ref.user_cap,
+        ref.item_ids,
+        ref.provider_ids,
+    )
     for name in ("features", "item_features"):
         got, want = getattr(fast, name), getattr(ref, name)
         assert got.dtype == want.dtype == np.float32 and got.flags.c_contiguous
@@ -161,8 +192,14 @@ def test_scores_with_a_nan_sample_are_rejected_from_columns_as_from_dicts(model:
     rng = np.random.default_rng(4)
     rec = CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(1, 4, rng))))
     index = ContextIndex(8, {}.get)
-    value = score_records([rec], lambda i, k: UserState.prior(k, 25.0), model, 1.0, rng,
-                          lambda i: index.claim(0, rec.user_id, rec.batch_id)).values[0]
+    value = score_records(
+        [rec],
+        lambda i, k: UserState.prior(k, 25.0),
+        model,
+        1.0,
+        rng,
+        lambda i: index.claim(0, rec.user_id, rec.batch_id),
+    ).values[0]
     items = value["items"]
     with pytest.raises(ValueError, match="read-only"):
         items.values[2, 1] = np.nan

@@ -13,8 +13,11 @@ from streams.score.publisher import ScorePublisher
 
 def test_records_kafka_never_acknowledges_raise_delivery_error() -> None:
     # nothing listens on port 1: librdkafka retries until message.timeout.ms, then fails each record
-    publisher = ScorePublisher(ConnectionConfig("127.0.0.1:1"), "scores", {"message.timeout.ms": 300, "enable.idempotence": False,
-                                                             "log_level": 0})
+    publisher = ScorePublisher(
+        ConnectionConfig("127.0.0.1:1"),
+        "scores",
+        {"message.timeout.ms": 300, "enable.idempotence": False, "log_level": 0},
+    )
     for i in range(3):
         publisher.publish(b"batch", f"record {i}".encode())
     with pytest.raises(DeliveryError, match="3 scores records failed"):

@@ -1,4 +1,5 @@
 """The simulator feed's reading of the scores it measures exploration on (no broker)."""
+
 from __future__ import annotations
 
 import math
@@ -11,10 +12,25 @@ from streams.simulate.feed import _conversion_stds
 
 
 def _scores(stds: list[dict[str, float]]) -> dict:
-    return {"batch_id": "b", "user_id": "u1", "user_cap": 1, "scored_at_ms": 0, "model_name": "m",
-            "model_version": 1, "tau": 1.0,
-            "items": [{"item_id": f"i{j}", "provider_id": "p0", "samples": {"conversion": 0.1},
-                       "means": {"conversion": 0.1}, "stds": s} for j, s in enumerate(stds)]}
+    return {
+        "batch_id": "b",
+        "user_id": "u1",
+        "user_cap": 1,
+        "scored_at_ms": 0,
+        "model_name": "m",
+        "model_version": 1,
+        "tau": 1.0,
+        "items": [
+            {
+                "item_id": f"i{j}",
+                "provider_id": "p0",
+                "samples": {"conversion": 0.1},
+                "means": {"conversion": 0.1},
+                "stds": s,
+            }
+            for j, s in enumerate(stds)
+        ],
+    }
 
 
 def test_conversion_stds_from_the_serdes_columns_and_from_plain_dicts_agree() -> None:
