@@ -90,13 +90,15 @@ def topic_names(request: pytest.FixtureRequest) -> Iterator[object]:
     from streams.kafka.topics import TopicNames
 
     names = TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}-")
+    uses_broker = any(f in request.fixturenames for f in ("kafka_bootstrap", "kafka_settings", "kafka_connection"))
+    connection = request.getfixturevalue("kafka_connection") if uses_broker else None
     yield names
-    if "kafka_bootstrap" in request.fixturenames or "kafka_connection" in request.fixturenames:
+    if connection is not None:
         from streams.errors import BrokerError
         from streams.kafka.topics import delete_topics
 
         try:
-            delete_topics(request.getfixturevalue("kafka_connection"), names.prefix)
+            delete_topics(connection, names.prefix)
         except BrokerError as exc:  # a leftover topic costs disk, not correctness
             warnings.warn(f"could not delete the test's topics: {exc}", stacklevel=1)
 
