@@ -40,19 +40,6 @@ def test_every_topic_has_a_schema_with_docs_on_every_field() -> None:
             assert f.get("doc"), f"{subject}: field {f['name']} has no doc"
 
 
-@pytest.mark.parametrize("subject", BASE_TOPICS)
-def test_wire_format_is_magic_id_body(subject: str) -> None:
-    sid, schema = SERDE.registry.current(subject)
-    record = fastavro.utils.generate_one(schema)
-    data = SERDE.encode(subject, record)
-    assert data[0] == 0
-    assert struct.unpack(">I", data[1:5])[0] == sid
-    body = io.BytesIO()
-    fastavro.schemaless_writer(body, schema, record)  # independent encoding of the body
-    assert data[5:] == body.getvalue()
-    assert SERDE.encode(subject, SERDE.decode(subject, data)) == data
-
-
 def test_schema_ids_are_deterministic_and_distinct() -> None:
     again = LocalSchemaRegistry()
     ids = {s: SERDE.registry.current(s)[0] for s in SERDE.registry.subjects}

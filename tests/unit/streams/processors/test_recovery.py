@@ -30,7 +30,7 @@ class Signal:
             await fn(self)
 
 
-class Consumer:
+class ConsumerDouble:
     def __init__(self, app: App) -> None:
         self.app, self.seeks = app, []
 
@@ -45,7 +45,7 @@ class App:
         self.rebalancing = True
         self.flow_control = FlowControl()
         self.on_rebalance_complete = Signal()
-        self.consumer = Consumer(self)
+        self.consumer = ConsumerDouble(self)
 
 
 def test_the_seek_waits_for_the_rebalance_to_end_and_the_flow_to_open() -> None:
@@ -90,7 +90,7 @@ class TP:
         self.topic, self.partition = topic, partition
 
 
-class WatchedConsumer(Consumer):
+class WatchedConsumer(ConsumerDouble):
     def __init__(self, app: App, tps: list[TP]) -> None:
         super().__init__(app)
         self.tps = tps
