@@ -39,7 +39,7 @@ class Columns(Sequence):
             self._rows = self._build_rows()
         return self._rows
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
+    def __getitem__(self, index):  # Sequence's overloaded signature
         return self.rows()[index]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

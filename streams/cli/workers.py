@@ -108,7 +108,7 @@ def allocator(
         cfg = AllocatorWorkerConfig.for_prefix(
             s.topic_prefix,
             solver=solver,
-            rounding=rounding,
+            rounding=rounding,  # validated by AllocatorWorkerConfig
             seed=seed,
             unknown_batch_timeout_s=unknown_batch_timeout_s,
             open_timeout_s=open_timeout_s,

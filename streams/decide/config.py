@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from streams.kafka.topics import TopicNames
 
@@ -43,7 +43,7 @@ class AllocatorWorkerConfig:
     group_id: str
     transactional_id: str
     solver: str = "auto"
-    rounding: str = "sample"
+    rounding: Literal["sample", "top"] = "sample"
     seed: int = 0
     poll_timeout_s: float = 0.2
     dead_letter_flush_s: float = 1.0

@@ -57,7 +57,7 @@ def decide_batch(
         if problem is not None:
             # Seeded by (seed, batch_id): a batch re-decided after a crash draws the same U_u.
             rng = np.random.default_rng(batch_seed(cfg.seed, window.batch_id))
-            r = round_allocation(problem, x, mode=cfg.rounding, rng=rng)  # type: ignore[arg-type]
+            r = round_allocation(problem, x, mode=cfg.rounding, rng=rng)
             chosen[r.pairs] = True
             propensity[r.pairs] = r.propensity
         # Never publish an invalid decision: the rounded counts must respect the caps.

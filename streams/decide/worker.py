@@ -140,8 +140,9 @@ class AllocatorWorker:
         self._assign_committed()
 
     def _partitions(self, topic: str) -> list[int]:
-        assert self.consumer is not None or self.producer is not None
-        md = (self.consumer or self.producer).list_topics(topic, timeout=30)  # type: ignore[union-attr]
+        client = self.consumer if self.consumer is not None else self.producer
+        assert client is not None
+        md = client.list_topics(topic, timeout=30)
         meta = md.topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"topic {topic} not found"))
