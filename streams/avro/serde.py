@@ -17,7 +17,6 @@ a whole batch at a time (``encode_decisions``, ``streams.avro.decisions``), with
 from __future__ import annotations
 
 import io
-import math
 import re
 import struct
 from collections.abc import Callable
@@ -189,8 +188,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict) and any(isinstance(v, Columns) for v in value.values()):
         return {k: v.rows() if isinstance(v, Columns) else v for k, v in value.items()}
     return value
-
-
-def all_finite(values: list[float] | tuple[float, ...]) -> bool:
-    """True when no value is NaN or infinite (a cheap check for decoded float lists)."""
-    return all(math.isfinite(v) for v in values)

@@ -9,7 +9,7 @@ configured in one place. The password is a ``Secret``: it never appears in a rep
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,6 @@ class ConnectionConfig:
     @property
     def uses_ssl(self) -> bool:
         return self.security_protocol in ("SSL", "SASL_SSL")
-
-    def with_bootstrap(self, bootstrap_servers: str) -> ConnectionConfig:
-        """The same security settings for another cluster address."""
-        return replace(self, bootstrap_servers=bootstrap_servers)
 
     def librdkafka(self) -> dict[str, str]:
         """The connection part of a librdkafka (confluent-kafka) client configuration."""

@@ -85,9 +85,6 @@ class TopicNames:
     def __call__(self, base: str) -> str:
         return f"{self.prefix}{base}"
 
-    def base_of(self, topic: str) -> str:
-        return topic[len(self.prefix) :] if self.prefix and topic.startswith(self.prefix) else topic
-
 
 def _listed_topics(admin: AdminClient, connection: ConnectionConfig, timeout_s: float) -> dict[str, TopicMetadata]:
     """The broker's topics by name; an unreachable broker is a ``BrokerError``."""
