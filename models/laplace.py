@@ -175,9 +175,23 @@ class LastLayerLaplace:
         Returns:
             ``(sample, mean, std)``, each (n, k) float64.
         """
+        samples, mean, std = self.marginal_draws(phi, tau, 1, generator)
+        return samples[0], mean, std
+
+    def marginal_draws(
+        self, phi: torch.Tensor, tau: float, n_draws: int, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n_draws`` independent marginal Thompson samples per pair and head, in one pass.
+
+        The mean and std are computed once; the draws differ only in ``z``. Draw 0 is the
+        sample ``marginal_draw`` returns with the same generator.
+
+        Returns:
+            ``(samples (n_draws, n, k), mean (n, k), std (n, k))``, float64.
+        """
         mean = phi @ self._tensors(phi.device)["W"]
         std = self.std_logits(phi)
-        z = torch.randn(mean.shape, generator=generator, device=phi.device, dtype=phi.dtype)
+        z = torch.randn((n_draws, *mean.shape), generator=generator, device=phi.device, dtype=phi.dtype)
         return mean + float(np.sqrt(tau)) * std * z, mean, std
 
     def sample_logits(

@@ -509,24 +509,53 @@ class NeuralThompsonModel(SnapshotMixin):
         Returns:
             ``(samples, means, stds)``, each ``{outcome: (n_pairs,)}`` float64.
         """
+        draws, means, stds = self.marginal_draws(features, tau, 1, generator)
+        return {name: d[0] for name, d in draws.items()}, means, stds
+
+    def marginal_draws(
+        self, features: ArrayLike, tau: float, n_draws: int, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, FloatArray], dict[str, FloatArray], dict[str, FloatArray]]:
+        """``n_draws`` independent marginal Thompson samples per pair, with the MAP scores and stds.
+
+        The trunk, the means and the stds run once; only the normal draws repeat. Draw 0 is
+        ``marginal_scores``'s sample with the same generator.
+
+        Args:
+            features: (n_pairs, d_in).
+            tau: temperature τ ≥ 0.
+            n_draws: K ≥ 1.
+            generator: torch generator on the model's device (None: torch's global one).
+
+        Returns:
+            ``(draws, means, stds)``: draws ``{outcome: (n_draws, n_pairs)}``, the others
+            ``{outcome: (n_pairs,)}``, float64.
+        """
         self._check_fitted()
         if not (np.isfinite(tau) and tau >= 0):
             raise ModelInputError(f"tau must be finite and >= 0, got {tau!r}")
+        if n_draws < 1:
+            raise ModelInputError(f"n_draws must be >= 1, got {n_draws!r}")
         x = self._as_tensor(features)
-        parts = []
+        k = len(self.config.outcomes)
+        sample_parts, mean_parts, std_parts = [], [], []
         with torch.no_grad():
             for chunk in torch.split(x, _SCORE_CHUNK):
-                parts.append(torch.stack(self.laplace.marginal_draw(self._phi_tilde(chunk), tau, generator)))
-        k = len(self.config.outcomes)
-        f = (torch.cat(parts, dim=1) if parts else torch.zeros((3, 0, k), dtype=torch.float64)).cpu()
-        samples, means, stds = {}, {}, {}
+                s, m, sd = self.laplace.marginal_draws(self._phi_tilde(chunk), tau, n_draws, generator)
+                sample_parts.append(s)
+                mean_parts.append(m)
+                std_parts.append(sd)
+        empty = torch.zeros((0, k), dtype=torch.float64)
+        f = torch.cat(sample_parts, dim=1).cpu() if sample_parts else torch.zeros((n_draws, 0, k), dtype=torch.float64)
+        mu = torch.cat(mean_parts).cpu() if mean_parts else empty
+        sd_all = torch.cat(std_parts).cpu() if std_parts else empty
+        draws, means, stds = {}, {}, {}
         for j, spec in enumerate(self.config.outcomes):
-            sample, mean = f[0, :, j], f[1, :, j]
+            sample, mean = f[:, :, j], mu[:, j]
             if spec.likelihood == "bernoulli":
                 sample, mean = torch.sigmoid(sample), torch.sigmoid(mean)
-            samples[spec.name], means[spec.name] = sample.numpy(), mean.numpy()
-            stds[spec.name] = f[2, :, j].contiguous().numpy()
-        return samples, means, stds
+            draws[spec.name], means[spec.name] = sample.contiguous().numpy(), mean.contiguous().numpy()
+            stds[spec.name] = sd_all[:, j].contiguous().numpy()
+        return draws, means, stds
 
     @overload
     def mean_scores(self, features: torch.Tensor, *, calibrate: bool = False) -> dict[str, torch.Tensor]: ...

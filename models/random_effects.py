@@ -57,11 +57,28 @@ def sample_effects(A: FloatArray, b: FloatArray, tau: float | FloatArray, rng: n
     Returns:
         (n_users, k) sampled effects.
     """
+    first: FloatArray = sample_effects_k(A, b, tau, rng, 1)[0]
+    return first
+
+
+def sample_effects_k(
+    A: FloatArray, b: FloatArray, tau: float | FloatArray, rng: np.random.Generator, n_draws: int
+) -> FloatArray:
+    """``n_draws`` independent Thompson draws per user (one Cholesky factorisation per user).
+
+    Draw 0 is ``sample_effects``'s with the same generator state.
+
+    Returns:
+        (n_draws, n_users, k) sampled effects.
+    """
     mean = posterior_mean(A, b)
     L = np.linalg.cholesky(A)  # A = L L^T  =>  L^-T z ~ N(0, A^-1)
-    z = rng.standard_normal(b.shape)
-    noise = np.linalg.solve(np.swapaxes(L, -1, -2), z[..., None])[..., 0].astype(np.float64, copy=False)
-    return mean + np.sqrt(np.asarray(tau, dtype=np.float64)).reshape(-1, 1) * noise
+    z = rng.standard_normal((n_draws, *b.shape))
+    Lt = np.swapaxes(L, -1, -2)
+    noise = np.linalg.solve(Lt[None], z[..., None])[..., 0].astype(np.float64, copy=False)
+    scale = np.sqrt(np.asarray(tau, dtype=np.float64)).reshape(-1, 1)
+    out: FloatArray = mean[None] + scale[None] * noise
+    return out
 
 
 def predictive_std(A: FloatArray, Z: FloatArray) -> FloatArray:

@@ -40,6 +40,19 @@ def _matrix(name: str, rows: list[list[float]], allow_empty: bool = False) -> np
     return _finite(name, arr)
 
 
+def _draws(samples: dict[str, np.ndarray], further: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``{outcome: (K, n)}``: ``samples`` as draw 0, then each further draw, which must hold
+    every outcome of ``samples``, finite."""
+    for d, draw in enumerate(further, start=2):
+        missing = [o for o in samples if o not in draw]
+        if missing:
+            raise ValidationError(f"Thompson draw {d} lacks outcome(s) {missing} that draw 1 has")
+    return {
+        o: _finite(f"draws[{o}]", np.stack([s, *(np.asarray(draw[o], dtype=np.float64) for draw in further)]))
+        for o, s in samples.items()
+    }
+
+
 def _scored_columns(items: ScoredItems) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``(samples, means)`` of ``items``, ``{outcome: (n,) float64}`` over the samples' outcomes
     (a mean the item lacks is NaN); samples must be finite.
@@ -254,6 +267,7 @@ class ScoresRecord:
     Attributes:
         samples: ``{outcome: (n,) float64}`` calibrated Thompson samples (incl. ``reward``).
         means: ``{outcome: (n,) float64}`` calibrated means.
+        draws: ``{outcome: (K, n) float64}``, the K Thompson draws (``samples`` is draw 0).
     """
 
     batch_id: str
@@ -266,6 +280,11 @@ class ScoresRecord:
     provider_ids: tuple[str, ...]
     samples: dict[str, np.ndarray]
     means: dict[str, np.ndarray]
+    draws: dict[str, np.ndarray]
+
+    @property
+    def n_draws(self) -> int:
+        return int(next(iter(self.draws.values())).shape[0]) if self.draws else 1
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> ScoresRecord:
@@ -276,6 +295,7 @@ class ScoresRecord:
         if isinstance(items, ScoredItems):  # one set of outcomes for every item, by construction
             item_ids, provider_ids = items.item_ids, items.provider_ids
             samples, means = _scored_columns(items)
+            further = [items._map(i) for i in range(3, len(items.keys))]
         else:
             keys = set(items[0]["samples"])
             for it in items:
@@ -288,6 +308,14 @@ class ScoresRecord:
             means = {k: np.array([it["means"].get(k, np.nan) for it in items], dtype=np.float64) for k in keys}
             item_ids = tuple(it["item_id"] for it in items)
             provider_ids = tuple(it["provider_id"] for it in items)
+            n_further = len(items[0].get("draws", ()))
+            if any(len(it.get("draws", ())) != n_further for it in items):
+                raise ValidationError("scored items disagree on their number of Thompson draws")
+            further = [
+                {k: np.array([it["draws"][d].get(k, np.nan) for it in items], dtype=np.float64)
+                 for k in items[0]["draws"][d]}
+                for d in range(n_further)
+            ]
         cap = value.get("user_cap")
         if cap is not None and cap < 0:
             raise ValidationError(f"user_cap {cap} is negative")
@@ -302,4 +330,5 @@ class ScoresRecord:
             provider_ids,
             samples,
             means,
+            _draws(samples, further),
         )

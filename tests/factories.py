@@ -44,8 +44,11 @@ def scores_record(
     cap: int | None = 1,
     seed: int = 0,
     providers: tuple[str, ...] | None = None,
+    n_draws: int = 1,
 ) -> ScoresRecord:
+    """One user's scores of ``n`` items; ``n_draws`` Thompson draws of each outcome, uniform in [0, 1)."""
     rng = np.random.default_rng(seed)
+    draws = {o: rng.random((n_draws, n)) for o in outcomes}
     return ScoresRecord(
         batch,
         user,
@@ -55,8 +58,9 @@ def scores_record(
         "default",
         tuple(f"i{j}" for j in range(n)),
         providers or tuple(f"p{j % 2}" for j in range(n)),
+        {o: d[0] for o, d in draws.items()},
         {o: rng.random(n) for o in outcomes},
-        {o: rng.random(n) for o in outcomes},
+        draws,
     )
 
 

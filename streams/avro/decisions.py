@@ -22,7 +22,7 @@ import numpy as np
 from fastavro import parse_schema
 
 # Same package, same wire format: the scalar writers and schema signature of the scores codecs.
-from streams.avro.wire import END, F8, Unhandled, checked_long, signature, write_long, write_string
+from streams.avro.wire import END, F8, INT_RANGE, Unhandled, checked_long, signature, write_long, write_string
 
 # schemas/decisions.avsc without its docs: the structure this module writes.
 IMPLEMENTED: dict[str, Any] = {
@@ -58,6 +58,7 @@ IMPLEMENTED: dict[str, Any] = {
                     "fields": [
                         {"name": "item_id", "type": "string"},
                         {"name": "x", "type": "double"},
+                        {"name": "propensity", "type": ["null", "double"], "default": None},
                     ],
                 },
             },
@@ -68,6 +69,8 @@ IMPLEMENTED: dict[str, Any] = {
         {"name": "solver", "type": "string"},
         {"name": "rounding", "type": "string", "default": "sample"},
         {"name": "decided_at_ms", "type": "long"},
+        {"name": "n_draws", "type": "int", "default": 1},
+        {"name": "policy", "type": "string", "default": "banditlp"},
     ],
 }
 _SIGNATURE = signature(parse_schema(IMPLEMENTED))
@@ -90,12 +93,15 @@ class DecisionColumns:
         item_names: the batch's item ids.
         provider: ``(E,)`` int64 index of each pair's provider in ``provider_names``.
         provider_names: the batch's provider ids.
-        x: ``(E,)`` float64 LP values.
+        x: ``(E,)`` float64 LP values of the plan that was rounded.
         chosen: ``(E,)`` bool, the pairs sent.
-        propensity: ``(E,)`` float64 (read where ``chosen``).
+        propensity: ``(E,)`` float64, every pair's send probability under the policy (the
+            mean over the ``n_draws`` plans), logged on every candidate and on the chosen ones.
         model_names, model_versions, parameter_versions: ``(n,)`` each user's scoring model.
         solver, rounding: as the ``decisions`` schema describes them.
         decided_at_ms: wall-clock ms since the Unix epoch.
+        n_draws: K, the plans the propensities mix.
+        policy: the decision policy's name.
     """
 
     batch_id: str
@@ -114,6 +120,8 @@ class DecisionColumns:
     solver: str
     rounding: str
     decided_at_ms: int
+    n_draws: int = 1
+    policy: str = "banditlp"
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """The ``decisions`` values as plain dicts, one per user (what fastavro encodes)."""
@@ -134,13 +142,17 @@ class DecisionColumns:
                     }
                     for j in (s + np.flatnonzero(self.chosen[s:e])).tolist()
                 ],
-                "allocation": [{"item_id": self.item_names[item[j]], "x": x[j]} for j in range(s, e)],
+                "allocation": [
+                    {"item_id": self.item_names[item[j]], "x": x[j], "propensity": propensity[j]} for j in range(s, e)
+                ],
                 "model_name": self.model_names[u],
                 "model_version": self.model_versions[u],
                 "parameter_version": self.parameter_versions[u],
                 "solver": self.solver,
                 "rounding": self.rounding,
                 "decided_at_ms": self.decided_at_ms,
+                "n_draws": self.n_draws,
+                "policy": self.policy,
             }
 
 
@@ -159,7 +171,7 @@ def _encode(c: DecisionColumns, prefix: bytes) -> list[bytes]:
     providers = [write_string(s) for s in c.provider_names]
     picked = np.flatnonzero(c.chosen)
     # The entries of every user's two arrays, back to back; *_at[j]: where entry j starts.
-    allocation, allocation_at = _concat_rows([(items, c.item), _doubles(c.x)])
+    allocation, allocation_at = _concat_rows([(items, c.item), _doubles(c.x), _present_doubles(c.propensity)])
     chosen, chosen_at = _concat_rows(
         [(items, c.item[picked]), (providers, c.provider[picked]), _doubles(c.propensity[picked])]
     )
@@ -168,7 +180,13 @@ def _encode(c: DecisionColumns, prefix: bytes) -> list[bytes]:
     chosen_byte = chosen_at[first].tolist()
     n_pairs, n_chosen = np.diff(starts).tolist(), np.diff(first).tolist()
     batch = write_string(c.batch_id)
-    suffix = write_string(c.solver) + write_string(c.rounding) + checked_long(c.decided_at_ms)
+    suffix = (
+        write_string(c.solver)
+        + write_string(c.rounding)
+        + checked_long(c.decided_at_ms)
+        + checked_long(c.n_draws, INT_RANGE)
+        + write_string(c.policy)
+    )
     model_parts: dict[tuple[Any, Any, Any], bytes] = {}  # one encoding per model snapshot
     out = []
     for u, user in enumerate(c.user_ids):
@@ -201,6 +219,15 @@ def _doubles(values: np.ndarray) -> np.ndarray:
     if v.dtype.kind != "f":
         raise Unhandled
     return np.ascontiguousarray(v, dtype=F8).view(np.uint8).reshape(-1, 8)
+
+
+def _present_doubles(values: np.ndarray) -> np.ndarray:
+    """``(m, 9)`` uint8: each value as the ``["null", "double"]`` union's double branch."""
+    d = _doubles(values)
+    out = np.empty((d.shape[0], 9), dtype=np.uint8)
+    out[:, 0] = 2  # branch 1, zigzag-encoded
+    out[:, 1:] = d
+    return out
 
 
 def _concat_rows(columns: list[np.ndarray | tuple[list[bytes], np.ndarray]]) -> tuple[bytes, np.ndarray]:

@@ -70,6 +70,7 @@ SCHEMA: dict[str, Any] = {
                         {"name": "samples", "type": _DOUBLES},
                         {"name": "means", "type": _DOUBLES},
                         {"name": "stds", "type": _DOUBLES},
+                        {"name": "draws", "type": {"type": "array", "items": _DOUBLES}, "default": []},
                     ],
                 },
             },
@@ -78,19 +79,20 @@ SCHEMA: dict[str, Any] = {
 }
 _SIGNATURE = signature(parse_schema(SCHEMA))
 
-Keys = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-"""The keys of an item's samples, means and stds maps, in map order."""
+Keys = tuple[tuple[str, ...], ...]
+"""The keys of an item's maps, in map order: samples, means, stds, then one map per further draw."""
 
 
 class ScoredItems(Columns):
     """The ``items`` array of one ``scores`` record, as columns.
 
     Every item has empty ``features`` and ``item_features`` (the scorer does not copy them)
-    and the same keys in each of its three maps.
+    and the same keys in each of its maps; ``draws`` (Thompson draws 2..K) has the same number of
+    maps in every item.
 
     Attributes:
         item_ids, provider_ids: ``(n,)`` tuples of strings.
-        keys: the keys of the samples, means and stds maps, in map order.
+        keys: the keys of the samples, means and stds maps, then of each further draw's map.
         values: ``(n, m)`` float64, the three maps' values side by side, in key order
             (a read-only view).
     """
@@ -99,12 +101,12 @@ class ScoredItems(Columns):
         self,
         item_ids: tuple[str, ...],
         provider_ids: tuple[str, ...],
-        keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+        keys: Keys,
         values: np.ndarray,
         tails: np.ndarray | None = None,
     ) -> None:
         n = len(item_ids)
-        if len(provider_ids) != n or values.shape != (n, sum(map(len, keys))):
+        if len(keys) < 3 or len(provider_ids) != n or values.shape != (n, sum(map(len, keys))):
             raise ValueError(f"ScoredItems: {n} item ids, but ids or values of other shapes")
         if not all(type(k) is str for ks in keys for k in ks) or any(len(set(ks)) != len(ks) for ks in keys):
             raise ValueError("ScoredItems: map keys must be distinct strings")
@@ -118,7 +120,7 @@ class ScoredItems(Columns):
         cls,
         item_ids: tuple[str, ...],
         provider_ids: tuple[str, ...],
-        keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+        keys: Keys,
         values: np.ndarray,
     ) -> ScoredItems:
         """The decoder's constructor: ``keys`` come from a checked layout and ``values`` is
@@ -132,12 +134,20 @@ class ScoredItems(Columns):
 
     @staticmethod
     def _stack(
-        samples: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray], stds: Mapping[str, np.ndarray], n: int
+        samples: Mapping[str, np.ndarray],
+        means: Mapping[str, np.ndarray],
+        stds: Mapping[str, np.ndarray],
+        n: int,
+        draws: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[Keys, np.ndarray]:
-        """The keys of the three maps and their ``n`` values side by side, ``(n, m)`` float64."""
-        keys: Keys = (tuple(samples), tuple(means), tuple(stds))
+        """The keys of the maps and their ``n`` values side by side, ``(n, m)`` float64;
+        ``draws`` ``{outcome: (D, n)}`` adds one map per further draw."""
+        extra = dict(draws or {})
+        n_extra = len(next(iter(extra.values()))) if extra else 0
+        keys: Keys = (tuple(samples), tuple(means), tuple(stds)) + (tuple(extra),) * n_extra
         columns = [*samples.values(), *means.values(), *stds.values()]
-        if not columns:  # three empty maps
+        columns += [d[i] for i in range(n_extra) for d in extra.values()]
+        if not columns:  # empty maps
             return keys, np.zeros((n, 0))
         return keys, np.stack(columns, axis=1).astype(np.float64, copy=False)
 
@@ -149,9 +159,11 @@ class ScoredItems(Columns):
         samples: Mapping[str, np.ndarray],
         means: Mapping[str, np.ndarray],
         stds: Mapping[str, np.ndarray],
+        draws: Mapping[str, np.ndarray] | None = None,
     ) -> ScoredItems:
-        """From ``{outcome: (n,)}`` columns per map (dict order is map order)."""
-        keys, values = cls._stack(samples, means, stds, len(item_ids))
+        """From ``{outcome: (n,)}`` columns per map (dict order is map order) and, optionally,
+        the further draws ``{outcome: (D, n)}``."""
+        keys, values = cls._stack(samples, means, stds, len(item_ids), draws)
         return cls(item_ids, provider_ids, keys, values)
 
     @classmethod
@@ -163,13 +175,15 @@ class ScoredItems(Columns):
         means: Mapping[str, np.ndarray],
         stds: Mapping[str, np.ndarray],
         offsets: np.ndarray,
+        draws: Mapping[str, np.ndarray] | None = None,
     ) -> list[ScoredItems]:
         """One ``ScoredItems`` per record from ``{outcome: (n_pairs,)}`` columns over all pairs
-        of many records; record ``r`` owns pairs ``offsets[r]:offsets[r + 1]``.
+        of many records (``draws``: ``{outcome: (D, n_pairs)}``); record ``r`` owns pairs
+        ``offsets[r]:offsets[r + 1]``.
 
         The fixed parts of all items are encoded here, in one pass; each record keeps views.
         """
-        keys, values = cls._stack(samples, means, stds, int(offsets[-1]))
+        keys, values = cls._stack(samples, means, stds, int(offsets[-1]), draws)
         tails = _scored_tail(keys).fill(values)
         return [
             cls(items, providers, keys, values[a:b], tails[a:b])
@@ -193,11 +207,23 @@ class ScoredItems(Columns):
     def stds(self) -> dict[str, np.ndarray]:
         return self._map(2)
 
+    @property
+    def n_draws(self) -> int:
+        """K: the Thompson draws per pair (``samples`` and the further draws' maps)."""
+        return len(self.keys) - 2
+
+    @property
+    def draws(self) -> dict[str, np.ndarray]:
+        """``{outcome: (K, n) float64}``: ``samples`` as draw 0, then the further draws; the
+        outcomes of ``samples`` that every further draw has."""
+        maps = [self._map(0)] + [self._map(i) for i in range(3, len(self.keys))]
+        return {o: np.stack([m[o] for m in maps]) for o in maps[0] if all(o in m for m in maps)}
+
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def _build_rows(self) -> list[dict[str, Any]]:
-        maps = [{k: v.tolist() for k, v in self._map(i).items()} for i in range(3)]
+        maps = [{k: v.tolist() for k, v in self._map(i).items()} for i in range(len(self.keys))]
         return [
             {
                 "item_id": item,
@@ -207,6 +233,7 @@ class ScoredItems(Columns):
                 "samples": {k: v[j] for k, v in maps[0].items()},
                 "means": {k: v[j] for k, v in maps[1].items()},
                 "stds": {k: v[j] for k, v in maps[2].items()},
+                "draws": [{k: v[j] for k, v in m.items()} for m in maps[3:]],
             }
             for j, (item, provider) in enumerate(zip(self.item_ids, self.provider_ids))
         ]
@@ -226,10 +253,13 @@ class ScoredItems(Columns):
 
 
 @functools.lru_cache(maxsize=64)
-def _scored_tail(keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]) -> Tail:
-    """Empty features and item_features, then the samples, means and stds maps with these keys."""
-    template, number_at = bytearray(END + END), []
-    for map_keys in keys:
+def _scored_tail(keys: Keys) -> Tail:
+    """Empty features and item_features, the samples, means and stds maps with ``keys[:3]``,
+    then the draws array of one map per ``keys[3:]``."""
+    template, number_at = bytearray(END + END), list[int]()
+
+    def write_map(map_keys: tuple[str, ...]) -> None:
+        nonlocal template
         if map_keys:
             template += write_long(len(map_keys))
             for key in map_keys:
@@ -237,6 +267,14 @@ def _scored_tail(keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]])
                 number_at.append(len(template))
                 template += bytes(8)
         template += END
+
+    for map_keys in keys[:3]:
+        write_map(map_keys)
+    if len(keys) > 3:
+        template += write_long(len(keys) - 3)
+        for map_keys in keys[3:]:
+            write_map(map_keys)
+    template += END
     return Tail(bytes(template), number_at, F8)
 
 
@@ -334,7 +372,7 @@ class _ScoredLayout:
     checks a whole record's fixed parts against it at once (``mask`` keeps the bytes that
     are not numbers; ``expected`` is the template there)."""
 
-    def __init__(self, keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]) -> None:
+    def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self.tail = tail = _scored_tail(keys)
         self.mask = np.zeros(tail.width, dtype=np.uint8)
@@ -355,7 +393,7 @@ class _ScoredLayout:
 
 
 @functools.lru_cache(maxsize=64)
-def _scored_layout(keys: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]) -> _ScoredLayout:
+def _scored_layout(keys: Keys) -> _ScoredLayout:
     return _ScoredLayout(keys)
 
 
@@ -414,13 +452,15 @@ def _read_scored_items(
     return ScoredItems._of_layout(items, providers, layout.keys, values)
 
 
-def _read_item_keys(buf: bytes, pos: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The keys of the three maps of the scored item whose fixed part starts at ``pos``."""
+def _read_item_keys(buf: bytes, pos: int) -> Keys:
+    """The keys of the maps of the scored item whose fixed part starts at ``pos``: samples,
+    means and stds, then one per map of its draws array."""
     if buf[pos] or buf[pos + 1]:
         raise Unhandled  # features or item_features not empty
     pos += 2
     keys = []
-    for _ in range(3):
+
+    def read_map(pos: int) -> tuple[tuple[str, ...], int]:
         count, pos = read_count(buf, pos)
         map_keys = []
         for _ in range(count):
@@ -433,5 +473,15 @@ def _read_item_keys(buf: bytes, pos: int) -> tuple[tuple[str, ...], tuple[str, .
             pos += 1
         if len(set(map_keys)) != len(map_keys):
             raise Unhandled  # a repeated key: fastavro keeps the last value
-        keys.append(tuple(map_keys))
-    return keys[0], keys[1], keys[2]
+        return tuple(map_keys), pos
+
+    for _ in range(3):
+        map_keys, pos = read_map(pos)
+        keys.append(map_keys)
+    n_draws, pos = read_count(buf, pos)
+    for _ in range(n_draws):
+        map_keys, pos = read_map(pos)
+        keys.append(map_keys)
+    if n_draws and buf[pos]:
+        raise Unhandled  # a second block of draws
+    return tuple(keys)

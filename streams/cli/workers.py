@@ -24,6 +24,11 @@ def processors(
     tau: float = typer.Option(
         default_of(ProcessorConfig, "tau"), help="Thompson temperature: posterior covariance scale (0 = greedy)."
     ),
+    draws: int = typer.Option(
+        default_of(ProcessorConfig, "n_draws"),
+        min=1,
+        help="K: Thompson draws per pair; the allocator solves one LP per draw and logs exact propensities.",
+    ),
     model_name: str = typer.Option(
         default_of(ProcessorConfig, "model_name"), help="Model snapshot name to score with."
     ),
@@ -54,6 +59,7 @@ def processors(
         model_name=model_name,
         seed=seed,
         feature_dim=feature_dim,
+        n_draws=draws,
         take=take,
         within_s=within_s,
     )

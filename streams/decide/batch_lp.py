@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 
 import numpy as np
@@ -26,8 +26,11 @@ class BatchLP:
         user: ``(E,)`` int64 user index of each pair.
         item: ``(E,)`` int64 index of each pair's item in ``item_names``.
         item_names: ``(I,)`` the batch's distinct item ids, sorted.
-        reward: ``(E,)`` float64 sampled reward (objective coefficient).
-        cost: ``(L, E)`` float64 sampled cost of each budget's outcome.
+        reward: ``(E,)`` float64 sampled reward (objective coefficient) of draw 0.
+        cost: ``(L, E)`` float64 sampled cost of each budget's outcome, draw 0.
+        reward_draws: ``(K, E)``, cost_draws: ``(K, L, E)``: every Thompson draw's reward and
+            costs; ``K`` is the smallest number of draws any user's scores carry, so each plan
+            uses a draw every user has.
         budget: ``(L,)`` float64 limits.
         budget_names: ``(L,)`` names.
         provider: ``(E,)`` int64 provider index of each pair.
@@ -53,10 +56,20 @@ class BatchLP:
     provider_max: np.ndarray
     n_constrained: int
     user_cap: np.ndarray
+    reward_draws: np.ndarray
+    cost_draws: np.ndarray
 
     @property
     def n_pairs(self) -> int:
         return int(self.reward.shape[0])
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.reward_draws.shape[0])
+
+    def draw(self, k: int) -> BatchLP:
+        """The LP of Thompson draw ``k`` (its reward and costs; everything else shared)."""
+        return replace(self, reward=self.reward_draws[k], cost=self.cost_draws[k])
 
     @property
     def n_users(self) -> int:
@@ -78,13 +91,21 @@ class BatchLP:
         n_pairs = int(starts[-1])
         user = np.repeat(np.arange(len(records), dtype=np.int64), counts)
 
-        def cat(outcome: str) -> np.ndarray:
-            if not records:
-                return np.zeros(0)
-            return np.concatenate([r.samples[outcome] for r in records]).astype(np.float64, copy=False)
+        n_draws = min((r.n_draws for r in records), default=1)
 
-        reward = cat(control.reward_outcome)
-        cost = np.stack([cat(b.outcome) for b in control.budgets]) if control.budgets else np.zeros((0, n_pairs))
+        def cat(outcome: str) -> np.ndarray:
+            """``(K, E)`` the outcome's draws over all pairs."""
+            if not records:
+                return np.zeros((n_draws, 0))
+            return np.concatenate([r.draws[outcome][:n_draws] for r in records], axis=1).astype(np.float64, copy=False)
+
+        reward_draws = cat(control.reward_outcome)
+        cost_draws = (
+            np.stack([cat(b.outcome) for b in control.budgets], axis=1)
+            if control.budgets
+            else np.zeros((n_draws, 0, n_pairs))
+        )
+        reward, cost = reward_draws[0], cost_draws[0]
         budget = np.array([b.limit for b in control.budgets], dtype=np.float64)
 
         def indices(ids: list[str], index: dict[str, int]) -> np.ndarray:
@@ -129,6 +150,8 @@ class BatchLP:
             provider_max,
             n_c,
             user_cap,
+            reward_draws,
+            cost_draws,
         )
 
     def to_problem(self) -> AllocationProblem:

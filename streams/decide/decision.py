@@ -1,4 +1,14 @@
-"""Deciding one batch, without Kafka: its LP solved, rounded per user, and encoded as decisions and a report."""
+"""Deciding one batch, without Kafka: one LP per Thompson draw, one plan picked and rounded, encoded.
+
+The policy is a uniform mixture over the batch's K plans: plan ``k`` is the LP solved on draw
+``k`` of every pair's scores; the allocator picks one plan uniformly at random and rounds it
+per user (systematic sampling: pair ``e`` is sent with probability ``x_k[e]``). The probability
+that the policy sends pair ``e`` is then exactly ``(1/K) sum_k P(send e | plan k)``, which is
+what every candidate's logged propensity is (``plans_of``). With K = 1 it is ``x_e`` of the one
+plan, which an LP solved on one draw makes almost always 0 or 1: no off-policy estimate can be
+made from such logs, which is why K > 1 exists. Every plan meets the budgets and provider
+bounds on its own draw, so the mixture meets them in expectation over the draws.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from allocator import AllocatorError, round_allocation
+from allocator import AllocationProblem, AllocatorError, round_allocation
 from streams.avro.decisions import DecisionColumns
 from streams.avro.serde import AvroSerde
 from streams.decide.batch_lp import BatchLP, batch_seed
 from streams.decide.config import AllocatorWorkerConfig
 from streams.decide.report import encode_report
-from streams.decide.solve import AllocationRejected, DualMemory, solve_batch
+from streams.decide.solve import AllocationRejected, DualMemory, Solved, solve_batch
 from streams.decide.window import BatchWindow
 
 log = logging.getLogger("banditlp.allocator")
+
+#: The name decisions carry in their ``policy`` field.
+POLICY = "banditlp"
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,48 +50,97 @@ class DecidedBatch:
     status: str
 
 
+@dataclass(frozen=True, eq=False)
+class Plans:
+    """The K plans of one batch and the policy's send probability of every pair.
+
+    Attributes:
+        solved: the plan of each draw that could be solved (``Solved.x``: ``(E,)``).
+        marginal: ``(len(solved), E)``: each plan's send probability per pair under the
+            rounding (``x`` for ``"sample"``; 0 or 1 for the deterministic ``"top"``).
+        propensity: ``(E,)``: their mean, the mixture's send probability.
+    """
+
+    solved: list[Solved]
+    marginal: np.ndarray
+    propensity: np.ndarray
+
+
+def plans_of(lp: BatchLP, problem: AllocationProblem | None, cfg: AllocatorWorkerConfig, duals: DualMemory) -> Plans:
+    """Solve the LP of every Thompson draw (each dual solve warm-started from the last one's duals).
+
+    A draw whose LP cannot be solved into a publishable plan is left out of the mixture (the
+    propensities are those of the mixture actually used).
+
+    Raises:
+        AllocationRejected: no draw could be solved.
+    """
+    solved: list[Solved] = []
+    failures: list[str] = []
+    for k in range(lp.n_draws):
+        draw = lp.draw(k)
+        try:
+            solved.append(solve_batch(draw, cfg, draw.to_problem() if problem is not None else None, duals))
+        except AllocationRejected as exc:
+            failures.append(f"draw {k + 1}: {exc}")
+    if not solved:
+        raise AllocationRejected("; ".join(failures) or "no Thompson draw to solve")
+    if failures:
+        log.warning("%d of %d draws left out of the mixture: %s", len(failures), lp.n_draws, "; ".join(failures))
+    if cfg.rounding == "top" and problem is not None:
+        marginal = np.zeros((len(solved), lp.n_pairs))
+        for i, sol in enumerate(solved):
+            marginal[i, round_allocation(problem, sol.x, mode="top").pairs] = 1.0
+    else:
+        marginal = np.stack([sol.x for sol in solved]) if solved[0].x.size else np.zeros((len(solved), 0))
+    return Plans(solved, marginal, marginal.mean(axis=0))
+
+
+def pick_and_round(
+    lp: BatchLP, problem: AllocationProblem, plans: Plans, rounding: str, rng: np.random.Generator
+) -> tuple[int, np.ndarray]:
+    """Pick one plan uniformly at random and round it per user: ``(plan index, chosen (E,) bool)``.
+
+    Raises:
+        AllocationRejected: the rounding gave a user more items than its cap (never published).
+    """
+    k = int(rng.integers(len(plans.solved)))
+    chosen = np.zeros(lp.n_pairs, dtype=bool)
+    chosen[round_allocation(problem, plans.solved[k].x, mode=rounding, rng=rng).pairs] = True  # type: ignore[arg-type]
+    n_chosen = np.bincount(lp.user, weights=chosen, minlength=lp.n_users)
+    if np.any(n_chosen > lp.user_cap):
+        raise AllocationRejected("rounding gave a user more items than its cap")
+    return k, chosen
+
+
 def decide_batch(
     window: BatchWindow, cfg: AllocatorWorkerConfig, serde: AvroSerde, duals: DualMemory, clock: Callable[[], float]
 ) -> DecidedBatch:
-    """Solve, round and encode one batch.
+    """Solve every draw's LP, pick and round one plan, and encode the batch's decisions and report.
 
     ``clock`` (the worker's monotonic clock) dates the report's ``window_seconds``; ``duals`` starts
     the dual solver and learns this batch's prices.
     """
     assert window.opened is not None
-    control = window.opened
-    lp = BatchLP.build(control, window.scores)
+    lp = BatchLP.build(window.opened, window.scores)
     decided_at = int(time.time() * 1000)
     try:
         problem = lp.to_problem() if lp.n_pairs else None
-        sol = solve_batch(lp, cfg, problem, duals)
-        x = sol.x
-        chosen, propensity = np.zeros(lp.n_pairs, dtype=bool), np.zeros(lp.n_pairs)
+        plans = plans_of(lp, problem, cfg, duals)
+        chosen, k = np.zeros(lp.n_pairs, dtype=bool), 0
         if problem is not None:
-            # Seeded by (seed, batch_id): a batch re-decided after a crash draws the same U_u.
+            # Seeded by (seed, batch_id): a batch re-decided after a crash picks and draws the same.
             rng = np.random.default_rng(batch_seed(cfg.seed, window.batch_id))
-            r = round_allocation(problem, x, mode=cfg.rounding, rng=rng)
-            chosen[r.pairs] = True
-            propensity[r.pairs] = r.propensity
-        # Never publish an invalid decision: the rounded counts must respect the caps.
-        n_chosen = np.bincount(lp.user, weights=chosen, minlength=lp.n_users)
-        if np.any(n_chosen > lp.user_cap):
-            raise AllocationRejected("rounding gave a user more items than its cap")
+            k, chosen = pick_and_round(lp, problem, plans, cfg.rounding, rng)
     except (AllocationRejected, AllocatorError) as exc:
         # The batch is closed with a report saying why and no decisions: its records are
         # released (a stuck batch would pin the offsets forever) and monitoring sees it.
         log.error("batch %s not decided: %s", window.batch_id, exc)
         report = encode_report(
-            serde,
-            window,
-            lp,
-            None,
-            decided_at,
-            clock(),
-            cfg.open_timeout_s,
-            status=f"rejected: {exc}"[:500],
+            serde, window, lp, None, decided_at, clock(), cfg.open_timeout_s, status=f"rejected: {exc}"[:500]
         )
         return DecidedBatch([], report, "rejected")
+    sol = plans.solved[k]
     # One record per user, the whole batch encoded at once (streams.avro.decisions).
     values = serde.encode_decisions(
         DecisionColumns(
@@ -89,19 +151,20 @@ def decide_batch(
             lp.item_names,
             lp.provider,
             lp.provider_names,
-            x,
+            sol.x,
             chosen,
-            propensity,
+            plans.propensity,
             [r.model_name for r in lp.records],
             [r.model_version for r in lp.records],
             [r.parameter_version for r in lp.records],
             sol.solver,
             cfg.rounding,
             decided_at,
+            n_draws=len(plans.solved),
+            policy=POLICY,
         )
     )
     records = [(user.encode(), value) for user, value in zip(lp.user_ids, values)]
     # window_seconds ends here: the decisions are encoded and go to the producer next.
-    return DecidedBatch(
-        records, encode_report(serde, window, lp, sol, decided_at, clock(), cfg.open_timeout_s), sol.status
-    )
+    report = encode_report(serde, window, lp.draw(k), sol, decided_at, clock(), cfg.open_timeout_s)
+    return DecidedBatch(records, report, sol.status)

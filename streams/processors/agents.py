@@ -138,7 +138,9 @@ def score_agent(p: Processors) -> Agent:
                 bind_event(event)
                 return p.context_index.claim(event.message.partition, rec.user_id, rec.batch_id)
 
-            scored = score_records([r for _, r in records], bound_user_state, model, cfg.tau, p.rng, claim_slot)
+            scored = score_records(
+                [r for _, r in records], bound_user_state, model, cfg.tau, p.rng, claim_slot, n_draws=cfg.n_draws
+            )
             for (event, rec), value, (key, context) in zip(records, scored.values, scored.contexts):
                 bind_event(event)  # the write goes to this event's changelog partition
                 p.contexts[key] = context

@@ -15,6 +15,8 @@ class ProcessorConfig:
     Attributes:
         app_id: faust app id (consumer group and changelog prefix).
         tau: Thompson temperature (posterior covariance scale) for users with no tuner arm.
+        n_draws: K, the Thompson draws per pair of every outcome the scorer publishes; the
+            allocator solves one LP per draw and logs the exact propensity of the mixture.
         take: how many records an agent scores or learns from at once (vectorised).
         within_s: how long an agent waits to fill ``take``.
         context_slots: recent batches per user whose decision context is kept (the retention
@@ -35,6 +37,7 @@ class ProcessorConfig:
     partitions: int = 4
     app_id: str = "banditlp-processors"
     tau: float = 1.0
+    n_draws: int = 1
     model_name: str = "email"
     take: int = 500
     within_s: float = 0.05

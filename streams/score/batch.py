@@ -34,6 +34,7 @@ def score_records(
     tau: float,
     rng: np.random.Generator,
     claim_slot: Callable[[int], tuple[bytes, int]],
+    n_draws: int = 1,
 ) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
@@ -42,6 +43,9 @@ def score_records(
     says where ``records[i]``'s context goes (``ContextIndex.claim``). Both take the record's
     position, not its user id: two records of one user in one take may come from different
     partitions, and each must read and claim in its own.
+
+    ``n_draws`` (K): the Thompson draws of every outcome per pair; the allocator solves one LP per
+    draw, so the propensity it logs is exact (``streams.decide.decision``).
 
     The ``scores`` values are Avro dicts whose ``items`` is a ``ScoredItems`` (columns that
     read as the list of item dicts the schema describes); no per-pair Python object is built.
@@ -56,17 +60,24 @@ def score_records(
         states = [user_state(i, k) for i in range(len(records))]
         A = np.stack([s.A for s in states])
         b = np.stack([s.b for s in states])
-        w = random_effects.sample_effects(A, b, tau, rng)  # (n_users, k)
+        w = random_effects.sample_effects_k(A, b, tau, rng, n_draws)  # (n_draws, n_users, k)
         w_mean = random_effects.posterior_mean(A, b)
         Z = np.concatenate([r.item_features for r in records]).astype(np.float64)  # (n_pairs, k)
         owner = np.repeat(np.arange(len(records)), sizes)
-        effect = (np.einsum("pk,pk->p", Z, w[owner]), np.einsum("pk,pk->p", Z, w_mean[owner]))
-    out = model.score(X, tau, rng, conversion_effect=effect)  # calibrated, (n_pairs,) per outcome
+        effect = (np.einsum("pk,dpk->dp", Z, w[:, owner]), np.einsum("pk,pk->p", Z, w_mean[owner]))
+    out = model.score(X, tau, rng, conversion_effect=effect, n_draws=n_draws)  # calibrated, per outcome
 
-    # The scored items as columns: their fixed-layout part (three maps of doubles) is encoded
+    # The scored items as columns: their fixed-layout part (the maps of doubles) is encoded
     # here for all pairs at once; the serde then only adds each item's two id strings.
+    extra = {o: d[1:] for o, d in out.draws.items()} if n_draws > 1 else None
     items = ScoredItems.split(
-        [r.item_ids for r in records], [r.provider_ids for r in records], out.samples, out.means, out.stds, offsets
+        [r.item_ids for r in records],
+        [r.provider_ids for r in records],
+        out.samples,
+        out.means,
+        out.stds,
+        offsets,
+        draws=extra,
     )
     now = int(time.time() * 1000)
     values = [

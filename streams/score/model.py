@@ -24,10 +24,12 @@ class ScoreArrays:
     """Per-outcome arrays over pairs, each ``(n_pairs,)`` float64.
 
     Outcomes: ``conversion``, ``unsubscription`` (calibrated probabilities), ``value``
-    (value of a conversion) and ``reward`` = conversion x value.
+    (value of a conversion) and ``reward`` = conversion x value. ``draws`` holds the K
+    Thompson draws, ``(K, n_pairs)`` per outcome; ``samples`` is draw 0.
     """
 
     samples: dict[str, np.ndarray]
+    draws: dict[str, np.ndarray]
     means: dict[str, np.ndarray]
     stds: dict[str, np.ndarray]
     fixed_conversion_mean: np.ndarray  # raw global-model mean, before random effect and calibration
@@ -61,6 +63,7 @@ class ScoringModel:
         tau: float,
         rng: np.random.Generator,
         conversion_effect: tuple[np.ndarray, np.ndarray] | None = None,
+        n_draws: int = 1,
     ) -> ScoreArrays:
         """Calibrated samples, means and stds for pair features ``X (n_pairs, d)``.
 
@@ -71,28 +74,32 @@ class ScoringModel:
             X: ``(n_pairs, d)`` float32 pair features.
             tau: Thompson temperature ≥ 0 (0: the samples are the means).
             rng: seeds this call's torch generator.
-            conversion_effect: optional ``(sample, mean)``, each ``(n_pairs,)``: a per-user
-                random effect added to the raw conversion probability. It is modelled on the
+            conversion_effect: optional ``(sample, mean)``: a per-user random effect added to
+                the raw conversion probability, the sample ``(n_pairs,)`` or one per draw
+                ``(n_draws, n_pairs)``, the mean ``(n_pairs,)``. It is modelled on the
                 probability scale (a linear-Gaussian residual head), so the sum is clipped to
                 [0, 1] before the calibration map, which was fitted on raw scores.
+            n_draws: K, the Thompson draws per pair (``draws``); draw 0 is the sample that
+                K = 1 gives with the same generator.
         """
         model = self.model
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        samples, means, stds = model.marginal_scores(X, tau, generator)
+        draws, means, stds = model.marginal_draws(X, tau, n_draws, generator)
         fixed = means["conversion"].copy()
         if conversion_effect is not None:
-            samples["conversion"] = np.clip(samples["conversion"] + conversion_effect[0], 0.0, 1.0)
+            draws["conversion"] = np.clip(draws["conversion"] + conversion_effect[0], 0.0, 1.0)
             means["conversion"] = np.clip(means["conversion"] + conversion_effect[1], 0.0, 1.0)
         for outcome in BERNOULLI:
             cal = model.calibrators.get(outcome)
             if cal is not None:
-                samples[outcome] = cal.apply(samples[outcome])
+                draws[outcome] = cal.apply(draws[outcome].reshape(-1)).reshape(draws[outcome].shape)
                 means[outcome] = cal.apply(means[outcome])
-        samples["reward"] = samples["conversion"] * np.maximum(samples["value"], 0.0)
+        draws["reward"] = draws["conversion"] * np.maximum(draws["value"], 0.0)
         means["reward"] = means["conversion"] * np.maximum(means["value"], 0.0)
         keep = ("conversion", "unsubscription", "value", "reward")
         return ScoreArrays(
-            {k: samples[k] for k in keep},
+            {k: draws[k][0] for k in keep},
+            {k: draws[k] for k in keep},
             {k: means[k] for k in keep},
             {k: stds.get(k, np.zeros_like(means[k])) for k in keep},
             fixed,

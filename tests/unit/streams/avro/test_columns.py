@@ -83,7 +83,19 @@ def scored_items(draw: st.DrawFn) -> ScoredItems:
         }
         for _ in range(3)
     ]
-    return ScoredItems.from_maps(tuple(draw(ids) for _ in range(n)), tuple(draw(ids) for _ in range(n)), *maps)
+    n_further = draw(st.integers(0, 3))  # Thompson draws 2..K, with the samples' keys
+    further = {
+        key: np.array(
+            draw(st.lists(st.lists(doubles, min_size=n, max_size=n), min_size=n_further, max_size=n_further))
+        ).reshape(n_further, n)
+        for key in maps[0]
+    }
+    return ScoredItems.from_maps(
+        tuple(draw(ids) for _ in range(n)),
+        tuple(draw(ids) for _ in range(n)),
+        *maps,
+        draws=further if n_further else None,
+    )
 
 
 @st.composite
@@ -143,6 +155,9 @@ def test_scores_bytes_and_values_are_fastavros(value: dict) -> None:
     assert fastavro_body("scores", plain(decoded)) == data[5:]
     assert FAST.encode("scores", decoded) == data
     np.testing.assert_array_equal(decoded["items"].values, value["items"].values)
+    assert decoded["items"].n_draws == value["items"].n_draws
+    for outcome, draws in value["items"].draws.items():
+        np.testing.assert_array_equal(decoded["items"].draws[outcome], draws)
 
 
 def test_split_encodes_each_record_as_its_own_items() -> None:
@@ -155,10 +170,19 @@ def test_split_encodes_each_record_as_its_own_items() -> None:
     ]
     item_ids = [tuple(f"i{u}{j}" for j in range(n)) for u, n in enumerate(sizes)]
     provider_ids = [tuple(f"p{j}" for j in range(n)) for n in sizes]
-    split = ScoredItems.split(item_ids, provider_ids, *maps, offsets)
+    further = {k: rng.normal(size=(2, offsets[-1])) for k in maps[0]}  # K = 3 draws
+    split = ScoredItems.split(item_ids, provider_ids, *maps, offsets, draws=further)
     for r, items in enumerate(split):
         a, b = offsets[r], offsets[r + 1]
-        alone = ScoredItems.from_maps(item_ids[r], provider_ids[r], *({k: v[a:b] for k, v in m.items()} for m in maps))
+        alone = ScoredItems.from_maps(
+            item_ids[r],
+            provider_ids[r],
+            *({k: v[a:b] for k, v in m.items()} for m in maps),
+            draws={k: v[:, a:b] for k, v in further.items()},
+        )
+        assert items.n_draws == 3
+        np.testing.assert_array_equal(items.draws["conversion"][0], maps[0]["conversion"][a:b])
+        np.testing.assert_array_equal(items.draws["conversion"][1:], further["conversion"][:, a:b])
         assert items.encoded(StringCache()) == alone.encoded(StringCache())
         assert items.rows() == alone.rows()
 

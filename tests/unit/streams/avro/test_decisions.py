@@ -61,6 +61,8 @@ def batches(draw: st.DrawFn) -> DecisionColumns:
         solver=draw(ids),
         rounding=draw(ids),
         decided_at_ms=draw(st.integers(-(2**63), 2**63 - 1)),
+        n_draws=draw(st.integers(1, 2**31 - 1)),
+        policy=draw(ids),
     )
 
 
@@ -91,13 +93,15 @@ def test_rows_are_the_decisions_the_worker_published() -> None:
         provider_names=["p0", "p1"],
         x=np.array([0.25, 0.0, 0.75, 1.0, 0.0]),
         chosen=np.array([True, False, True, True, False]),
-        propensity=np.array([0.25, 0.0, 0.75, 1.0, 0.0]),
+        propensity=np.array([0.3, 0.1, 0.6, 1.0, 0.0]),
         model_names=["m", "m", "n"],
         model_versions=[3, 3, 1],
         parameter_versions=["default", "default", "a"],
         solver="dual",
         rounding="sample",
         decided_at_ms=1_700_000_000_000,
+        n_draws=4,
+        policy="banditlp",
     )
     rows = list(columns.rows())
     assert rows[0] == {
@@ -105,16 +109,22 @@ def test_rows_are_the_decisions_the_worker_published() -> None:
         "batch_id": "b7",
         "user_id": "u1",
         "chosen": [
-            {"item_id": "i2", "provider_id": "p1", "propensity": 0.25},
-            {"item_id": "i1", "provider_id": "p0", "propensity": 0.75},
+            {"item_id": "i2", "provider_id": "p1", "propensity": 0.3},
+            {"item_id": "i1", "provider_id": "p0", "propensity": 0.6},
         ],
-        "allocation": [{"item_id": "i2", "x": 0.25}, {"item_id": "i0", "x": 0.0}, {"item_id": "i1", "x": 0.75}],
+        "allocation": [
+            {"item_id": "i2", "x": 0.25, "propensity": 0.3},
+            {"item_id": "i0", "x": 0.0, "propensity": 0.1},
+            {"item_id": "i1", "x": 0.75, "propensity": 0.6},
+        ],
         "model_name": "m",
         "model_version": 3,
         "parameter_version": "default",
         "solver": "dual",
         "rounding": "sample",
         "decided_at_ms": 1_700_000_000_000,
+        "n_draws": 4,
+        "policy": "banditlp",
     }
     assert rows[1]["chosen"] == rows[1]["allocation"] == []
     assert rows[2]["chosen"] == [{"item_id": "i0", "provider_id": "p0", "propensity": 1.0}]

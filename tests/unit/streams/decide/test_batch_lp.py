@@ -92,6 +92,7 @@ def test_batch_lp_indices_are_np_uniques(pairs: list[list[tuple[str, str]]]) -> 
             tuple(p for _, p in user_pairs),
             base.samples,
             base.means,
+            base.draws,
         )
     lp = BatchLP.build(c, recs)
     flat = [pair for u in sorted(recs) for pair in zip(recs[u].item_ids, recs[u].provider_ids)]
