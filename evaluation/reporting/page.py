@@ -1,0 +1,100 @@
+"""One run directory -> one self-contained HTML report page.
+
+A run directory is an experiment's (``results.json``) or a demo's (``summary.json`` and PNG
+plots); one holding both gets both parts, the experiment's first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluation.reporting.demo_run import SUMMARY_JSON, demo_sections
+from evaluation.reporting.errors import ReportInputError, ReportWriteError
+from evaluation.reporting.experiment_results import RESULTS_JSON, load_results
+from evaluation.reporting.experiment_sections import experiment_sections
+from evaluation.reporting.html_page import Page, Section, render_page
+
+#: Where the page goes unless told otherwise, inside the run directory.
+REPORT_HTML = "report.html"
+
+
+def build_page(run_dir: Path | str) -> Page:
+    """Read a run directory into a report page.
+
+    Args:
+        run_dir: The directory.
+
+    Returns:
+        The page.
+
+    Raises:
+        ReportInputError: if the directory does not exist, holds neither ``results.json`` nor
+            ``summary.json``, or one of its files is malformed.
+    """
+    directory = Path(run_dir)
+    if not directory.is_dir():
+        raise ReportInputError(f"{directory}: no such run directory")
+    has_results = (directory / RESULTS_JSON).is_file()
+    has_summary = (directory / SUMMARY_JSON).is_file()
+    if not (has_results or has_summary):
+        raise ReportInputError(
+            f"{directory}: not a run directory: it holds neither {RESULTS_JSON} (an experiment's, from "
+            f"`banditlp experiment`) nor {SUMMARY_JSON} (a demo's, from `banditlp demo`)"
+        )
+    sections: list[Section] = []
+    kinds: list[str] = []
+    if has_results:
+        sections.extend(experiment_sections(load_results(directory / RESULTS_JSON)))
+        kinds.append(RESULTS_JSON)
+    if has_summary:
+        demo = demo_sections(directory)
+        if has_results:  # both parts on one page: say which summary is the demo's
+            demo = [_titled(s, "Demo: ") for s in demo]
+        sections.extend(demo)
+        kinds.append(SUMMARY_JSON)
+    kind = "Experiment" if has_results else "Demo"
+    return Page(
+        title=f"{kind} report: {directory.resolve().name}",
+        subtitle=f"Run directory {directory.resolve()} · read from {' and '.join(kinds)}",
+        sections=tuple(sections),
+    )
+
+
+def build_report(run_dir: Path | str) -> str:
+    """The report page of a run directory as one HTML document (see :func:`build_page`)."""
+    return render_page(build_page(run_dir))
+
+
+def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
+    """Build the report of a run directory and write it.
+
+    Args:
+        run_dir: The directory.
+        out: The file to write (default ``run_dir/report.html``); its folder is created.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ReportInputError: as :func:`build_page`.
+        ReportWriteError: if the file cannot be written.
+    """
+    document = build_report(run_dir)
+    path = Path(out) if out is not None else Path(run_dir) / REPORT_HTML
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(document, encoding="utf-8")
+    except OSError as exc:
+        raise ReportWriteError(f"{path}: cannot write the report: {exc}") from exc
+    return path
+
+
+def _titled(section: Section, prefix: str) -> Section:
+    return Section(
+        anchor=section.anchor,
+        title=prefix + section.title,
+        paragraphs=section.paragraphs,
+        plots=section.plots,
+        tables=section.tables,
+        notes=section.notes,
+    )
