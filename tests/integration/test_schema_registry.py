@@ -29,6 +29,7 @@ from tests.integration.kafka_reading import read_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+N_DRAWS = 4  # K Thompson draws: the scores and decisions of schema v2 cross the registry too
 WORLD = EmailWorldConfig(n_users=100, n_items=40, n_providers=8, candidates_per_user=10, seed=5)
 
 
@@ -77,7 +78,7 @@ def test_scorer_and_allocator_agree_on_the_registry_s_ids(
         SimulatorConfig(names=names, world=WORLD, timeout_ms=60_000, decision_timeout_s=180.0), connection, serde
     )
     try:
-        workers.start("processors", ["worker", "processors"], env)
+        workers.start("processors", ["worker", "processors", "--draws", str(N_DRAWS)], env)
         workers.start("allocator", ["worker", "allocator"], env)
         run = feed.run_batch(0)
         workers.check()
@@ -100,3 +101,7 @@ def test_scorer_and_allocator_agree_on_the_registry_s_ids(
         assert ids == {_registry_id(registry_url, subject)}, (subject, writer, ids)
         assert local.current(subject)[0] not in ids  # not the local registry's id
     assert read_raw(connection, names("dead-letters")) == [], logs
+    decisions = [serde.decode("decisions", value) for _, _, _, value in read_raw(connection, names("decisions"))]
+    assert {d["n_draws"] for d in decisions} == {N_DRAWS}
+    propensities = [a["propensity"] for d in decisions for a in d["allocation"]]
+    assert any(0.0 < p < 1.0 for p in propensities)  # the mixture of K plans explores
