@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -166,5 +166,9 @@ def decide_batch(
     )
     records = [(user.encode(), value) for user, value in zip(lp.user_ids, values)]
     # window_seconds ends here: the decisions are encoded and go to the producer next.
-    report = encode_report(serde, window, lp.draw(k), sol, decided_at, clock(), cfg.open_timeout_s)
+    # The report: the rounded plan's usage and duals, the solver's work summed over all K plans.
+    work = replace(
+        sol, seconds=sum(p.seconds for p in plans.solved), iterations=sum(p.iterations for p in plans.solved)
+    )
+    report = encode_report(serde, window, lp.draw(k), work, decided_at, clock(), cfg.open_timeout_s)
     return DecidedBatch(records, report, sol.status)
