@@ -14,7 +14,6 @@ import base64
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from pathlib import Path
 from streams.errors import BrokerError
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
+from streams.kafka.local_process import log_tail, rotate_log, running_pid, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
@@ -254,22 +254,7 @@ class LocalBroker:
 
     # -- lifecycle ----------------------------------------------------------------------
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.config.pid_path.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        # A recycled pid that is not our java is not our broker.
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return pid
-        return pid if b"kafka.Kafka" in cmdline else None
+        return running_pid(self.config.pid_path, b"kafka.Kafka")
 
     def status(self) -> BrokerStatus:
         c = self.config
@@ -295,7 +280,7 @@ class LocalBroker:
             self.ensure_jars()
             self._write_config()
             self._format_storage()
-            _rotate(c.log_path)
+            rotate_log(c.log_path)
             with open(c.log_path, "ab") as log:
                 proc = subprocess.Popen(
                     self._java_cmd("kafka.Kafka", str(c.properties_path)),
@@ -311,13 +296,13 @@ class LocalBroker:
             if broker_answers(c.connection, timeout_s=1.0):
                 return self.status()
             if self._pid() is None:
-                raise BrokerError(f"the broker exited during start-up; see {c.log_path}:\n{_tail(c.log_path)}")
+                raise BrokerError(f"the broker exited during start-up; see {c.log_path}:\n{log_tail(c.log_path)}")
             time.sleep(0.5)
         raise BrokerError(
             f"the broker did not answer within {c.start_timeout_s:.0f} s; it holds "
             f"{self.partition_count()} partition directories, each recovered at start-up; delete "
             f"unused topics (`banditlp topics delete --prefix P`) or raise the timeout; see {c.log_path}:\n"
-            f"{_tail(c.log_path)}"
+            f"{log_tail(c.log_path)}"
         )
 
     def partition_count(self) -> int:
@@ -334,34 +319,7 @@ class LocalBroker:
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker we started (SIGTERM, then SIGKILL). True if one was running."""
-        pid = self._pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self._pid() is not None:
-            time.sleep(0.2)
-        if self._pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
-        self.config.pid_path.unlink(missing_ok=True)
-        return True
-
-
-def _rotate(path: Path, max_bytes: int = 20 * 1024 * 1024) -> None:
-    """Keep one previous broker log: the broker logs at INFO and the file is appended per start."""
-    try:
-        if path.stat().st_size > max_bytes:
-            path.replace(path.with_name(path.name + ".1"))
-    except FileNotFoundError:
-        pass
-
-
-def _tail(path: Path, n: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
+        return stop(self.config.pid_path, b"kafka.Kafka", timeout_s)
 
 
 def ensure_kafka(connection: ConnectionConfig, home: Path, port: int, external: bool) -> bool:

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.errors import BrokerError
+from streams.kafka.local_process import log_tail, rotate_log, running_pid, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "infra" / "registry" / "pom.xml"
@@ -254,26 +254,7 @@ class LocalRegistry:
 
     # -- lifecycle ----------------------------------------------------------------------
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.config.pid_path.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        # A recycled pid that is not our java is not our registry.
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except (OSError, IndexError):
-            return pid
-        if state in ("Z", "X"):  # exited, not yet reaped
-            return None
-        # Empty for a moment right after the fork, before the exec shows the new command line.
-        return pid if not cmdline or b"apicurio" in cmdline else None
+        return running_pid(self.config.pid_path, b"apicurio")
 
     def status(self) -> RegistryStatus:
         c = self.config
@@ -294,7 +275,7 @@ class LocalRegistry:
             jar = self.ensure_jars()
             java = self.find_java()
             (c.instance_dir / "tmp").mkdir(parents=True, exist_ok=True)
-            _rotate(c.log_path)
+            rotate_log(c.log_path)
             with open(c.log_path, "ab") as log:
                 proc = subprocess.Popen(
                     self._java_cmd(java, jar),
@@ -311,42 +292,17 @@ class LocalRegistry:
                 return self.status()
             exited = proc.poll() is not None if proc is not None else self._pid() is None
             if exited:
-                raise BrokerError(f"the schema registry exited during start-up; see {c.log_path}:\n{_tail(c.log_path)}")
+                raise BrokerError(
+                    f"the schema registry exited during start-up; see {c.log_path}:\n{log_tail(c.log_path)}"
+                )
             time.sleep(0.3)
         raise BrokerError(
             f"the schema registry did not answer at {c.url} within {c.start_timeout_s:.0f} s; "
-            f"see {c.log_path}:\n{_tail(c.log_path)}"
+            f"see {c.log_path}:\n{log_tail(c.log_path)}"
         )
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop the registry we started (SIGTERM, then SIGKILL). True if one was running.
 
         Its storage is in memory: every schema and id is gone afterwards."""
-        pid = self._pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self._pid() is not None:
-            time.sleep(0.2)
-        if self._pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
-        self.config.pid_path.unlink(missing_ok=True)
-        return True
-
-
-def _rotate(path: Path, max_bytes: int = 20 * 1024 * 1024) -> None:
-    """Keep one previous log: the registry logs every request and the file is appended per start."""
-    try:
-        if path.stat().st_size > max_bytes:
-            path.replace(path.with_name(path.name + ".1"))
-    except FileNotFoundError:
-        pass
-
-
-def _tail(path: Path, n: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
+        return stop(self.config.pid_path, b"apicurio", timeout_s)
