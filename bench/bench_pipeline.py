@@ -73,7 +73,7 @@ from streams.kafka.topics import DAY_MS, TopicNames, TopicSpec, create_topics, d
 from streams.settings import Settings  # noqa: E402
 
 # The simulator's own producer, so the baseline produces with exactly the pipeline's settings.
-from streams.simulate.feed import SimulatorConfig, SimulatorFeed, _producer  # noqa: E402
+from streams.simulate.feed import SimulatorConfig, SimulatorFeed, _producer, candidates_values  # noqa: E402
 from streams.simulate.warm_start import publish_warm_start  # noqa: E402
 
 console = Console(width=170)
@@ -166,34 +166,10 @@ def create_time_s(msg) -> float:  # noqa: ANN001 - confluent_kafka.Message
 
 def candidates_records(world: EmailWorld, serde: AvroSerde, batch_index: int) -> list[tuple[bytes, bytes]]:
     """(key, value) of every user's ``candidates`` record of one batch, encoded as the
-    simulator encodes them (same fields, features and item features)."""
-    c = world.config
+    simulator encodes them (``streams.simulate.feed.candidates_values``)."""
     batch = world.candidates(batch_index)
-    cons = world.constraints(batch)
-    starts = np.flatnonzero(np.r_[True, np.diff(batch.pair_user) != 0])
-    ends = np.r_[starts[1:], batch.n_pairs]
-    now = int(time.time() * 1000)
-    out = []
-    for s, e in zip(starts, ends):
-        u = int(batch.pair_user[s])
-        feats = batch.features[s:e]
-        value = {
-            "batch_id": batch.batch_id,
-            "user_id": f"u{u}",
-            "created_at_ms": now,
-            "user_cap": int(cons.user_cap[u]),
-            "candidates": [
-                {
-                    "item_id": f"i{int(i)}",
-                    "provider_id": f"p{int(p)}",
-                    "features": f.tolist(),
-                    "item_features": f[c.user_dim : c.user_dim + c.item_dim].tolist(),
-                }
-                for f, i, p in zip(feats, batch.pair_item[s:e], batch.pair_provider[s:e])
-            ],
-        }
-        out.append((f"u{u}".encode(), serde.encode("candidates", value)))
-    return out
+    values = candidates_values(world, batch, world.constraints(batch), int(time.time() * 1000))
+    return [(key, serde.encode("candidates", value)) for key, value in values]
 
 
 def raw_kafka_round(

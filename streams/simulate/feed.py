@@ -10,7 +10,7 @@ the exploration measures: the LP's selection entropy and the scorer's posterior 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,37 @@ def _conversion_stds(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
     return np.array([it["stds"].get("conversion", np.nan) for it in items], dtype=np.float64)
 
 
+def candidates_values(world: EmailWorld, batch: Any, cons: Any, now_ms: int) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """``(key, candidates value)`` of every user of ``batch`` (an ``EmailWorld`` batch, with its
+    ``constraints``): pair features, and the item part of them as the user's effect features."""
+    c = world.config
+    item_slice = slice(c.user_dim, c.user_dim + c.item_dim)
+    bounds = np.flatnonzero(np.diff(batch.pair_user)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [batch.n_pairs]])
+    feats = batch.features
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        u = int(batch.pair_user[s])
+        yield (
+            f"u{u}".encode(),
+            {
+                "batch_id": batch.batch_id,
+                "user_id": f"u{u}",
+                "created_at_ms": now_ms,
+                "user_cap": int(cons.user_cap[u]),
+                "candidates": [
+                    {
+                        "item_id": f"i{int(i)}",
+                        "provider_id": f"p{int(p)}",
+                        "features": feats[j].tolist(),
+                        "item_features": feats[j, item_slice].tolist(),
+                    }
+                    for j, i, p in zip(range(s, e), batch.pair_item[s:e], batch.pair_provider[s:e])
+                ],
+            },
+        )
+
+
 class SimulatorFeed:
     """Drives batches of the email world through the pipeline's topics."""
 
@@ -112,8 +143,6 @@ class SimulatorFeed:
         self.reports: dict[str, dict] = {}
         # (batch id, user id) -> (n_items,) posterior std of conversion (logit scale), first record
         self.conversion_stds: dict[tuple[str, str], np.ndarray] = {}
-        c = cfg.world
-        self.item_slice = slice(c.user_dim, c.user_dim + c.item_dim)
 
     def publish_batch(self, batch_index: int):
         """Produce OPENED, candidates and CLOSED for one batch; returns (batch, constraints)."""
@@ -146,30 +175,8 @@ class SimulatorFeed:
             key=key,
             value=self.serde.encode("batch-control", {**control, "event": "OPENED"}),
         )
-        bounds = np.flatnonzero(np.diff(batch.pair_user)) + 1
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [batch.n_pairs]])
-        feats = batch.features
-        for s, e in zip(starts, ends):
-            u = int(batch.pair_user[s])
-            value = {
-                "batch_id": batch.batch_id,
-                "user_id": f"u{u}",
-                "created_at_ms": now,
-                "user_cap": int(cons.user_cap[u]),
-                "candidates": [
-                    {
-                        "item_id": f"i{int(i)}",
-                        "provider_id": f"p{int(p)}",
-                        "features": feats[j].tolist(),
-                        "item_features": feats[j, self.item_slice].tolist(),
-                    }
-                    for j, i, p in zip(range(s, e), batch.pair_item[s:e], batch.pair_provider[s:e])
-                ],
-            }
-            clients.produce(
-                self.producer, names("candidates"), key=f"u{u}".encode(), value=self.serde.encode("candidates", value)
-            )
+        for key_u, value in candidates_values(self.world, batch, cons, now):
+            clients.produce(self.producer, names("candidates"), key=key_u, value=self.serde.encode("candidates", value))
             self.producer.poll(0)
         clients.produce(
             self.producer,
