@@ -21,7 +21,7 @@ from evaluation.reporting.experiment_results import (
     CalibrationCurve,
     ExperimentResults,
 )
-from evaluation.reporting.experiment_summary import BATCH_USAGE_LIMIT, regret_per_seed
+from evaluation.reporting.experiment_summary import BATCH_USAGE_LIMIT
 from evaluation.reporting.html_page import Plot
 from evaluation.reporting.plotting import (
     BOUND_COLOUR,
@@ -34,10 +34,14 @@ from evaluation.reporting.plotting import (
     png_bytes,
     shared_legend,
 )
+from evaluation.reporting.reductions import regret_per_seed
 from evaluation.reporting.sweeps import Sweep
 
 WIDTH = 11.2  # inches: the page's text width (1120 px) at the PNG's resolution
 ROW_HEIGHT = 4.0
+
+#: Measures a sweep's figure draws when the sweep holds them.
+SWEEP_PLOTTED = ("reward", "oracle_fraction", "unsub_usage", "provider_min_shortfall")
 
 # Natural ranges of bounded measures (their bands are cut to them).
 NON_NEGATIVE: tuple[float | None, float | None] = (0.0, None)
@@ -207,17 +211,26 @@ def other_plot(results: ExperimentResults, styles: MethodStyles, names: list[str
     )
 
 
+def sweep_measures(sweep: Sweep) -> list[str]:
+    """The measures a sweep's figure draws: the core ones it holds, else its first six."""
+    core = [name for name in SWEEP_PLOTTED if name in sweep.measures]
+    return core or list(sweep.measures)[:6]
+
+
 def sweep_plot(sweep: Sweep, styles: MethodStyles) -> Plot:
-    """One panel per measure of a sweep: each method's value against the swept parameter."""
-    names = list(sweep.measures)
+    """One panel per measure of a sweep (:func:`sweep_measures`): each method's value against the parameter."""
+    names = sweep_measures(sweep)
     figure, axes = _grid(len(names))
     x = sweep.positions if sweep.positions is not None else np.arange(len(sweep.labels), dtype=float)
     for ax, name in zip(axes, names):
         for method, values in sweep.measures[name].items():
-            ax.plot(
+            half = np.nan_to_num(sweep.half_widths[name][method], nan=0.0)
+            ax.errorbar(
                 x,
                 values,
+                yerr=half,
                 marker="o",
+                capsize=3,
                 color=styles.colour(method),
                 linestyle=styles.linestyle(method),
                 label=method,
@@ -225,19 +238,20 @@ def sweep_plot(sweep: Sweep, styles: MethodStyles) -> Plot:
         if sweep.positions is None:
             ax.set_xticks(x, list(sweep.labels))
         ax.set_xlabel(sweep.parameter)
-        ax.set_ylabel(measure_label(name) + (" (mean)" if name in sweep.averaged else ""))
-        ax.set_title(measure_label(name))
+        description = sweep.descriptions.get(name)
+        ax.set_ylabel(measure_label(name))
+        ax.set_title(measure_label(name) + (f" ({description})" if description else ""))
         ax.grid(True, alpha=0.3)
         if name == "unsub_usage":
             ax.axhline(1.0, color=BOUND_COLOUR, linewidth=1.2, label="budget (1.0)")
     shared_legend(figure, axes)
-    averaged = (
-        " Measures marked (mean) were lists in the file, averaged over seeds and batches." if sweep.averaged else ""
-    )
     return Plot(
         png=png_bytes(figure),
         alt=f"Sweep over {sweep.parameter}: " + ", ".join(names),
-        caption=f"Each point is one run of the experiment at that value of {sweep.parameter}.{averaged}",
+        caption=(
+            f"Each point is the experiment run at that value of {sweep.parameter}: the mean over seeds, "
+            f"with its {CONFIDENCE:.0%} interval as error bars where there are several seeds."
+        ),
     )
 
 
@@ -281,7 +295,7 @@ def _draw_curves(ax: Axes, label: str, results: ExperimentResults, styles: Metho
     limit = min(1.0, top * 1.1) if top > 0 else 1.0
     ax.set_xlim(0.0, limit)
     ax.set_ylim(0.0, limit)
-    ax.set_title(f"Reliability curve{': ' + label if label else ''}")
+    ax.set_title(f"Reliability curve{': ' + measure_label(label) if label else ''}")
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.grid(True, alpha=0.3)

@@ -28,11 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from banditlp.arrays import FloatArray
 from evaluation.reporting.bands import band
 from evaluation.reporting.errors import ReportInputError
 from evaluation.reporting.json_values import json_kind as _kind
 from evaluation.reporting.json_values import per_seed_matrix
+from evaluation.reporting.reductions import USAGE_WINDOW
 from evaluation.reporting.sweeps import Sweep, read_sweeps
 
 RESULTS_JSON = "results.json"
@@ -97,24 +100,36 @@ class ExperimentResults:
         methods: Method name -> its results, in the file's order.
         sweeps: The sweeps found at the top level.
         not_shown: One line per key that was present but could not be shown, with the reason.
+        usage_from: First batch of the budget-usage window: the config's ``summary_from`` when
+            it has one, else ``USAGE_WINDOW[0]``.
     """
 
     config: Mapping[str, Any]
     methods: Mapping[str, MethodResults]
     sweeps: tuple[Sweep, ...] = ()
     not_shown: tuple[str, ...] = field(default=())
+    usage_from: int = USAGE_WINDOW[0]
 
     def series_names(self) -> list[str]:
-        """Every measure some method holds, core measures first, then in order of appearance."""
+        """Every measure some method has a value of, core measures first, then in order of appearance."""
         seen: dict[str, None] = {}
         for method in self.methods.values():
-            for name in method.series:
-                seen.setdefault(name, None)
+            for name, values in method.series.items():
+                if np.isfinite(values).any():
+                    seen.setdefault(name, None)
         return sorted(seen, key=lambda n: CORE_SERIES.index(n) if n in CORE_SERIES else len(CORE_SERIES))
 
     def holding(self, name: str) -> dict[str, FloatArray]:
-        """Method name -> ``(S, B)`` values of measure ``name``, for the methods that hold it."""
-        return {m.name: m.series[name] for m in self.methods.values() if name in m.series}
+        """Method name -> ``(S, B)`` values of measure ``name``, for the methods with a value of it.
+
+        A method whose values are all missing (``null``: e.g. a diagnostic of a model it does not
+        have) is left out.
+        """
+        return {
+            m.name: m.series[name]
+            for m in self.methods.values()
+            if name in m.series and np.isfinite(m.series[name]).any()
+        }
 
 
 def load_results(path: Path) -> ExperimentResults:
@@ -174,9 +189,14 @@ def parse_results(document: Any, source: str = RESULTS_JSON) -> ExperimentResult
             raise ReportInputError(f"{source}: methods.{name} must be an object of measures, got {_kind(measures)}")
         methods[str(name)] = _method(str(name), measures, source, not_shown)
     rest = {k: v for k, v in document.items() if k not in ("config", "methods")}
-    sweeps, sweep_notes = read_sweeps(rest, methods)
+    usage_from = config.get("summary_from", USAGE_WINDOW[0])
+    if not isinstance(usage_from, int) or isinstance(usage_from, bool) or usage_from < 1:
+        usage_from = USAGE_WINDOW[0]
+    sweeps, sweep_notes = read_sweeps(rest, methods, usage_from)
     not_shown.extend(sweep_notes)
-    return ExperimentResults(config=config, methods=methods, sweeps=sweeps, not_shown=tuple(not_shown))
+    return ExperimentResults(
+        config=config, methods=methods, sweeps=sweeps, not_shown=tuple(not_shown), usage_from=usage_from
+    )
 
 
 def _method(name: str, measures: dict[str, Any], source: str, not_shown: list[str]) -> MethodResults:

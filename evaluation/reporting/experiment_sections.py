@@ -9,9 +9,11 @@ A section whose data is absent is left out, never drawn empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from evaluation.reporting.bands import CONFIDENCE
+from evaluation.reporting.bands import CONFIDENCE, decimals_for
 from evaluation.reporting.experiment_figures import (
     calibration_plot,
     constraints_plot,
@@ -119,8 +121,11 @@ def _summary_section(results: ExperimentResults) -> Section:
 def _sweep_section(sweep: Sweep, styles: MethodStyles) -> Section:
     rows: list[tuple[Cell | str, ...]] = []
     for measure, per_method in sweep.measures.items():
+        description = sweep.descriptions.get(measure)
+        label = f"{measure} ({description})" if description else measure
         for method, values in per_method.items():
-            rows.append((method, measure, *(Cell(_number(v), "num") for v in values)))
+            halves = sweep.half_widths[measure][method]
+            rows.append((method, label, *(Cell(_number(v, h), "num") for v, h in zip(values, halves))))
     table = Table(
         header=("method", "measure", *(f"{sweep.symbol} = {label}" for label in sweep.labels)),
         rows=tuple(rows),
@@ -129,20 +134,36 @@ def _sweep_section(sweep: Sweep, styles: MethodStyles) -> Section:
     return Section(
         anchor=f"sweep-{sweep.key}",
         title=f"Sweep: {sweep.parameter}",
-        paragraphs=(f"How the methods' measures change with {sweep.parameter}.",),
+        paragraphs=(
+            f"How the methods' measures change with {sweep.parameter}. The table holds every measure of the "
+            f"sweep (mean over seeds ± half-width of the {CONFIDENCE:.0%} interval); the figure the main ones.",
+        ),
         plots=(sweep_plot(sweep, styles),),
         tables=(table,),
     )
 
 
 def _config_section(results: ExperimentResults) -> Section:
-    rows = tuple(
-        (str(key), value if isinstance(value, str) else json.dumps(value, sort_keys=True))
-        for key, value in results.config.items()
-    )
+    rows = tuple((key, Cell(value, "code")) for key, value in _flat_config(results.config))
     table = Table(header=("setting", "value"), rows=rows, caption="config in results.json")
     return Section(anchor="configuration", title="Configuration", tables=(table,))
 
 
-def _number(value: float) -> str:
-    return "n/a" if value != value else f"{value:.4g}"  # nan != nan
+def _flat_config(config: Mapping[str, Any], prefix: str = "", depth: int = 2) -> list[tuple[str, str]]:
+    # Nested objects become dotted settings (two levels: world_config.n_users,
+    # method_configs.banditlp.tau); what lies deeper, and every list, is shown as JSON.
+    rows: list[tuple[str, str]] = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and depth > 0:
+            rows.extend(_flat_config(value, f"{name}.", depth - 1))
+        else:
+            rows.append((name, value if isinstance(value, str) else json.dumps(value, sort_keys=True)))
+    return rows
+
+
+def _number(value: float, half_width: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    d = decimals_for(value)
+    return f"{value:.{d}f}" if math.isnan(half_width) else f"{value:.{d}f} ± {half_width:.{d}f}"

@@ -2,7 +2,8 @@
 
 Per method, over seeds: cumulative reward and regret against the oracle (mean and 95% interval),
 the oracle fraction of the last batch, the unsubscription budget usage averaged over batches
-4-20 (the batches after the warm-up that the budget criterion is judged on) and its worst batch,
+4-20 (``evaluation.reporting.reductions``: the batches after the warm-up that the budget
+criterion is judged on, or from the config's ``summary_from``) and its worst batch,
 and the provider minimum shortfall. Cells that break the criteria the experiment is held to
 (mean usage above 1.00, a batch above 1.05, a shortfall in expectation) are marked.
 """
@@ -13,13 +14,16 @@ import math
 
 import numpy as np
 
-from banditlp.arrays import FloatArray
 from evaluation.reporting.bands import CONFIDENCE, decimals_for, interval
 from evaluation.reporting.experiment_results import ORACLE_METHOD, ExperimentResults, MethodResults
 from evaluation.reporting.html_page import Cell, Table
+from evaluation.reporting.reductions import (
+    cumulative_per_seed,
+    mean_per_seed,
+    regret_per_seed,
+    usage_window,
+)
 
-#: Batches (1-based, inclusive) over which the mean budget usage is judged.
-USAGE_WINDOW = (4, 20)
 #: The mean usage over the window may not exceed this.
 MEAN_USAGE_LIMIT = 1.00
 #: No single batch's usage may exceed this.
@@ -29,40 +33,6 @@ SHORTFALL_TOLERANCE = 1e-6
 
 #: The method the pairwise table compares the others against, when present.
 REFERENCE_METHOD = "banditlp"
-
-
-def usage_window(n_batches: int) -> tuple[int, int]:
-    """Batches ``(first, last)``, 1-based inclusive, of :data:`USAGE_WINDOW` that a run of ``n_batches`` has.
-
-    A run shorter than the window's start is judged on all its batches.
-    """
-    first, last = USAGE_WINDOW
-    if n_batches < first:
-        return 1, max(n_batches, 1)
-    return first, min(last, n_batches)
-
-
-def cumulative_per_seed(values: FloatArray) -> FloatArray:
-    """``(S,)`` each seed's sum over batches (nan batches count as 0; an all-nan seed is nan)."""
-    values = np.asarray(values, dtype=float)
-    finite = np.isfinite(values)
-    totals = np.where(finite, values, 0.0).sum(axis=1)
-    return np.where(finite.any(axis=1), totals, math.nan)
-
-
-def regret_per_seed(method: FloatArray, oracle: FloatArray) -> FloatArray | None:
-    """``(S, B)`` cumulative regret of each seed against the oracle on the same seed, or None.
-
-    Args:
-        method: ``(S, B)`` the method's reward.
-        oracle: ``(S, B)`` the oracle's reward.
-
-    Returns:
-        ``cumsum(oracle - method)`` along batches; None when the shapes differ (seeds cannot be paired).
-    """
-    if method.shape != oracle.shape:
-        return None
-    return np.cumsum(np.nan_to_num(oracle - method, nan=0.0), axis=1)
 
 
 def summary_table(results: ExperimentResults) -> Table:
@@ -75,7 +45,7 @@ def summary_table(results: ExperimentResults) -> Table:
         The table; a measure a method lacks reads ``n/a``.
     """
     n_batches = max(m.n_batches for m in results.methods.values())
-    first, last = usage_window(n_batches)
+    first, last = usage_window(n_batches, results.usage_from)
     level = f"{CONFIDENCE:.0%}"
     header = (
         "method",
@@ -114,10 +84,7 @@ def _row(method: MethodResults, oracle: MethodResults | None, first: int, last: 
     usage = series.get("unsub_usage")
     mean_cell, worst_cell = _na(), _na()
     if usage is not None:
-        window = usage[:, first - 1 : last]
-        with np.errstate(all="ignore"):
-            per_seed = np.array([np.nanmean(row) if np.isfinite(row).any() else math.nan for row in window])
-        mean = interval(per_seed)
+        mean = interval(mean_per_seed(usage[:, first - 1 : last]))
         mean_cell = Cell(mean.format(), "num bad" if mean.mean > MEAN_USAGE_LIMIT + 1e-9 else "num")
         if np.isfinite(usage).any():
             seed, batch = np.unravel_index(int(np.nanargmax(usage)), usage.shape)

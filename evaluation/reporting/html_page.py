@@ -34,6 +34,7 @@ div.table-wrap { overflow-x: auto; }
 th, td { border: 1px solid #d9dde2; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f3f6; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.95em; word-break: break-word; }
 td.bad { background: #fde2e1; color: #8a1712; font-weight: 600; }
 td.good { background: #e3f4e1; }
 p.note, ul.notes { color: #555; font-size: 0.9em; }

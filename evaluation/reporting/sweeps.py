@@ -7,9 +7,12 @@ of a ``"sweeps"`` object). Two shapes are read:
   its methods in ``"methods"``), or the same with methods outside and values inside;
 * by column: ``{"values": [0.5, 1.0], "methods": {METHOD: {MEASURE: [one per value]}}}``.
 
-A ``SUMMARY`` is an object of measures, each a number or a list (per batch, or per seed per
-batch), which is averaged to one number; a bare number is read as the measure ``"value"``.
-Anything else is reported as not shown, never raised: a sweep is optional.
+A ``SUMMARY`` is an object of measures (one level of grouping allowed), each a number or a list
+(per batch, or per seed per batch). A list becomes one number per seed as in the summary table
+(``evaluation.reporting.reductions``: cumulative reward, last batch's oracle fraction, budget
+usage over its window, else the mean), then their mean over seeds with a 95% interval; a bare
+number is read as the measure ``"value"``. Anything else is reported as not shown, never raised:
+a sweep is optional.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from banditlp.arrays import FloatArray
+from evaluation.reporting.bands import Interval, interval
 from evaluation.reporting.errors import ReportInputError
 from evaluation.reporting.json_values import json_kind, per_seed_matrix
+from evaluation.reporting.reductions import USAGE_WINDOW, per_seed_summary
 
 # Keys under which the by-column shape keeps its parameter values.
 _VALUE_KEYS = ("values", "grid", "parameter_values", "taus", "sizes", "x")
@@ -44,8 +49,11 @@ class Sweep:
         symbol: Its short name, for table headers (``"τ"``).
         labels: ``(V,)`` the parameter's values as written, in plotting order.
         positions: ``(V,)`` the values as numbers when all are numbers (sorted), else None.
-        measures: Measure -> method -> ``(V,)`` values (nan where a method has none).
-        averaged: Measures whose values were lists, averaged over seeds and batches.
+        measures: Measure -> method -> ``(V,)`` mean over seeds (nan where a method has none).
+        half_widths: Measure -> method -> ``(V,)`` half-width of the 95% interval of that mean
+            (nan for a single seed or a number given as such).
+        descriptions: Measure -> how its lists were read (``"cumulative"``, ``"last batch"``,
+            ``"mean of batches 4–20"``, ``"mean over batches"``); absent for numbers.
     """
 
     key: str
@@ -54,7 +62,8 @@ class Sweep:
     labels: tuple[str, ...]
     positions: FloatArray | None
     measures: Mapping[str, Mapping[str, FloatArray]]
-    averaged: frozenset[str]
+    half_widths: Mapping[str, Mapping[str, FloatArray]]
+    descriptions: Mapping[str, str]
 
     @property
     def methods(self) -> list[str]:
@@ -66,12 +75,15 @@ class Sweep:
         return list(seen)
 
 
-def read_sweeps(document: Mapping[str, Any], methods: Iterable[str] = ()) -> tuple[tuple[Sweep, ...], list[str]]:
+def read_sweeps(
+    document: Mapping[str, Any], methods: Iterable[str] = (), usage_from: int = USAGE_WINDOW[0]
+) -> tuple[tuple[Sweep, ...], list[str]]:
     """Read every sweep among the top-level keys of ``results.json`` other than config and methods.
 
     Args:
         document: Those keys and their values.
         methods: The experiment's method names (to tell methods from parameter values).
+        usage_from: First batch of the budget-usage window.
 
     Returns:
         The sweeps found, and one line per key that is not a sweep of a known shape.
@@ -83,7 +95,7 @@ def read_sweeps(document: Mapping[str, Any], methods: Iterable[str] = ()) -> tup
         children = value.items() if key == "sweeps" and isinstance(value, dict) else [(key, value)]
         for name, sub in children:
             where = f"sweeps.{name}" if key == "sweeps" else str(name)
-            sweep = _sweep(where, str(name), sub, known)
+            sweep = _sweep(where, str(name), sub, known, usage_from)
             if sweep is None:
                 notes.append(f"{where}: not shown (not a sweep of a known shape: {json_kind(sub)})")
             else:
@@ -101,7 +113,7 @@ def parameter_name(key: str) -> tuple[str, str]:
     return _PARAMETER_NAMES.get(base.lower(), (plain, plain))
 
 
-def _sweep(where: str, name: str, value: Any, methods: set[str]) -> Sweep | None:
+def _sweep(where: str, name: str, value: Any, methods: set[str], usage_from: int) -> Sweep | None:
     if not isinstance(value, dict) or not value:
         return None
     by_value: dict[str, dict[str, Any]] | None = None
@@ -121,7 +133,7 @@ def _sweep(where: str, name: str, value: Any, methods: set[str]) -> Sweep | None
             }
     if not by_value:
         return None
-    return _assemble(where, name, by_value)
+    return _assemble(where, name, by_value, usage_from)
 
 
 def _columns_to_values(values: list[Any], per_method: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
@@ -138,7 +150,7 @@ def _columns_to_values(values: list[Any], per_method: dict[str, Any]) -> dict[st
     return by_value
 
 
-def _assemble(where: str, name: str, by_value: dict[str, dict[str, Any]]) -> Sweep | None:
+def _assemble(where: str, name: str, by_value: dict[str, dict[str, Any]], usage_from: int) -> Sweep | None:
     labels = list(by_value)
     numbers = [_number(label) for label in labels]
     positions: FloatArray | None = None
@@ -147,18 +159,21 @@ def _assemble(where: str, name: str, by_value: dict[str, dict[str, Any]]) -> Swe
         labels = [labels[i] for i in order]
         positions = np.array([numbers[i] for i in order], dtype=float)
     measures: dict[str, dict[str, FloatArray]] = {}
-    averaged: set[str] = set()
+    half_widths: dict[str, dict[str, FloatArray]] = {}
+    descriptions: dict[str, str] = {}
     for index, label in enumerate(labels):
         for method, summary in by_value[label].items():
             cells = summary if isinstance(summary, dict) else {"value": summary}
             for measure, cell in _flatten(cells):
-                number, was_list = _scalar(cell)
-                if number is None:
+                reduced = _reduce(measure, cell, usage_from)
+                if reduced is None:
                     continue
-                column = measures.setdefault(measure, {}).setdefault(str(method), np.full(len(labels), math.nan))
-                column[index] = number
-                if was_list:
-                    averaged.add(measure)
+                value, description = reduced
+                for table, number in ((measures, value.mean), (half_widths, value.half_width)):
+                    column = table.setdefault(measure, {}).setdefault(str(method), np.full(len(labels), math.nan))
+                    column[index] = number
+                if description:
+                    descriptions[measure] = description
     if not measures:
         return None
     symbol, parameter = parameter_name(name)
@@ -169,7 +184,8 @@ def _assemble(where: str, name: str, by_value: dict[str, dict[str, Any]]) -> Swe
         labels=tuple(labels),
         positions=positions,
         measures=measures,
-        averaged=frozenset(averaged),
+        half_widths=half_widths,
+        descriptions=descriptions,
     )
 
 
@@ -183,20 +199,22 @@ def _flatten(cells: dict[str, Any]) -> list[tuple[str, Any]]:
     return flat
 
 
-def _scalar(cell: Any) -> tuple[float | None, bool]:
-    # A number as itself; a list of numbers (or of per-seed lists) as its mean; else nothing.
+def _reduce(measure: str, cell: Any, usage_from: int) -> tuple[Interval, str] | None:
+    # A number as itself; a list of numbers (or of per-seed lists) as the mean over seeds of its
+    # per-seed summary; anything else: nothing.
     if isinstance(cell, bool):
-        return None, False
+        return None
     if isinstance(cell, (int, float)):
-        return float(cell), False
+        return Interval(float(cell), math.nan, 1), ""
     if isinstance(cell, list):
         try:
-            matrix = per_seed_matrix(cell, "cell")
+            matrix = per_seed_matrix(cell, measure)
         except ReportInputError:
-            return None, False
-        finite = matrix[np.isfinite(matrix)]
-        return (float(finite.mean()) if finite.size else None), True
-    return None, False
+            return None
+        per_seed, description = per_seed_summary(measure.split(".")[-1], matrix, usage_from)
+        value = interval(per_seed)
+        return (value, description) if value.n else None
+    return None
 
 
 def _number(label: str) -> float | None:
