@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(LOCK_SHA)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv lint format test test-unit test-integration demo kafka-up kafka-down bench clean-venv
+.PHONY: venv lint format test test-unit test-integration demo kafka-up kafka-down bench clean-venv browser
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -34,14 +34,18 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: venv
+test: venv browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: venv
+test-integration: venv browser
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# Headless Chromium (Debian's package) for the report's page test; installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 demo: venv
 	$(VENV)/bin/banditlp demo
