@@ -16,6 +16,7 @@ from streams.cli.common import fail
 from streams.cli.demo import demo
 from streams.cli.kafka import kafka_app
 from streams.cli.lp import lp_app
+from streams.cli.report import report
 from streams.cli.simulate import simulate
 from streams.cli.topics import topics_app
 from streams.cli.workers import worker_app
@@ -100,3 +101,4 @@ app.add_typer(lp_app, name="lp")
 app.add_typer(worker_app, name="worker")
 app.command("demo")(demo)
 app.command("simulate")(simulate)
+app.command("report")(report)
