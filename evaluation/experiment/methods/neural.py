@@ -1,0 +1,133 @@
+"""The neural methods: BanditLP, its naive-calibration ablation, NN-LP and NNTS.
+
+One model (:mod:`evaluation.experiment.methods.neural_model`: the streams' network with its
+last-layer Laplace posterior and isotonic calibrators), refitted from scratch on every row seen
+so far after every batch (the trainer's ``fit_model`` with its newest-20% calibration holdout;
+the demo's trainer also retrains once per batch), and four ways of deciding with it:
+
+* ``banditlp``: calibrated Thompson samples (heuristic calibration) of reward and cost in the LP;
+* ``banditlp_naive_calibration``: the same with the isotonic maps fitted on Thompson samples;
+* ``nn_lp``: the calibrated MAP scores in the LP (no exploration);
+* ``nnts``: calibrated Thompson samples of the reward, the top ``user_cap`` items per user, no
+  budget and no provider rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from evaluation.email_world import BatchConstraints, CandidateBatch, greedy_allocation
+from evaluation.errors import EvaluationInputError
+from evaluation.experiment.batches import Rows
+from evaluation.experiment.lp import solve_lp
+from evaluation.experiment.methods.base import Estimates, MethodContext, Plan
+from evaluation.experiment.methods.neural_model import Calibration, fit_neural, score_neural, version_spread
+from evaluation.experiment.seeding import int_seed
+from models.neural import NeuralThompsonModel
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuralMethodConfig:
+    """How a neural method scores and decides.
+
+    Attributes:
+        scores: ``"thompson"`` (marginal Thompson samples at ``tau``) or ``"mean"`` (MAP scores).
+        calibration: ``"heuristic"``, ``"naive"`` or ``"none"`` (see ``fit_neural``).
+        decision: ``"lp"`` (the batch's LP) or ``"top_k"`` (each user's ``user_cap`` best pairs
+            by reward; no budget, no provider rows).
+        tau: Thompson temperature (> 0 for ``"thompson"``).
+        holdout: Share of the newest rows the calibrators are fitted on.
+        buffer_rows: Newest rows kept for retraining (the trainer's window).
+    """
+
+    scores: Literal["thompson", "mean"] = "thompson"
+    calibration: Calibration = "heuristic"
+    decision: Literal["lp", "top_k"] = "lp"
+    tau: float = 1.0
+    holdout: float = 0.2
+    buffer_rows: int = 50_000
+
+    def __post_init__(self) -> None:
+        """Reject settings that describe no method.
+
+        Raises:
+            EvaluationInputError: naming the field.
+        """
+        if self.scores not in ("thompson", "mean"):
+            raise EvaluationInputError(f"scores must be 'thompson' or 'mean', got {self.scores!r}")
+        if self.calibration not in ("heuristic", "naive", "none"):
+            raise EvaluationInputError(f"calibration must be heuristic, naive or none, got {self.calibration!r}")
+        if self.decision not in ("lp", "top_k"):
+            raise EvaluationInputError(f"decision must be 'lp' or 'top_k', got {self.decision!r}")
+        if not (np.isfinite(self.tau) and self.tau >= 0):
+            raise EvaluationInputError(f"tau must be finite and >= 0, got {self.tau}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise EvaluationInputError(f"holdout must be in [0, 1), got {self.holdout}")
+        if self.buffer_rows < 1:
+            raise EvaluationInputError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
+
+
+class NeuralMethod:
+    """A neural method (see the module docstring); speaks :class:`~evaluation.experiment.methods.base.Method`.
+
+    Args:
+        config: How it scores and decides.
+        context: The world's sizes.
+    """
+
+    def __init__(self, config: NeuralMethodConfig, context: MethodContext) -> None:
+        self.config = config
+        self.stochastic = config.scores == "thompson" and config.tau > 0
+        self._rows: Rows | None = None
+        self.model: NeuralThompsonModel | None = None
+        self.previous: NeuralThompsonModel | None = None
+        # The version spread of the last batch planned (replans of a batch reuse it).
+        self._spread: tuple[str, dict[str, float]] | None = None
+
+    def learn(self, rows: Rows, rng: np.random.Generator) -> None:
+        """Append the rows and refit the model from scratch on the newest ``buffer_rows``."""
+        kept = rows if self._rows is None else Rows.concat([self._rows, rows])
+        if kept.n > self.config.buffer_rows:
+            kept = kept.take(np.arange(kept.n - self.config.buffer_rows, kept.n))
+        self._rows = kept
+        cfg = self.config
+        self.previous = self.model
+        self._spread = None
+        self.model = fit_neural(
+            kept, int_seed(rng), holdout=cfg.holdout, calibration=cfg.calibration, tau=cfg.tau, rng=rng
+        )
+
+    def plan(self, batch: CandidateBatch, constraints: BatchConstraints, rng: np.random.Generator) -> Plan:
+        """Score the batch and decide (LP or top-k); the state is left as it is.
+
+        Raises:
+            EvaluationInputError: if the method has not learnt from any row yet.
+        """
+        if self.model is None:
+            raise EvaluationInputError("a neural method must learn from the warm start before it plans")
+        cfg = self.config
+        X = np.array(batch.features)  # writable: torch does not take read-only arrays
+        thompson = cfg.scores == "thompson"
+        s = score_neural(self.model, X, cfg.tau if thompson else 0.0, rng)
+        chosen = s.samples if thompson else s.means
+        reward, cost = chosen["reward"], chosen["unsubscription"]
+        if cfg.decision == "lp":
+            solved = solve_lp(batch, constraints, reward, cost)
+            x, elastic = solved.x, solved.elastic
+        else:
+            x, elastic = greedy_allocation(reward, batch.pair_user, constraints.user_cap), False
+        if self._spread is None or self._spread[0] != batch.batch_id:
+            spread = version_spread(self.previous, self.model, X) if self.previous is not None else {}
+            self._spread = (batch.batch_id, spread)
+        spread = self._spread[1]
+        estimates = Estimates(
+            unsub_predicted=s.raw_means["unsubscription"],
+            unsub_calibrated=s.means["unsubscription"],
+            unsub_decision=cost,
+            conversion=s.means["conversion"],
+            version_spread=spread,
+        )
+        return Plan(x=x, reward=reward, cost=cost, elastic=elastic, estimates=estimates)

@@ -1,0 +1,106 @@
+"""The registry of methods: one name, one frozen configuration, one builder each.
+
+:data:`METHODS` maps every name the experiment accepts to its :class:`MethodSpec`; a method is
+built by :func:`build_method` with the experiment's temperature applied to every configuration
+that has a ``tau``. Variants of a method are registered under their own names with their own
+configuration, so an ablation is two names in one experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from evaluation.errors import EvaluationInputError
+from evaluation.experiment.methods.base import Method, MethodContext
+from evaluation.experiment.methods.linucb import LinUCBConfig, LinUCBMethod
+from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig
+from evaluation.experiment.methods.reference import OracleLPConfig, OracleLPMethod, RandomLPConfig, RandomLPMethod
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method.
+
+    Attributes:
+        name: Its name in commands and results.
+        description: One line for tables and help.
+        config: Its frozen configuration (a dataclass instance).
+        build: ``(config, context) -> Method``.
+    """
+
+    name: str
+    description: str
+    config: Any
+    build: Callable[[Any, MethodContext], Method]
+
+
+def _specs() -> tuple[MethodSpec, ...]:
+    return (
+        MethodSpec(
+            "banditlp",
+            "neural TS + last-layer Laplace + heuristic calibration + LP",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp"),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_naive_calibration",
+            "BanditLP with isotonic maps fitted on Thompson samples",
+            NeuralMethodConfig(scores="thompson", calibration="naive", decision="lp"),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "nn_lp",
+            "calibrated MAP scores of the same network + LP",
+            NeuralMethodConfig(scores="mean", calibration="heuristic", decision="lp"),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "nnts",
+            "neural Thompson samples, top-k per user, no budget or provider rows",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="top_k"),
+            NeuralMethod,
+        ),
+        MethodSpec("linucb_lp", "LinUCB reward bound + linear mean cost + LP", LinUCBConfig(), LinUCBMethod),
+        MethodSpec("random_lp", "uniform random scores + LP", RandomLPConfig(), RandomLPMethod),
+        MethodSpec("oracle_lp", "true probabilities + LP (the regret benchmark)", OracleLPConfig(), OracleLPMethod),
+    )
+
+
+#: Every method by name, in the order of tables and results.
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _specs()}
+
+#: The methods of an experiment when none are named.
+DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The spec registered under ``name``.
+
+    Raises:
+        EvaluationInputError: for an unknown name; the message lists the known ones.
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise EvaluationInputError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}") from None
+
+
+def configured(name: str, tau: float) -> Any:
+    """The configuration of method ``name`` at temperature ``tau`` (unchanged when it has no ``tau``)."""
+    config = method_spec(name).config
+    if any(f.name == "tau" for f in dataclasses.fields(config)):
+        return dataclasses.replace(config, tau=float(tau))
+    return config
+
+
+def build_method(name: str, context: MethodContext, tau: float) -> Method:
+    """A fresh instance of method ``name`` at temperature ``tau``."""
+    return method_spec(name).build(configured(name, tau), context)
+
+
+def config_json(config: Any) -> dict[str, Any]:
+    """A method configuration as JSON values (its dataclass fields)."""
+    return dataclasses.asdict(config)
