@@ -55,8 +55,9 @@ def play_batches(feed, batches: int, check: Callable[[], None] = lambda: None, f
 
 
 def report_run(runs: list, run_dir: Path, title: str) -> None:
-    """Print the summary table and write ``summary.json`` and the PNG plots into ``run_dir``."""
+    """Print the summary table and write ``summary.json``, the PNG plots and ``report.html`` into ``run_dir``."""
     from evaluation.report import write_plots
+    from evaluation.reporting import write_report
     from evaluation.run_summary import summarise, summary_rows
 
     summary = summarise([r.outcome for r in runs])
@@ -70,6 +71,7 @@ def report_run(runs: list, run_dir: Path, title: str) -> None:
     plots = write_plots([r.outcome for r in runs], run_dir)
     (run_dir / "summary.json").write_text(json.dumps(dict(summary_rows(summary)), indent=2))
     console.print(f"plots: {', '.join(str(p) for p in plots)}")
+    console.print(f"report: {write_report(run_dir)}")
 
 
 # The simulated world's options, shared by `banditlp demo` and `banditlp simulate`.

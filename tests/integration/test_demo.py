@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -28,3 +29,6 @@ def test_demo_three_batches(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert summary, "empty summary"
     pngs = sorted(tmp_path.glob("*.png"))
     assert len(pngs) == 4 and all(p.stat().st_size > 10_000 for p in pngs)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(pngs)  # every plot embedded, nothing linked
+    assert all(html.escape(key) in page for key in summary)
