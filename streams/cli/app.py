@@ -14,6 +14,7 @@ import typer
 from banditlp.errors import BanditLPError
 from streams.cli.common import fail
 from streams.cli.demo import demo
+from streams.cli.experiment import experiment
 from streams.cli.kafka import kafka_app
 from streams.cli.lp import lp_app
 from streams.cli.report import report
@@ -102,3 +103,4 @@ app.add_typer(worker_app, name="worker")
 app.command("demo")(demo)
 app.command("simulate")(simulate)
 app.command("report")(report)
+app.command("experiment")(experiment)
