@@ -20,8 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from banditlp.errors import BanditLPError
-from streams.cli.common import console, fail, settings_of
+from streams.cli.common import console, default_of, fail, settings_of
 from streams.cli.processes import WorkerSet
+from streams.processors.config import ProcessorConfig
 
 
 def play_batches(feed, batches: int, check: Callable[[], None] = lambda: None, first: int = 0) -> list:
@@ -90,6 +91,9 @@ def demo(
     providers: int = ProvidersOpt,
     candidates: int = CandidatesOpt,
     tau: float = typer.Option(1.0, help="Thompson temperature (0 = greedy)."),
+    draws: int = typer.Option(
+        default_of(ProcessorConfig, "n_draws"), min=1, help="K Thompson draws per pair (exact propensities)."
+    ),
     seed: int = typer.Option(0),
     warm_start_batches: int = typer.Option(5, help="Logged random-policy batches that train model v1."),
     run_dir: Path | None = typer.Option(None, help="Where logs, summary and plots go (default runs/demo-<time>)."),
@@ -131,7 +135,9 @@ def demo(
         console.print(f"model v1 trained on {n_logged} logged sends of a uniformly random policy")
         # The workers read the same settings from their environment (the root options' envvars).
         env = {**os.environ, **run.to_env(), "BANDITLP_STATE_DIR": str((run_dir / "state").resolve())}
-        workers.start("processors", ["worker", "processors", "--tau", str(tau), "--seed", str(seed)], env)
+        workers.start(
+            "processors", ["worker", "processors", "--tau", str(tau), "--seed", str(seed), "--draws", str(draws)], env
+        )
         workers.start("allocator", ["worker", "allocator"], env)
         workers.start(
             "trainer",
