@@ -6,6 +6,7 @@ plots); one holding both gets both parts, the experiment's first.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from evaluation.reporting.demo_run import SUMMARY_JSON, demo_sections
@@ -35,7 +36,11 @@ def build_page(run_dir: Path | str) -> Page:
     if not directory.is_dir():
         raise ReportInputError(f"{directory}: no such run directory")
     has_results = (directory / RESULTS_JSON).is_file()
-    has_summary = (directory / SUMMARY_JSON).is_file()
+    # `banditlp experiment` writes a summary.json of its own beside results.json (per-method
+    # figures under "methods"); only a demo's summary.json is the demo part of a page.
+    has_summary = (directory / SUMMARY_JSON).is_file() and not (
+        has_results and _is_experiment_summary(directory / SUMMARY_JSON)
+    )
     if not (has_results or has_summary):
         raise ReportInputError(
             f"{directory}: not a run directory: it holds neither {RESULTS_JSON} (an experiment's, from "
@@ -98,3 +103,12 @@ def _titled(section: Section, prefix: str) -> Section:
         tables=section.tables,
         notes=section.notes,
     )
+
+
+def _is_experiment_summary(path: Path) -> bool:
+    """Whether ``path`` is the experiment's own summary (a mapping with ``methods``), not a demo's."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(value, dict) and isinstance(value.get("methods"), dict)

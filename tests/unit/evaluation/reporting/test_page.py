@@ -218,6 +218,14 @@ def test_a_directory_with_both_runs_shows_both(tmp_path: Path) -> None:
     assert found["demo-summary"].title == "Demo: Summary"
 
 
+def test_the_experiment_s_own_summary_json_is_not_read_as_a_demo(tmp_path: Path) -> None:
+    """`banditlp experiment` writes summary.json beside results.json (per-method figures)."""
+    run_dir = write_experiment(tmp_path / "run", **SMALL)
+    (run_dir / "summary.json").write_text(json.dumps({"methods": {"banditlp": {"unsub_usage_mean": 1.2}}}))
+    found = sections(build_report(run_dir))
+    assert "summary" in found and not any(key.startswith("demo-") for key in found)
+
+
 def test_write_report_writes_where_asked(tmp_path: Path) -> None:
     run_dir = write_experiment(tmp_path / "run", **SMALL, calibration=False, sweep=False, extra_series=False)
     assert write_report(run_dir) == run_dir / "report.html"
