@@ -312,8 +312,10 @@ class ScoresRecord:
             if any(len(it.get("draws", ())) != n_further for it in items):
                 raise ValidationError("scored items disagree on their number of Thompson draws")
             further = [
-                {k: np.array([it["draws"][d].get(k, np.nan) for it in items], dtype=np.float64)
-                 for k in items[0]["draws"][d]}
+                {
+                    k: np.array([it["draws"][d].get(k, np.nan) for it in items], dtype=np.float64)
+                    for k in items[0]["draws"][d]
+                }
                 for d in range(n_further)
             ]
         cap = value.get("user_cap")

@@ -31,8 +31,14 @@ def _window() -> BatchWindow:
     window = BatchWindow("b1", 0.0)
     window.open(control, 0.0)
     for u in range(N_USERS):
-        rec = scores_record(f"u{u:02d}", n=N_ITEMS, cap=1 + u % 2, seed=u, n_draws=K,
-                            providers=tuple(f"p{(u + j) % 3}" for j in range(N_ITEMS)))
+        rec = scores_record(
+            f"u{u:02d}",
+            n=N_ITEMS,
+            cap=1 + u % 2,
+            seed=u,
+            n_draws=K,
+            providers=tuple(f"p{(u + j) % 3}" for j in range(N_ITEMS)),
+        )
         assert window.add(rec) == "added"
     window.close(control_record("CLOSED", expected=N_USERS), 0.0)
     return window
