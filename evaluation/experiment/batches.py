@@ -53,12 +53,16 @@ class Rows:
         converted: ``(n,)`` float64 0/1.
         unsubscribed: ``(n,)`` float64 0/1.
         value: ``(n,)`` float64 realised value (0 where not converted).
+        budgeted_cost: ``(n,)`` float64 the unsubscription cost the deciding plan budgeted for
+            each send (:attr:`Plan.cost <evaluation.experiment.methods.base.Plan>`), or None for
+            logged sends no plan of the method chose.
     """
 
     features: Float32Array
     converted: FloatArray
     unsubscribed: FloatArray
     value: FloatArray
+    budgeted_cost: FloatArray | None = None
 
     @property
     def n(self) -> int:
@@ -67,17 +71,21 @@ class Rows:
 
     @staticmethod
     def concat(parts: list[Rows]) -> Rows:
-        """The rows of ``parts`` one after the other (at least one part)."""
+        """The rows of ``parts`` one after the other (at least one part); budgeted costs only when
+        every part has them."""
+        costs = [p.budgeted_cost for p in parts]
         return Rows(
             np.concatenate([p.features for p in parts]),
             np.concatenate([p.converted for p in parts]),
             np.concatenate([p.unsubscribed for p in parts]),
             np.concatenate([p.value for p in parts]),
+            None if any(c is None for c in costs) else np.concatenate([c for c in costs if c is not None]),
         )
 
     def take(self, index: np.ndarray) -> Rows:
         """The rows at ``index`` (an int array or a boolean mask)."""
-        return Rows(self.features[index], self.converted[index], self.unsubscribed[index], self.value[index])
+        cost = None if self.budgeted_cost is None else self.budgeted_cost[index]
+        return Rows(self.features[index], self.converted[index], self.unsubscribed[index], self.value[index], cost)
 
 
 @dataclass(frozen=True, eq=False)

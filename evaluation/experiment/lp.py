@@ -11,6 +11,7 @@ together with the provider minimums) is solved elastic, as the worker's fallback
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,3 +113,80 @@ def solve_lp(batch: CandidateBatch, constraints: BatchConstraints, reward: Array
             return SolvedLP(x=np.clip(result.x, 0.0, 1.0), elastic=elastic or result.status == Status.ELASTIC)
         failures.append(f"{method}: status {result.status}")
     raise OracleInfeasible(f"allocation LP not solved ({'; '.join(failures)})")
+
+
+@dataclass(frozen=True, eq=False)
+class ScaledLP:
+    """A plan chosen on one cost whose budget holds on another.
+
+    Attributes:
+        solved: The plan.
+        budget_scale: ``B' / B``: the budget the LP was solved with, over the batch's.
+        usage: ``check_cost @ x / B`` of the plan (its quantile over draws).
+    """
+
+    solved: SolvedLP
+    budget_scale: float
+    usage: float
+
+
+def solve_lp_checked(
+    batch: CandidateBatch,
+    constraints: BatchConstraints,
+    reward: ArrayLike,
+    select_cost: ArrayLike,
+    check_cost: ArrayLike,
+    *,
+    quantile: float = 0.5,
+    iterations: int = 6,
+    tolerance: float = 2e-3,
+) -> ScaledLP:
+    """The LP on ``(reward, select_cost)`` with its budget rescaled until the plan meets the
+    batch's budget on ``check_cost``.
+
+    The plan is chosen on the selection costs (Thompson samples: exploration), while what it
+    spends is judged on the check costs (the posterior means, which the selection did not pick
+    for being low). Fixed point ``B_{k+1} = min(B_k, s_k) * B / (check_cost @ x_k)`` from
+    ``B_0 = B``, with ``s_k = select_cost @ x_k`` (below ``B_k`` when the budget row does not
+    bind); it stops when the check usage is within ``tolerance`` of 1, or under 1 with a budget
+    row that does not bind (a larger budget would change nothing). The result is the last iterate whose check
+    usage is at most ``1 + tolerance``, or the least-using one when none is.
+
+    Args:
+        batch: The batch.
+        constraints: Its right-hand sides (budget ``B``, row 0).
+        reward: ``(E,)`` objective coefficients.
+        select_cost: ``(E,)`` budget-row coefficients of the LP.
+        check_cost: ``(E,)`` the costs the budget must hold on, or ``(M, E)`` M draws of them
+            (e.g. joint posterior draws): the plan's cost is then the ``quantile`` of its M costs.
+        quantile: Which quantile of the M plan costs must meet the budget (ignored for M = 1).
+        iterations: Most LP solves (>= 1).
+        tolerance: Relative slack of the check.
+
+    Returns:
+        The plan, its budget scale and its check usage.
+    """
+    check = np.atleast_2d(np.asarray(check_cost, dtype=float))
+    budget = float(constraints.budget[0])
+    scale = 1.0
+    found: ScaledLP | None = None
+    least: ScaledLP | None = None
+    for _ in range(max(1, iterations)):
+        scaled = dataclasses.replace(constraints, budget=constraints.budget * scale)
+        solved = solve_lp(batch, scaled, reward, select_cost)
+        spent = check @ solved.x
+        usage = float(np.quantile(spent, quantile) if spent.size > 1 else spent[0]) / budget
+        attempt = ScaledLP(solved, scale, usage)
+        if usage <= 1 + tolerance:
+            found = attempt
+        if least is None or usage < least.usage:
+            least = attempt
+        selected = float(np.asarray(select_cost, dtype=float) @ solved.x) / budget
+        if abs(usage - 1) <= tolerance or usage <= 0 or (usage < 1 and selected < scale * (1 - 1e-6)):
+            break  # on budget, or under it with a budget row that does not bind: more changes nothing
+        # From the budget the plan actually spends on the selection costs (below B' when the row
+        # does not bind), in proportion to how far its check cost is off.
+        scale = min(scale, selected) / usage
+    result = found if found is not None else least
+    assert result is not None
+    return result

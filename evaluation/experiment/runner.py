@@ -183,6 +183,7 @@ def run_seed(
             "lp_elastic": float(plan.elastic),
         }
         row.update(estimate_measures(truth, x, plan.estimates))
+        row.update({f"policy.{k}": float(v) for k, v in plan.policy.items()})
         measures.append(row)
         curves.add(truth, x, plan.estimates)
         previous_items = items
@@ -191,6 +192,7 @@ def run_seed(
             outcomes.converted[sent].astype(float),
             outcomes.unsubscribed[sent].astype(float),
             outcomes.value[sent],
+            plan.cost[sent],
         )
         method.learn(new_rows, generator(seed, method_name, b, "train"))
         if on_batch is not None:

@@ -58,10 +58,14 @@ class Plan:
         x: ``(E,)`` plan in [0, 1]: each pair's send probability (the sends are drawn from it by
             systematic sampling, ``allocator.round_allocation(..., "sample")``).
         reward: ``(E,)`` the reward coefficients the decision maximised.
-        cost: ``(E,)`` the unsubscription cost coefficients it budgeted (the estimates of a
-            method that does not budget).
+        cost: ``(E,)`` the unsubscription cost estimates the budget holds on (before a pacing
+            factor; the estimates of a method that does not budget). The sent pairs' values come
+            back to the method as :attr:`Rows.budgeted_cost <evaluation.experiment.batches.Rows>`.
         elastic: True when the LP was infeasible on the method's coefficients and solved elastic.
         estimates: The model's beliefs, or None for a method without a model.
+        policy: Scalars of the decision rule worth a series of their own (a pacing factor, a
+            budget scale), by name; they become the measures ``policy.<name>``. Every plan of a
+            method must report the same names.
     """
 
     x: FloatArray
@@ -69,6 +73,7 @@ class Plan:
     cost: FloatArray
     elastic: bool = False
     estimates: Estimates | None = None
+    policy: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)

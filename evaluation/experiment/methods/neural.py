@@ -18,13 +18,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy import stats
 
 from evaluation.email_world import BatchConstraints, CandidateBatch, greedy_allocation
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
-from evaluation.experiment.lp import solve_lp
+from evaluation.experiment.lp import solve_lp, solve_lp_checked
 from evaluation.experiment.methods.base import Estimates, MethodContext, Plan
-from evaluation.experiment.methods.neural_model import Calibration, fit_neural, score_neural, version_spread
+from evaluation.experiment.methods.neural_model import (
+    Calibration,
+    fit_neural,
+    joint_draws,
+    score_neural,
+    version_spread,
+)
 from evaluation.experiment.seeding import int_seed
 from models.neural import NeuralThompsonModel
 
@@ -41,6 +48,23 @@ class NeuralMethodConfig:
         tau: Thompson temperature (> 0 for ``"thompson"``).
         holdout: Share of the newest rows the calibrators are fitted on.
         buffer_rows: Newest rows kept for retraining (the trainer's window).
+        budget_on: What the unsubscription budget holds on. ``"decision"``: the costs the LP
+            decides on (the Thompson samples for ``scores="thompson"``). ``"mean"``: the plan is
+            chosen on the samples, but the LP's budget is rescaled until the plan's cost under
+            the calibrated posterior means meets the batch's budget
+            (:func:`evaluation.experiment.lp.solve_lp_checked`), so the LP's preference for pairs
+            whose cost draw came out low is not also what it is judged by. ``"quantile"``: the
+            same, with the ``budget_quantile`` of the plan's cost over ``budget_draws`` joint
+            posterior draws of the last layer (calibrated) in place of its cost under the means:
+            a chance constraint that is wary where the model knows little.
+        pacing_prior: 0 for no pacing; > 0: the budgeted costs are multiplied by a bias factor
+            rho learnt from feedback, realised unsubscriptions of the method's own sends against
+            the costs its plans budgeted for them, with a Gamma(a, a) prior (``a`` = this many
+            pseudo-unsubscriptions at rho = 1) and a Poisson likelihood.
+        pacing_memory: Discount gamma in (0, 1] of older batches in the pacing counts.
+        pacing_quantile: The posterior quantile of rho used (0.5: the median; higher is warier).
+        budget_quantile: The quantile of ``budget_on="quantile"``.
+        budget_draws: Its joint posterior draws per batch.
     """
 
     scores: Literal["thompson", "mean"] = "thompson"
@@ -49,6 +73,12 @@ class NeuralMethodConfig:
     tau: float = 1.0
     holdout: float = 0.2
     buffer_rows: int = 50_000
+    budget_on: Literal["decision", "mean", "quantile"] = "decision"
+    pacing_prior: float = 0.0
+    pacing_memory: float = 1.0
+    pacing_quantile: float = 0.5
+    budget_quantile: float = 0.9
+    budget_draws: int = 32
 
     def __post_init__(self) -> None:
         """Reject settings that describe no method.
@@ -68,6 +98,16 @@ class NeuralMethodConfig:
             raise EvaluationInputError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.buffer_rows < 1:
             raise EvaluationInputError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
+        if self.budget_on not in ("decision", "mean", "quantile"):
+            raise EvaluationInputError(f"budget_on must be decision, mean or quantile, got {self.budget_on!r}")
+        if not 0.0 < self.budget_quantile < 1.0 or self.budget_draws < 1:
+            raise EvaluationInputError("budget_quantile must be in (0, 1) and budget_draws >= 1")
+        if not (np.isfinite(self.pacing_prior) and self.pacing_prior >= 0):
+            raise EvaluationInputError(f"pacing_prior must be finite and >= 0, got {self.pacing_prior}")
+        if not 0.0 < self.pacing_memory <= 1.0:
+            raise EvaluationInputError(f"pacing_memory must be in (0, 1], got {self.pacing_memory}")
+        if not 0.0 < self.pacing_quantile < 1.0:
+            raise EvaluationInputError(f"pacing_quantile must be in (0, 1), got {self.pacing_quantile}")
 
 
 class NeuralMethod:
@@ -86,9 +126,18 @@ class NeuralMethod:
         self.previous: NeuralThompsonModel | None = None
         # The version spread of the last batch planned (replans of a batch reuse it).
         self._spread: tuple[str, dict[str, float]] | None = None
+        # Pacing counts: discounted realised unsubscriptions and budgeted costs of own sends.
+        self._realised = 0.0
+        self._budgeted = 0.0
 
     def learn(self, rows: Rows, rng: np.random.Generator) -> None:
-        """Append the rows and refit the model from scratch on the newest ``buffer_rows``."""
+        """Count the rows' unsubscriptions against their budgeted costs (pacing), append the rows
+        and refit the model from scratch on the newest ``buffer_rows``."""
+        if rows.budgeted_cost is not None:
+            gamma = self.config.pacing_memory
+            self._realised = gamma * self._realised + float(rows.unsubscribed.sum())
+            self._budgeted = gamma * self._budgeted + float(rows.budgeted_cost.sum())
+        rows = Rows(rows.features, rows.converted, rows.unsubscribed, rows.value)
         kept = rows if self._rows is None else Rows.concat([self._rows, rows])
         if kept.n > self.config.buffer_rows:
             kept = kept.take(np.arange(kept.n - self.config.buffer_rows, kept.n))
@@ -114,11 +163,24 @@ class NeuralMethod:
         s = score_neural(self.model, X, cfg.tau if thompson else 0.0, rng)
         chosen = s.samples if thompson else s.means
         reward, cost = chosen["reward"], chosen["unsubscription"]
-        if cfg.decision == "lp":
-            solved = solve_lp(batch, constraints, reward, cost)
-            x, elastic = solved.x, solved.elastic
-        else:
+        budgeted = cost if cfg.budget_on == "decision" else s.means["unsubscription"]
+        rho = self.pacing_factor()
+        policy: dict[str, float] = {}
+        if cfg.pacing_prior > 0:
+            policy["pacing_factor"] = rho
+        if cfg.decision == "top_k":
             x, elastic = greedy_allocation(reward, batch.pair_user, constraints.user_cap), False
+        elif cfg.budget_on in ("mean", "quantile"):
+            check, q = rho * budgeted, 0.5
+            if cfg.budget_on == "quantile":
+                draws = joint_draws(self.model, X, "unsubscription", cfg.budget_draws, rng)
+                check, q = rho * draws, cfg.budget_quantile
+            scaled = solve_lp_checked(batch, constraints, reward, rho * cost, check, quantile=q)
+            x, elastic = scaled.solved.x, scaled.solved.elastic
+            policy["budget_scale"] = scaled.budget_scale
+        else:
+            solved = solve_lp(batch, constraints, reward, rho * cost)
+            x, elastic = solved.x, solved.elastic
         if self._spread is None or self._spread[0] != batch.batch_id:
             spread = version_spread(self.previous, self.model, X) if self.previous is not None else {}
             self._spread = (batch.batch_id, spread)
@@ -130,4 +192,17 @@ class NeuralMethod:
             conversion=s.means["conversion"],
             version_spread=spread,
         )
-        return Plan(x=x, reward=reward, cost=cost, elastic=elastic, estimates=estimates)
+        return Plan(x=x, reward=reward, cost=budgeted, elastic=elastic, estimates=estimates, policy=policy)
+
+    def pacing_factor(self) -> float:
+        """The bias factor rho the budgeted costs are multiplied by (1 without pacing).
+
+        Posterior ``Gamma(a + R, a + C)`` of rho with ``R`` the discounted realised
+        unsubscriptions of the method's sends and ``C`` the discounted costs its plans budgeted
+        for them; its ``pacing_quantile``.
+        """
+        a = self.config.pacing_prior
+        if a <= 0:
+            return 1.0
+        shape, rate = a + self._realised, a + self._budgeted
+        return float(stats.gamma.ppf(self.config.pacing_quantile, shape, scale=1.0 / rate))

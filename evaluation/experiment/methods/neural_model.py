@@ -163,3 +163,28 @@ def version_spread(previous: NeuralThompsonModel, current: NeuralThompsonModel, 
         scale = float(np.sqrt(np.mean(std[outcome] ** 2)))
         spread[outcome] = change / scale if scale > 0 else float("nan")
     return spread
+
+
+def joint_draws(
+    model: NeuralThompsonModel, X: Float32Array, outcome: str, n_draws: int, rng: np.random.Generator
+) -> FloatArray:
+    """Calibrated joint posterior draws of one Bernoulli outcome over all pairs.
+
+    Each draw takes one weight vector ``theta ~ N(theta_hat, H^-1)`` of the outcome's last layer,
+    shared by every pair (``sample_scores(mode="joint", tau=1)``), so a draw of the cost of a
+    whole plan keeps the correlation between its pairs that marginal draws lose.
+
+    Args:
+        model: The fitted model.
+        X: ``(E, d)`` float32 pair features.
+        outcome: ``"conversion"`` or ``"unsubscription"``.
+        n_draws: M >= 1.
+        rng: Seeds the draws' torch generator.
+
+    Returns:
+        ``(M, E)`` calibrated probabilities.
+    """
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    return np.stack(
+        [model.sample_scores(X, 1.0, generator, mode="joint", calibrate=True)[outcome] for _ in range(max(1, n_draws))]
+    )

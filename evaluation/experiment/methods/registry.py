@@ -63,6 +63,40 @@ def _specs() -> tuple[MethodSpec, ...]:
             NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="top_k"),
             NeuralMethod,
         ),
+        MethodSpec(
+            "banditlp_mean_budget",
+            "BanditLP, plan on the samples, budget held on the calibrated means",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", budget_on="mean"),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_paced",
+            "BanditLP with costs scaled by the realised/budgeted unsubscription ratio",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", pacing_prior=20.0),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_mean_budget_paced",
+            "BanditLP, budget on the calibrated means, scaled by the realised/budgeted ratio",
+            NeuralMethodConfig(
+                scores="thompson", calibration="heuristic", decision="lp", budget_on="mean", pacing_prior=20.0
+            ),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_chance",
+            "BanditLP, budget held at the 90% quantile of joint posterior draws of the plan's cost",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", budget_on="quantile"),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_chance_paced",
+            "banditlp_chance with costs scaled by the realised/budgeted unsubscription ratio",
+            NeuralMethodConfig(
+                scores="thompson", calibration="heuristic", decision="lp", budget_on="quantile", pacing_prior=20.0
+            ),
+            NeuralMethod,
+        ),
         MethodSpec("linucb_lp", "LinUCB reward bound + linear mean cost + LP", LinUCBConfig(), LinUCBMethod),
         MethodSpec("random_lp", "uniform random scores + LP", RandomLPConfig(), RandomLPMethod),
         MethodSpec("oracle_lp", "true probabilities + LP (the regret benchmark)", OracleLPConfig(), OracleLPMethod),
@@ -72,8 +106,16 @@ def _specs() -> tuple[MethodSpec, ...]:
 #: Every method by name, in the order of tables and results.
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _specs()}
 
-#: The methods of an experiment when none are named.
-DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
+#: The methods of an experiment when none are named: the paper's comparison.
+DEFAULT_METHODS: tuple[str, ...] = (
+    "banditlp",
+    "banditlp_naive_calibration",
+    "nn_lp",
+    "nnts",
+    "linucb_lp",
+    "random_lp",
+    "oracle_lp",
+)
 
 
 def method_spec(name: str) -> MethodSpec:
