@@ -153,6 +153,12 @@ def experiment(
     if swept:
         console.print(_table("sweeps", SWEEP_COLUMNS, sweep_rows(swept)))
     console.print(f"results: {path} and {out / 'summary.json'} in {elapsed:.0f} s")
+    from evaluation.reporting import write_report
+
+    try:
+        console.print(f"report: {write_report(out)}")
+    except BanditLPError as exc:
+        fail(exc)
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
