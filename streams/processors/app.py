@@ -49,7 +49,10 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
         cfg.app_id,
         **connection.faust_options(),
         store="rocksdb://",
-        datadir=str(cfg.state_dir),
+        # One directory per app id: faust names its RocksDB files by table and partition only, so
+        # two namespaces sharing a state directory would read each other's tables (and faust
+        # refuses a table whose stored changelog offset its topic does not have).
+        datadir=str(cfg.state_dir / cfg.app_id),
         web_enabled=cfg.web_port is not None,
         web_port=cfg.web_port or 6066,
         topic_partitions=cfg.partitions,
