@@ -45,6 +45,8 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
     """Build the faust app with its topics, tables, agents and the model feed."""
     import faust
 
+    datadir = cfg.state_dir / cfg.app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         cfg.app_id,
         **connection.faust_options(),
@@ -52,7 +54,7 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
         # One directory per app id: faust names its RocksDB files by table and partition only, so
         # two namespaces sharing a state directory would read each other's tables (and faust
         # refuses a table whose stored changelog offset its topic does not have).
-        datadir=str(cfg.state_dir / cfg.app_id),
+        datadir=str(datadir),
         web_enabled=cfg.web_port is not None,
         web_port=cfg.web_port or 6066,
         topic_partitions=cfg.partitions,
