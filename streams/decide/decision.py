@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def plans_of(lp: BatchLP, problem: AllocationProblem | None, cfg: AllocatorWorke
 
 
 def pick_and_round(
-    lp: BatchLP, problem: AllocationProblem, plans: Plans, rounding: str, rng: np.random.Generator
+    lp: BatchLP, problem: AllocationProblem, plans: Plans, rounding: Literal["sample", "top"], rng: np.random.Generator
 ) -> tuple[int, np.ndarray]:
     """Pick one plan uniformly at random and round it per user: ``(plan index, chosen (E,) bool)``.
 
@@ -106,7 +107,7 @@ def pick_and_round(
     """
     k = int(rng.integers(len(plans.solved)))
     chosen = np.zeros(lp.n_pairs, dtype=bool)
-    chosen[round_allocation(problem, plans.solved[k].x, mode=rounding, rng=rng).pairs] = True  # type: ignore[arg-type]
+    chosen[round_allocation(problem, plans.solved[k].x, mode=rounding, rng=rng).pairs] = True
     n_chosen = np.bincount(lp.user, weights=chosen, minlength=lp.n_users)
     if np.any(n_chosen > lp.user_cap):
         raise AllocationRejected("rounding gave a user more items than its cap")
