@@ -41,7 +41,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from banditlp.arrays import Float32Array, FloatArray
-from models.calibration import IsotonicCalibrator
+from models.calibration import MIN_ISOTONIC_EVENTS, Calibrator, IsotonicCalibrator, PlattCalibrator, fit_calibrator
 from models.errors import ModelInputError, NotFittedError, ShapeError
 from models.inputs import as_matrix, check_discount, check_positive
 from models.laplace import LastLayerLaplace, OutcomeSpec, SampleMode
@@ -255,7 +255,7 @@ class NeuralThompsonModel(SnapshotMixin):
             torch.manual_seed(config.seed)
             self.net = MultiOutcomeNet(config).to(self.device)
         self.laplace = LastLayerLaplace(config.outcomes, config.hidden[-1] + 1, config.prior_precision, config.gamma)
-        self.calibrators: dict[str, IsotonicCalibrator] = {}
+        self.calibrators: dict[str, Calibrator] = {}
         self._buffer = _Buffer(config.buffer_size, config.input_dim, len(config.outcomes))
         self.n_obs = 0
         self.since_retrain = 0
@@ -429,23 +429,32 @@ class NeuralThompsonModel(SnapshotMixin):
         self.net.eval()
         return {o.name: float(per_head[j]) for j, o in enumerate(cfg.outcomes)}
 
-    def fit_calibrators(self, features: ArrayLike, outcomes: Mapping[str, ArrayLike] | ArrayLike) -> None:
-        """Fit the heuristic isotonic calibrators (BanditLP's calibration) of the Bernoulli heads.
+    def fit_calibrators(
+        self,
+        features: ArrayLike,
+        outcomes: Mapping[str, ArrayLike] | ArrayLike,
+        *,
+        min_isotonic_events: int = MIN_ISOTONIC_EVENTS,
+    ) -> None:
+        """Fit the heuristic calibrators (BanditLP's calibration) of the Bernoulli heads.
 
         Each is fitted on the *deterministic* (MAP) probabilities vs outcomes; apply them to
-        Thompson samples with ``sample_scores(..., calibrate=True)``.
+        Thompson samples with ``sample_scores(..., calibrate=True)``. Isotonic where the holdout
+        has ``min_isotonic_events`` events of the rarer class, Platt below
+        (``models.calibration.fit_calibrator``).
 
         Args:
             features: (n, d_in) held-out pair features.
             outcomes: ``{name: (n,)}`` or (n, k); NaN / missing = not observed.
+            min_isotonic_events: the isotonic/Platt switch (0: always isotonic).
         """
         Y = self._outcome_matrix(outcomes, np.shape(features)[0])
         means = self.mean_scores(np.asarray(features, dtype=np.float32))
         for j, spec in enumerate(self.config.outcomes):
             seen = ~np.isnan(Y[:, j])
             if spec.likelihood == "bernoulli" and np.any(seen):
-                self.calibrators[spec.name] = IsotonicCalibrator.fit(
-                    means[spec.name][seen], Y[seen, j], mode="heuristic"
+                self.calibrators[spec.name] = fit_calibrator(
+                    means[spec.name][seen], Y[seen, j], mode="heuristic", min_isotonic_events=min_isotonic_events
                 )
 
     # -- scoring ----------------------------------------------------------------------------
@@ -677,7 +686,10 @@ class NeuralThompsonModel(SnapshotMixin):
         for name in sorted(cal_names):
             parts = {k.rsplit(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"cal.{name}.")}
             mode = "naive" if bool(parts.pop("naive")) else "heuristic"
-            model.calibrators[name] = IsotonicCalibrator.from_snapshot_parts({"mode": mode}, parts)
+            kind: type[IsotonicCalibrator] | type[PlattCalibrator] = (
+                PlattCalibrator if "coef" in parts else IsotonicCalibrator
+            )
+            model.calibrators[name] = kind.from_snapshot_parts({"mode": mode}, parts)
         n_obs, since, n_tr, fitted = (int(v) for v in arrays["counters"])
         model.n_obs, model.since_retrain, model.n_trainings, model.fitted = n_obs, since, n_tr, bool(fitted)
         return model

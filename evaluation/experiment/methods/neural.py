@@ -88,8 +88,10 @@ class NeuralMethodConfig:
         """
         if self.scores not in ("thompson", "mean"):
             raise EvaluationInputError(f"scores must be 'thompson' or 'mean', got {self.scores!r}")
-        if self.calibration not in ("heuristic", "naive", "none"):
-            raise EvaluationInputError(f"calibration must be heuristic, naive or none, got {self.calibration!r}")
+        if self.calibration not in ("heuristic", "isotonic", "naive", "none"):
+            raise EvaluationInputError(
+                f"calibration must be heuristic, isotonic, naive or none, got {self.calibration!r}"
+            )
         if self.decision not in ("lp", "top_k"):
             raise EvaluationInputError(f"decision must be 'lp' or 'top_k', got {self.decision!r}")
         if not (np.isfinite(self.tau) and self.tau >= 0):

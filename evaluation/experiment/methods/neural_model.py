@@ -19,13 +19,13 @@ import torch
 
 from banditlp.arrays import Float32Array, FloatArray
 from evaluation.experiment.batches import Rows
-from models.calibration import IsotonicCalibrator
+from models.calibration import fit_calibrator
 from models.neural import NeuralConfig, NeuralThompsonModel
 
 #: The Bernoulli outcomes, which have calibrators.
 BERNOULLI = ("conversion", "unsubscription")
 
-Calibration = Literal["heuristic", "naive", "none"]
+Calibration = Literal["heuristic", "isotonic", "naive", "none"]
 
 
 def neural_config(feature_dim: int, seed: int = 0) -> NeuralConfig:
@@ -56,9 +56,11 @@ def fit_neural(
         rows: ``n`` rows, oldest first.
         seed: The model's seed.
         holdout: Share of the newest rows the calibrators are fitted on (none when it leaves no row).
-        calibration: ``"heuristic"`` (BanditLP: isotonic maps fitted on the MAP predictions of
-            the holdout), ``"naive"`` (fitted on marginal Thompson samples of the holdout at
-            ``tau``: the exploration noise is taken for prediction error) or ``"none"``.
+        calibration: ``"heuristic"`` (BanditLP: maps fitted on the MAP predictions of the
+            holdout, isotonic or Platt by the holdout's events, as the trainer fits them),
+            ``"isotonic"`` (the same, isotonic whatever the events: the ablation of that
+            choice), ``"naive"`` (fitted on marginal Thompson samples of the holdout at ``tau``:
+            the exploration noise is taken for prediction error) or ``"none"``.
         tau: Temperature of the naive calibration's samples.
         rng: Generator of the naive calibration's samples (required for ``"naive"``).
 
@@ -74,15 +76,19 @@ def fit_neural(
     n_fit = max(1, int(n * (1 - holdout)))
     model = NeuralThompsonModel(neural_config(rows.features.shape[1], seed))
     model.fit(rows.features[:n_fit], {k: v[:n_fit] for k, v in outcomes.items()})
-    if n_fit < n and calibration == "heuristic":
-        model.fit_calibrators(rows.features[n_fit:], {k: v[n_fit:] for k, v in outcomes.items()})
+    if n_fit < n and calibration in ("heuristic", "isotonic"):
+        model.fit_calibrators(
+            rows.features[n_fit:],
+            {k: v[n_fit:] for k, v in outcomes.items()},
+            **({"min_isotonic_events": 0} if calibration == "isotonic" else {}),
+        )
     elif n_fit < n and calibration == "naive":
         if rng is None:
             raise ValueError("naive calibration needs a generator for its Thompson samples")
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         samples, _, _ = model.marginal_scores(rows.features[n_fit:], tau, generator)
         for outcome in BERNOULLI:
-            model.calibrators[outcome] = IsotonicCalibrator.fit_naive(samples[outcome], outcomes[outcome][n_fit:])
+            model.calibrators[outcome] = fit_calibrator(samples[outcome], outcomes[outcome][n_fit:], mode="naive")
     return model
 
 

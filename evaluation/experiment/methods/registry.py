@@ -64,6 +64,12 @@ def _specs() -> tuple[MethodSpec, ...]:
             NeuralMethod,
         ),
         MethodSpec(
+            "banditlp_isotonic",
+            "BanditLP with isotonic maps whatever the holdout's events (the paper's calibration)",
+            NeuralMethodConfig(scores="thompson", calibration="isotonic", decision="lp"),
+            NeuralMethod,
+        ),
+        MethodSpec(
             "banditlp_mean_budget",
             "BanditLP, plan on the samples, budget held on the calibrated means",
             NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", budget_on="mean"),

@@ -1,4 +1,4 @@
-"""Isotonic calibration of Thompson samples (heuristic vs naive) and the ECE."""
+"""Isotonic and Platt calibration of Thompson samples (heuristic vs naive), the family switch and the ECE."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 
-from models.calibration import IsotonicCalibrator, expected_calibration_error
+from models.calibration import (
+    IsotonicCalibrator,
+    PlattCalibrator,
+    expected_calibration_error,
+    fit_calibrator,
+)
 from models.errors import ModelInputError, ShapeError
 
 
@@ -96,8 +101,88 @@ def test_expected_calibration_error_matches_a_loop() -> None:
         (lambda: IsotonicCalibrator.fit([0.1, np.nan], [1.0, 0.0]), ModelInputError, "NaN"),
         (lambda: IsotonicCalibrator(np.array([0.2, 0.1]), np.array([0.0, 1.0])), ModelInputError, "non-decreasing"),
         (lambda: expected_calibration_error([1.2], [1.0]), ModelInputError, r"\[0, 1\]"),
+        (lambda: PlattCalibrator.fit([0.1, 0.2], [1.0]), ShapeError, "same length"),
+        (lambda: PlattCalibrator.fit([0.1, 0.2], [1.0, 2.0]), ModelInputError, r"\[0, 1\]"),
+        (lambda: PlattCalibrator.fit([0.1, 0.2], [1.0, 0.0], prior_std_slope=0.0), ModelInputError, "> 0"),
+        (lambda: PlattCalibrator(0.0, 0.0), ModelInputError, "slope"),
+        (lambda: PlattCalibrator(1.0, 0.0).apply([np.inf]), ModelInputError, "NaN or inf"),
     ],
 )
 def test_invalid_inputs(call, error, message) -> None:
     with pytest.raises(error, match=message):
         call()
+
+
+def _platt_objective(a: float, b: float, z: np.ndarray, r: np.ndarray, sa: float, sb: float) -> float:
+    eta = a * z + b
+    return float(np.sum(np.logaddexp(0.0, eta) - r * eta) + 0.5 * ((a - 1) / sa) ** 2 + 0.5 * (b / sb) ** 2)
+
+
+def test_platt_fit_is_the_penalised_likelihood_optimum_of_a_brute_force_grid() -> None:
+    rng = np.random.default_rng(7)
+    p = expit(rng.normal(-3.0, 1.0, size=400))
+    r = (rng.random(400) < expit(1.5 * np.log(p / (1 - p)) + 0.5)).astype(float)
+    fitted = PlattCalibrator.fit(p, r)
+    z = np.log(p / (1 - p))
+    grid_a, grid_b = np.meshgrid(np.linspace(0.2, 3.0, 281), np.linspace(-3.0, 3.0, 601), indexing="ij")
+    values = np.vectorize(lambda a, b: _platt_objective(a, b, z, r, 0.5, 1.0))(grid_a, grid_b)
+    i, j = np.unravel_index(np.argmin(values), values.shape)
+    # The grid step is 0.01: the optimum lies within a step of the grid's best point, and no
+    # grid point beats it.
+    assert abs(fitted.slope - grid_a[i, j]) <= 0.011 and abs(fitted.intercept - grid_b[i, j]) <= 0.011
+    assert _platt_objective(fitted.slope, fitted.intercept, z, r, 0.5, 1.0) <= values.min() + 1e-9
+
+
+def test_platt_recovers_a_known_miscalibration_within_three_standard_errors() -> None:
+    rng = np.random.default_rng(11)
+    n = 200_000
+    z = rng.normal(-2.5, 1.2, size=n)
+    true_a, true_b = 1.6, -0.7
+    r = (rng.random(n) < expit(true_a * z + true_b)).astype(float)
+    fitted = PlattCalibrator.fit(expit(z), r)
+    # Standard errors from the observed information at the truth (the prior is negligible here).
+    q = expit(true_a * z + true_b)
+    v = q * (1 - q)
+    info = np.array([[v @ (z * z), v @ z], [v @ z, v.sum()]])
+    se = np.sqrt(np.diag(np.linalg.inv(info)))
+    assert abs(fitted.slope - true_a) <= 3 * se[0]
+    assert abs(fitted.intercept - true_b) <= 3 * se[1]
+
+
+def test_a_scarce_rare_outcome_gets_a_smooth_map_that_never_collapses_to_zero() -> None:
+    # A ~1% outcome on a 300-row holdout: three or so events. Isotonic makes a step map whose
+    # lowest level is 0 (pairs below its first knot look free); Platt stays near the identity.
+    rng = np.random.default_rng(3)
+    p = expit(rng.normal(-4.6, 0.8, size=300))
+    r = (rng.random(300) < p).astype(float)
+    iso = IsotonicCalibrator.fit(p, r)
+    chosen = fit_calibrator(p, r)
+    assert isinstance(chosen, PlattCalibrator)
+    grid = np.sort(p)
+    mapped = chosen.apply(grid)
+    assert np.all(mapped > 0) and np.all(np.diff(mapped) > 0)
+    assert len(np.unique(chosen.apply(p))) == len(np.unique(p))
+    assert iso.apply(grid).min() == 0.0 and len(np.unique(iso.apply(p))) <= 5
+    # Shrunk towards the identity: the map's mean on the holdout is between the predictions'
+    # mean and the observed rate.
+    lo, hi = sorted([p.mean(), r.mean()])
+    assert lo - 1e-9 <= chosen.apply(p).mean() <= hi + 1e-9
+
+
+@pytest.mark.parametrize(("rate", "n", "expected"), [(0.01, 2_000, PlattCalibrator), (0.3, 5_000, IsotonicCalibrator)])
+def test_fit_calibrator_switches_family_on_the_rarer_class_count(rate: float, n: int, expected: type) -> None:
+    rng = np.random.default_rng(5)
+    p = np.clip(rng.normal(rate, rate / 3, size=n), 1e-4, 1 - 1e-4)
+    r = (rng.random(n) < p).astype(float)
+    assert isinstance(fit_calibrator(p, r), expected)
+    assert isinstance(fit_calibrator(p, r, min_isotonic_events=0), IsotonicCalibrator)
+
+
+def test_heuristic_platt_keeps_exploration_variance_where_naive_platt_shrinks_it() -> None:
+    rng, _, outcome, det_logit, sampled = exploration_problem(1, n=20_000)
+    heuristic = PlattCalibrator.fit(expit(det_logit), outcome, mode="heuristic")
+    naive = PlattCalibrator.fit(sampled, outcome, mode="naive")
+    # The deterministic model is 0.9 θ - 0.2, so the heuristic slope is near 1 / 0.9; the naive
+    # fit sees the sampling noise as error and its slope shrinks (regression dilution).
+    assert heuristic.slope == pytest.approx(1 / 0.9, rel=0.1)
+    assert naive.slope < 0.8 * heuristic.slope

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.calibration import IsotonicCalibrator
+from models.calibration import IsotonicCalibrator, PlattCalibrator
 from models.errors import SnapshotError
 from models.logistic import BayesianLogisticHead, LogisticHeadConfig
 from models.neural import NeuralConfig, NeuralThompsonModel
@@ -51,6 +51,12 @@ def _calibrator():
     return IsotonicCalibrator.fit_naive(p, (rng.random(500) < p).astype(float))
 
 
+def _platt():
+    rng = np.random.default_rng(4)
+    p = rng.random(500) * 0.1
+    return PlattCalibrator.fit(p, (rng.random(500) < p).astype(float))
+
+
 def _neural():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 5))
@@ -73,8 +79,8 @@ def _arrays_equal(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize(
     "make",
-    [_linear, _logistic, _calibrator, lambda: _neural()[0]],
-    ids=["linear_head", "logistic_head", "isotonic_calibrator", "neural_thompson"],
+    [_linear, _logistic, _calibrator, _platt, lambda: _neural()[0]],
+    ids=["linear_head", "logistic_head", "isotonic_calibrator", "platt_calibrator", "neural_thompson"],
 )
 def test_roundtrip_is_bit_identical(make) -> None:
     obj = make()

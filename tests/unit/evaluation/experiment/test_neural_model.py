@@ -19,7 +19,7 @@ from evaluation.experiment.methods.neural_model import (
     score_neural,
     version_spread,
 )
-from models.calibration import IsotonicCalibrator
+from models.calibration import fit_calibrator
 from streams.score.model import ScoringModel
 from streams.score.model import neural_config as streams_neural_config
 from streams.simulate.warm_start import FIRST_LOGGED_BATCH as STREAMS_FIRST_LOGGED_BATCH
@@ -40,8 +40,9 @@ def test_fit_and_score_equal_the_trainer_and_the_scorer(tiny_book: BatchBook, ti
         np.testing.assert_array_equal(values, theirs.mean_scores(X)[name])
     assert set(mine.calibrators) == set(theirs.calibrators) == {"conversion", "unsubscription"}
     for name, cal in mine.calibrators.items():
-        np.testing.assert_array_equal(cal.x_thresholds, theirs.calibrators[name].x_thresholds)
-        np.testing.assert_array_equal(cal.y_thresholds, theirs.calibrators[name].y_thresholds)
+        assert type(cal) is type(theirs.calibrators[name])
+        for key, array in cal.snapshot_arrays().items():
+            np.testing.assert_array_equal(array, theirs.calibrators[name].snapshot_arrays()[key])
     got = score_neural(mine, X, 1.0, np.random.default_rng(11))
     want = ScoringModel("email", 1, theirs).score(X, 1.0, np.random.default_rng(11))
     for name in ("conversion", "unsubscription", "value", "reward"):
@@ -59,9 +60,11 @@ def test_naive_calibration_is_fitted_on_thompson_samples_of_the_holdout(tiny_boo
     generator = torch.Generator().manual_seed(int(np.random.default_rng(5).integers(2**62)))
     samples, _, _ = plain.marginal_scores(rows.features[80:], 1.0, generator)
     for outcome, y in (("conversion", rows.converted[80:]), ("unsubscription", rows.unsubscribed[80:])):
-        expected = IsotonicCalibrator.fit_naive(samples[outcome], y)
+        expected = fit_calibrator(samples[outcome], y, mode="naive")
         assert model.calibrators[outcome].mode == "naive"
-        np.testing.assert_array_equal(model.calibrators[outcome].x_thresholds, expected.x_thresholds)
+        assert model.calibrators[outcome].snapshot_arrays().keys() == expected.snapshot_arrays().keys()
+        for key, array in expected.snapshot_arrays().items():
+            np.testing.assert_array_equal(model.calibrators[outcome].snapshot_arrays()[key], array)
     with pytest.raises(ValueError, match="naive calibration needs a generator"):
         fit_neural(rows, seed=3, calibration="naive")
 
