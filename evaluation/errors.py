@@ -7,6 +7,8 @@ Each kind has one fixed response where the stream layer meets it:
   driver is misconfigured; this is not a data error from the wire).
 * :class:`OracleInfeasible` — the oracle LP of a simulated batch has no feasible point or HiGHS
   failed on it: stop (the simulated world was configured with constraints that cannot hold).
+* :class:`OPEInputError` — a log, a target policy, an outcome model or an option handed to
+  ``evaluation.ope`` is invalid or does not identify the target's value: stop.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ class EvaluationError(BanditLPError):
 
 class EvaluationInputError(EvaluationError, ValueError):
     """A configuration value or an array at a public edge of ``evaluation`` is invalid."""
+
+
+class OPEInputError(EvaluationInputError):
+    """A logged-pairs record, target, outcome model or option of off-policy evaluation is invalid."""
 
 
 class OracleInfeasible(EvaluationError):
