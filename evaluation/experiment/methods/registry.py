@@ -18,6 +18,7 @@ from evaluation.experiment.methods.base import Method, MethodContext
 from evaluation.experiment.methods.linucb import LinUCBConfig, LinUCBMethod
 from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig
 from evaluation.experiment.methods.reference import OracleLPConfig, OracleLPMethod, RandomLPConfig, RandomLPMethod
+from evaluation.experiment.methods.vw import vw_specs
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def _specs() -> tuple[MethodSpec, ...]:
             ),
             NeuralMethod,
         ),
+        *vw_specs(),
         MethodSpec("linucb_lp", "LinUCB reward bound + linear mean cost + LP", LinUCBConfig(), LinUCBMethod),
         MethodSpec("random_lp", "uniform random scores + LP", RandomLPConfig(), RandomLPMethod),
         MethodSpec("oracle_lp", "true probabilities + LP (the regret benchmark)", OracleLPConfig(), OracleLPMethod),
