@@ -34,14 +34,18 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: venv browser
+test: venv browser obd
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: venv
+test-unit: venv obd
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: venv browser
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The Open Bandit Dataset sample (from PyPI's obp 0.5.7 sdist) for evaluation/datasets; fetched once.
+obd: venv
+	$(PY) -m evaluation.datasets.obd fetch $(CACHE)/obd
 
 # Headless Chromium (Debian's package) for the report's page test; installed when missing.
 browser:
