@@ -51,11 +51,11 @@ MANIFEST_FILE = "MANIFEST.json"
 #: Bound on the ``pip download`` subprocess (the sdist is 1.3 MB; pip also builds its metadata).
 DEFAULT_TIMEOUT_S = 300.0
 
-# pip's words when the index cannot be reached (no route, DNS, proxy, offline); anything else a
-# failed download prints is a real failure, not a reason to skip.
+# pip's words when the index cannot be reached (no route, DNS, proxy, offline): its retry
+# warnings name the connection error. "No matching distribution found" alone is not one of them:
+# offline pip prints it after the retries, but an index that answers without obp 0.5.7 prints it
+# too, and that is a real failure, not a reason to skip.
 _UNREACHABLE_MARKERS = (
-    "No matching distribution found",
-    "Could not find a version that satisfies",
     "NewConnectionError",
     "Max retries exceeded",
     "Temporary failure in name resolution",

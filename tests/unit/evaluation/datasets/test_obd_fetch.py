@@ -30,6 +30,12 @@ EXPECTED_FILES = {
 }
 
 
+OFFLINE_WARNING = (
+    "WARNING: Retrying (Retry(total=4)) after connection broken by 'NewConnectionError(Failed to establish "
+    "a new connection: [Errno -3] Temporary failure in name resolution)': /simple/obp/"
+)
+
+
 def _fake_python(tmp_path: Path, body: str) -> str:
     """An executable that runs ``body`` (Python) with ``args`` = the pip arguments it was given."""
     script = tmp_path / "fake-python"
@@ -76,9 +82,14 @@ def test_damaged_copy_is_repaired_from_the_kept_sdist(tmp_path: Path) -> None:
     ("body", "error", "message"),
     [
         (
-            "print('ERROR: Could not find a version that satisfies the requirement obp==0.5.7', file=sys.stderr)\n"
+            f"print({OFFLINE_WARNING!r}, file=sys.stderr)\n"
             "print('ERROR: No matching distribution found for obp==0.5.7', file=sys.stderr); sys.exit(1)",
             DatasetUnreachable,
+            "Temporary failure in name resolution",
+        ),
+        (
+            "print('ERROR: No matching distribution found for obp==0.5.7', file=sys.stderr); sys.exit(1)",
+            DatasetFetchError,
             "No matching distribution found",
         ),
         (
@@ -101,12 +112,13 @@ def test_damaged_copy_is_repaired_from_the_kept_sdist(tmp_path: Path) -> None:
             "expected the pinned",
         ),
     ],
-    ids=["no-distribution", "connection", "timeout", "pip-error", "no-archive", "wrong-hash"],
+    ids=["offline", "index-without-obp", "connection", "timeout", "pip-error", "no-archive", "wrong-hash"],
 )
 def test_download_failures_are_typed(tmp_path: Path, body: str, error: type[Exception], message: str) -> None:
     cache = tmp_path / "cache"
     with pytest.raises(error, match=message) as caught:
         fetch_obd(cache, python=_fake_python(tmp_path, body), timeout_s=0.5)
+    assert "Traceback" not in str(caught.value) and "SyntaxError" not in str(caught.value)  # the stand-in ran
     if error is DatasetFetchError:
         assert not isinstance(caught.value, DatasetUnreachable)  # a real failure is never a skip
     assert not (cache / OBD_DIRNAME).exists()
