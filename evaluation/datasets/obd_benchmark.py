@@ -13,6 +13,12 @@ campaign over 30 bootstrap resamples of the random log, the outcome model refitt
 (:data:`OBP_PUBLISHED_RELATIVE_ERROR`). ``--resamples`` repeats that protocol here, so that the
 comparison is like for like; the full-log estimates alone are one draw of it.
 
+Reading the intervals: ``evaluate`` resamples rounds with the click model held fixed, so DM's
+interval (a percent or two of the click rate wide) shows the spread of contexts, not the error of
+the model fitted on ~40 clicks; the model-based estimators' intervals are conditional on it.
+Switch-DR and DRos run at ``evaluation.ope``'s default thresholds, not tuned per log as Open
+Bandit Pipeline's SLOPE does.
+
 Command line::
 
     python -m evaluation.datasets.obd_benchmark --cache ~/.cache/banditlp/obd --out DIR
