@@ -36,8 +36,9 @@ from evaluation.datasets.obd import OBDLog
 from evaluation.errors import EvaluationInputError
 
 #: Inverse L2 strength, scikit-learn's default. Not tuned on the benchmark's ground truth (that
-#: would leak the answer into DM); with ~40 clicks an almost unpenalised model (Open Bandit
-#: Pipeline's example uses C = 100) gives items without a click a logit far below the rest.
+#: would leak the answer into DM). With 38 clicks (random log, campaign all) an almost unpenalised
+#: model, Open Bandit Pipeline's example's C = 100, puts the mean item logit of the 29 clicked
+#: items 3.8 above that of the never-clicked ones; C = 1 puts it 0.9 above.
 DEFAULT_C = 1.0
 DEFAULT_FOLDS = 3
 
