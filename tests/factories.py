@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from streams.avro.contexts import ContextColumns
 from streams.decide.window import RawRecord
 from streams.records import BatchControlRecord, BudgetSpec, ProviderSpec, ScoresRecord
 from streams.settings import Settings
@@ -164,3 +165,67 @@ def candidates_value(
         ],
         **changes,
     }
+
+
+def decision_context_value(batch_id: str, user: int, rng: np.random.Generator, d: int = 4) -> dict[str, Any]:
+    """One user's ``decision-contexts`` value: ``N_CANDIDATES`` candidates with ``d`` features each."""
+    propensity = rng.dirichlet(np.ones(N_CANDIDATES))
+    return {
+        "decision_id": f"{batch_id}/user-{user:05d}",
+        "batch_id": batch_id,
+        "user_id": f"user-{user:05d}",
+        "policy": "banditlp",
+        "n_draws": 4,
+        "model_name": "neural-ts",
+        "model_version": 3,
+        "parameter_version": "arm-1",
+        "tau": 1.0,
+        "user_cap": 1,
+        "rounding": "sample",
+        "decided_at_ms": int(time.time() * 1000),
+        "candidates": [
+            {
+                "item_id": f"item-{(user * 7 + j * 13) % 97}-{j}",
+                "provider_id": PROVIDERS[j % len(PROVIDERS)],
+                "features": rng.normal(size=d).astype(np.float32).tolist(),
+                "propensity": float(propensity[j]),
+                "x": float(propensity[j] > 0.2),
+                "mean_conversion": float(rng.uniform(0.0, 0.2)),
+                "mean_unsubscription": float(rng.uniform(0.0, 0.02)),
+                "mean_value": float(rng.uniform(1.0, 10.0)),
+            }
+            for j in range(N_CANDIDATES)
+        ],
+    }
+
+
+def context_columns(n_users: int, rng: np.random.Generator, d: int = 4, batch_id: str = "b1") -> ContextColumns:
+    """One batch's decision contexts as the allocator builds them: ``n_users`` users of 1-5
+    candidates over 6 items and 3 providers, ``d`` features per pair, two model snapshots."""
+    sizes = rng.integers(1, 6, n_users)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    e = int(starts[-1])
+    return ContextColumns(
+        batch_id=batch_id,
+        user_ids=[f"u{u}" for u in range(n_users)],
+        starts=starts,
+        item=rng.integers(0, 6, e),
+        item_names=[f"i{j}" for j in range(6)],
+        provider=rng.integers(0, 3, e),
+        provider_names=["p0", "p1", "p2"],
+        features=[rng.normal(size=(int(n), d)).astype(np.float32) for n in sizes],
+        propensity=rng.random(e),
+        x=rng.random(e).round(),
+        mean_conversion=rng.uniform(0.0, 0.2, e),
+        mean_unsubscription=rng.uniform(0.0, 0.02, e),
+        mean_value=rng.uniform(1.0, 10.0, e),
+        model_names=["m"] * n_users,
+        model_versions=[int(v) for v in rng.integers(1, 3, n_users)],
+        parameter_versions=["default"] * n_users,
+        taus=np.full(n_users, 1.0),
+        user_caps=[int(k) for k in rng.integers(1, 3, n_users)],
+        policy="banditlp",
+        n_draws=4,
+        rounding="sample",
+        decided_at_ms=1_700_000_000_000,
+    )

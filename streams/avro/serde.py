@@ -10,8 +10,9 @@ The scorer's two hot subjects, ``candidates`` and ``scores``, go through the col
 of ``streams.avro.columns`` (the same bytes, ~10x faster than fastavro for their float arrays
 and maps) whenever those implement the subject's current schema; anything they do not handle
 falls back to fastavro. Their decoded values hold the candidates / scored items as a
-read-only sequence of dicts backed by numpy columns. The allocator's ``decisions`` are written
-a whole batch at a time (``encode_decisions``, ``streams.avro.decisions``), with the same rule.
+read-only sequence of dicts backed by numpy columns. The allocator's ``decisions`` and
+``decision-contexts`` are written a whole batch at a time (``encode_decisions``,
+``streams.avro.decisions``; ``encode_contexts``, ``streams.avro.contexts``), with the same rule.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 import fastavro
 
+from streams.avro import contexts as context_columns
 from streams.avro import decisions as decision_columns
 from streams.avro.candidates import CandidatesCodec
 from streams.avro.columns import Columns
@@ -53,6 +55,11 @@ CODECS: dict[str, Callable[[StringCache], ColumnarCodec]] = {
     "candidates": CandidatesCodec,
     "scores": ScoresCodec,
 }
+#: The subjects written a whole batch at a time, and the test of whether their encoder writes a schema.
+BATCH_ENCODERS: dict[str, Callable[[Any], bool]] = {
+    "decisions": decision_columns.implements,
+    "decision-contexts": context_columns.implements,
+}
 
 
 class AvroSerde:
@@ -80,8 +87,8 @@ class AvroSerde:
         fast = self._implemented.get(sid)
         if fast is None:
             fast = self._implemented[sid] = (
-                decision_columns.implements(schema)
-                if subject == "decisions"
+                BATCH_ENCODERS[subject](schema)
+                if subject in BATCH_ENCODERS
                 else subject in self.codecs and self.codecs[subject].implements(schema)
             )
         return fast
@@ -121,6 +128,22 @@ class AvroSerde:
             if records is not None:
                 return records
         return [self.encode("decisions", value) for value in columns.rows()]
+
+    def encode_contexts(self, columns: context_columns.ContextColumns) -> list[bytes]:
+        """``encode("decision-contexts", value)`` for each value of ``columns.rows()``, in that order.
+
+        Written at once by ``streams.avro.contexts`` when it implements the current schema and
+        takes the batch (the same bytes); otherwise fastavro encodes the rows one by one.
+
+        Raises:
+            SchemaError: a row does not fit the schema.
+        """
+        sid, schema = self.registry.current("decision-contexts")
+        if self._fast("decision-contexts", sid, schema):
+            records = context_columns.encode(columns, prefix=_HEADER.pack(MAGIC, sid))
+            if records is not None:
+                return records
+        return [self.encode("decision-contexts", value) for value in columns.rows()]
 
     def decode(
         self,

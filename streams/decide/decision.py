@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ from streams.avro.decisions import DecisionColumns
 from streams.avro.serde import AvroSerde
 from streams.decide.batch_lp import BatchLP, batch_seed
 from streams.decide.config import AllocatorWorkerConfig
+from streams.decide.contexts import ScoresContext, context_columns, encode_contexts
 from streams.decide.report import encode_report
 from streams.decide.solve import AllocationRejected, DualMemory, Solved, solve_batch
 from streams.decide.window import BatchWindow
@@ -44,11 +45,14 @@ class DecidedBatch:
         report: the ``allocation-reports`` value.
         status: the solver's status, or ``"rejected"`` (no publishable allocation: no decisions,
             and the report says why).
+        contexts: ``(user key, decision-contexts value)`` per decided user, in the same order
+            (``streams.decide.contexts``); published in the same transaction as ``records``.
     """
 
     records: list[tuple[bytes, bytes]]
     report: bytes
     status: str
+    contexts: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,12 +119,19 @@ def pick_and_round(
 
 
 def decide_batch(
-    window: BatchWindow, cfg: AllocatorWorkerConfig, serde: AvroSerde, duals: DualMemory, clock: Callable[[], float]
+    window: BatchWindow,
+    cfg: AllocatorWorkerConfig,
+    serde: AvroSerde,
+    duals: DualMemory,
+    clock: Callable[[], float],
+    contexts: Mapping[str, ScoresContext] | None = None,
 ) -> DecidedBatch:
-    """Solve every draw's LP, pick and round one plan, and encode the batch's decisions and report.
+    """Solve every draw's LP, pick and round one plan, and encode the batch's decisions, their
+    contexts and the report.
 
     ``clock`` (the worker's monotonic clock) dates the report's ``window_seconds``; ``duals`` starts
-    the dual solver and learns this batch's prices.
+    the dual solver and learns this batch's prices; ``contexts`` holds each user's scores τ and
+    features (``streams.decide.contexts``; a user without one gets a context without them).
     """
     assert window.opened is not None
     lp = BatchLP.build(window.opened, window.scores)
@@ -166,10 +177,24 @@ def decide_batch(
         )
     )
     records = [(user.encode(), value) for user, value in zip(lp.user_ids, values)]
+    context_records = encode_contexts(
+        serde,
+        context_columns(
+            lp,
+            window.batch_id,
+            x=sol.x,
+            propensity=plans.propensity,
+            contexts=contexts or {},
+            policy=POLICY,
+            n_draws=len(plans.solved),
+            rounding=cfg.rounding,
+            decided_at_ms=decided_at,
+        ),
+    )
     # window_seconds ends here: the decisions are encoded and go to the producer next.
     # The report: the rounded plan's usage and duals, the solver's work summed over all K plans.
     work = replace(
         sol, seconds=sum(p.seconds for p in plans.solved), iterations=sum(p.iterations for p in plans.solved)
     )
     report = encode_report(serde, window, lp.draw(k), work, decided_at, clock(), cfg.open_timeout_s)
-    return DecidedBatch(records, report, sol.status)
+    return DecidedBatch(records, report, sol.status, context_records)

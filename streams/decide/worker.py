@@ -1,8 +1,9 @@
 """The allocator worker: batch windows -> one LP per batch -> decisions, exactly once.
 
 Consumes ``batch-control`` and ``scores`` (read_committed), decides each batch whose window is
-ready (``streams.decide.decision``) and publishes its decisions, its report, the pending dead
-letters and the consumer offsets in one transaction. Why that is exactly once across crashes is
+ready (``streams.decide.decision``) and publishes its decisions, their contexts
+(``streams.decide.contexts``), its report, the pending dead letters and the consumer offsets in
+one transaction. Why that is exactly once across crashes is
 in the package's docstring (``streams/decide/__init__.py``). The entry point
 (``banditlp worker allocator``) builds the config, connection and serde from the process's
 settings and calls ``run_allocator``.
@@ -25,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streams.avro.serde import AvroSerde
 from streams.dead_letters import dead_letter
 from streams.decide.config import AllocatorWorkerConfig
+from streams.decide.contexts import ScoresContext, ScoresContexts
 from streams.decide.decision import decide_batch
 from streams.decide.solve import DualMemory
 from streams.decide.window import TP, BatchWindow, OffsetTracker, RawRecord
@@ -95,11 +97,13 @@ class AllocatorWorker:
         t = config.topics
         self.control_topic, self.scores_topic = t("batch-control"), t("scores")
         self.decisions_topic, self.reports_topic = t("decisions"), t("allocation-reports")
+        self.contexts_topic = t("decision-contexts")
         self.dead_topic = t("dead-letters")
         self.decided: set[str] = set()
         # batch_id -> the users it decided, for this process's last DECIDED_USERS_KEPT batches
         self.decided_users: OrderedDict[str, frozenset[str]] = OrderedDict()
         self.windows: dict[str, BatchWindow] = {}
+        self.contexts = ScoresContexts()  # each window's scores τ and features, for its decision contexts
         self.tracker = OffsetTracker()
         self.duals = DualMemory()  # warm start of the next batch's dual solve
         self.horizon: dict[TP, int] = {}  # replay horizon: the committed position of each partition
@@ -273,10 +277,8 @@ class AllocatorWorker:
                 )
                 self._on_control(control, raw)
             else:
-                scores = ScoresRecord.from_avro(
-                    self.serde.decode("scores", value, topic=topic, partition=partition, offset=offset)
-                )
-                self._on_scores(scores, raw)
+                decoded = self.serde.decode("scores", value, topic=topic, partition=partition, offset=offset)
+                self._on_scores(ScoresRecord.from_avro(decoded), raw, ScoresContext.from_avro(decoded))
         except (DecodeError, ValidationError) as exc:
             self._dead_letter(raw, exc)
         except (KeyError, TypeError, ValueError) as exc:  # a decoded dict that breaks a record invariant
@@ -300,7 +302,7 @@ class AllocatorWorker:
         else:
             self.stats.skipped_duplicates += 1
 
-    def _on_scores(self, scores: ScoresRecord, raw: RawRecord) -> None:
+    def _on_scores(self, scores: ScoresRecord, raw: RawRecord, context: ScoresContext | None = None) -> None:
         bid = scores.batch_id
         if bid in self.decided:
             users = self.decided_users.get(bid)
@@ -314,6 +316,8 @@ class AllocatorWorker:
         outcome = window.add(scores, raw)
         if outcome == "added":
             self.tracker.hold(bid, (raw.topic, raw.partition), raw.offset)
+            if context is not None:
+                self.contexts.add(bid, scores.user_id, context)
         elif outcome == "duplicate":
             self.stats.skipped_duplicates += 1
         else:
@@ -323,6 +327,7 @@ class AllocatorWorker:
         """Dead-letter the records of batches that never opened within the limit."""
         for bid in [b for b, w in self.windows.items() if w.is_unknown_expired(now, self.cfg.unknown_batch_timeout_s)]:
             window = self.windows.pop(bid)
+            self.contexts.drop(bid)
             for raw in window.unopened_raw.values():
                 self._dead_letter(
                     raw,
@@ -373,10 +378,12 @@ class AllocatorWorker:
         try:
             p.begin_transaction()
             for w in windows:
-                decided = decide_batch(w, self.cfg, self.serde, self.duals, self.clock)
+                decided = decide_batch(w, self.cfg, self.serde, self.duals, self.clock, self.contexts.of(w.batch_id))
                 records, report, n, status = decided.records, decided.report, len(decided.records), decided.status
                 for key, value in records:
                     self._produce(self.decisions_topic, key, value)
+                for key, value in decided.contexts:
+                    self._produce(self.contexts_topic, key, value)
                 self._produce(self.reports_topic, w.batch_id.encode(), report)
                 outcomes.append((w, n, status))
             for key, value in self.pending.dead_letters:
@@ -397,6 +404,9 @@ class AllocatorWorker:
                 )
                 sys.stderr.flush()
                 time.sleep(self.cfg.debug_sleep_before_commit_s)
+            # Delivered before the commit: an abort after a failed commit then purges nothing (a
+            # purge leaves a sequence gap, and the next transaction aborts on it again).
+            p.flush(self.cfg.transaction_timeout_s)
             self._commit(p)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
@@ -420,6 +430,7 @@ class AllocatorWorker:
             while len(self.decided_users) > DECIDED_USERS_KEPT:
                 self.decided_users.popitem(last=False)
             self.windows.pop(w.batch_id, None)
+            self.contexts.drop(w.batch_id)
             self.stats.decisions += n
             if status == "rejected":
                 self.stats.batches_rejected += 1
@@ -459,6 +470,7 @@ class AllocatorWorker:
             log.warning("abort_transaction: %s", exc)
         self.stats.aborts += 1
         self.windows.clear()
+        self.contexts.clear()
         self.tracker = OffsetTracker()
         self.pending = _Pending()
         self._assign_committed()

@@ -47,6 +47,7 @@ BASE_TOPICS: tuple[str, ...] = (
     "batch-control",
     "scores",
     "decisions",
+    "decision-contexts",
     "allocation-reports",
     "feedback",
     "training-rows",
@@ -60,12 +61,20 @@ BASE_TOPICS: tuple[str, ...] = (
 def topic_specs(partitions: int = 4) -> tuple[TopicSpec, ...]:
     """DESIGN.md's table. candidates, feedback and decisions are keyed by user and share
     ``partitions`` so per-user state is co-partitioned; batch-control and the compacted
-    topics are small and get one partition so that order is total."""
+    topics are small and get one partition so that order is total.
+
+    ``decision-contexts`` (key user_id, partitioned like decisions) holds what each decision was
+    made from (every candidate's features, propensity, x and calibrated means), written in the
+    allocator's transaction beside it, for replaying the decisions (``streams.replay``). It is
+    kept 30 days, as long as batch-control (the batches' constraints): a replay reaches back 30
+    days; decisions and feedback outlive it, but a decision without its context cannot be replayed.
+    """
     return (
         TopicSpec("candidates", partitions, retention_ms=2 * DAY_MS),
         TopicSpec("batch-control", 1, retention_ms=30 * DAY_MS),
         TopicSpec("scores", partitions, retention_ms=2 * DAY_MS),
         TopicSpec("decisions", partitions, retention_ms=90 * DAY_MS),
+        TopicSpec("decision-contexts", partitions, retention_ms=30 * DAY_MS),
         TopicSpec("allocation-reports", 1, retention_ms=90 * DAY_MS),
         TopicSpec("feedback", partitions, retention_ms=90 * DAY_MS),
         TopicSpec("training-rows", partitions, retention_ms=30 * DAY_MS),

@@ -73,3 +73,58 @@ def test_the_columnar_codecs_take_the_fast_path_on_the_values_the_pipeline_write
         fastavro.schemaless_writer(body, schema, value)
         assert data[5:] == body.getvalue()
         assert _plain(decoded) == fastavro.schemaless_reader(io.BytesIO(body.getvalue()), schema, schema)
+
+
+def _batch_columns(subject: str, n_users: int, rng: Any) -> Any:
+    """One batch's columns of a subject written a batch at a time (``BATCH_ENCODERS``)."""
+    from streams.avro.decisions import DecisionColumns
+    from tests.factories import context_columns
+
+    if subject == "decision-contexts":
+        return context_columns(n_users, rng, d=int(rng.integers(0, 4)))
+    c = context_columns(n_users, rng)
+    return DecisionColumns(
+        c.batch_id,
+        c.user_ids,
+        c.starts,
+        c.item,
+        c.item_names,
+        c.provider,
+        c.provider_names,
+        c.x,
+        c.x > 0,
+        c.propensity,
+        c.model_names,
+        c.model_versions,
+        c.parameter_versions,
+        "highs",
+        "sample",
+        c.decided_at_ms,
+        n_draws=c.n_draws,
+    )
+
+
+@pytest.mark.parametrize("subject", ["decisions", "decision-contexts"])
+def test_the_batch_encoders_write_fastavros_bytes_for_every_record_of_a_batch(subject: str) -> None:
+    """The allocator's batch encoders (``encode_decisions``, ``encode_contexts``) against fastavro
+    on the batches the allocator builds, and a subject's generated values through them."""
+    import numpy as np
+
+    from streams.avro.serde import BATCH_ENCODERS
+
+    assert set(BATCH_ENCODERS) == {"decisions", "decision-contexts"}
+    encode = {"decisions": "encode_decisions", "decision-contexts": "encode_contexts"}[subject]
+    sid, schema = SERDE.registry.current(subject)
+    assert BATCH_ENCODERS[subject](schema)  # the fast path is the one under test
+    rng = np.random.default_rng(0)
+    for n_users in (0, 1, 7, 40):
+        columns = _batch_columns(subject, n_users, rng)
+        records = getattr(SERDE, encode)(columns)
+        assert records == getattr(REFERENCE_SERDE, encode)(columns)
+        for data, value in zip(records, columns.rows(), strict=True):
+            body = io.BytesIO()
+            fastavro.schemaless_writer(body, schema, value)
+            assert data == struct.pack(">bI", 0, sid) + body.getvalue()
+            assert _plain(SERDE.decode(subject, data)) == fastavro.schemaless_reader(
+                io.BytesIO(body.getvalue()), schema, schema
+            )
