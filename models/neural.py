@@ -346,6 +346,36 @@ class NeuralThompsonModel(SnapshotMixin):
         self.n_obs = X.shape[0]
         return self._train_and_rebuild(self.config.epochs)
 
+    def refit(self, features: ArrayLike, outcomes: Mapping[str, ArrayLike] | ArrayLike) -> dict[str, float]:
+        """Retrain from the current weights on these rows (``retrain_epochs``) and rebuild the
+        last-layer posteriors on them; the calibrators are dropped (they map the old trunk's
+        scores). The trainer's entry for every version after the first.
+
+        Retraining from scratch with a new seed moved consecutive versions' logits by more than
+        their posterior std (the diagnostics' version spread), and the LP chases such moves; a
+        warm start keeps what the previous version learnt where the new rows say nothing new.
+
+        Args:
+            features: (n, d_in) pair features (they replace the retention buffer).
+            outcomes: ``{name: (n,)}`` or (n, k), as :meth:`fit`.
+
+        Returns:
+            Final mean training loss per outcome.
+
+        Raises:
+            NotFittedError: if the model was never fitted (use :meth:`fit`).
+        """
+        self._check_fitted()
+        X = as_matrix(features, self.config.input_dim, "features").astype(np.float32)
+        Y = self._outcome_matrix(outcomes, X.shape[0])
+        if X.shape[0] == 0:
+            raise ModelInputError("cannot refit on zero rows")
+        self._buffer = _Buffer(self.config.buffer_size, self.config.input_dim, len(self.config.outcomes))
+        self._buffer.add(X, Y)
+        self.n_obs = X.shape[0]
+        self.calibrators = {}
+        return self._train_and_rebuild(self.config.retrain_epochs)
+
     def observe(self, features: ArrayLike, outcomes: Mapping[str, ArrayLike] | ArrayLike) -> bool:
         """Absorb new observations (fast speed) and retrain when due (slow speed).
 

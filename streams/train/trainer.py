@@ -174,7 +174,7 @@ class Trainer:
         unsub = np.array([r[2] for r in self.buffer], dtype=np.float64)
         value = np.array([r[3] for r in self.buffer], dtype=np.float64)
         t0 = time.monotonic()
-        model = fit_model(X, converted, unsub, value, seed=self.cfg.seed + version)
+        model = fit_model(X, converted, unsub, value, seed=self.cfg.seed + version, previous=previous)
         payload = model.to_bytes(name=self.cfg.model_name, version=version)
         clients.produce(
             producer,
@@ -205,6 +205,7 @@ def fit_model(
     value: np.ndarray,
     seed: int = 0,
     holdout: float = 0.2,
+    previous: NeuralThompsonModel | None = None,
 ) -> NeuralThompsonModel:
     """Fit the network and its last-layer posterior on the older rows, and the heuristic
     calibrators on the newest ``holdout`` share (deterministic predictions vs outcomes,
@@ -213,6 +214,11 @@ def fit_model(
     Args:
         X: (n, d) pair features. converted, unsubscribed: (n,) 0/1. value: (n,) conversion
             values; only observed where converted (NaN elsewhere for the value head).
+        seed: The new model's seed (a first fit only).
+        holdout: Share of the newest rows the calibrators are fitted on.
+        previous: The version before; when given, a copy of it is retrained from its weights
+            (``NeuralThompsonModel.refit``) instead of a new network from scratch (unless its
+            feature width differs). It is left unchanged.
     """
     outcomes = {
         "conversion": converted,
@@ -220,8 +226,13 @@ def fit_model(
         "value": np.where(converted > 0, value, np.nan),
     }
     n_fit = max(1, int(len(X) * (1 - holdout)))
-    model = NeuralThompsonModel(neural_config(X.shape[1], seed))
-    model.fit(X[:n_fit], {k: v[:n_fit] for k, v in outcomes.items()})
+    fit_rows = {k: v[:n_fit] for k, v in outcomes.items()}
+    if previous is not None and previous.config.input_dim == X.shape[1]:
+        model = NeuralThompsonModel.from_bytes(previous.to_bytes())
+        model.refit(X[:n_fit], fit_rows)
+    else:
+        model = NeuralThompsonModel(neural_config(X.shape[1], seed))
+        model.fit(X[:n_fit], fit_rows)
     if n_fit < len(X):
         model.fit_calibrators(X[n_fit:], {k: v[n_fit:] for k, v in outcomes.items()})
     return model

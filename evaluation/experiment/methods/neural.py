@@ -1,9 +1,10 @@
 """The neural methods: BanditLP, its naive-calibration ablation, NN-LP and NNTS.
 
 One model (:mod:`evaluation.experiment.methods.neural_model`: the streams' network with its
-last-layer Laplace posterior and isotonic calibrators), refitted from scratch on every row seen
-so far after every batch (the trainer's ``fit_model`` with its newest-20% calibration holdout;
-the demo's trainer also retrains once per batch), and four ways of deciding with it:
+last-layer Laplace posterior and calibrators), retrained on every row seen so far after every
+batch, from the previous version's weights (the trainer's ``fit_model`` with its newest-20%
+calibration holdout; the demo's trainer also retrains once per batch), and four ways of
+deciding with it:
 
 * ``banditlp``: calibrated Thompson samples (heuristic calibration) of reward and cost in the LP;
 * ``banditlp_naive_calibration``: the same with the isotonic maps fitted on Thompson samples;
@@ -65,6 +66,9 @@ class NeuralMethodConfig:
         pacing_quantile: The posterior quantile of rho used (0.5: the median; higher is warier).
         budget_quantile: The quantile of ``budget_on="quantile"``.
         budget_draws: Its joint posterior draws per batch.
+        retrain: ``"warm"``: every version after the first is the previous one retrained from
+            its weights (the trainer's behaviour); ``"scratch"``: a new network with a new seed
+            every batch (the ablation).
     """
 
     scores: Literal["thompson", "mean"] = "thompson"
@@ -79,6 +83,7 @@ class NeuralMethodConfig:
     pacing_quantile: float = 0.5
     budget_quantile: float = 0.9
     budget_draws: int = 32
+    retrain: Literal["warm", "scratch"] = "warm"
 
     def __post_init__(self) -> None:
         """Reject settings that describe no method.
@@ -108,6 +113,8 @@ class NeuralMethodConfig:
             raise EvaluationInputError(f"pacing_prior must be finite and >= 0, got {self.pacing_prior}")
         if not 0.0 < self.pacing_memory <= 1.0:
             raise EvaluationInputError(f"pacing_memory must be in (0, 1], got {self.pacing_memory}")
+        if self.retrain not in ("warm", "scratch"):
+            raise EvaluationInputError(f"retrain must be 'warm' or 'scratch', got {self.retrain!r}")
         if not 0.0 < self.pacing_quantile < 1.0:
             raise EvaluationInputError(f"pacing_quantile must be in (0, 1), got {self.pacing_quantile}")
 
@@ -134,7 +141,8 @@ class NeuralMethod:
 
     def learn(self, rows: Rows, rng: np.random.Generator) -> None:
         """Count the rows' unsubscriptions against their budgeted costs (pacing), append the rows
-        and refit the model from scratch on the newest ``buffer_rows``."""
+        and retrain the model on the newest ``buffer_rows`` (from the previous weights unless
+        ``retrain="scratch"``)."""
         if rows.budgeted_cost is not None:
             gamma = self.config.pacing_memory
             self._realised = gamma * self._realised + float(rows.unsubscribed.sum())
@@ -148,7 +156,13 @@ class NeuralMethod:
         self.previous = self.model
         self._spread = None
         self.model = fit_neural(
-            kept, int_seed(rng), holdout=cfg.holdout, calibration=cfg.calibration, tau=cfg.tau, rng=rng
+            kept,
+            int_seed(rng),
+            holdout=cfg.holdout,
+            calibration=cfg.calibration,
+            tau=cfg.tau,
+            rng=rng,
+            previous=self.previous if cfg.retrain == "warm" else None,
         )
 
     def plan(self, batch: CandidateBatch, constraints: BatchConstraints, rng: np.random.Generator) -> Plan:

@@ -48,6 +48,7 @@ def fit_neural(
     calibration: Calibration = "heuristic",
     tau: float = 1.0,
     rng: np.random.Generator | None = None,
+    previous: NeuralThompsonModel | None = None,
 ) -> NeuralThompsonModel:
     """Fit the network and its last-layer posterior on the older rows and the calibrators on the
     newest ``holdout`` share, as the trainer does (``fit_model``).
@@ -63,6 +64,8 @@ def fit_neural(
             the exploration noise is taken for prediction error) or ``"none"``.
         tau: Temperature of the naive calibration's samples.
         rng: Generator of the naive calibration's samples (required for ``"naive"``).
+        previous: The version before: a copy of it is retrained from its weights, as the
+            trainer does (``fit_model(previous=...)``); None fits a new network from scratch.
 
     Returns:
         The fitted model.
@@ -74,8 +77,13 @@ def fit_neural(
     }
     n = rows.n
     n_fit = max(1, int(n * (1 - holdout)))
-    model = NeuralThompsonModel(neural_config(rows.features.shape[1], seed))
-    model.fit(rows.features[:n_fit], {k: v[:n_fit] for k, v in outcomes.items()})
+    fit_rows = {k: v[:n_fit] for k, v in outcomes.items()}
+    if previous is not None and previous.config.input_dim == rows.features.shape[1]:
+        model = NeuralThompsonModel.from_bytes(previous.to_bytes())
+        model.refit(rows.features[:n_fit], fit_rows)
+    else:
+        model = NeuralThompsonModel(neural_config(rows.features.shape[1], seed))
+        model.fit(rows.features[:n_fit], fit_rows)
     if n_fit < n and calibration in ("heuristic", "isotonic"):
         model.fit_calibrators(
             rows.features[n_fit:],

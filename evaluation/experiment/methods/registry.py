@@ -65,6 +65,12 @@ def _specs() -> tuple[MethodSpec, ...]:
             NeuralMethod,
         ),
         MethodSpec(
+            "banditlp_scratch",
+            "BanditLP retrained from scratch with a new seed every batch (the old trainer)",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", retrain="scratch"),
+            NeuralMethod,
+        ),
+        MethodSpec(
             "banditlp_isotonic",
             "BanditLP with isotonic maps whatever the holdout's events (the paper's calibration)",
             NeuralMethodConfig(scores="thompson", calibration="isotonic", decision="lp"),

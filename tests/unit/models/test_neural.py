@@ -161,3 +161,39 @@ def test_outcome_matrix_and_errors() -> None:
         model.sample_scores(np.full((2, 4), np.nan))
     with pytest.raises(ModelInputError, match="tau"):
         model.sample_scores(X, tau=-1.0)
+
+
+def test_refit_continues_from_the_weights_and_moves_less_than_a_fresh_fit() -> None:
+    X, Y = synthetic(5, 1200)
+    cfg = NeuralConfig(user_dim=2, item_dim=2, hidden=(16, 8), epochs=10, retrain_epochs=3, seed=2)
+    old = NeuralThompsonModel(cfg)
+    old.fit(X[:1000], {k: v[:1000] for k, v in Y.items()})
+    before = old.to_bytes(created_at_ms=0)
+    warm = NeuralThompsonModel.from_bytes(before)
+    warm.calibrators["conversion"] = None  # type: ignore[assignment]  # dropped by refit
+    warm.refit(X, Y)
+    assert old.to_bytes(created_at_ms=0) == before  # the copy was retrained, not the old version
+    assert warm.calibrators == {} and warm.n_trainings == old.n_trainings + 1 and warm.n_obs == 1200
+    fresh = NeuralThompsonModel(NeuralConfig(**{**cfg.__dict__, "seed": 3}))
+    fresh.fit(X, Y)
+    # The last layer is rebuilt on the new rows with the new trunk, as after fit().
+    seen = ~np.isnan(Y["value"])
+    P = warm.phi_tilde(X)[seen]
+    np.testing.assert_allclose(warm.laplace.heads["value"].precision, np.eye(P.shape[1]) + P.T @ P, rtol=1e-10)
+
+    # Continuity: the warm version's logits stay closer to the old version's than a fresh fit's.
+    def logit_change(new: NeuralThompsonModel) -> float:
+        a, b = old.mean_scores(X)["conversion"], new.mean_scores(X)["conversion"]
+        return float(np.sqrt(np.mean((np.log(a / (1 - a)) - np.log(b / (1 - b))) ** 2)))
+
+    assert logit_change(warm) < 0.5 * logit_change(fresh)
+
+
+def test_refit_needs_a_fitted_model_and_rows() -> None:
+    X, Y = synthetic(6, 50)
+    model = NeuralThompsonModel(NeuralConfig(user_dim=2, item_dim=2, hidden=(4,), epochs=1))
+    with pytest.raises(NotFittedError):
+        model.refit(X, Y)
+    model.fit(X, Y)
+    with pytest.raises(ModelInputError, match="zero rows"):
+        model.refit(X[:0], {k: v[:0] for k, v in Y.items()})

@@ -51,6 +51,18 @@ def test_fit_and_score_equal_the_trainer_and_the_scorer(tiny_book: BatchBook, ti
     np.testing.assert_array_equal(got.raw_means["conversion"], want.fixed_conversion_mean)
 
 
+def test_a_warm_retrain_equals_the_trainers(tiny_book: BatchBook, tiny_world: EmailWorld) -> None:
+    rows = tiny_book.warm_start(seed=0, n_rows=120)
+    first = fit_neural(rows, seed=7)
+    more = tiny_book.warm_start(seed=1, n_rows=160)
+    mine = fit_neural(more, seed=8, previous=first)
+    theirs = fit_model(more.features, more.converted, more.unsubscribed, more.value, seed=8, previous=first)
+    X = np.array(tiny_world.candidates(0).features)
+    assert mine.n_trainings == theirs.n_trainings == first.n_trainings + 1
+    for name, values in mine.mean_scores(X, calibrate=True).items():
+        np.testing.assert_array_equal(values, theirs.mean_scores(X, calibrate=True)[name])
+
+
 def test_naive_calibration_is_fitted_on_thompson_samples_of_the_holdout(tiny_book: BatchBook) -> None:
     rows = tiny_book.warm_start(seed=1, n_rows=100)
     model = fit_neural(rows, seed=3, calibration="naive", tau=1.0, rng=np.random.default_rng(5))
