@@ -1,7 +1,8 @@
 """One run directory -> one self-contained HTML report page.
 
-A run directory is an experiment's (``results.json``) or a demo's (``summary.json`` and PNG
-plots); one holding both gets both parts, the experiment's first.
+A run directory is an experiment's (``results.json``), a demo's (``summary.json`` and PNG
+plots) or a replay's (``ope.json``, from ``banditlp replay evaluate``); one holding several gets
+each part, the experiment's first, the replay's last.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from evaluation.reporting.errors import ReportInputError, ReportWriteError
 from evaluation.reporting.experiment_results import RESULTS_JSON, load_results
 from evaluation.reporting.experiment_sections import experiment_sections
 from evaluation.reporting.html_page import Page, Section, render_page
+from evaluation.reporting.ope_run import OPE_JSON, ope_sections
 
 #: Where the page goes unless told otherwise, inside the run directory.
 REPORT_HTML = "report.html"
@@ -29,8 +31,8 @@ def build_page(run_dir: Path | str) -> Page:
         The page.
 
     Raises:
-        ReportInputError: if the directory does not exist, holds neither ``results.json`` nor
-            ``summary.json``, or one of its files is malformed.
+        ReportInputError: if the directory does not exist, holds none of ``results.json``,
+            ``summary.json`` and ``ope.json``, or one of its files is malformed.
     """
     directory = Path(run_dir)
     if not directory.is_dir():
@@ -41,10 +43,12 @@ def build_page(run_dir: Path | str) -> Page:
     has_summary = (directory / SUMMARY_JSON).is_file() and not (
         has_results and _is_experiment_summary(directory / SUMMARY_JSON)
     )
-    if not (has_results or has_summary):
+    has_ope = (directory / OPE_JSON).is_file()
+    if not (has_results or has_summary or has_ope):
         raise ReportInputError(
             f"{directory}: not a run directory: it holds neither {RESULTS_JSON} (an experiment's, from "
-            f"`banditlp experiment`) nor {SUMMARY_JSON} (a demo's, from `banditlp demo`)"
+            f"`banditlp experiment`) nor {SUMMARY_JSON} (a demo's, from `banditlp demo`) nor {OPE_JSON} "
+            "(a replay's, from `banditlp replay evaluate`)"
         )
     sections: list[Section] = []
     kinds: list[str] = []
@@ -57,7 +61,10 @@ def build_page(run_dir: Path | str) -> Page:
             demo = [_titled(s, "Demo: ") for s in demo]
         sections.extend(demo)
         kinds.append(SUMMARY_JSON)
-    kind = "Experiment" if has_results else "Demo"
+    if has_ope:
+        sections.extend(ope_sections(directory))
+        kinds.append(OPE_JSON)
+    kind = "Experiment" if has_results else "Demo" if has_summary else "Replay"
     return Page(
         title=f"{kind} report: {directory.resolve().name}",
         subtitle=f"Run directory {directory.resolve()} · read from {' and '.join(kinds)}",

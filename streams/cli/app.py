@@ -17,6 +17,7 @@ from streams.cli.demo import demo
 from streams.cli.experiment import experiment
 from streams.cli.kafka import kafka_app
 from streams.cli.lp import lp_app
+from streams.cli.replay import replay_app
 from streams.cli.report import report
 from streams.cli.simulate import simulate
 from streams.cli.topics import topics_app
@@ -100,6 +101,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(lp_app, name="lp")
 app.add_typer(worker_app, name="worker")
+app.add_typer(replay_app, name="replay")
 app.command("demo")(demo)
 app.command("simulate")(simulate)
 app.command("report")(report)
