@@ -1,7 +1,9 @@
 """Every librdkafka client of the project, built from one ``ConnectionConfig``, and a bounded produce.
 
 Callers pass only what their role needs (``transactional.id``, ``group.id``, ``linger.ms``...);
-the connection and security settings always come from the config, never from a hand-built dict.
+the connection and security settings always come from the config, never from a hand-built dict,
+and every consumer gets the project's group timeouts (``connection.GROUP_TIMEOUTS``) unless the
+caller names its own.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import DeliveryError
-from streams.kafka.connection import ConnectionConfig
+from streams.kafka.connection import GROUP_TIMEOUTS, ConnectionConfig
 
 
 def _conf(connection: ConnectionConfig, options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -28,9 +30,15 @@ def producer(connection: ConnectionConfig, options: Mapping[str, Any] | None = N
     return Producer(_conf(connection, options))
 
 
+def consumer_config(connection: ConnectionConfig, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A consumer's librdkafka configuration: the group timeouts of ``GROUP_TIMEOUTS``, then
+    ``options`` (which win), then the connection (which always wins)."""
+    return _conf(connection, {**GROUP_TIMEOUTS.librdkafka(), **(options or {})})
+
+
 def consumer(connection: ConnectionConfig, options: Mapping[str, Any] | None = None) -> Consumer:
-    """A librdkafka consumer; ``options`` must name its ``group.id``."""
-    return Consumer(_conf(connection, options))
+    """A librdkafka consumer of ``consumer_config(connection, options)``; ``options`` must name its ``group.id``."""
+    return Consumer(consumer_config(connection, options))
 
 
 def admin(connection: ConnectionConfig, options: Mapping[str, Any] | None = None) -> AdminClient:

@@ -125,3 +125,69 @@ class ConnectionConfig:
         if self.uses_sasl:
             parts.append(f"{self.sasl_mechanism} as {self.sasl_username}")
         return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class GroupTimeouts:
+    """How fast the broker gives up on a consumer-group member: the one place these are chosen.
+
+    A member that stops heartbeating keeps its partitions until ``session_timeout_ms`` passes;
+    nobody reads them meanwhile. faust's default (60 s) is what made a SIGKILLed processors
+    worker stall its partitions past a 60 s batch window (issue 18). The values:
+
+    - ``session_timeout_ms`` = 10 s: the broker's smallest allowed is 6 s
+      (``group.min.session.timeout.ms``); a member is declared dead after missing about ten
+      heartbeats, so a worker that is only slow (a 2-core machine shared with the broker, a
+      scoring take holding the GIL, a GC pause) is not thrown out, while a dead one costs a
+      fraction of a 60 s batch window. With static membership (``group.instance.id``) it is
+      also how long a killed worker's partitions wait for the same instance to come back
+      without any rebalance: a processors worker restarts in about 5-8 s here (imports, table
+      catch-up), inside it.
+    - ``heartbeat_interval_ms`` = 1 s: a tenth of the session (Kafka asks for at most a third),
+      so a few late heartbeats on a busy machine do not end a session.
+    - ``max_poll_interval_ms`` = 300 s: the longest a member may go without polling before it is
+      removed; it catches a livelocked worker, not a slow take (faust polls from its own
+      consumer thread, so the agents' work does not delay it). 300 s is librdkafka's and the
+      Java client's default and is past the longest LP solve the allocator is measured at.
+    - ``rebalance_timeout_ms`` = 30 s: how long a rebalance waits for live members to rejoin
+      (faust's agents finish their take and commit first); faust's default is 60 s.
+
+    The project's librdkafka consumers assign their partitions themselves (no group
+    membership: the allocator, the trainer, every reader), so only a consumer that subscribes
+    is governed by these; they are set on every consumer so one that does stays consistent.
+    """
+
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    max_poll_interval_ms: int = 300_000
+    rebalance_timeout_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval_ms <= 0 or self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ConfigError(
+                f"heartbeat interval {self.heartbeat_interval_ms} ms must be positive and at most a third "
+                f"of the session timeout {self.session_timeout_ms} ms"
+            )
+        if self.max_poll_interval_ms < self.session_timeout_ms:
+            raise ConfigError("max poll interval must not be shorter than the session timeout")
+
+    def librdkafka(self) -> dict[str, int]:
+        """librdkafka's names (a consumer's)."""
+        return {
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": self.heartbeat_interval_ms,
+            "max.poll.interval.ms": self.max_poll_interval_ms,
+        }
+
+    def faust_options(self) -> dict[str, Any]:
+        """``faust.App`` keyword arguments (seconds)."""
+        return {
+            "broker_session_timeout": self.session_timeout_ms / 1000,
+            "broker_heartbeat_interval": self.heartbeat_interval_ms / 1000,
+            "broker_max_poll_interval": self.max_poll_interval_ms / 1000,
+            "broker_rebalance_timeout": self.rebalance_timeout_ms / 1000,
+        }
+
+
+#: The project's group timeouts (see ``GroupTimeouts``).
+GROUP_TIMEOUTS = GroupTimeouts()
