@@ -20,7 +20,6 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
@@ -32,34 +31,10 @@ from streams.dead_letters import dead_letter
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
-from streams.kafka.topics import TopicNames
 from streams.score.model import neural_config
+from streams.train.config import TrainerConfig
 
 log = logging.getLogger("banditlp.trainer")
-
-
-@dataclass(frozen=True)
-class TrainerConfig:
-    """Settings of the trainer.
-
-    Attributes:
-        retrain_every: new rows that trigger a retrain.
-        retrain_interval_s: a retrain also happens this long after the last one if new rows came in.
-        min_rows: rows needed before the first retrain.
-        buffer_rows: rows retained (the newest); the posterior is rebuilt from them.
-    """
-
-    names: TopicNames
-    model_name: str = "email"
-    retrain_every: int = 2_000
-    retrain_interval_s: float = 30.0
-    min_rows: int = 200
-    buffer_rows: int = 50_000
-    seed: int = 0
-
-    @property
-    def group_id(self) -> str:
-        return f"{self.names.prefix}banditlp-trainer"
 
 
 def latest_version(
