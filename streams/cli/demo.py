@@ -136,7 +136,9 @@ def demo(
         # The workers read the same settings from their environment (the root options' envvars).
         env = {**os.environ, **run.to_env(), "BANDITLP_STATE_DIR": str((run_dir / "state").resolve())}
         workers.start(
-            "processors", ["worker", "processors", "--tau", str(tau), "--seed", str(seed), "--draws", str(draws)], env
+            "processors",
+            ["worker", "processors", "--instance", "0", "--tau", str(tau), "--seed", str(seed), "--draws", str(draws)],
+            env,
         )
         workers.start("allocator", ["worker", "allocator"], env)
         workers.start(

@@ -22,8 +22,12 @@ class WorkerSet:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        """Start ``banditlp ARGS`` (``python -m streams``) as ``name``, logging to ``<log_dir>/<name>.log``."""
+    def start(self, name: str, args: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+        """Start ``banditlp ARGS`` (``python -m streams``) as ``name``, logging to ``<log_dir>/<name>.log``
+        (appended to: a restarted worker's log follows its predecessor's).
+
+        ``cwd``: the directory it runs in, whose packages it imports (default this process's).
+        """
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "streams", *args],
@@ -31,7 +35,14 @@ class WorkerSet:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                cwd=cwd,
             )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL worker ``name`` and reap it (a crash: nothing is flushed, committed or left)."""
+        p = self.procs[name]
+        p.kill()
+        p.wait()
 
     def check(self) -> None:
         """Raise when a worker has exited."""

@@ -1,7 +1,8 @@
 """``banditlp worker processors | allocator | trainer``: run one worker process until SIGTERM.
 
 Each command builds its worker's config from its options (whose defaults are the config
-dataclass's own, ``default_of``) and hands the process's connection and serde down.
+dataclass's own, ``default_of``) and hands the process's connection and serde down. Nothing
+here imports torch: the allocator, which needs none, starts in well under a second.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import typer
 
 from streams.cli.common import configure_logging, default_of, fail, settings_of
 from streams.decide.config import SOLVERS, AllocatorWorkerConfig
-from streams.errors import BrokerError
+from streams.errors import BanditLPError, BrokerError
+from streams.kafka.connection import GROUP_TIMEOUTS, GroupTimeouts
 from streams.processors.config import ProcessorConfig
-from streams.train.trainer import TrainerConfig
+from streams.train.config import TrainerConfig
 
 worker_app = typer.Typer(help="Run one of the pipeline's workers until SIGTERM.", no_args_is_help=True)
 LogLevelOpt = typer.Option("info", help="debug | info | warning | error.")
@@ -44,25 +46,49 @@ def processors(
         default_of(ProcessorConfig, "within_s"), help="Longest wait, in seconds, to fill a take."
     ),
     seed: int = typer.Option(default_of(ProcessorConfig, "seed")),
+    instance: str | None = typer.Option(
+        None,
+        envvar="BANDITLP_WORKER_INSTANCE",
+        help="This worker's name among the processors workers (e.g. 0, 1, ... or the pod's name): the same "
+        "across its restarts, distinct between workers. Makes it a static group member, so a restart within "
+        f"the {GROUP_TIMEOUTS.session_timeout_ms / 1000:g} s session timeout takes its partitions back without "
+        "a rebalance. Unset: dynamic membership.",
+    ),
+    session_timeout_ms: int = typer.Option(
+        GROUP_TIMEOUTS.session_timeout_ms, hidden=True, help="Group session timeout (benchmarks only)."
+    ),
+    heartbeat_interval_ms: int = typer.Option(
+        GROUP_TIMEOUTS.heartbeat_interval_ms, hidden=True, help="Group heartbeat interval (benchmarks only)."
+    ),
     log_level: str = LogLevelOpt,
 ) -> None:
     """The faust scorer (candidates -> scores) and learner (feedback -> posterior tables)."""
     from streams.processors.app import run_worker
 
     s = settings_of(ctx)
-    cfg = ProcessorConfig(
-        names=s.names,
-        state_dir=s.state_dir,
-        partitions=s.partitions,
-        app_id=f"{s.topic_prefix}banditlp-processors",
-        tau=tau,
-        model_name=model_name,
-        seed=seed,
-        feature_dim=feature_dim,
-        n_draws=draws,
-        take=take,
-        within_s=within_s,
-    )
+    try:
+        cfg = ProcessorConfig(
+            names=s.names,
+            state_dir=s.state_dir,
+            partitions=s.partitions,
+            app_id=f"{s.topic_prefix}banditlp-processors",
+            tau=tau,
+            model_name=model_name,
+            seed=seed,
+            feature_dim=feature_dim,
+            n_draws=draws,
+            take=take,
+            within_s=within_s,
+            instance=instance or None,
+            group=GroupTimeouts(
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=heartbeat_interval_ms,
+                max_poll_interval_ms=GROUP_TIMEOUTS.max_poll_interval_ms,
+                rebalance_timeout_ms=max(GROUP_TIMEOUTS.rebalance_timeout_ms, session_timeout_ms),
+            ),
+        )
+    except BanditLPError as exc:
+        fail(exc)
     try:
         run_worker(cfg, s.connection, s.serde(), loglevel=log_level)
     except BrokerError as exc:  # the changelogs could not be made: say why, do not start half a worker

@@ -31,6 +31,7 @@ from streams.kafka.topics import ensure_changelog_topics
 from streams.learn.context_slots import ContextIndex
 from streams.processors.agents import Processors, learn_agent, score_agent
 from streams.processors.config import ProcessorConfig
+from streams.processors.membership import Worker
 from streams.processors.recovery import StallWatch, reseek_after_rebalance
 from streams.score.model_feed import ModelFeed
 from streams.score.publisher import ScorePublisher
@@ -74,6 +75,9 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
         consumer_max_fetch_size=4 * 1024 * 1024,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        # Fast failover (streams.kafka.connection.GroupTimeouts, streams.processors.membership).
+        consumer_group_instance_id=cfg.group_instance_id,
+        **cfg.group.faust_options(),
         # An agent that raises (not a bad record: those are dead-lettered) stops the worker.
         # faust's default restarts the agent in place, with its take's records unacked, and the
         # worker then looks alive while its partitions stall; a worker that exits is restarted
@@ -126,13 +130,16 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
 
 
 def run_worker(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSerde, loglevel: str = "info") -> None:
-    """Run the faust worker until SIGTERM/SIGINT."""
-    import faust
-
+    """Run the faust worker until SIGTERM/SIGINT (on which it commits and leaves its group)."""
     # One thread: scoring's matrix products are small, and on a machine shared with the broker
     # and the allocator a second torch thread costs more CPU than it saves time.
     torch.set_num_threads(cfg.torch_threads)
     ensure_changelog_topics(connection, cfg.app_id, TABLES, cfg.partitions)
-    log.info("processors worker on %s", connection.redacted())
+    log.info(
+        "processors worker on %s; group %s, %s",
+        connection.redacted(),
+        cfg.app_id,
+        f"static member {cfg.group_instance_id}" if cfg.group_instance_id else "dynamic member",
+    )
     app = build_app(cfg, connection, serde)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.errors import ConfigError
+from streams.kafka.connection import GROUP_TIMEOUTS, GroupTimeouts
 from streams.kafka.topics import TopicNames
+
+_INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -14,6 +19,13 @@ class ProcessorConfig:
 
     Attributes:
         app_id: faust app id (consumer group and changelog prefix).
+        instance: this worker's name among the app's workers (``"0"``, ``"processors-2"``, a
+            StatefulSet pod's name): stable across restarts of the same worker, distinct
+            between workers. When set, the worker is a static member of the consumer group
+            (KIP-345, ``group.instance.id`` = ``group_instance_id``): restarted within the
+            session timeout it takes back its partitions with no rebalance. None: dynamic
+            membership (a restart waits for the killed member's session to expire).
+        group: the consumer group's session, heartbeat, poll and rebalance timeouts.
         tau: Thompson temperature (posterior covariance scale) for users with no tuner arm.
         n_draws: K, the Thompson draws per pair of every outcome the scorer publishes; the
             allocator solves one LP per draw and logs the exact propensity of the mixture.
@@ -52,3 +64,14 @@ class ProcessorConfig:
     model_wait_s: float = 30.0
     torch_threads: int = 1
     stall_check_s: float = 15.0
+    instance: str | None = None
+    group: GroupTimeouts = GROUP_TIMEOUTS
+
+    def __post_init__(self) -> None:
+        if self.instance is not None and not _INSTANCE.fullmatch(self.instance):
+            raise ConfigError(f"worker instance {self.instance!r} must be 1-100 letters, digits, '.', '_' or '-'")
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The static member id of this worker in the app's group, or None (dynamic)."""
+        return None if self.instance is None else f"{self.app_id}-{self.instance}"
