@@ -92,3 +92,23 @@ def test_flags_before_the_command_override_the_environment(calls: list) -> None:
 def test_a_bad_setting_is_one_line_and_exit_code_2(calls: list) -> None:
     result = CliRunner().invoke(app, ["worker", "trainer"], env={**ENV, "KAFKA_SASL_MECHANISM": "KERBEROS"})
     assert result.exit_code == 2 and "needs a SASL mechanism" in result.output and calls == []
+
+
+def test_a_processors_worker_is_named_by_its_option_or_its_environment(
+    calls: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instance name makes the static group member id: the same name on every restart."""
+    monkeypatch.delenv("BANDITLP_WORKER_INSTANCE", raising=False)
+    result = CliRunner().invoke(app, ["worker", "processors", "--instance", "2"], env=ENV)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["worker", "processors"], env={**ENV, "BANDITLP_WORKER_INSTANCE": "pod-7"})
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["worker", "processors"], env=ENV)
+    assert result.exit_code == 0, result.output
+    ids = [cfg.group_instance_id for _, cfg, _, _ in calls]
+    assert ids == ["prod-banditlp-processors-2", "prod-banditlp-processors-pod-7", None]
+
+
+def test_a_bad_instance_name_is_one_line_and_exit_code_2(calls: list) -> None:
+    result = CliRunner().invoke(app, ["worker", "processors", "--instance", "a b"], env=ENV)
+    assert result.exit_code == 2 and "worker instance" in result.output and calls == []
