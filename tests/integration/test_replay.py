@@ -23,6 +23,7 @@ import pytest
 
 from evaluation.email_world import EmailWorld, EmailWorldConfig
 from streams.kafka import clients
+from streams.kafka.reading import read_to_end
 from streams.kafka.topics import TopicNames
 from streams.replay.read import read_log
 from streams.replay.targets import make_target
@@ -132,6 +133,22 @@ def test_a_published_slice_of_the_open_bandit_dataset_evaluates_as_the_dataset_d
     slice_ = ["--rows", "1500", *dataset_opts]
     published = _cli(["replay", "publish", "obd", "--prefix", topic_names.prefix, *slice_], env, 300)
     assert published.returncode == 0, published.stdout[-3000:] + published.stderr[-3000:]
+    # A record that does not decode and a feedback for no decision: dead-lettered / counted, not joined.
+    producer = clients.producer(kafka_connection, {"enable.idempotence": True})
+    producer.produce(topic_names("decision-contexts"), value=b"not avro", key=b"row-000001")
+    stray = {
+        "decision_id": "obd-random-men-0000/row-999999",
+        "batch_id": "obd-random-men-0000",
+        "user_id": "row-999999",
+        "item_id": "i1",
+        "converted": True,
+        "unsubscribed": False,
+        "value": 1.0,
+        "observed_at_ms": 0,
+        "source": "test",
+    }
+    producer.produce(topic_names("feedback"), value=Settings().serde().encode("feedback", stray), key=b"row-999999")
+    assert producer.flush(30) == 0
     common = ["--policy", "uniform,bts,logged,greedy", "--bootstrap", "200", "--n-sim", "20000"]
     runs = {}
     for name, source in (
@@ -145,7 +162,16 @@ def test_a_published_slice_of_the_open_bandit_dataset_evaluates_as_the_dataset_d
     kafka, dataset = runs["kafka"], runs["dataset"]
     assert kafka["policies"] == dataset["policies"]
     assert kafka["logged"] == dataset["logged"] == {**kafka["logged"], "n": 1500, "sent": 1500}
-    assert kafka["join"]["rounds"] == 1500 and kafka["join"]["feedback_joined"] == 1500
+    join = kafka["join"]
+    assert join["rounds"] == 1500 and join["feedback_joined"] == 1500
+    assert join["invalid_records"] == {"decision-contexts": 1} and join["feedback_unknown_decision"] == 1
+    dead = [
+        Settings().serde().decode("dead-letters", m.value())
+        for m in read_to_end(kafka_connection, topic_names("dead-letters"))
+    ]
+    assert [(d["source_topic"], d["consumer"], d["value"]) for d in dead] == [
+        (topic_names("decision-contexts"), "replay", b"not avro")
+    ]
     # uniform is the random log's own policy: IPS of it is the observed click rate
     assert kafka["policies"]["uniform"]["reward"]["ips"]["value"] == pytest.approx(kafka["logged"]["reward"])
     assert kafka["source"]["kind"] == "kafka" and dataset["source"]["kind"] == "dataset"
