@@ -206,7 +206,9 @@ class VWMethod:
         EvaluationInputError: if the context's feature width is not ``user_dim + 2 * item_dim``.
     """
 
-    stochastic = True
+    # The pmf is VW's prediction, the same whatever the plan's generator (the sends are drawn
+    # from it by the experiment): there is no allocation variance to measure.
+    stochastic = False
 
     def __init__(self, config: VWConfig, context: MethodContext) -> None:
         self.config = config
