@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from banditlp.errors import BanditLPError
+from streams.cli.bandit import bandit_app
 from streams.cli.common import fail
 from streams.cli.demo import demo
 from streams.cli.experiment import experiment
@@ -102,6 +103,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(lp_app, name="lp")
 app.add_typer(worker_app, name="worker")
 app.add_typer(replay_app, name="replay")
+app.add_typer(bandit_app, name="bandit")
 app.command("demo")(demo)
 app.command("simulate")(simulate)
 app.command("report")(report)

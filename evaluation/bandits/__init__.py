@@ -1,0 +1,1 @@
+"""Policy-family experiments: one environment protocol, one runner, the chapter's worlds."""
