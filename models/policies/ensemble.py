@@ -62,7 +62,7 @@ class EnsembleParams(PolicyParams):
 def _prior_means(seed: int, members: int, dim: int, prior_precision: float) -> FloatArray:
     """(M, d) members' prior means θ₀_m ~ N(0, λ⁻¹I), a function of the seed alone."""
     gen = np.random.default_rng([seed, 0, 7])  # 3 words: never equal to a learning generator's [seed, n]
-    return gen.normal(size=(members, dim)) / np.sqrt(prior_precision)
+    return np.asarray(gen.normal(size=(members, dim)) / np.sqrt(prior_precision), dtype=np.float64)
 
 
 @register
