@@ -18,8 +18,36 @@ from streams.avro.candidates import CandidateColumns
 from streams.avro.scores import ScoredItems
 from streams.errors import ValidationError
 
-MAX_CANDIDATES = 1_000
+MAX_CANDIDATES = 1_000  # candidates of one user, and the scored items of one scores record
+MAX_ID_CHARS = 1_000  # any id (user, item, batch, decision, model, arm, ...)
+MAX_FEATURES = 4_096  # the width of a feature vector
+MAX_DRAWS = 64  # Thompson draws in one scores record
+MAX_BUDGETS = 64  # budget rows of one batch
 OUTCOMES: tuple[str, ...] = ("conversion", "unsubscription", "value")
+
+
+def check_id(name: str, value: Any) -> str:
+    """``value`` if it is a non-empty string of at most ``MAX_ID_CHARS`` characters."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS:
+        size = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        raise ValidationError(f"{name} must be a non-empty string of at most {MAX_ID_CHARS} characters, got {size}")
+    return value
+
+
+def check_ids(name: str, values: Any) -> tuple[str, ...]:
+    """``values`` as a tuple of ids (each as ``check_id``)."""
+    out = tuple(values)
+    if out and (min(map(len, out)) == 0 or max(map(len, out)) > MAX_ID_CHARS):
+        bad = next(v for v in out if not 0 < len(v) <= MAX_ID_CHARS)
+        check_id(name, bad)
+    return out
+
+
+def at_least(name: str, value: Any, low: int = 0) -> int:
+    """``value`` if it is an integer >= ``low``."""
+    if value < low:
+        raise ValidationError(f"{name} {value} is below {low}")
+    return int(value)
 
 
 def _finite(name: str, arr: np.ndarray) -> np.ndarray:
@@ -53,6 +81,16 @@ def _draws(samples: dict[str, np.ndarray], further: list[dict[str, np.ndarray]])
     }
 
 
+def _check_means_stds(means: np.ndarray, stds: np.ndarray) -> None:
+    """Every mean and std on the wire finite, every std >= 0 (the same message on both paths)."""
+    if not np.isfinite(means).all():
+        raise ValidationError("scored items' means hold a NaN or infinite value")
+    if not np.isfinite(stds).all():
+        raise ValidationError("scored items' stds hold a NaN or infinite value")
+    if (stds < 0).any():
+        raise ValidationError("scored items' stds hold a negative value")
+
+
 def _scored_columns(items: ScoredItems) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``(samples, means)`` of ``items``, ``{outcome: (n,) float64}`` over the samples' outcomes
     (a mean the item lacks is NaN); samples must be finite.
@@ -67,6 +105,8 @@ def _scored_columns(items: ScoredItems) -> tuple[dict[str, np.ndarray], dict[str
     if not np.isfinite(block[:k]).all():
         for key, row in zip(s_keys, block):
             _finite(f"samples[{key}]", row)
+    m = len(m_keys)
+    _check_means_stds(block[k : k + m], block[k + m : k + m + len(items.keys[2])])
     samples = dict(zip(s_keys, block))
     if m_keys == s_keys:
         means = dict(zip(s_keys, block[k : 2 * k]))
@@ -106,25 +146,29 @@ class CandidatesRecord:
         if len(cands) > max_candidates:
             raise ValidationError(f"{len(cands)} candidates exceed the limit of {max_candidates}")
         columns = isinstance(cands, CandidateColumns)
-        items = cands.item_ids if columns else tuple(c["item_id"] for c in cands)
+        items = check_ids("item_id", cands.item_ids if columns else (c["item_id"] for c in cands))
         if len(set(items)) != len(items):
             raise ValidationError("duplicate item_id among the candidates")
         cap = value.get("user_cap")
         if cap is not None and cap < 0:
             raise ValidationError(f"user_cap {cap} is negative")
+        at_least("created_at_ms", value["created_at_ms"])
         if columns:
-            providers = cands.provider_ids
+            providers = check_ids("provider_id", cands.provider_ids)
             if not cands.features.shape[1]:
                 raise ValidationError("features are empty")
             features = _finite("features", cands.features.astype(np.float32, copy=False))
             item_features = _finite("item_features", cands.item_features.astype(np.float32, copy=False))
         else:
-            providers = tuple(c["provider_id"] for c in cands)
+            providers = check_ids("provider_id", (c["provider_id"] for c in cands))
             features = _matrix("features", [c["features"] for c in cands])
             item_features = _matrix("item_features", [c.get("item_features", []) for c in cands], allow_empty=True)
+        for name, arr in (("features", features), ("item_features", item_features)):
+            if arr.shape[1] > MAX_FEATURES:
+                raise ValidationError(f"{arr.shape[1]} {name} per candidate exceed the limit of {MAX_FEATURES}")
         return cls(
-            batch_id=value["batch_id"],
-            user_id=value["user_id"],
+            batch_id=check_id("batch_id", value["batch_id"]),
+            user_id=check_id("user_id", value["user_id"]),
             user_cap=cap,
             item_ids=items,
             provider_ids=providers,
@@ -153,15 +197,16 @@ class FeedbackRecord:
             raise ValidationError(f"feedback value is {v}")
         if v < 0:
             raise ValidationError(f"feedback value {v} is negative")
+        check_id("source", value.get("source", "delivery"))
         return cls(
-            value["decision_id"],
-            value["batch_id"],
-            value["user_id"],
-            value["item_id"],
+            check_id("decision_id", value["decision_id"]),
+            check_id("batch_id", value["batch_id"]),
+            check_id("user_id", value["user_id"]),
+            check_id("item_id", value["item_id"]),
             bool(value["converted"]),
             bool(value["unsubscribed"]),
             v,
-            int(value["observed_at_ms"]),
+            at_least("observed_at_ms", value["observed_at_ms"]),
         )
 
     @property
@@ -201,40 +246,68 @@ class BatchControlRecord:
 
     @classmethod
     def from_avro(cls, value: dict[str, Any]) -> BatchControlRecord:
-        budgets = tuple(BudgetSpec(b["name"], b["outcome"], float(b["limit"])) for b in value.get("budgets", []))
+        """From a decoded ``batch-control`` value.
+
+        Raises:
+            ValidationError: an id empty or over ``MAX_ID_CHARS``; a negative count, cap,
+                timeout or time; more than ``MAX_BUDGETS`` budgets or two of one name; a budget
+                limit or exposure bound that is negative or not finite (no maximum is null);
+                an unknown outcome; a minimum above its maximum; two specs of one provider;
+                ``user_ids`` that are not ``expected_users`` distinct ids.
+        """
+        raw_budgets = value.get("budgets", [])
+        if len(raw_budgets) > MAX_BUDGETS:
+            raise ValidationError(f"{len(raw_budgets)} budgets exceed the limit of {MAX_BUDGETS}")
+        budgets = tuple(
+            BudgetSpec(check_id("budget name", b["name"]), b["outcome"], float(b["limit"])) for b in raw_budgets
+        )
         for b in budgets:
-            if not np.isfinite(b.limit):
+            if not np.isfinite(b.limit) or b.limit < 0:
                 raise ValidationError(f"budget {b.name} has limit {b.limit}")
             if b.outcome not in OUTCOMES + ("reward",):
                 raise ValidationError(f"budget {b.name} names unknown outcome {b.outcome!r}")
-        providers = tuple(
-            ProviderSpec(
-                p["provider_id"],
-                float(p["min_exposure"]),
-                float("inf") if p.get("max_exposure") is None else float(p["max_exposure"]),
-            )
-            for p in value.get("providers", [])
-        )
-        for p in providers:
-            if not np.isfinite(p.min_exposure) or np.isnan(p.max_exposure) or p.min_exposure > p.max_exposure:
-                raise ValidationError(f"provider {p.provider_id} has bounds [{p.min_exposure}, {p.max_exposure}]")
+        if len({b.name for b in budgets}) != len(budgets):
+            raise ValidationError("two budgets share a name")
+        reward = value.get("reward_outcome", "reward")
+        if reward not in OUTCOMES + ("reward",):
+            raise ValidationError(f"reward_outcome names unknown outcome {reward!r}")
+        providers = []
+        for p in value.get("providers", []):
+            lo, hi = float(p["min_exposure"]), p.get("max_exposure")
+            unbounded = float("inf") if hi is None else float(hi)
+            spec = ProviderSpec(check_id("provider_id", p["provider_id"]), lo, unbounded)
+            # no maximum is null; an explicit one must be a finite number
+            if (
+                not np.isfinite(lo)
+                or lo < 0
+                or (hi is not None and not np.isfinite(spec.max_exposure))
+                or lo > spec.max_exposure
+            ):
+                raise ValidationError(f"provider {spec.provider_id} has bounds [{lo}, {hi}]")
+            providers.append(spec)
+        if len({p.provider_id for p in providers}) != len(providers):
+            raise ValidationError("two exposure specs name the same provider")
         if value["expected_users"] < 0 or value["default_user_cap"] < 0:
             raise ValidationError("expected_users and default_user_cap must be >= 0")
+        at_least("timeout_ms", value.get("timeout_ms", 0))
+        at_least("created_at_ms", value["created_at_ms"])
         users = value.get("user_ids")
-        if users is not None and len(set(users)) != value["expected_users"]:
-            raise ValidationError(
-                f"user_ids lists {len(set(users))} distinct users, expected_users says {value['expected_users']}"
-            )
+        if users is not None:
+            check_ids("user_ids", users)
+            if len(set(users)) != value["expected_users"]:
+                raise ValidationError(
+                    f"user_ids lists {len(set(users))} distinct users, expected_users says {value['expected_users']}"
+                )
         return cls(
-            value["batch_id"],
+            check_id("batch_id", value["batch_id"]),
             value["event"],
             int(value["expected_users"]),
             int(value["timeout_ms"]),
             int(value["created_at_ms"]),
             int(value["default_user_cap"]),
             budgets,
-            providers,
-            value.get("reward_outcome", "reward"),
+            tuple(providers),
+            reward,
             None if value.get("user_ids") is None else tuple(value["user_ids"]),
         )
 
@@ -292,6 +365,8 @@ class ScoresRecord:
         items = value["items"]
         if not items:
             raise ValidationError(f"scores for user {value['user_id']} list no items")
+        if len(items) > MAX_CANDIDATES:
+            raise ValidationError(f"{len(items)} scored items exceed the limit of {MAX_CANDIDATES}")
         if isinstance(items, ScoredItems):  # one set of outcomes for every item, by construction
             item_ids, provider_ids = items.item_ids, items.provider_ids
             samples, means = _scored_columns(items)
@@ -305,9 +380,16 @@ class ScoresRecord:
                 k: _finite(f"samples[{k}]", np.array([it["samples"][k] for it in items], dtype=np.float64))
                 for k in keys
             }
+            _check_means_stds(
+                np.array([v for it in items for v in it["means"].values()], dtype=np.float64),
+                np.array([v for it in items for v in it["stds"].values()], dtype=np.float64),
+            )
             means = {k: np.array([it["means"].get(k, np.nan) for it in items], dtype=np.float64) for k in keys}
             item_ids = tuple(it["item_id"] for it in items)
             provider_ids = tuple(it["provider_id"] for it in items)
+            widths = [len(it.get(f, ())) for it in items for f in ("features", "item_features")]
+            if widths and max(widths) > MAX_FEATURES:
+                raise ValidationError(f"{max(widths)} features of a scored item exceed the limit of {MAX_FEATURES}")
             n_further = len(items[0].get("draws", ()))
             if any(len(it.get("draws", ())) != n_further for it in items):
                 raise ValidationError("scored items disagree on their number of Thompson draws")
@@ -321,13 +403,22 @@ class ScoresRecord:
         cap = value.get("user_cap")
         if cap is not None and cap < 0:
             raise ValidationError(f"user_cap {cap} is negative")
+        if len(further) + 1 > MAX_DRAWS:
+            raise ValidationError(f"{len(further) + 1} Thompson draws exceed the limit of {MAX_DRAWS}")
+        item_ids, provider_ids = check_ids("item_id", item_ids), check_ids("provider_id", provider_ids)
+        if len(set(item_ids)) != len(item_ids):
+            raise ValidationError("duplicate item_id among the scored items")
+        tau = value.get("tau", 0.0)
+        if not np.isfinite(tau) or tau < 0:
+            raise ValidationError(f"scores tau {tau} is not a finite number >= 0")
+        at_least("scored_at_ms", value["scored_at_ms"])
         return cls(
-            value["batch_id"],
-            value["user_id"],
+            check_id("batch_id", value["batch_id"]),
+            check_id("user_id", value["user_id"]),
             cap,
-            value["model_name"],
-            int(value["model_version"]),
-            value.get("parameter_version", "default"),
+            check_id("model_name", value["model_name"]),
+            at_least("model_version", value["model_version"]),
+            check_id("parameter_version", value.get("parameter_version", "default")),
             item_ids,
             provider_ids,
             samples,

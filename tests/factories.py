@@ -229,3 +229,54 @@ def context_columns(n_users: int, rng: np.random.Generator, d: int = 4, batch_id
         rounding="sample",
         decided_at_ms=1_700_000_000_000,
     )
+
+
+def feedback_value(decision_id: str, user_id: str, item_id: str = "i0", value: float = 3.0) -> dict[str, Any]:
+    """One observed outcome of ``item_id`` sent to ``user_id`` by decision ``decision_id``."""
+    return {
+        "decision_id": decision_id,
+        "batch_id": decision_id.split("/")[0],
+        "user_id": user_id,
+        "item_id": item_id,
+        "converted": value > 0,
+        "unsubscribed": False,
+        "value": value,
+        "observed_at_ms": int(time.time() * 1000),
+        "source": "test",
+    }
+
+
+def model_snapshot_value(name: str = "email", version: int = 2, feature_dim: int = 2) -> dict[str, Any]:
+    """A ``model-snapshots`` value of a tiny neural model at its prior (one hidden layer of width
+    2: a ~2 KB payload) whose header agrees with the envelope; the scorer can score with it."""
+    from models.neural import NeuralConfig, NeuralThompsonModel
+
+    model = NeuralThompsonModel(NeuralConfig(user_dim=feature_dim, item_dim=0, hidden=(2,)))
+    model.fitted = True  # at its prior, as the scorer's cold-start model (ScoringModel.prior)
+    return {
+        "name": name,
+        "version": version,
+        "kind": NeuralThompsonModel.snapshot_kind,
+        "created_at_ms": int(time.time() * 1000),
+        "n_observations": 0,
+        "payload": model.to_bytes(name=name, version=version),
+    }
+
+
+def parameter_distribution_value(experiment: str, rng: np.random.Generator, n_arms: int = 3) -> dict[str, Any]:
+    """The tuner's distribution over ``n_arms`` settings of ``tau`` and ``gamma`` (shares sum to 1)."""
+    shares = rng.dirichlet(np.ones(n_arms))
+    shares[-1] = 1.0 - float(np.sum(shares[:-1]))
+    return {
+        "experiment": experiment,
+        "version": 1,
+        "created_at_ms": int(time.time() * 1000),
+        "arms": [
+            {
+                "arm_id": f"arm-{a}",
+                "parameters": {"tau": float(rng.uniform(0.25, 2.0)), "gamma": float(10 ** rng.uniform(-4, -2))},
+                "probability": float(p),
+            }
+            for a, p in enumerate(shares)
+        ],
+    }

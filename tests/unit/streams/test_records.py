@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -127,3 +129,102 @@ def test_samples_of_a_record_are_writable_and_their_own() -> None:
         ScoresRecord.from_avro(
             {**FAST.decode("scores", data), "items": ScoredItems(items.item_ids, items.provider_ids, items.keys, bad)}
         )
+
+
+# -- the contract at the edge: each record kind's invalid inputs and their messages -------------
+
+
+def _candidates(d: int = 6, **changes: object) -> dict:
+    from tests.factories import candidates_value
+
+    return candidates_value(1, 3, np.random.default_rng(0), d=d, **changes)
+
+
+def _scores(**changes: object) -> dict:
+    from tests.factories import scores_value
+
+    return {**scores_value("b", 1, np.random.default_rng(0)), **changes}
+
+
+def _control(**changes: object) -> dict:
+    from tests.factories import opened_value
+
+    return {**opened_value("b", 10), **changes}
+
+
+def _feedback(**changes: object) -> dict:
+    from tests.factories import feedback_value
+
+    return {**feedback_value("b/u1", "u1"), **changes}
+
+
+def _with_item(value: dict, j: int, **changes: object) -> dict:
+    key = "candidates" if "candidates" in value else "items"
+    items = [dict(it) for it in value[key]]
+    items[j] = {**items[j], **changes}
+    return {**value, key: items}
+
+
+INVALID = [
+    ("candidates", _candidates(user_id=""), "user_id must be a non-empty string"),
+    ("candidates", _candidates(batch_id="x" * 1001), "at most 1000 characters, got 1001"),
+    ("candidates", _with_item(_candidates(), 1, provider_id=""), "provider_id must be"),
+    ("candidates", _candidates(created_at_ms=-1), "created_at_ms -1 is below 0"),
+    ("candidates", _with_item(_candidates(), 0, features=[0.1] * 4097), "different lengths"),
+    ("candidates", _candidates(d=4097), "4097 features per candidate exceed the limit of 4096"),
+    ("feedback", _feedback(observed_at_ms=-5), "observed_at_ms -5 is below 0"),
+    ("feedback", _feedback(source=""), "source must be"),
+    ("batch-control", _control(timeout_ms=-1), "timeout_ms -1 is below 0"),
+    ("batch-control", _control(reward_outcome="clicks"), "reward_outcome names unknown outcome 'clicks'"),
+    ("batch-control", _control(budgets=[{"name": "u", "outcome": "unsubscription", "limit": 1.0}] * 2), "share a name"),
+    ("batch-control", _control(budgets=[{"name": "u", "outcome": "unsubscription", "limit": -1.0}]), "limit -1.0"),
+    (
+        "batch-control",
+        _control(budgets=[{"name": f"b{i}", "outcome": "unsubscription", "limit": 1.0} for i in range(65)]),
+        "65 budgets exceed the limit of 64",
+    ),
+    (
+        "batch-control",
+        _control(providers=[{"provider_id": "p", "min_exposure": 0.0, "max_exposure": float("inf")}]),
+        "has bounds",
+    ),
+    (
+        "batch-control",
+        _control(providers=[{"provider_id": "p", "min_exposure": -1.0, "max_exposure": None}]),
+        "has bounds",
+    ),
+    (
+        "batch-control",
+        _control(providers=[{"provider_id": "p", "min_exposure": 0.0, "max_exposure": None}] * 2),
+        "same provider",
+    ),
+    ("scores", _scores(tau=-0.5), "tau -0.5 is not a finite number >= 0"),
+    ("scores", _scores(model_version=-1), "model_version -1 is below 0"),
+    ("scores", _scores(items=_scores()["items"] * 2), "duplicate item_id"),
+    (
+        "scores",
+        _scores(items=[{**it, "item_id": f"i{k}"} for k in range(1001) for it in _scores()["items"][:1]]),
+        "1001 scored items",
+    ),
+    ("scores", _with_item(_scores(), 2, stds={"reward": float("nan")}), "stds hold a NaN"),
+    ("scores", _with_item(_scores(), 2, stds={"reward": -0.1}), "stds hold a negative value"),
+    ("scores", _with_item(_scores(), 2, means={"reward": float("inf")}), "means hold a NaN"),
+]
+
+
+@pytest.mark.parametrize(("subject", "value", "message"), INVALID, ids=[m for _, _, m in INVALID])
+@pytest.mark.parametrize("serde", [FAST, REFERENCE], ids=["columnar", "fastavro"])
+def test_a_record_that_breaks_the_contract_is_a_validation_error_naming_why(
+    subject: str, value: dict, message: str, serde: AvroSerde
+) -> None:
+    from streams.records import BatchControlRecord, CandidatesRecord, FeedbackRecord
+
+    make = {
+        "candidates": CandidatesRecord.from_avro,
+        "feedback": FeedbackRecord.from_avro,
+        "batch-control": BatchControlRecord.from_avro,
+        "scores": ScoresRecord.from_avro,
+    }[subject]
+    decoded = serde.decode(subject, REFERENCE.encode(subject, value))
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        make(decoded)
