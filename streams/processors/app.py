@@ -13,7 +13,10 @@ Both agents run in one app so they share its RocksDB tables, which are co-partit
   context was overwritten or never stored is "late/unknown".
 
 The agents themselves are in ``streams.processors.agents``; the rebalance workarounds in
-``streams.processors.recovery``.
+``streams.processors.recovery``; the group membership in ``streams.processors.membership``.
+Besides the agents' topics the worker follows two small compacted ones in background threads:
+``model-snapshots`` (the scorer's model) and ``parameter-distribution`` (the tuner's arms),
+dead-lettering their malformed records (``streams.score.compacted``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 
 from models.random_effects import RandomEffectConfig
 from streams.avro.serde import AvroSerde
+from streams.dead_letters import DeadLetterSink
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import ensure_changelog_topics
 from streams.learn.context_slots import ContextIndex
@@ -34,6 +38,7 @@ from streams.processors.config import ProcessorConfig
 from streams.processors.membership import Worker
 from streams.processors.recovery import StallWatch, reseek_after_rebalance
 from streams.score.model_feed import ModelFeed
+from streams.score.parameter_feed import ParameterFeed
 from streams.score.publisher import ScorePublisher
 
 log = logging.getLogger("banditlp.processors")
@@ -97,7 +102,14 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
         cfg=cfg,
         app=app,
         serde=serde,
-        feed=ModelFeed(connection, serde, names("model-snapshots"), cfg.model_name, feature_dim=cfg.feature_dim),
+        feed=ModelFeed(
+            connection,
+            serde,
+            names("model-snapshots"),
+            cfg.model_name,
+            feature_dim=cfg.feature_dim,
+            dead_letters=DeadLetterSink(connection, serde, names("dead-letters"), "model-feed"),
+        ),
         publisher=ScorePublisher(connection, names("scores")),
         users=users,
         contexts=contexts,
@@ -118,14 +130,23 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
     async def report() -> None:
         log.info("stats %s; model %s v%d", p.stats, p.feed.model_name, p.feed.version)
 
+    parameters = ParameterFeed(
+        connection,
+        serde,
+        names("parameter-distribution"),
+        DeadLetterSink(connection, serde, names("dead-letters"), "parameter-feed"),
+    )
+
     @app.task
-    async def start_feed() -> None:
+    async def start_feeds() -> None:
         p.feed.start()
+        parameters.start()
 
     reseek_after_rebalance(app)
     stall_watch = StallWatch(app, {names("candidates"), names("feedback")})
     app.timer(interval=cfg.stall_check_s)(stall_watch.check)
     app.banditlp_stats = p.stats  # type: ignore[attr-defined]  # for tests and debuggers
+    app.banditlp_parameters = parameters  # type: ignore[attr-defined]  # held for the tuner's arms
     return app
 
 

@@ -7,6 +7,8 @@ model without restarting. At start the feed reads the topic up to its end offset
 reports itself caught up, so a scorer that waits for that scores with the newest snapshot
 rather than with the prior. Until a snapshot exists, scoring uses the untrained prior, whose
 input width is ``feature_dim`` when configured, else the width of the first record scored.
+A malformed snapshot, or a newer version of the model that does not load, is dead-lettered
+(``streams.score.compacted``) and the current model stays.
 """
 
 from __future__ import annotations
@@ -15,21 +17,102 @@ import asyncio
 import logging
 import threading
 import time
-
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from dataclasses import dataclass
+from typing import Any
 
 from banditlp.errors import BanditLPError
+from models.neural import NeuralThompsonModel
+from models.snapshot import read_header
 from streams.avro.serde import AvroSerde
+from streams.dead_letters import DeadLetterSink
 from streams.errors import ValidationError
-from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
+from streams.records import at_least, check_id
+from streams.score.compacted import CompactedFeed
 from streams.score.model import ScoringModel
 
 log = logging.getLogger("banditlp.model_feed")
 
+#: The snapshot kind the scorer loads.
+SCORER_KIND = NeuralThompsonModel.snapshot_kind
 
-class ModelFeed:
-    """The current ``ScoringModel`` of ``model_name``, refreshed from ``topic``."""
+
+@dataclass(frozen=True, eq=False)
+class ModelSnapshotRecord:
+    """One ``model-snapshots`` value whose envelope and payload agree.
+
+    Attributes:
+        payload: snapshot bytes (``models.snapshot``) whose header names the same ``name``,
+            ``version`` and ``kind`` as the envelope (checked, with the payload's checksum).
+    """
+
+    name: str
+    version: int
+    kind: str
+    created_at_ms: int
+    n_observations: int
+    payload: bytes
+
+    @classmethod
+    def from_avro(cls, value: dict[str, Any]) -> ModelSnapshotRecord:
+        """From a decoded ``model-snapshots`` value.
+
+        Raises:
+            ValidationError: an empty or oversized name or kind, a version below 1, a negative
+                time or count, a payload that is not a snapshot (bad magic, checksum, truncated)
+                or whose header names another model, version or kind than the envelope.
+        """
+        name, kind = check_id("model name", value["name"]), check_id("snapshot kind", value["kind"])
+        version = at_least("snapshot version", value["version"], 1)
+        payload = value["payload"]
+        try:
+            header = read_header(payload)
+        except BanditLPError as exc:
+            raise ValidationError(f"snapshot {name} v{version}: the payload is not a snapshot: {exc}") from exc
+        if (header.name, header.version, header.kind) != (name, version, kind):
+            raise ValidationError(
+                f"snapshot {name} v{version} ({kind}) carries a payload of {header.name!r} "
+                f"v{header.version} ({header.kind})"
+            )
+        return cls(
+            name,
+            version,
+            kind,
+            at_least("created_at_ms", value["created_at_ms"]),
+            at_least("n_observations", value["n_observations"]),
+            payload,
+        )
+
+
+def load_scoring_model(snap: ModelSnapshotRecord) -> ScoringModel:
+    """The scorer's model of a checked snapshot.
+
+    Raises:
+        ValidationError: the snapshot is not of the scorer's kind, does not load, or holds a
+            model that was never fitted (scoring with it raises ``NotFittedError``, which
+            would stop the scorer at its next take).
+    """
+    if snap.kind != SCORER_KIND:
+        raise ValidationError(f"snapshot {snap.name} v{snap.version} is a {snap.kind}, the scorer needs {SCORER_KIND}")
+    try:
+        model = ScoringModel.from_snapshot(snap.name, snap.version, snap.payload)
+    except (BanditLPError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise ValidationError(f"snapshot {snap.name} v{snap.version} does not load: {exc}") from exc
+    if not model.model.fitted:
+        raise ValidationError(f"snapshot {snap.name} v{snap.version} holds a model that was never fitted")
+    return model
+
+
+class ModelFeed(CompactedFeed):
+    """The current ``ScoringModel`` of ``model_name``, refreshed from ``topic``.
+
+    Every snapshot is checked (``ModelSnapshotRecord``); a newer version of ``model_name`` is
+    loaded, and one that does not load, or is not of the scorer's kind, is dead-lettered like a
+    malformed one. Snapshots of other models, and versions not newer than the current one, are
+    left alone.
+    """
+
+    name = "model-feed"
 
     def __init__(
         self,
@@ -38,26 +121,13 @@ class ModelFeed:
         topic: str,
         model_name: str,
         feature_dim: int | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
-        self.connection = connection
-        self.serde = serde
-        self.topic = topic
+        super().__init__(connection, serde, topic, "model-snapshots", dead_letters)
         self.model_name = model_name
         self.feature_dim = feature_dim
-        self.caught_up = threading.Event()
         self._model: ScoringModel | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.rejected = 0
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="model-feed", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
 
     async def wait_caught_up(self, timeout_s: float) -> bool:
         """Wait (without blocking the event loop) until the snapshots topic has been read to
@@ -92,51 +162,22 @@ class ModelFeed:
     def version(self) -> int:
         return -1 if self._model is None else self._model.version
 
-    def offer(self, value: dict) -> bool:
-        """Swap in a decoded ``model-snapshots`` value if it is a newer version of our model."""
-        if value["name"] != self.model_name or value["version"] <= self.version:
+    def handle(self, value: dict[str, Any]) -> None:
+        self.offer(value)
+
+    def offer(self, value: dict[str, Any]) -> bool:
+        """Swap in a decoded ``model-snapshots`` value if it is a newer version of our model.
+
+        Raises:
+            ValidationError: the snapshot is malformed, or a newer version of our model that
+                is not of the scorer's kind or does not load.
+        """
+        snap = ModelSnapshotRecord.from_avro(value)
+        if snap.name != self.model_name or snap.version <= self.version:
             return False
-        model = ScoringModel.from_snapshot(value["name"], int(value["version"]), value["payload"])
+        model = load_scoring_model(snap)
         with self._lock:
             if self._model is None or model.version > self._model.version:
                 self._model = model
         log.info("model %s v%d loaded", model.name, model.version)
         return True
-
-    def _run(self) -> None:
-        serde = self.serde
-        consumer = clients.consumer(
-            self.connection,
-            {"group.id": "banditlp-model-feed", "enable.auto.commit": False, "isolation.level": "read_committed"},
-        )
-        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
-        try:
-            try:
-                _, end = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=10)
-            except Exception as exc:  # the broker not answering yet: do not hold the scorer back
-                log.warning("model feed: no end offset for %s (%s)", self.topic, exc)
-                end = 0
-            if end <= 0:
-                self.caught_up.set()
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None or msg.error():
-                    # compaction or transaction markers may leave no record at end - 1
-                    if (
-                        not self.caught_up.is_set()
-                        and consumer.position([TopicPartition(self.topic, 0)])[0].offset >= end
-                    ):
-                        self.caught_up.set()
-                    continue
-                topic, partition, offset = clients.position(msg)
-                try:
-                    self.offer(
-                        serde.decode("model-snapshots", msg.value(), topic=topic, partition=partition, offset=offset)
-                    )
-                except BanditLPError as exc:  # a bad snapshot is skipped; the current model stays
-                    self.rejected += 1
-                    log.warning("skipped model snapshot at offset %d: %s", offset, exc)
-                if offset + 1 >= end:
-                    self.caught_up.set()
-        finally:
-            consumer.close()

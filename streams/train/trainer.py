@@ -32,6 +32,7 @@ from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
 from streams.score.model import neural_config
+from streams.score.model_feed import ModelSnapshotRecord, load_scoring_model
 from streams.train.config import TrainerConfig
 
 log = logging.getLogger("banditlp.trainer")
@@ -40,20 +41,35 @@ log = logging.getLogger("banditlp.trainer")
 def latest_version(
     connection: ConnectionConfig, serde: AvroSerde, topic: str, model_name: str, timeout_s: float = 30.0
 ) -> tuple[int, bytes | None]:
-    """Newest (version, payload) of ``model_name`` on the compacted snapshots topic, or (0, None).
+    """Newest (version, payload) of ``model_name`` on the compacted snapshots topic that is
+    well-formed (``ModelSnapshotRecord``) and loads as the scorer's fitted model
+    (``load_scoring_model``), or (0, None).
+
+    Malformed snapshots, and newer ones that do not load, are skipped with a warning: the
+    processors' model feed dead-letters them (``streams.score.model_feed``), and a trainer or a
+    simulator that started from one would crash at every restart, or number its next
+    version after a record no scorer uses.
 
     Raises:
         BrokerError: the topic does not exist or could not be read to its end.
     """
-    best: tuple[int, bytes | None] = (0, None)
+    found: list[ModelSnapshotRecord] = []
     for msg in read_to_end(connection, topic, group_id="banditlp-snapshot-probe", timeout_s=timeout_s):
         try:
-            v = serde.decode("model-snapshots", msg.value())
-        except BanditLPError:
+            snap = ModelSnapshotRecord.from_avro(serde.decode("model-snapshots", msg.value()))
+        except BanditLPError as exc:
+            log.warning("snapshot at %s[%d]@%d skipped: %s", msg.topic(), msg.partition(), msg.offset(), exc)
             continue
-        if v["name"] == model_name and v["version"] > best[0]:
-            best = (int(v["version"]), v["payload"])
-    return best
+        if snap.name == model_name:
+            found.append(snap)
+    for snap in sorted(found, key=lambda s: s.version, reverse=True):
+        try:
+            load_scoring_model(snap)
+        except BanditLPError as exc:
+            log.warning("snapshot skipped: %s", exc)
+            continue
+        return snap.version, snap.payload
+    return 0, None
 
 
 class Trainer:
@@ -72,6 +88,7 @@ class Trainer:
         names = cfg.names
         version, payload = latest_version(self.connection, self.serde, names("model-snapshots"), cfg.model_name)
         previous = NeuralThompsonModel.from_bytes(payload) if payload else None
+        log.info("trainer: model %s at version %d", cfg.model_name, version)
         consumer = clients.consumer(
             self.connection,
             {"group.id": cfg.group_id, "enable.auto.commit": False, "isolation.level": "read_committed"},
