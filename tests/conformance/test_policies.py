@@ -12,10 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from models.errors import ModelInputError, ShapeError
 from models.policies.base import Policy
 from models.policies.registry import make_policy, policy_class, policy_names
+
+# One intra-op thread: the torch policies' tensors are a few rows, where a thread pool costs more
+# than it saves (and on a shared 2-core machine its spinning threads slow every other test).
+torch.set_num_threads(1)
 
 K, D, ROUNDS = 4, 3, 60
 NAMES = policy_names()
