@@ -106,12 +106,14 @@ def closed_value(batch_id: str, n_users: int) -> dict[str, Any]:
     }
 
 
-def scores_value(batch_id: str, user: int, rng: np.random.Generator, nan: bool = False) -> dict[str, Any]:
-    """One user's scores of ``N_CANDIDATES`` items; ``nan`` puts a NaN reward in item 3."""
+def scores_value(batch_id: str, user: int, rng: np.random.Generator, nan: bool = False, d: int = 0) -> dict[str, Any]:
+    """One user's scores of ``N_CANDIDATES`` items with ``d`` pair features each (float32 values,
+    as the scorer copies them; 0: empty arrays); ``nan`` puts a NaN reward in item 3."""
     conv = rng.uniform(0.0, 0.2, N_CANDIDATES)
     value = rng.uniform(1.0, 10.0, N_CANDIDATES)
     unsub = rng.uniform(0.0, 0.02, N_CANDIDATES)
     provider = rng.choice(len(PROVIDERS), N_CANDIDATES)
+    features = rng.normal(size=(N_CANDIDATES, d)).astype(np.float32).tolist() if d else [[]] * N_CANDIDATES
     items = []
     for j in range(N_CANDIDATES):
         s = {
@@ -126,6 +128,7 @@ def scores_value(batch_id: str, user: int, rng: np.random.Generator, nan: bool =
             {
                 "item_id": f"item-{(user * 7 + j * 13) % 97}-{j}",
                 "provider_id": PROVIDERS[provider[j]],
+                "features": features[j],
                 "samples": s,
                 "means": s,
                 "stds": {k: 0.1 for k in s},

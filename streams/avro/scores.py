@@ -2,17 +2,19 @@
 
 fastavro handles every map entry as a Python object, about 0.3 µs each; a record of 20 scored
 items carries some 240 entries. This codec reads and writes the same Avro binary encoding with
-numpy (``streams.avro.columns``). The scorer encodes the fixed parts of a whole batch's items at
-once (``ScoredItems.split``); the allocator's decoder tries the map keys of the last record
-first (consecutive records nearly always share them) and checks every item against them. It
-returns None for anything else (a plain list of dicts, maps whose keys differ between items,
-bytes that do not parse), and ``AvroSerde`` runs fastavro. Bound to the structure of ``SCHEMA``:
+numpy (``streams.avro.columns``, ``streams.avro.scored_parts``): an item is its two ids and a
+part of fixed length, its ``d`` pair features (float32) and its maps of doubles. The scorer
+encodes the fixed parts of a whole batch's items at once (``ScoredItems.split``); the
+allocator's decoder tries the layout (map keys and feature width) of the last record first
+(consecutive records nearly always share it) and checks every item against it. It returns None
+for anything else (a plain list of dicts, maps whose keys or features whose widths differ
+between items, non-empty ``item_features``, bytes that do not parse), and ``AvroSerde`` runs
+fastavro. Bound to the structure of ``SCHEMA``:
 when ``schemas/scores.avsc`` changes, ``implements`` says no and the serde uses fastavro alone.
 """
 
 from __future__ import annotations
 
-import functools
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,11 +22,12 @@ from typing import Any
 import numpy as np
 from fastavro import parse_schema
 
-from streams.avro.columns import Columns, Tail, item_strings
+from streams.avro.columns import Columns, item_strings
+from streams.avro.scored_parts import Keys, ScoredLayout, read_item_layout, scored_layout, scored_part
 from streams.avro.wire import (
     DOUBLE,
     END,
-    F8,
+    F4,
     StringCache,
     Unhandled,
     checked_long,
@@ -79,22 +82,20 @@ SCHEMA: dict[str, Any] = {
 }
 _SIGNATURE = signature(parse_schema(SCHEMA))
 
-Keys = tuple[tuple[str, ...], ...]
-"""The keys of an item's maps, in map order: samples, means, stds, then one map per further draw."""
-
 
 class ScoredItems(Columns):
     """The ``items`` array of one ``scores`` record, as columns.
 
-    Every item has empty ``features`` and ``item_features`` (the scorer does not copy them)
-    and the same keys in each of its maps; ``draws`` (Thompson draws 2..K) has the same number of
-    maps in every item.
+    Every item has ``d`` pair features (the same width in every item; 0 when the scorer did not
+    copy them), empty ``item_features`` and the same keys in each of its maps; ``draws``
+    (Thompson draws 2..K) has the same number of maps in every item.
 
     Attributes:
         item_ids, provider_ids: ``(n,)`` tuples of strings.
         keys: the keys of the samples, means and stds maps, then of each further draw's map.
         values: ``(n, m)`` float64, the three maps' values side by side, in key order
             (a read-only view).
+        features: ``(n, d)`` float32, the pair features scored (a read-only view; ``d`` may be 0).
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class ScoredItems(Columns):
         keys: Keys,
         values: np.ndarray,
         tails: np.ndarray | None = None,
+        features: np.ndarray | None = None,
     ) -> None:
         n = len(item_ids)
         if len(keys) < 3 or len(provider_ids) != n or values.shape != (n, sum(map(len, keys))):
@@ -113,6 +115,7 @@ class ScoredItems(Columns):
         self.item_ids, self.provider_ids, self.keys = item_ids, provider_ids, keys
         self.values = values.view()
         self.values.flags.writeable = False  # the encoded parts below are computed from it once
+        self.features = _features(features, n)
         self._tails = tails  # (n, width) uint8: the items' encoded fixed parts, when known
 
     @classmethod
@@ -122,13 +125,17 @@ class ScoredItems(Columns):
         provider_ids: tuple[str, ...],
         keys: Keys,
         values: np.ndarray,
+        features: np.ndarray,
     ) -> ScoredItems:
-        """The decoder's constructor: ``keys`` come from a checked layout and ``values`` is
-        ``(len(item_ids), m)``, so the per-record checks of ``__init__`` are skipped."""
+        """The decoder's constructor: ``keys`` come from a checked layout, ``values`` is
+        ``(len(item_ids), m)`` float64 and ``features`` ``(len(item_ids), d)`` float32, so the
+        per-record checks of ``__init__`` are skipped."""
         self = cls.__new__(cls)
         self.item_ids, self.provider_ids, self.keys = item_ids, provider_ids, keys
         self.values = values.view()
         self.values.flags.writeable = False
+        self.features = features.view()
+        self.features.flags.writeable = False
         self._tails = None
         return self
 
@@ -160,11 +167,12 @@ class ScoredItems(Columns):
         means: Mapping[str, np.ndarray],
         stds: Mapping[str, np.ndarray],
         draws: Mapping[str, np.ndarray] | None = None,
+        features: np.ndarray | None = None,
     ) -> ScoredItems:
         """From ``{outcome: (n,)}`` columns per map (dict order is map order) and, optionally,
-        the further draws ``{outcome: (D, n)}``."""
+        the further draws ``{outcome: (D, n)}`` and the pair features ``(n, d)``."""
         keys, values = cls._stack(samples, means, stds, len(item_ids), draws)
-        return cls(item_ids, provider_ids, keys, values)
+        return cls(item_ids, provider_ids, keys, values, features=features)
 
     @classmethod
     def split(
@@ -176,17 +184,20 @@ class ScoredItems(Columns):
         stds: Mapping[str, np.ndarray],
         offsets: np.ndarray,
         draws: Mapping[str, np.ndarray] | None = None,
+        features: np.ndarray | None = None,
     ) -> list[ScoredItems]:
         """One ``ScoredItems`` per record from ``{outcome: (n_pairs,)}`` columns over all pairs
-        of many records (``draws``: ``{outcome: (D, n_pairs)}``); record ``r`` owns pairs
-        ``offsets[r]:offsets[r + 1]``.
+        of many records (``draws``: ``{outcome: (D, n_pairs)}``; ``features``: ``(n_pairs, d)``,
+        None for none); record ``r`` owns pairs ``offsets[r]:offsets[r + 1]``.
 
         The fixed parts of all items are encoded here, in one pass; each record keeps views.
         """
-        keys, values = cls._stack(samples, means, stds, int(offsets[-1]), draws)
-        tails = _scored_tail(keys).fill(values)
+        n_pairs = int(offsets[-1])
+        keys, values = cls._stack(samples, means, stds, n_pairs, draws)
+        feats = _features(features, n_pairs)
+        tails = scored_part(keys, feats.shape[1]).fill(values, feats)
         return [
-            cls(items, providers, keys, values[a:b], tails[a:b])
+            cls(items, providers, keys, values[a:b], tails[a:b], feats[a:b])
             for items, providers, a, b in zip(item_ids, provider_ids, offsets[:-1].tolist(), offsets[1:].tolist())
         ]
 
@@ -224,11 +235,12 @@ class ScoredItems(Columns):
 
     def _build_rows(self) -> list[dict[str, Any]]:
         maps = [{k: v.tolist() for k, v in self._map(i).items()} for i in range(len(self.keys))]
+        features = self.features.tolist()
         return [
             {
                 "item_id": item,
                 "provider_id": provider,
-                "features": [],
+                "features": features[j],
                 "item_features": [],
                 "samples": {k: v[j] for k, v in maps[0].items()},
                 "means": {k: v[j] for k, v in maps[1].items()},
@@ -243,39 +255,32 @@ class ScoredItems(Columns):
         n = len(self.item_ids)
         if not n:
             return END
-        tail = _scored_tail(self.keys)
+        part = scored_part(self.keys, self.features.shape[1])
         if self._tails is None:
-            self._tails = tail.fill(self.values)
+            self._tails = part.fill(self.values, self.features)
         parts = [write_long(n)]
-        item_strings(parts, self.item_ids, self.provider_ids, self._tails.tobytes(), tail.width, strings)
+        item_strings(parts, self.item_ids, self.provider_ids, self._tails.tobytes(), part.width, strings)
         parts.append(END)
         return b"".join(parts)
 
 
-@functools.lru_cache(maxsize=64)
-def _scored_tail(keys: Keys) -> Tail:
-    """Empty features and item_features, the samples, means and stds maps with ``keys[:3]``,
-    then the draws array of one map per ``keys[3:]``."""
-    template, number_at = bytearray(END + END), list[int]()
+def _features(features: np.ndarray | None, n: int) -> np.ndarray:
+    """``features`` as a read-only ``(n, d)`` float32 view, ``(n, 0)`` for None.
 
-    def write_map(map_keys: tuple[str, ...]) -> None:
-        nonlocal template
-        if map_keys:
-            template += write_long(len(map_keys))
-            for key in map_keys:
-                template += write_string(key)
-                number_at.append(len(template))
-                template += bytes(8)
-        template += END
+    A float beyond float32's range becomes infinity, as fastavro writes it.
 
-    for map_keys in keys[:3]:
-        write_map(map_keys)
-    if len(keys) > 3:
-        template += write_long(len(keys) - 3)
-        for map_keys in keys[3:]:
-            write_map(map_keys)
-    template += END
-    return Tail(bytes(template), number_at, F8)
+    Raises:
+        ValueError: not ``n`` rows of one width.
+    """
+    if features is None:
+        out = np.zeros((n, 0), dtype=F4)
+    else:
+        with np.errstate(over="ignore"):
+            out = np.asarray(features, dtype=F4).view()
+        if out.ndim != 2 or out.shape[0] != n:
+            raise ValueError(f"ScoredItems: {n} items, but features of shape {out.shape}")
+    out.flags.writeable = False
+    return out
 
 
 class ScoresCodec:
@@ -285,7 +290,7 @@ class ScoresCodec:
 
     def __init__(self, strings: StringCache) -> None:
         self.strings = strings
-        self.last_layout: _ScoredLayout | None = None
+        self.last_layout: ScoredLayout | None = None
 
     @staticmethod
     def implements(parsed_schema: Any) -> bool:
@@ -300,8 +305,8 @@ class ScoresCodec:
     def decode(self, buf: bytes, pos: int = 0) -> dict[str, Any] | None:
         """A ``scores`` value from the Avro body at ``buf[pos:]``, or None to leave it to fastavro.
 
-        The ``items`` entry is a :class:`ScoredItems` when every item has empty feature arrays
-        and the first item's map keys; other records are left to fastavro.
+        The ``items`` entry is a :class:`ScoredItems` when every item has the first item's
+        feature width and map keys and empty ``item_features``; other records are left to fastavro.
         """
         return _decode(self, buf, pos)
 
@@ -333,8 +338,8 @@ def _encode(value: Mapping[str, Any], strings: StringCache) -> bytes | None:
 def _decode(codec: ScoresCodec, buf: bytes, pos: int = 0) -> dict[str, Any] | None:
     """A ``scores`` value from the Avro body at ``buf[pos:]``, or None to leave it to fastavro.
 
-    The ``items`` entry is a :class:`ScoredItems` when every item has empty feature arrays
-    and the first item's map keys; other records are left to fastavro.
+    The ``items`` entry is a :class:`ScoredItems` when every item has the first item's
+    feature width and map keys and empty ``item_features``; other records are left to fastavro.
     """
     try:
         return _decode_scores(codec, bytes(buf), pos)
@@ -357,52 +362,22 @@ def _decode_scores(codec: ScoresCodec, buf: bytes, pos: int) -> dict[str, Any]:
     if not count:
         raise Unhandled
     layout = codec.last_layout
-    if layout is not None:  # the usual case: this record's map keys are the last record's
+    if layout is not None:  # the usual case: this record's layout is the last record's
         try:
             value["items"] = _read_scored_items(codec, buf, pos, count, layout)
             return value
         except (Unhandled, IndexError, ValueError):
-            pass  # other keys than the last record's (or bad bytes): read the first item's keys
+            pass  # another layout than the last record's (or bad bytes): read the first item's
     value["items"] = _read_scored_items(codec, buf, pos, count, None)
     return value
 
 
-class _ScoredLayout:
-    """The fixed part of every item of a scores record whose maps have ``keys``, and what
-    checks a whole record's fixed parts against it at once (``mask`` keeps the bytes that
-    are not numbers; ``expected`` is the template there)."""
-
-    def __init__(self, keys: Keys) -> None:
-        self.keys = keys
-        self.tail = tail = _scored_tail(keys)
-        self.mask = np.zeros(tail.width, dtype=np.uint8)
-        self.mask[tail.structure_bytes] = 0xFF
-        self.expected = (tail.template & self.mask).tobytes()
-        self._expected_rows: dict[int, bytes] = {}
-
-    def matches(self, parts: np.ndarray) -> bool:
-        """Whether every row of ``parts (n, width)`` uint8 has this layout's structure."""
-        n = parts.shape[0]
-        expected = self._expected_rows.get(n)
-        if expected is None:
-            expected = self.expected * n
-            if len(self._expected_rows) >= 8:  # records of a few sizes are usual: keep those
-                self._expected_rows.clear()
-            self._expected_rows[n] = expected
-        return (parts & self.mask).tobytes() == expected
-
-
-@functools.lru_cache(maxsize=64)
-def _scored_layout(keys: Keys) -> _ScoredLayout:
-    return _ScoredLayout(keys)
-
-
 def _read_scored_items(
-    codec: ScoresCodec, buf: bytes, pos: int, count: int, layout: _ScoredLayout | None
+    codec: ScoresCodec, buf: bytes, pos: int, count: int, layout: ScoredLayout | None
 ) -> ScoredItems:
     """The ``items`` array whose first block of ``count`` items starts at ``buf[pos]``.
 
-    ``layout``: the map keys to expect, or None to read them from the first item.
+    ``layout``: the map keys and feature width to expect, or None to read them from the first item.
 
     Raises:
         Unhandled, IndexError, ValueError: the bytes are not an items array of ``layout``
@@ -410,7 +385,7 @@ def _read_scored_items(
     """
     ids: list[tuple[str, str]] = []  # (item_id, provider_id) of each item
     tails: list[bytes] = []  # each item's fixed part, copied out
-    width = 0 if layout is None else layout.tail.width
+    width = 0 if layout is None else layout.part.width
     known = codec.strings.pair
     while count:
         for _ in range(count):
@@ -433,9 +408,9 @@ def _read_scored_items(
                 )
             ids.append(pair)
             pos = end
-            if layout is None:  # the first item's map keys fix the layout
-                layout = _scored_layout(_read_item_keys(buf, pos))
-                width = layout.tail.width
+            if layout is None:  # the first item's map keys and feature width fix the layout
+                layout = scored_layout(*read_item_layout(buf, pos))
+                width = layout.part.width
             end = pos + width
             tails.append(buf[pos:end])  # a slice past the end is short: the reshape below fails
             pos = end
@@ -445,43 +420,7 @@ def _read_scored_items(
     # All fixed parts as one (n, width) array: one check of their structure, one gather of the numbers.
     parts = np.frombuffer(b"".join(tails), dtype=np.uint8).reshape(len(tails), width)
     if not layout.matches(parts):
-        raise Unhandled  # an item with another structure (other keys) than the layout's
-    values = parts.take(layout.tail.value_bytes, axis=1).view(F8)  # (n, m)
+        raise Unhandled  # an item with another structure (other keys or width) than the layout's
     codec.last_layout = layout
     items, providers = zip(*ids)
-    return ScoredItems._of_layout(items, providers, layout.keys, values)
-
-
-def _read_item_keys(buf: bytes, pos: int) -> Keys:
-    """The keys of the maps of the scored item whose fixed part starts at ``pos``: samples,
-    means and stds, then one per map of its draws array."""
-    if buf[pos] or buf[pos + 1]:
-        raise Unhandled  # features or item_features not empty
-    pos += 2
-    keys = []
-
-    def read_map(pos: int) -> tuple[tuple[str, ...], int]:
-        count, pos = read_count(buf, pos)
-        map_keys = []
-        for _ in range(count):
-            key, pos = read_string(buf, pos)
-            map_keys.append(key)
-            pos += 8
-        if count:
-            if buf[pos]:
-                raise Unhandled  # a second block
-            pos += 1
-        if len(set(map_keys)) != len(map_keys):
-            raise Unhandled  # a repeated key: fastavro keeps the last value
-        return tuple(map_keys), pos
-
-    for _ in range(3):
-        map_keys, pos = read_map(pos)
-        keys.append(map_keys)
-    n_draws, pos = read_count(buf, pos)
-    for _ in range(n_draws):
-        map_keys, pos = read_map(pos)
-        keys.append(map_keys)
-    if n_draws and buf[pos]:
-        raise Unhandled  # a second block of draws
-    return tuple(keys)
+    return ScoredItems._of_layout(items, providers, layout.keys, layout.part.values(parts), layout.part.features(parts))

@@ -27,6 +27,7 @@ from streams.avro.scores import ScoredItems
 from streams.avro.serde import AvroSerde
 from streams.decide.batch_lp import BatchLP
 from streams.errors import ValidationError
+from streams.records import MAX_FEATURES
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +37,7 @@ class ScoresContext:
     Attributes:
         tau: the Thompson temperature the scores were drawn at (NaN: the record did not say).
         features: ``(n, d)`` float32 pair features of the record's items (``d = 0`` when the
-            scorer did not copy them, as ``streams.score`` does not).
+            scorer did not copy them).
     """
 
     tau: float
@@ -47,20 +48,25 @@ class ScoresContext:
         """From a decoded ``scores`` value (plain dicts, or the serde's columns).
 
         Raises:
-            ValidationError: τ or a feature is NaN/inf, or the items' feature lengths differ.
+            ValidationError: τ or a feature is NaN/inf, the items' feature lengths differ, or
+                they exceed ``MAX_FEATURES`` (the columnar items' width is checked here; a
+                plain value's, by ``ScoresRecord.from_avro`` too).
         """
         raw = value.get("tau")
         tau = math.nan if raw is None else float(raw)
         if raw is not None and not math.isfinite(tau):
             raise ValidationError(f"scores tau is {tau}")
         items = value["items"]
-        if isinstance(items, ScoredItems):  # the columnar codec decodes only items without features
-            return cls(tau, np.zeros((len(items), 0), dtype=np.float32))
-        rows = [it.get("features", []) for it in items]
-        widths = {len(r) for r in rows}
-        if len(widths) > 1:
-            raise ValidationError(f"scored items' features have different lengths: {sorted(widths)}")
-        features = np.asarray(rows, dtype=np.float32).reshape(len(rows), widths.pop() if widths else 0)
+        if isinstance(items, ScoredItems):  # the columnar codec's items: one width, (n, d) float32
+            features = items.features
+        else:
+            rows = [it.get("features", []) for it in items]
+            widths = {len(r) for r in rows}
+            if len(widths) > 1:
+                raise ValidationError(f"scored items' features have different lengths: {sorted(widths)}")
+            features = np.asarray(rows, dtype=np.float32).reshape(len(rows), widths.pop() if widths else 0)
+        if features.shape[1] > MAX_FEATURES:
+            raise ValidationError(f"{features.shape[1]} features of a scored item exceed the limit of {MAX_FEATURES}")
         if not np.isfinite(features).all():
             raise ValidationError("scored items' features hold a NaN or infinite value")
         return cls(tau, features)

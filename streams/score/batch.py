@@ -35,6 +35,7 @@ def score_records(
     rng: np.random.Generator,
     claim_slot: Callable[[int], tuple[bytes, int]],
     n_draws: int = 1,
+    copy_features: bool = True,
 ) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
@@ -46,6 +47,12 @@ def score_records(
 
     ``n_draws`` (K): the Thompson draws of every outcome per pair; the allocator solves one LP per
     draw, so the propensity it logs is exact (``streams.decide.decision``).
+
+    ``copy_features``: every scored item carries the pair features it was scored on (its row of
+    the candidates record's ``(n, d)`` float32 features), which the allocator copies into the
+    decision's context for off-policy replay (``streams.decide.contexts``); False leaves them
+    empty. ``item_features`` stay empty: the per-user head's features are kept in the context
+    table, and the allocator does not read them.
 
     The ``scores`` values are Avro dicts whose ``items`` is a ``ScoredItems`` (columns that
     read as the list of item dicts the schema describes); no per-pair Python object is built.
@@ -78,6 +85,7 @@ def score_records(
         out.stds,
         offsets,
         draws=extra,
+        features=X if copy_features else None,
     )
     now = int(time.time() * 1000)
     values = [

@@ -52,16 +52,21 @@ def test_the_codec_of_every_subject_writes_and_reads_what_fastavro_does(subject:
         assert _plain(serde.decode(subject, data)) == expected
 
 
+@pytest.mark.parametrize("d", [0, 14], ids=["no-features", "14-features"])
 @pytest.mark.parametrize("subject", sorted(SERDE.codecs))
-def test_the_columnar_codecs_take_the_fast_path_on_the_values_the_pipeline_writes(subject: str) -> None:
-    """Values of one shape per record (what the scorer and the simulator write) decode to columns,
-    so the conformance above covers the fast path and not only the fallback."""
+def test_the_columnar_codecs_take_the_fast_path_on_the_values_the_pipeline_writes(subject: str, d: int) -> None:
+    """Values of one shape per record (what the scorer and the simulator write: ``d`` pair
+    features per item, the email world's 14 or none) decode to columns, so the conformance
+    above covers the fast path and not only the fallback."""
     import numpy as np
 
     from tests.factories import candidates_value, scores_value
 
     rng = np.random.default_rng(0)
-    make = {"candidates": lambda u: candidates_value(u, 5, rng), "scores": lambda u: scores_value("b", u, rng)}[subject]
+    make = {
+        "candidates": lambda u: candidates_value(u, 5, rng, d=d, k=min(d, 3)),
+        "scores": lambda u: scores_value("b", u, rng, d=d),
+    }[subject]
     _, schema = SERDE.registry.current(subject)
     for u in range(20):
         value = make(u)
@@ -73,6 +78,9 @@ def test_the_columnar_codecs_take_the_fast_path_on_the_values_the_pipeline_write
         fastavro.schemaless_writer(body, schema, value)
         assert data[5:] == body.getvalue()
         assert _plain(decoded) == fastavro.schemaless_reader(io.BytesIO(body.getvalue()), schema, schema)
+        if subject == "scores":  # the columns re-encode to the same bytes, features included
+            assert items.features.shape == (len(value["items"]), d)
+            assert SERDE.encode(subject, decoded) == data
 
 
 def _batch_columns(subject: str, n_users: int, rng: Any) -> Any:

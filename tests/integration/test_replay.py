@@ -6,7 +6,8 @@ replay evaluate --from-prefix``: the DR estimate of ``nn_lp``'s reward and unsub
 BanditLP's logs is within its interval of ``nn_lp``'s true expected reward and unsubscriptions in
 the simulator on the same batches. The truth is the email world's: ``true_probabilities`` of every
 logged candidate pair (user ``u<k>`` and item ``i<j>`` are the world's ``k`` and ``j``), weighted
-by ``nn_lp``'s ``x`` on the same log, per logged decision.
+by ``nn_lp``'s ``x`` on the same log, per logged decision. The same logs carry every candidate's
+pair features from the candidates topic through the scores records to the decision contexts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from evaluation.email_world import EmailWorld, EmailWorldConfig
 from streams.kafka import clients
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import TopicNames
+from streams.records import CandidatesRecord
+from streams.replay.log import ReplayLog
 from streams.replay.read import read_log
 from streams.replay.targets import make_target
 from streams.settings import Settings
@@ -48,6 +51,27 @@ def _only_prefix(connection: Any, start: str) -> str:
     found = sorted(t[: -len("decisions")] for t in topics if t.startswith(start) and t.endswith("-decisions"))
     assert len(found) == 1, found
     return found[0]
+
+
+def _assert_contexts_carry_the_candidates_features(connection: Any, names: TopicNames, log: ReplayLog, d: int) -> None:
+    """Every replayed pair's features (decision-contexts, copied by the allocator from the scores
+    record) are the candidates record's features of the same (batch, user, item), bit for bit."""
+    serde = Settings().serde()
+    candidates: dict[tuple[str, str, str], np.ndarray] = {}
+    for msg in read_to_end(connection, names("candidates")):
+        rec = CandidatesRecord.from_avro(serde.decode("candidates", msg.value()))
+        for item, features in zip(rec.item_ids, rec.features, strict=True):
+            candidates[(rec.batch_id, rec.user_id, item)] = features
+    assert log.features is not None and log.features.dtype == np.float32
+    assert log.features.shape == (log.n_pairs, d)
+    batch_of = [log.batches[b].batch_id for b in log.round_batch.tolist()]
+    expected = np.stack(
+        [
+            candidates[(batch_of[r], log.user_ids[r], item)]
+            for r, item in zip(log.round_index.tolist(), log.item_ids, strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(log.features, expected)
 
 
 def test_dr_of_nn_lp_from_a_demo_s_logs_is_within_its_interval_of_the_true_value(
@@ -96,6 +120,7 @@ def test_dr_of_nn_lp_from_a_demo_s_logs_is_within_its_interval_of_the_true_value
             seed=DEMO["seed"],
         )
     )
+    _assert_contexts_carry_the_candidates_features(kafka_connection, TopicNames(prefix), log, world.feature_dim)
     user = np.array([int(log.user_ids[r][1:]) for r in log.round_index])
     item = np.array([int(i[1:]) for i in log.item_ids])
     p_conversion, p_unsub, value = world.true_probabilities(user, item)

@@ -75,7 +75,7 @@ def candidates_values(draw: st.DrawFn, ragged: bool = False) -> dict:
 
 @st.composite
 def scored_items(draw: st.DrawFn) -> ScoredItems:
-    n = draw(st.integers(1, 6))
+    n, d = draw(st.integers(1, 6)), draw(st.sampled_from([0, 0, 1, 3, 14]))  # d pair features per item
     maps = [
         {
             key: np.array(draw(st.lists(doubles, min_size=n, max_size=n)))
@@ -90,11 +90,13 @@ def scored_items(draw: st.DrawFn) -> ScoredItems:
         ).reshape(n_further, n)
         for key in maps[0]
     }
+    features = np.array(draw(st.lists(floats32, min_size=n * d, max_size=n * d)), dtype=np.float32)
     return ScoredItems.from_maps(
         tuple(draw(ids) for _ in range(n)),
         tuple(draw(ids) for _ in range(n)),
         *maps,
         draws=further if n_further else None,
+        features=features.reshape(n, d),
     )
 
 
@@ -155,6 +157,8 @@ def test_scores_bytes_and_values_are_fastavros(value: dict) -> None:
     assert fastavro_body("scores", plain(decoded)) == data[5:]
     assert FAST.encode("scores", decoded) == data
     np.testing.assert_array_equal(decoded["items"].values, value["items"].values)
+    assert decoded["items"].features.dtype == np.float32
+    np.testing.assert_array_equal(decoded["items"].features, value["items"].features)  # NaN where NaN
     assert decoded["items"].n_draws == value["items"].n_draws
     for outcome, draws in value["items"].draws.items():
         np.testing.assert_array_equal(decoded["items"].draws[outcome], draws)
@@ -187,7 +191,7 @@ def test_split_encodes_each_record_as_its_own_items() -> None:
         assert items.rows() == alone.rows()
 
 
-def test_scored_items_with_features_or_differing_keys_are_left_to_fastavro() -> None:
+def test_scored_items_with_mixed_feature_widths_item_features_or_differing_keys_are_left_to_fastavro() -> None:
     base = {
         "batch_id": "b",
         "user_id": "u",
@@ -200,7 +204,10 @@ def test_scored_items_with_features_or_differing_keys_are_left_to_fastavro() -> 
     }
     item = {"item_id": "i1", "provider_id": "p1", "samples": {"reward": 0.5}, "means": {"reward": 0.4}, "stds": {}}
     for items in (
-        [{**item, "features": [1.0]}],
+        [{**item, "features": [1.0]}, {**item, "item_id": "i2", "features": [1.0, 2.0]}],
+        [{**item, "features": [1.0, 2.0]}, {**item, "item_id": "i2", "features": []}],
+        [{**item, "features": []}, {**item, "item_id": "i2", "features": [3.0]}],
+        [{**item, "features": [1.0], "item_features": [2.0]}],
         [item, {**item, "item_id": "i2", "samples": {"conversion": 0.1}}],
         [item, {**item, "item_id": "i2", "means": {"reward": 0.4, "value": 2.0}}],
     ):
@@ -277,8 +284,8 @@ def test_damaged_bytes_decode_as_fastavro_decodes_them(data: st.DataObject) -> N
 
 
 def test_scores_after_a_record_of_another_layout_decode_as_fastavro_decodes_them() -> None:
-    """The decoder tries the last record's map keys first: a record with other keys (of the
-    same encoded width too) or damaged bytes must still decode as fastavro decodes them."""
+    """The decoder tries the last record's layout (map keys, feature width) first: a record with
+    another (of the same encoded width too) or damaged bytes must still decode as fastavro decodes them."""
     base = {
         "batch_id": "b",
         "user_id": "u",
@@ -290,19 +297,32 @@ def test_scores_after_a_record_of_another_layout_decode_as_fastavro_decodes_them
         "tau": 1.0,
     }
 
-    def record(keys: tuple[str, ...], n: int = 3) -> bytes:
+    def record(keys: tuple[str, ...], n: int = 3, d: int = 0, stds: tuple[str, ...] = ()) -> bytes:
         maps = {k: np.arange(n, dtype=np.float64) + i for i, k in enumerate(keys)}
+        features = np.arange(n * d, dtype=np.float32).reshape(n, d)
         return FAST.encode(
             "scores",
             {
                 **base,
                 "items": ScoredItems.from_maps(
-                    tuple(f"i{j}" for j in range(n)), tuple(f"p{j}" for j in range(n)), maps, maps, {}
+                    tuple(f"i{j}" for j in range(n)),
+                    tuple(f"p{j}" for j in range(n)),
+                    maps,
+                    maps,
+                    {k: np.zeros(n) for k in stds},
+                    features=features,
                 ),
             },
         )
 
     ab, cd, longer = record(("ab", "xy")), record(("cd", "xy")), record(("conversion", "reward", "value"))
-    for data in (ab, cd, ab, longer, ab[:-3], cd, ab + b"\x00", longer, cd[:40], ab):
+    # 3 features take 13 bytes more than none, as does a stds map of one 3-character key: the
+    # same width, another layout
+    f2, f3, ab3 = record(("ab", "xy"), d=2), record(("ab", "xy"), d=3), record(("ab", "xy"), stds=("zzz",))
+    assert len(f3) == len(ab3)
+    for data in (ab, cd, ab, longer, ab[:-3], cd, ab + b"\x00", longer, cd[:40], ab, f2, f3, ab3, f3, f2[:-9], ab, f2):
         assert decode_outcome(FAST, "scores", data) == decode_outcome(REFERENCE, "scores", data)
     assert FAST.decode("scores", cd)["items"].keys == (("cd", "xy"), ("cd", "xy"), ())
+    decoded = FAST.decode("scores", f3)["items"]
+    assert isinstance(decoded, ScoredItems)
+    np.testing.assert_array_equal(decoded.features, np.arange(9, dtype=np.float32).reshape(3, 3))

@@ -8,13 +8,15 @@ import math
 import numpy as np
 import pytest
 
+from streams.avro.scores import ScoredItems
 from streams.decide.config import AllocatorWorkerConfig
 from streams.decide.contexts import ScoresContext, ScoresContexts
 from streams.decide.decision import decide_batch
 from streams.decide.solve import DualMemory
 from streams.decide.window import BatchWindow
 from streams.errors import ValidationError
-from tests.factories import SERDE, control_record, scores_record, scores_value
+from streams.records import MAX_FEATURES, ScoresRecord
+from tests.factories import REFERENCE_SERDE, SERDE, control_record, scores_record, scores_value
 
 N_USERS, N_ITEMS, K = 6, 4, 3
 
@@ -79,6 +81,39 @@ def test_scores_context_of_the_columnar_and_the_plain_values() -> None:
     np.testing.assert_array_equal(plain.features[:, 1], np.arange(len(value["items"]), dtype=np.float32))
     assert plain.features.dtype == np.float32
     assert math.isnan(ScoresContext.from_avro({**value, "tau": None}).tau)
+
+
+@pytest.mark.parametrize("d", [0, 5])
+def test_scores_context_from_columns_is_the_plain_value_s(d: int) -> None:
+    """The columnar codec's items carry the features fastavro's dicts do: the same ``(n, d)`` float32."""
+    value = scores_value("b1", 4, np.random.default_rng(d), d=d)
+    data = SERDE.encode("scores", value)
+    decoded = SERDE.decode("scores", data)
+    assert isinstance(decoded["items"], ScoredItems)
+    columnar, plain = ScoresContext.from_avro(decoded), ScoresContext.from_avro(REFERENCE_SERDE.decode("scores", data))
+    assert columnar.features.shape == plain.features.shape == (len(value["items"]), d)
+    assert columnar.features.dtype == plain.features.dtype == np.float32
+    np.testing.assert_array_equal(columnar.features, plain.features)
+    assert columnar.features.tolist() == [it["features"] for it in value["items"]]
+
+
+def test_an_infinite_feature_in_columns_raises_a_validation_error() -> None:
+    value = scores_value("b1", 4, np.random.default_rng(0), d=3)
+    value["items"][2]["features"][1] = math.inf
+    decoded = SERDE.decode("scores", SERDE.encode("scores", value))
+    assert isinstance(decoded["items"], ScoredItems)
+    with pytest.raises(ValidationError, match="NaN or infinite"):
+        ScoresContext.from_avro(decoded)
+
+
+def test_features_over_the_limit_raise_a_validation_error_from_columns_as_from_dicts() -> None:
+    data = SERDE.encode("scores", scores_value("b1", 0, np.random.default_rng(0), d=MAX_FEATURES + 1))
+    decoded = SERDE.decode("scores", data)
+    assert isinstance(decoded["items"], ScoredItems)
+    with pytest.raises(ValidationError, match=f"{MAX_FEATURES + 1} features of a scored item exceed the limit"):
+        ScoresContext.from_avro(decoded)
+    with pytest.raises(ValidationError, match=f"{MAX_FEATURES + 1} features of a scored item exceed the limit"):
+        ScoresRecord.from_avro(REFERENCE_SERDE.decode("scores", data))
 
 
 def _items_with(features: list[list[float]]) -> list[dict]:

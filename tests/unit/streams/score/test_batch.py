@@ -120,24 +120,56 @@ def test_score_records_writes_the_bytes_of_the_per_pair_dicts(model: ScoringMode
                 {
                     "item_id": it["item_id"],
                     "provider_id": it["provider_id"],
+                    "features": rec.features.tolist()[j],
                     "samples": dict(it["samples"]),
                     "means": dict(it["means"]),
                     "stds": dict(it["stds"]),
                 }
-                for it in items.rows()
+                for j, it in enumerate(items.rows())
             ],
         }
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, FAST.registry.current("scores")[1], old)
         data = FAST.encode("scores", {**value, "items": items})
         assert data[5:] == buf.getvalue()
-        back = ScoresRecord.from_avro(FAST.decode("scores", data))
+        decoded = FAST.decode("scores", data)
+        assert isinstance(decoded["items"], ScoredItems) and decoded["items"].features.dtype == np.float32
+        np.testing.assert_array_equal(decoded["items"].features, rec.features)  # the pair features scored
+        back = ScoresRecord.from_avro(decoded)
         ref = ScoresRecord.from_avro(REFERENCE.decode("scores", data))
         assert back.item_ids == ref.item_ids and back.provider_ids == ref.provider_ids
         assert back.samples.keys() == ref.samples.keys() == {"conversion", "unsubscription", "value", "reward"}
         for k in ref.samples:
             np.testing.assert_array_equal(back.samples[k], ref.samples[k])
             np.testing.assert_array_equal(back.means[k], ref.means[k])
+
+
+def test_score_records_without_copying_features_writes_empty_arrays(model: ScoringModel) -> None:
+    rng = np.random.default_rng(6)
+    records = [
+        CandidatesRecord.from_avro(FAST.decode("candidates", FAST.encode("candidates", candidates_value(u, 3, rng))))
+        for u in range(2)
+    ]
+    index = ContextIndex(8, {}.get)
+
+    def scored(copy_features: bool) -> list[dict]:
+        return score_records(
+            records,
+            lambda i, k: UserState.prior(k, 25.0),
+            model,
+            1.0,
+            np.random.default_rng(1),
+            lambda i: index.claim(0, records[i].user_id, records[i].batch_id),
+            copy_features=copy_features,
+        ).values
+
+    for with_features, without in zip(scored(True), scored(False), strict=True):
+        assert with_features["items"].features.shape == (3, D) and without["items"].features.shape == (3, 0)
+        assert [it["features"] for it in without["items"]] == [[]] * 3
+        np.testing.assert_array_equal(with_features["items"].values, without["items"].values)
+        data = FAST.encode("scores", without)
+        assert data == REFERENCE.encode("scores", {**without, "items": without["items"].rows()})
+        assert FAST.decode("scores", data)["items"].features.shape == (3, 0)
 
 
 @pytest.mark.parametrize(
