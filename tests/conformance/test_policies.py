@@ -162,6 +162,16 @@ BAD_PARAMETERS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("shared_linucb", {"alpha": float("inf")}, ModelInputError, "alpha"),
     ("shared_lints", {"gamma": 0.0}, ModelInputError, "gamma"),
     ("hybrid_linucb", {"prior_precision": -1.0}, ModelInputError, "prior_precision"),
+    ("ensemble_ts", {"members": 1}, ModelInputError, "members"),
+    ("ensemble_ts", {"mode": "greedy"}, ModelInputError, "mode"),
+    ("ensemble_ts", {"beta": -1.0}, ModelInputError, "beta"),
+    ("neural_linear_ts", {"hidden": 0}, ModelInputError, "hidden"),
+    ("neural_linear_ts", {"retrain_every": 2.5}, ModelInputError, "retrain_every"),
+    ("neural_linear_ts", {"lr": 0.0}, ModelInputError, "lr"),
+    ("neural_linear_ts", {"tau": -1.0}, ModelInputError, "tau"),
+    ("mc_dropout", {"dropout": 1.0}, ModelInputError, "dropout"),
+    ("mc_dropout", {"passes": 1}, ModelInputError, "passes"),
+    ("mc_dropout", {"weight_decay": -0.1}, ModelInputError, "weight_decay"),
 ]
 
 
