@@ -1,8 +1,9 @@
 """``banditlp bandit run | list``: run registered policies on any environment; list the registry.
 
 ``run`` imports ``--env package.module:factory``, calls it with the ``--env-arg key=value``
-pairs, runs every policy on every seed (``evaluation.bandits.runner``) with a progress bar per
-run, and writes ``OUT/summary.json``, ``OUT/regret.csv``, ``OUT/regret.png`` and ``OUT/table.md``
+pairs, gives each policy its ``--param NAME.key=value`` parameters, runs every policy on every
+seed (``evaluation.bandits.runner``) with a progress bar per run, and writes
+``OUT/summary.json``, ``OUT/regret.csv``, ``OUT/regret.png`` and ``OUT/table.md``
 (``evaluation.bandits.report``).
 """
 
@@ -28,6 +29,20 @@ def _advance(progress: Any, task: Any, t: int, *, rounds: int) -> None:
         progress.update(task, completed=t + 1)
 
 
+def _policy_params(pairs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``NAME.key=value`` options as each named policy's keyword arguments."""
+    from evaluation.bandits.runner import parse_env_args
+    from evaluation.errors import EvaluationInputError
+
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for pair in pairs:
+        name, dot, rest = pair.partition(".")
+        if not dot or name not in out:
+            raise EvaluationInputError(f"--param must be NAME.key=value for a policy of --policy, got {pair!r}")
+        out[name].update(parse_env_args([rest]))
+    return out
+
+
 @bandit_app.command("list")
 def list_policies() -> None:
     """Print every registered policy's name, one a line."""
@@ -44,6 +59,9 @@ def run(
         "evaluation.bandits.worlds:nonlinear", "--env", help="The environment factory, package.module:factory."
     ),
     env_arg: list[str] = typer.Option([], "--env-arg", help="key=value passed to the factory (repeatable)."),
+    param: list[str] = typer.Option(
+        [], "--param", help="NAME.key=value: a parameter of one policy (repeatable), e.g. linucb.alpha=0.5."
+    ),
     rounds: int = typer.Option(1000, "--rounds", min=1, help="Rounds per run."),
     seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds 0..S-1 per policy."),
     out: Path = typer.Option(..., "--out", help="Directory for summary.json, regret.csv, regret.png, table.md."),
@@ -59,6 +77,9 @@ def run(
         names = [n.strip() for n in policy.split(",") if n.strip()]
         for name in names:
             policy_class(name)  # an unknown name fails before any run
+        params = _policy_params(param, names)
+        for name in names:
+            policy_class(name)(2, 1, **params[name])  # bad parameters fail before any run
         factory = load_factory(env)
         kwargs = parse_env_args(env_arg)
         factory(**kwargs)  # a bad argument fails before any run
@@ -75,6 +96,7 @@ def run(
                             lambda: factory(**kwargs),
                             rounds,
                             seed,
+                            params[name],
                             on_round=partial(_advance, progress, task, rounds=rounds),
                         )
                     )

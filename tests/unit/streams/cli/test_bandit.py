@@ -23,6 +23,7 @@ def test_list_prints_every_registered_name_one_a_line() -> None:
 def test_a_tiny_run_writes_summary_csv_and_png(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["bandit", "run", "--policy", "linucb,shared_lints", "--env", "evaluation.bandits.worlds:linear_gaussian"]
+    args += ["--param", "linucb.alpha=0.5", "--param", "shared_lints.tau=0.5"]
     args += ["--env-arg", "n_actions=3", "--env-arg", "dim=2", "--rounds", "25", "--seeds", "2", "--out", str(out)]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
@@ -48,6 +49,9 @@ def test_errors_exit_with_code_2(tmp_path: Path) -> None:
         (["--policy", "linucb", "--env-arg", "colour=red"], "colour"),
         (["--policy", "linucb", "--env-arg", "novalue"], "key=value"),
         (["--policy", "linucb", "--env-arg", "link=cube"], "link"),
+        (["--policy", "linucb", "--param", "lints.tau=0"], "NAME.key=value"),
+        (["--policy", "linucb", "--param", "linucb.alpha=-1"], "alpha"),
+        (["--policy", "linucb", "--param", "linucb.nope=1"], "nope"),
     ]
     for extra, message in cases:
         r = runner.invoke(app, base + extra)
