@@ -78,11 +78,13 @@ def run(
         for name in names:
             policy_class(name)  # an unknown name fails before any run
         params = _policy_params(param, names)
-        for name in names:
-            policy_class(name)(2, 1, **params[name])  # bad parameters fail before any run
         factory = load_factory(env)
         kwargs = parse_env_args(env_arg)
-        factory(**kwargs)  # a bad argument fails before any run
+        probe = factory(**kwargs)  # a bad argument fails before any run
+        probe.reset(0)
+        dim = probe.next_round().features.shape[1]
+        for name in names:  # and so do bad parameters, on the environment's own shape
+            policy_class(name)(probe.n_actions, dim, **params[name])
         summaries = {}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
