@@ -23,6 +23,12 @@ batch of ``--warmup-users`` users goes through the whole loop first. Then ONE ba
 ``--batches N`` measures N such batches one after the other and reports medians (and every
 batch in the JSON), for a steadier figure on a busy machine.
 
+``--feature-arms on,off,...`` runs the pipeline once per arm, each in a fresh topic namespace
+with the same model and batches, between the same baseline rounds: ``on`` is the deployed
+scorer (every scored item carries its pair features, which the allocator copies into the
+decision contexts), ``off`` leaves them empty (``bench/scorer_without_features.py``). The JSON
+then has every arm and the ratios of the on arms' medians to the off arms'.
+
 Targets (reported, never asserted): >= 50,000 scored pairs/s on this machine; every decision
 of the batch within 5 s of its close. Also reported: CPU seconds used by each worker, this
 script and the whole machine during the batch (the machine is shared; the sum shows what else
@@ -427,6 +433,7 @@ def measure_batch(
     if not scores:
         raise BenchError(f"no scores of batch {batch.batch_id} on the scores topic")
     decided = reader.of_batch(batch.batch_id, since)
+    last_scores = feed.serde.decode("scores", scores[-1].value())
     score_times = [create_time_s(m) for m in scores]
     t_first_cand = min(create_time_s(m) for m in first)
     t_last_cand = max(create_time_s(m) for m in last)
@@ -436,7 +443,9 @@ def measure_batch(
     report = reader.reports.get(batch.batch_id, {})
     return {
         "batch_id": batch.batch_id,
-        "model_version": feed.serde.decode("scores", scores[-1].value())["model_version"],
+        "model_version": last_scores["model_version"],
+        "scores_feature_width": len(last_scores["items"][0]["features"]),
+        "scores_bytes_mean": sum(len(m.value()) for m in scores) / len(scores),
         "produce_s": t_last_cand - t_first_cand,
         "produce_records_per_s": users / max(t_last_cand - t_first_cand, 1e-3),
         "scores_records": len(scores),
@@ -466,6 +475,184 @@ def measure_batch(
         },
         "cpu_seconds": meter.used,
     }
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """What one pipeline arm runs: the batch, the workers and the limits (``main``'s options)."""
+
+    users: int
+    candidates: int
+    partitions: int
+    warmup_users: int
+    batches: int
+    warm_start_batches: int
+    timeout_s: float
+    processors_workers: int
+    processors_args: tuple[str, ...]
+    worker_env: tuple[str, ...]
+    seed: int
+    py_spy: Path | None
+
+
+FEATURE_ARMS = {"on": True, "off": False}
+
+
+def start_processors(workers: WorkerSet, name: str, args: list[str], env: dict[str, str], features: bool) -> None:
+    """``banditlp worker processors ARGS`` as ``name``; ``features=False`` runs it through
+    ``bench/scorer_without_features.py`` (the scorer leaves the items' features empty)."""
+    if features:
+        workers.start(name, ["worker", "processors", *args], env)
+        return
+    with open(workers.log_dir / f"{name}.log", "ab") as log:
+        workers.procs[name] = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "scorer_without_features.py"), "worker", "processors", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+
+def run_pipeline(
+    boot: ConnectionConfig, settings: Settings, prefix: str, run: PipelineRun, features: bool, tmp: Path
+) -> dict[str, Any]:
+    """One pipeline arm in the topic namespace ``prefix``: topics, model v1, workers, the warm-up
+    batch, then ``run.batches`` measured batches; the workers are stopped at the end."""
+    arm = settings.with_prefix(prefix)
+    names, serde = arm.names, arm.serde()
+    world_cfg = EmailWorldConfig(
+        n_users=run.users, candidates_per_user=run.candidates, n_items=max(40, run.candidates), seed=run.seed
+    )
+    logs = tmp / prefix / "logs"
+    logs.mkdir(parents=True)
+    workers = WorkerSet(logs)
+    feed = warm = reader = None
+    out: dict[str, Any] = {"features": features, "prefix": prefix}
+    try:
+        create_topics(boot, names, topic_specs(run.partitions))
+        with console.status("training model v1 on logged data of a random policy ..."):
+            n_logged = publish_warm_start(boot, serde, names, world_cfg, "email", run.warm_start_batches, run.seed)
+        env = {
+            **os.environ,
+            **arm.to_env(),
+            "BANDITLP_PARTITIONS": str(run.partitions),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            **dict(item.split("=", 1) for item in run.worker_env),
+        }
+        for w in range(run.processors_workers):  # one consumer group; each worker its own RocksDB directory
+            start_processors(
+                workers,
+                "processors" if w == 0 else f"processors-{w + 1}",
+                ["--seed", str(run.seed + w), *run.processors_args],
+                {**env, "BANDITLP_STATE_DIR": str(tmp / prefix / f"state-{w}")},
+                features,
+            )
+        workers.start("allocator", ["worker", "allocator"], env)
+        reader = DecisionReader(boot, serde, names, run.partitions)
+        warm = SimulatorFeed(
+            SimulatorConfig(
+                names=names,
+                seed=run.seed,
+                world=EmailWorldConfig(
+                    n_users=run.warmup_users,
+                    candidates_per_user=run.candidates,
+                    n_items=max(40, run.candidates),
+                    seed=run.seed,
+                ),
+            ),
+            boot,
+            serde,
+        )
+        t0 = time.monotonic()
+        with console.status(
+            f"model v1 on {n_logged} logged sends; warm-up batch of {run.warmup_users} users through the whole loop ..."
+        ):
+            batch, _ = warm.publish_batch(0)
+            wait_for_batch(reader, workers, batch.batch_id, run.warmup_users, 0, run.timeout_s)
+        out["warmup_s"] = time.monotonic() - t0
+        warm.close()
+        arm_name = "on" if features else "off"
+        console.print(f"features {arm_name}: warm-up batch decided {out['warmup_s']:.1f} s after the workers started")
+
+        feed = SimulatorFeed(
+            SimulatorConfig(names=names, world=world_cfg, seed=run.seed, timeout_ms=int(run.timeout_s * 1000)),
+            boot,
+            serde,
+        )
+        runs = []
+        for b in range(run.batches):
+            spy = run.py_spy
+            spy_out = None if spy is None else (spy if b == 0 else spy.with_suffix(f".{b + 1}{spy.suffix}"))
+            runs.append(
+                measure_batch(
+                    boot,
+                    names,
+                    run.partitions,
+                    feed,
+                    reader,
+                    workers,
+                    1 + b,
+                    run.users,
+                    run.candidates,
+                    run.timeout_s,
+                    spy_out,
+                )
+            )
+        out["pipeline_batches"] = runs
+        out["pipeline"] = _medians(runs)
+        out["pipeline"]["allocator_report"] = runs[len(runs) // 2]["allocator_report"]
+        out["cpu_seconds"] = {k: statistics.median(r["cpu_seconds"][k] for r in runs) for k in runs[0]["cpu_seconds"]}
+        return out
+    except BanditLPError:
+        for log in sorted(logs.glob("*.log")):
+            console.print(f"[dim]--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-2500:]}[/]")
+        raise
+    finally:
+        workers.stop()
+        for f in (feed, reader):
+            if f is not None:
+                f.close()
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every number of the batches' results."""
+    return {
+        k: statistics.median(r[k] for r in runs)
+        for k, v in runs[0].items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def feature_comparison(arms: list[dict[str, Any]], consume_records_per_s: float) -> dict[str, Any]:
+    """Medians over the batches of the on arms and of the off arms, and on / off of each.
+
+    ``p99_less_solve_s`` is each batch's p99 less its allocator's solve time: the solve does not
+    read the features, and its time varies from batch to batch with the dual's iterations.
+    """
+    keys = (
+        "scorer_pairs_per_s",
+        "scorer_records_per_s",
+        "decision_p50_s",
+        "decision_p99_s",
+        "decision_last_s",
+        "last_score_after_close_s",
+        "scores_bytes_mean",
+    )
+    out: dict[str, Any] = {}
+    for name, on in FEATURE_ARMS.items():
+        batches = [b for a in arms if a["features"] is on for b in a["pipeline_batches"]]
+        if batches:
+            m = _medians(batches)
+            out[name] = {k: m[k] for k in keys}
+            out[name]["scorer_over_raw_consume"] = m["scorer_records_per_s"] / consume_records_per_s
+            solve = [b["allocator_report"].get("solve_seconds") or 0.0 for b in batches]
+            out[name]["solve_seconds"] = statistics.median(solve)
+            out[name]["p99_less_solve_s"] = statistics.median(b["decision_p99_s"] - t for b, t in zip(batches, solve))
+            out[name]["batches"] = len(batches)
+    if "on" in out and "off" in out:
+        out["on_over_off"] = {k: out["on"][k] / out["off"][k] for k in out["on"] if k != "batches" and out["off"][k]}
+    return out
 
 
 def main(
@@ -500,10 +687,18 @@ def main(
     worker_env: list[str] = typer.Option(
         [], help="NAME=VALUE added to the workers' environment (repeatable), for experiments such as OMP_NUM_THREADS=1."
     ),
+    feature_arms: str = typer.Option(
+        "on",
+        help="Pipeline runs, in order, each in a fresh namespace: 'on' (the scorer copies the pair features into "
+        "scores) or 'off' (empty), e.g. on,off,on,off for the cost of the features measured in one run.",
+    ),
     out: Path | None = typer.Option(None, help="Write all figures as JSON here."),
     seed: int = typer.Option(0),
 ) -> None:
     """Run the benchmark and print the side-by-side table."""
+    arms = [a.strip() for a in feature_arms.split(",") if a.strip()]
+    if not arms or any(a not in FEATURE_ARMS for a in arms):
+        raise typer.BadParameter(f"--feature-arms takes on/off, comma-separated, not {feature_arms!r}")
     settings = Settings.from_env(bootstrap=bootstrap)
     boot = settings.connection
     try:
@@ -513,9 +708,24 @@ def main(
         raise typer.BadParameter(str(exc)) from exc
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = f"{settings.topic_prefix}bench-pipeline-{stamp}-{os.getpid()}-"
-    run = settings.with_prefix(prefix)
-    names, serde = run.names, run.serde()
+    serde = settings.with_prefix(prefix).serde()
     world_cfg = EmailWorldConfig(n_users=users, candidates_per_user=candidates, n_items=max(40, candidates), seed=seed)
+    if processors_workers is None:
+        processors_workers = max(1, min(partitions, psutil.cpu_count() or 1))
+    run = PipelineRun(
+        users,
+        candidates,
+        partitions,
+        warmup_users,
+        batches,
+        warm_start_batches,
+        timeout_s,
+        processors_workers,
+        tuple(processors_arg),
+        tuple(worker_env),
+        seed,
+        py_spy,
+    )
     result: dict[str, Any] = {
         "config": {
             "users": users,
@@ -527,13 +737,14 @@ def main(
             "prefix": prefix,
             "cores": psutil.cpu_count(),
             "load_average_at_start": os.getloadavg(),
+            "worker_env": worker_env,
+            "processors_args": processors_arg,
+            "processors_workers": processors_workers,
+            "feature_arms": arms,
         },
         "targets": {"scored_pairs_per_s": TARGET_PAIRS_PER_S, "decisions_within_s": TARGET_DECISIONS_S},
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    (tmp / "logs").mkdir()
-    workers = WorkerSet(tmp / "logs")
-    feed = warm = reader = None
     try:
         # 1. Baseline ---------------------------------------------------------------------
         with console.status("encoding candidates records for the raw-Kafka baseline ..."):
@@ -547,75 +758,20 @@ def main(
             ]
         result["record_bytes_mean"] = sum(len(v) for _, v in records) / len(records)
 
-        # 2. Pipeline: topics, model v1, workers, warm-up -----------------------------------
-        create_topics(boot, names, topic_specs(partitions))
-        with console.status("training model v1 on logged data of a random policy ..."):
-            n_logged = publish_warm_start(boot, serde, names, world_cfg, "email", warm_start_batches, seed)
-        env = {
-            **os.environ,
-            **run.to_env(),
-            "BANDITLP_PARTITIONS": str(partitions),
-            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
-            **dict(item.split("=", 1) for item in worker_env),
-        }
-        result["config"]["worker_env"] = worker_env
-        result["config"]["processors_args"] = processors_arg
-        if processors_workers is None:
-            processors_workers = max(1, min(partitions, psutil.cpu_count() or 1))
-        result["config"]["processors_workers"] = processors_workers
-        for w in range(processors_workers):  # one consumer group; each worker its own RocksDB directory
-            workers.start(
-                "processors" if w == 0 else f"processors-{w + 1}",
-                ["worker", "processors", "--seed", str(seed + w), *processors_arg],
-                {**env, "BANDITLP_STATE_DIR": str(tmp / f"state-{w}")},
-            )
-        workers.start("allocator", ["worker", "allocator"], env)
-        reader = DecisionReader(boot, serde, names, partitions)
-        warm = SimulatorFeed(
-            SimulatorConfig(
-                names=names,
-                seed=seed,
-                world=EmailWorldConfig(
-                    n_users=warmup_users, candidates_per_user=candidates, n_items=max(40, candidates), seed=seed
-                ),
-            ),
-            boot,
-            serde,
-        )
-        t0 = time.monotonic()
-        with console.status(
-            f"model v1 on {n_logged} logged sends; warm-up batch of {warmup_users} users through the whole loop ..."
-        ):
-            batch, _ = warm.publish_batch(0)
-            wait_for_batch(reader, workers, batch.batch_id, warmup_users, 0, timeout_s)
-        result["warmup_s"] = time.monotonic() - t0
-        warm.close()
-        console.print(f"workers ready: warm-up batch decided {result['warmup_s']:.1f} s after the workers started")
+        # 2. The pipeline, once per arm (a fresh namespace each) ----------------------------
+        done = [
+            run_pipeline(boot, settings, f"{prefix}{i}-" if len(arms) > 1 else prefix, run, FEATURE_ARMS[a], tmp)
+            for i, a in enumerate(arms)
+        ]
+        first = done[0]
+        result["warmup_s"] = first["warmup_s"]
+        result["pipeline_batches"] = first["pipeline_batches"]
+        result["pipeline"] = first["pipeline"]
+        result["cpu_seconds"] = first["cpu_seconds"]
+        if len(done) > 1:
+            result["arms"] = done
 
-        # 3. The measured batch(es) ---------------------------------------------------------
-        feed = SimulatorFeed(
-            SimulatorConfig(names=names, world=world_cfg, seed=seed, timeout_ms=int(timeout_s * 1000)), boot, serde
-        )
-        runs = []
-        for b in range(batches):
-            spy_out = None if py_spy is None else (py_spy if b == 0 else py_spy.with_suffix(f".{b + 1}{py_spy.suffix}"))
-            runs.append(
-                measure_batch(
-                    boot, names, partitions, feed, reader, workers, 1 + b, users, candidates, timeout_s, spy_out
-                )
-            )
-        result["pipeline_batches"] = runs
-        result["pipeline"] = {
-            k: statistics.median(r[k] for r in runs)
-            for k, v in runs[0].items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        result["pipeline"]["allocator_report"] = runs[len(runs) // 2]["allocator_report"]
-        result["cpu_seconds"] = {
-            k: statistics.median(r["cpu_seconds"][k] for r in runs) for k in runs[0]["cpu_seconds"]
-        }
-
-        # 5. Baseline once more: was the machine disturbed? ---------------------------------
+        # 3. Baseline once more: was the machine disturbed? ---------------------------------
         with _progress() as progress:
             rounds.append(
                 raw_kafka_round(boot, base_topic, partitions, records, progress, "raw Kafka (after)", timeout_s)
@@ -625,6 +781,8 @@ def main(
             k: statistics.median(r[k] for r in rounds) for k in ("produce_records_per_s", "consume_records_per_s")
         }
         result["config"]["load_average_at_end"] = os.getloadavg()
+        if len(done) > 1:
+            result["features"] = feature_comparison(done, result["baseline"]["consume_records_per_s"])
         print_tables(result, candidates)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -632,16 +790,11 @@ def main(
             console.print(f"written: {out}")
     except BanditLPError as exc:
         console.print(f"[bold red]error:[/] {exc}")
-        for log in sorted((tmp / "logs").glob("*.log")):
-            console.print(f"[dim]--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-2500:]}[/]")
         raise typer.Exit(code=2) from exc
     finally:
-        workers.stop()
-        for f in (feed, reader):
-            if f is not None:
-                f.close()
         if keep_logs is not None:
-            shutil.copytree(tmp / "logs", keep_logs, dirs_exist_ok=True)
+            for logs in tmp.glob("*/logs"):
+                shutil.copytree(logs, keep_logs / logs.parent.name, dirs_exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         try:  # a broker recovers every partition it holds at start-up: leave none behind
             delete_topics(boot, prefix)
@@ -736,6 +889,33 @@ def print_tables(result: dict[str, Any], candidates: int) -> None:
         + f"; load average at start {cfg['load_average_at_start'][0]:.2f}, "
         f"at end {cfg['load_average_at_end'][0]:.2f}"
     )
+    if "features" in result:
+        print_feature_table(result["features"])
+
+
+def print_feature_table(features: dict[str, Any]) -> None:
+    """The on and off arms' medians side by side, and on / off."""
+    table = Table(title="the scorer's pair features in scores: on vs off (medians over each arm's batches)")
+    columns = [name for name in ("on", "off", "on_over_off") if name in features]
+    table.add_column("measure", justify="left")
+    for name in columns:
+        table.add_column(name.replace("_", " "), justify="right")
+    rows = (
+        ("scorer pairs/s", "scorer_pairs_per_s", "{:,.0f}"),
+        ("scorer / raw consume", "scorer_over_raw_consume", "{:.4f}"),
+        ("CLOSED -> decisions p50 (s)", "decision_p50_s", "{:.2f}"),
+        ("CLOSED -> decisions p99 (s)", "decision_p99_s", "{:.2f}"),
+        ("allocator solve (s)", "solve_seconds", "{:.2f}"),
+        ("p99 less the solve (s)", "p99_less_solve_s", "{:.2f}"),
+        ("scores record (bytes)", "scores_bytes_mean", "{:,.0f}"),
+    )
+    for label, key, fmt in rows:
+        cells = []
+        for name in columns:
+            v = features[name].get(key)
+            cells.append("" if v is None else (f"{v:.3f}" if name == "on_over_off" else fmt.format(v)))
+        table.add_row(label, *cells)
+    console.print(table)
 
 
 if __name__ == "__main__":
