@@ -92,6 +92,9 @@ def evaluate(
     ),
     out: Path = typer.Option(..., "--out", help="Directory for ope.json and report.html."),
     bootstrap: int = typer.Option(500, "--bootstrap", min=2, help="Bootstrap resamples of the rounds."),
+    alpha: float = typer.Option(
+        0.05, "--alpha", min=0.0, max=1.0, min_open=True, max_open=True, help="1 - the intervals' level."
+    ),
     seed: int = SeedOpt,
     rows: int | None = RowsOpt,
     solver: str = typer.Option("auto", help="nn_lp's LP solver: auto, highs or dual (as the allocator's)."),
@@ -139,7 +142,9 @@ def evaluate(
             source = {"kind": "kafka", "prefix": from_prefix, "kafka": settings.bootstrap}
         target_settings = TargetSettings(solver=solver, dataset_root=root, campaign=campaign, n_sim=n_sim, seed=seed)
         with console.status(f"estimating {', '.join(names)} on {log.n_rounds} decisions ..."):
-            result = evaluate_log(log, names, settings=target_settings, n_bootstrap=bootstrap, seed=seed, source=source)
+            result = evaluate_log(
+                log, names, settings=target_settings, n_bootstrap=bootstrap, alpha=alpha, seed=seed, source=source
+            )
         document = result.as_json()
         out.mkdir(parents=True, exist_ok=True)
         (out / OPE_JSON).write_text(json.dumps(document, indent=2))
