@@ -92,9 +92,7 @@ def evaluate(
     ),
     out: Path = typer.Option(..., "--out", help="Directory for ope.json and report.html."),
     bootstrap: int = typer.Option(500, "--bootstrap", min=2, help="Bootstrap resamples of the rounds."),
-    alpha: float = typer.Option(
-        0.05, "--alpha", min=0.0, max=1.0, min_open=True, max_open=True, help="1 - the intervals' level."
-    ),
+    alpha: float = typer.Option(0.05, "--alpha", help="1 - the intervals' level, in (0, 1)."),
     seed: int = SeedOpt,
     rows: int | None = RowsOpt,
     solver: str = typer.Option("auto", help="nn_lp's LP solver: auto, highs or dual (as the allocator's)."),
