@@ -141,14 +141,14 @@ class GroupTimeouts:
       scoring take holding the GIL, a GC pause) is not thrown out, while a dead one costs a
       fraction of a 60 s batch window. With static membership (``group.instance.id``) it is
       also how long a killed worker's partitions wait for the same instance to come back
-      without any rebalance: a processors worker restarts in about 5-8 s here (imports, table
-      catch-up), inside it.
+      without any rebalance: a SIGKILLed processors worker scores again 5-7 s after the kill
+      here (process start, imports, table catch-up; ``bench/bench_failover.py``), inside it.
     - ``heartbeat_interval_ms`` = 1 s: a tenth of the session (Kafka asks for at most a third),
       so a few late heartbeats on a busy machine do not end a session.
     - ``max_poll_interval_ms`` = 300 s: the longest a member may go without polling before it is
       removed; it catches a livelocked worker, not a slow take (faust polls from its own
       consumer thread, so the agents' work does not delay it). 300 s is librdkafka's and the
-      Java client's default and is past the longest LP solve the allocator is measured at.
+      Java client's default.
     - ``rebalance_timeout_ms`` = 30 s: how long a rebalance waits for live members to rejoin
       (faust's agents finish their take and commit first); faust's default is 60 s.
 
