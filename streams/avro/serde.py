@@ -13,6 +13,7 @@ falls back to fastavro. Their decoded values hold the candidates / scored items 
 read-only sequence of dicts backed by numpy columns. The allocator's ``decisions`` and
 ``decision-contexts`` are written a whole batch at a time (``encode_decisions``,
 ``streams.avro.decisions``; ``encode_contexts``, ``streams.avro.contexts``), with the same rule.
+The allocator reads ``candidates`` for their ids only (``decode_listing``, ``streams.avro.listing``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from streams.avro import contexts as context_columns
 from streams.avro import decisions as decision_columns
 from streams.avro.candidates import CandidatesCodec
 from streams.avro.columns import Columns
+from streams.avro.listing import ListingCodec, listing_of
 from streams.avro.registry import SchemaRegistry
 from streams.avro.scores import ScoresCodec
 from streams.avro.wire import StringCache
@@ -79,6 +81,7 @@ class AvroSerde:
         self.columnar = columnar
         strings = StringCache()
         self.codecs: dict[str, ColumnarCodec] = {subject: make(strings) for subject, make in CODECS.items()}
+        self.listing = ListingCodec(strings)
         self._implemented: dict[int, bool] = {}  # schema id -> the columnar codecs implement it
 
     def _fast(self, subject: str, sid: int, schema: Any) -> bool:
@@ -194,6 +197,27 @@ class AvroSerde:
                 where, f"{len(data) - buf.tell()} trailing bytes after the record", partition=partition, offset=offset
             )
         return value
+
+    def decode_listing(
+        self, data: bytes | None, *, topic: str | None = None, partition: int | None = -1, offset: int | None = -1
+    ) -> dict[str, Any]:
+        """A ``candidates`` value reduced to ``{batch_id, user_id, created_at_ms, user_cap,
+        item_ids, provider_ids}`` (tuples of ids): what the allocator reads of that topic.
+
+        Records in the current schema go through ``streams.avro.listing``, which steps over the
+        features without converting them; anything else is decoded whole (``decode``) and reduced.
+
+        Raises:
+            DecodeError: as ``decode("candidates", data)``.
+        """
+        if data is not None and len(data) >= _HEADER.size and self.columnar:
+            magic, sid = _HEADER.unpack_from(data)
+            reader_id, reader = self.registry.current("candidates")
+            if magic == MAGIC and sid == reader_id and self._fast("candidates", sid, reader):
+                fast = self.listing.decode(data, _HEADER.size)
+                if fast is not None:
+                    return fast
+        return listing_of(self.decode("candidates", data, topic=topic, partition=partition, offset=offset))
 
 
 _REPR_AT = re.compile(r"\s*(?:from|in|of)?\s*<[^<>]* at 0x[0-9a-fA-F]+>")

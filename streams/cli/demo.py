@@ -3,8 +3,9 @@
 Provisions the broker if needed, creates this run's topics (a fresh prefix per run), starts
 the processors, allocator and trainer as processes, plays R send batches with a progress
 bar, and ends with a summary table (reward against the oracle LP that knows the true
-probabilities, constraint usage, exploration) and PNG plots in the run directory. Ctrl-C
-stops every process it started.
+probabilities, constraint usage, exploration) and PNG plots in the run directory, with the
+count of the allocator's fallback decisions; it exits with code 1 when a closed batch left users
+with no decision at all. Ctrl-C stops every process it started.
 """
 
 from __future__ import annotations
@@ -50,9 +51,26 @@ def play_batches(feed, batches: int, check: Callable[[], None] = lambda: None, f
                     f"reward {float((o.x * o.expected_reward).sum()):.1f} / oracle {o.oracle_objective:.1f}, "
                     f"unsub {float((o.x * o.expected_unsub).sum()) / o.unsub_budget:.0%} of budget, "
                     f"decided in {run.decided_s:.1f} s"
+                    + (f", {run.fallback} by the fallback" if run.fallback else "")
+                    + (f", [red]{run.undecided} undecided[/]" if run.undecided else "")
                 ),
             )
     return runs
+
+
+def check_decided(runs: list) -> None:
+    """Print how many decisions the allocator's fallback made; exit with code 1 when a closed
+    batch has users with no decision at all (the allocator guarantees there are none)."""
+    fallback = sum(r.fallback for r in runs)
+    undecided = [(r.outcome.batch_id, r.undecided) for r in runs if r.undecided]
+    console.print(
+        f"fallback decisions: {fallback} (in {sum(1 for r in runs if r.fallback)} of {len(runs)} batches); "
+        f"users with no decision: {sum(n for _, n in undecided)}"
+    )
+    if undecided:
+        where = ", ".join(f"{b}: {n}" for b, n in undecided)
+        console.print(f"[bold red]error:[/] closed batches left users without a decision ({where})")
+        raise typer.Exit(code=1)
 
 
 def report_run(runs: list, run_dir: Path, title: str) -> None:
@@ -160,6 +178,7 @@ def demo(
         feed.close()
         report_run(runs, run_dir, f"BanditLP demo: {batches} batches x {users} users x {candidates} candidates")
         console.print(f"logs: {run_dir / 'logs'}")
+        check_decided(runs)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; stopping workers[/]")
         raise typer.Exit(code=130) from None

@@ -2,7 +2,8 @@
 
 The producer half of ``banditlp demo`` without the process management: it publishes batches
 of the email world on the topics of ``--prefix``, waits for each batch's decisions, publishes
-the feedback drawn from the true model, and ends with the same summary table and plots.
+the feedback drawn from the true model, and ends with the same summary table and plots, the
+count of fallback decisions, and exit code 1 when a closed batch left users with no decision.
 docker-compose's ``simulator`` service runs it beside the worker services.
 """
 
@@ -15,7 +16,16 @@ import typer
 
 from banditlp.errors import BanditLPError
 from streams.cli.common import console, fail, settings_of
-from streams.cli.demo import BatchesOpt, CandidatesOpt, ItemsOpt, ProvidersOpt, UsersOpt, play_batches, report_run
+from streams.cli.demo import (
+    BatchesOpt,
+    CandidatesOpt,
+    ItemsOpt,
+    ProvidersOpt,
+    UsersOpt,
+    check_decided,
+    play_batches,
+    report_run,
+)
 from streams.simulate.feed import SimulatorConfig
 
 
@@ -63,6 +73,7 @@ def simulate(
         finally:
             feed.close()
         report_run(runs, run_dir, f"BanditLP simulation: {batches} batches x {users} users x {candidates} candidates")
+        check_decided(runs)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         raise typer.Exit(code=130) from None

@@ -123,6 +123,10 @@ def allocator(
     poll_timeout_s: float = typer.Option(
         default_of(AllocatorWorkerConfig, "poll_timeout_s"), hidden=True, help="Consumer poll timeout in seconds."
     ),
+    stuck_call_s: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "stuck_call_s"),
+        help="A Kafka call blocked this long ends the worker with exit code 3, for its supervisor to restart it.",
+    ),
     debug_sleep_before_commit_s: float = typer.Option(
         default_of(AllocatorWorkerConfig, "debug_sleep_before_commit_s"),
         hidden=True,
@@ -146,6 +150,7 @@ def allocator(
             open_timeout_s=open_timeout_s,
             stats_interval_s=stats_interval_s,
             poll_timeout_s=poll_timeout_s,
+            stuck_call_s=stuck_call_s,
             debug_sleep_before_commit_s=debug_sleep_before_commit_s,
         )
     except ValueError as exc:

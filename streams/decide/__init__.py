@@ -1,10 +1,13 @@
 """scores -> decisions: the allocator worker, one LP per send batch, decisions published exactly once.
 
-Reads ``batch-control`` (1 partition) and ``scores`` (keyed by batch_id) with a
+Reads ``batch-control`` (1 partition), ``scores`` (keyed by batch_id) and the ids of
+``candidates`` (keyed by user_id: which users a batch has, and what each could be sent) with a
 ``read_committed`` consumer and, for every batch whose window has closed, solves the
-allocation LP, rounds it per user and publishes, in ONE Kafka transaction, one ``decisions``
+allocation LP, rounds it per user, decides the users it left (never scored) by the fallback
+(``fallback``, ``fallback_batch``) and publishes, in ONE Kafka transaction, one ``decisions``
 record per (batch, user), one ``allocation-reports`` record, the pending dead letters and the
-consumer offsets. Downstream ``read_committed`` consumers therefore see each decision once.
+consumer offsets. Downstream ``read_committed`` consumers therefore see each decision once, and
+every user of a closed batch has one.
 
 Why it is exactly once across crashes
 -------------------------------------
@@ -29,5 +32,12 @@ Why it is exactly once across crashes
   so a batch re-decided after a crash gets the same decisions.
 - On any transactional error we abort, drop all in-memory state and rewind the consumer to
   the committed offsets (the same path as a restart): simple, and correct by the above.
+- A Kafka call that blocks past ``stuck_call_s`` (librdkafka can, when the coordinator moves)
+  ends the process (``watchdog``): the same as a crash, and correct by the above.
+- The candidates records are held like the scores (their offsets are committed only with their
+  batch's decision), so a restarted worker knows every undecided batch's users again. The
+  fallback's memory (the last LP's duals, item estimates) is folded from the committed reports,
+  at start-up and after each commit, so a batch re-decided from the same records after a crash
+  gets the same fallback.
 
 """

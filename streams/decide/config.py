@@ -35,6 +35,10 @@ class AllocatorWorkerConfig:
             from a solver before falling back (dual -> HiGHS -> elastic).
         stats_interval_s: period of the stats log line.
         transaction_timeout_s: blocking timeout of transactional calls.
+        stuck_call_s: a Kafka call of the worker blocked this long ends the process with exit
+            code 3 for its supervisor to restart it (``streams.decide.watchdog``: librdkafka can
+            block past its own timeout when the group coordinator moves); above
+            ``transaction_timeout_s``, so that a call ends by its own timeout first.
         debug_sleep_before_commit_s: sleep inside the open transaction before committing it
             (crash tests only; 0 in production).
     """
@@ -52,11 +56,14 @@ class AllocatorWorkerConfig:
     max_relative_violation: float = 1e-6
     stats_interval_s: float = 30.0
     transaction_timeout_s: float = 60.0
+    stuck_call_s: float = 90.0
     debug_sleep_before_commit_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rounding not in ("sample", "top"):
             raise ValueError(f"rounding must be 'sample' or 'top', not {self.rounding!r}")
+        if self.stuck_call_s <= 0:
+            raise ValueError(f"stuck_call_s must be > 0, not {self.stuck_call_s}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}")
 

@@ -8,6 +8,10 @@ what every candidate's logged propensity is (``plans_of``). With K = 1 it is ``x
 plan, which an LP solved on one draw makes almost always 0 or 1: no off-policy estimate can be
 made from such logs, which is why K > 1 exists. Every plan meets the budgets and provider
 bounds on its own draw, so the mixture meets them in expectation over the draws.
+
+Users of the batch that the LP did not decide (never scored; all of them when no plan could be
+solved) are decided by the fallback (``streams.decide.fallback_batch``) in the same transaction,
+after the LP's plan and within what it left of the rows.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from streams.avro.serde import AvroSerde
 from streams.decide.batch_lp import BatchLP, batch_seed
 from streams.decide.config import AllocatorWorkerConfig
 from streams.decide.contexts import ScoresContext, context_columns, encode_contexts
+from streams.decide.estimates import Estimates, FallbackMemory, pair_estimates
+from streams.decide.fallback_batch import FallbackDecided, LPPlan, decide_fallback, fallback_users
 from streams.decide.report import encode_report
 from streams.decide.solve import AllocationRejected, DualMemory, Solved, solve_batch
 from streams.decide.window import BatchWindow
@@ -45,14 +51,19 @@ class DecidedBatch:
         report: the ``allocation-reports`` value.
         status: the solver's status, or ``"rejected"`` (no publishable allocation: no decisions,
             and the report says why).
-        contexts: ``(user key, decision-contexts value)`` per decided user, in the same order
-            (``streams.decide.contexts``); published in the same transaction as ``records``.
+        contexts: ``(user key, decision-contexts value)`` per user the LP decided, in the same
+            order (``streams.decide.contexts``); published in the same transaction as ``records``.
+            The fallback's users have none (the allocator reads no features).
+        fallback_users: users decided by the fallback (their records follow the LP's);
+            fallback_sends: the items it sent them.
     """
 
     records: list[tuple[bytes, bytes]]
     report: bytes
     status: str
     contexts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    fallback_users: int = 0
+    fallback_sends: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,16 +136,22 @@ def decide_batch(
     duals: DualMemory,
     clock: Callable[[], float],
     contexts: Mapping[str, ScoresContext] | None = None,
+    memory: FallbackMemory | None = None,
 ) -> DecidedBatch:
-    """Solve every draw's LP, pick and round one plan, and encode the batch's decisions, their
-    contexts and the report.
+    """Solve every draw's LP, pick and round one plan, decide the users it left to the fallback,
+    and encode the batch's decisions, their contexts and the report.
 
     ``clock`` (the worker's monotonic clock) dates the report's ``window_seconds``; ``duals`` starts
     the dual solver and learns this batch's prices; ``contexts`` holds each user's scores τ and
-    features (``streams.decide.contexts``; a user without one gets a context without them).
+    features (``streams.decide.contexts``; a user without one gets a context without them);
+    ``memory`` holds the last batches' duals and item estimates for the fallback (empty if None).
     """
     assert window.opened is not None
-    lp = BatchLP.build(window.opened, window.scores)
+    memory = memory if memory is not None else FallbackMemory()
+    control = window.opened
+    lp = BatchLP.build(control, window.scores)
+    per_pair = pair_estimates(lp, control.reward_outcome, [b.outcome for b in control.budgets])
+    estimates = Estimates.of_batch(lp, per_pair)
     decided_at = int(time.time() * 1000)
     try:
         problem = lp.to_problem() if lp.n_pairs else None
@@ -145,13 +162,25 @@ def decide_batch(
             rng = np.random.default_rng(batch_seed(cfg.seed, window.batch_id))
             k, chosen = pick_and_round(lp, problem, plans, cfg.rounding, rng)
     except (AllocationRejected, AllocatorError) as exc:
-        # The batch is closed with a report saying why and no decisions: its records are
-        # released (a stuck batch would pin the offsets forever) and monitoring sees it.
-        log.error("batch %s not decided: %s", window.batch_id, exc)
-        report = encode_report(
-            serde, window, lp, None, decided_at, clock(), cfg.open_timeout_s, status=f"rejected: {exc}"[:500]
+        # No plan: the report says why, and every user of the batch is decided by the fallback
+        # (its records are released: a stuck batch would pin the offsets forever).
+        log.error("batch %s: no LP plan (%s); every user goes to the fallback", window.batch_id, exc)
+        everyone = decide_fallback(
+            window, lp, None, per_pair, estimates, memory, fallback_users(window, False), decided_at
         )
-        return DecidedBatch([], report, "rejected")
+        report = encode_report(
+            serde,
+            window,
+            lp,
+            None,
+            decided_at,
+            clock(),
+            cfg.open_timeout_s,
+            status=f"rejected: {exc}"[:500],
+            fallback=everyone,
+            estimates=estimates,
+        )
+        return _with_fallback([], report, "rejected", [], everyone, serde)
     sol = plans.solved[k]
     # One record per user, the whole batch encoded at once (streams.avro.decisions).
     values = serde.encode_decisions(
@@ -191,10 +220,42 @@ def decide_batch(
             decided_at_ms=decided_at,
         ),
     )
+    unscored = fallback_users(window, True)
+    fallback = None
+    if unscored:
+        # the LP's prices when it had users; with none (an empty LP), the last batch's
+        plan = LPPlan(sol.x, lp.draw(k).cost, sol.budget_dual, sol.provider_dual) if lp.n_pairs else None
+        fallback = decide_fallback(window, lp, plan, per_pair, estimates, memory, unscored, decided_at)
     # window_seconds ends here: the decisions are encoded and go to the producer next.
     # The report: the rounded plan's usage and duals, the solver's work summed over all K plans.
     work = replace(
         sol, seconds=sum(p.seconds for p in plans.solved), iterations=sum(p.iterations for p in plans.solved)
     )
-    report = encode_report(serde, window, lp.draw(k), work, decided_at, clock(), cfg.open_timeout_s)
-    return DecidedBatch(records, report, sol.status, context_records)
+    report = encode_report(
+        serde,
+        window,
+        lp.draw(k),
+        work,
+        decided_at,
+        clock(),
+        cfg.open_timeout_s,
+        fallback=fallback,
+        estimates=estimates,
+    )
+    return _with_fallback(records, report, sol.status, context_records, fallback, serde)
+
+
+def _with_fallback(
+    records: list[tuple[bytes, bytes]],
+    report: bytes,
+    status: str,
+    contexts: list[tuple[bytes, bytes]],
+    fallback: FallbackDecided | None,
+    serde: AvroSerde,
+) -> DecidedBatch:
+    """The batch's publication: the LP's records, then the fallback's (if any)."""
+    if fallback is None:
+        return DecidedBatch(records, report, status, contexts)
+    values = serde.encode_decisions(fallback.columns)
+    extra = [(user.encode(), value) for user, value in zip(fallback.user_ids, values)]
+    return DecidedBatch(records + extra, report, status, contexts, len(extra), fallback.sends)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from streams.decide.listing import CandidateListing
 from streams.records import BatchControlRecord, ScoresRecord
 
 TP = tuple[str, int]
@@ -31,6 +32,10 @@ class BatchWindow:
     offsets forever: the users scored so far are decided). Scores may arrive before OPENED
     (other topic, other partitions); their raw bytes are kept until OPENED so they can be
     dead-lettered if the batch never opens.
+
+    The batch's users are the ones it was told of: each user's candidates listing (read from
+    ``candidates``, ``list_user``), the ``user_ids`` of CLOSED or OPENED, and every scored user.
+    ``unscored()`` are those with no scores when the window is decided: the fallback's users.
     """
 
     def __init__(self, batch_id: str, first_seen: float) -> None:
@@ -41,7 +46,9 @@ class BatchWindow:
         self.closed_at: float | None = None
         self.opened_at: float | None = None
         self.scores: dict[str, ScoresRecord] = {}  # user_id -> first scores record
-        self.unopened_raw: dict[str, RawRecord] = {}  # user_id (or "#CLOSED") -> raw, before OPENED
+        self.listings: dict[str, CandidateListing] = {}  # user_id -> first candidates listing
+        # user_id (scores), "#CLOSED" or "#candidates/<user_id>" -> raw, before OPENED
+        self.unopened_raw: dict[str, RawRecord] = {}
         self._required: tuple[str, ...] = ()  # required_outcomes(), fixed by OPENED
 
     # -- events ------------------------------------------------------------------------------
@@ -91,7 +98,28 @@ class BatchWindow:
         self.scores[record.user_id] = record
         return "added"
 
+    def list_user(self, listing: CandidateListing, raw: RawRecord | None = None) -> str:
+        """Add one user's candidates listing: ``"added"``, or ``"duplicate"`` (the first is kept)."""
+        if listing.user_id in self.listings:
+            return "duplicate"
+        if self.opened is None and raw is not None:
+            self.unopened_raw[f"#candidates/{listing.user_id}"] = raw
+        self.listings[listing.user_id] = listing
+        return "added"
+
     # -- queries -----------------------------------------------------------------------------
+
+    def named_users(self) -> tuple[str, ...]:
+        """The ``user_ids`` of CLOSED (else OPENED); empty when the producer gave a count only."""
+        for rec in (self.closed, self.opened):
+            if rec is not None and rec.user_ids is not None:
+                return rec.user_ids
+        return ()
+
+    def unscored(self) -> list[str]:
+        """The users the batch was told of (listed or named) that have no scores, sorted."""
+        known = set(self.listings).union(self.named_users())
+        return sorted(known.difference(self.scores))
 
     def required_outcomes(self) -> tuple[str, ...]:
         """The sampled outcomes the LP reads: the reward and every budget's cost (none before OPENED)."""

@@ -48,12 +48,20 @@ class SimulatorConfig:
 
 @dataclass(frozen=True, eq=False)
 class BatchRun:
-    """One batch as the pipeline decided it: the evaluation record and the LP's x."""
+    """One batch as the pipeline decided it: the evaluation record and the LP's x.
+
+    Attributes:
+        undecided: users of the batch with no decision once its allocation report was read
+            (the allocator's guarantee is that there are none).
+        fallback: decisions of the batch made by the allocator's fallback (``policy`` "fallback").
+    """
 
     outcome: BatchOutcome
     x_lp: np.ndarray  # (E,) published allocation
     chosen: np.ndarray  # (E,) 0/1 sent
     decided_s: float  # CLOSED produced -> last decision read
+    undecided: int = 0
+    fallback: int = 0
 
 
 def _producer(connection: ConnectionConfig) -> Producer:
@@ -270,6 +278,9 @@ class SimulatorFeed:
         x_lp = np.zeros(batch.n_pairs)
         chosen = np.zeros(batch.n_pairs)
         propensity = np.ones(batch.n_pairs)
+        users = {f"u{int(u)}" for u in np.unique(batch.pair_user)}
+        undecided = len(users.difference(decisions))
+        fallback = sum(1 for d in decisions.values() if d.get("policy") == "fallback")
         for d in decisions.values():
             u = int(d["user_id"][1:])
             for share in d["allocation"]:
@@ -310,7 +321,7 @@ class SimulatorFeed:
                 ),
             )
         self.producer.flush(60)
-        return BatchRun(outcome, x_lp, chosen, decided_s)
+        return BatchRun(outcome, x_lp, chosen, decided_s, undecided, fallback)
 
     def close(self) -> None:
         self.producer.flush(30)

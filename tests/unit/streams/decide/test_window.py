@@ -142,3 +142,39 @@ def test_committable_is_the_minimum_over_live_holds_for_random_histories(seed: i
             live.pop(gone)
         expect = min((min(v) for v in live.values()), default=off + 1)
         assert t.committable()[tp] == (expect, off + 1)
+
+
+# -- the batch's users: listed by candidates, named by batch-control, scored ----------------------
+
+
+def listing(user: str, batch: str = "b1", n: int = 2):
+    from streams.decide.listing import CandidateListing
+
+    return CandidateListing(batch, user, None, tuple(f"i{j}" for j in range(n)), tuple(f"p{j}" for j in range(n)))
+
+
+def test_the_unscored_users_are_the_listed_and_named_ones_without_scores() -> None:
+    w = BatchWindow("b1", first_seen=0.0)
+    w.open(control(expected=4))
+    assert w.list_user(listing("u3")) == "added" and w.list_user(listing("u1")) == "added"
+    assert w.list_user(listing("u1", n=5)) == "duplicate" and len(w.listings["u1"].item_ids) == 2  # the first kept
+    w.add(scores("u1"))
+    w.add(scores("u9"))  # scored without a listing read (yet): a user of the batch all the same
+    assert w.unscored() == ["u3"]
+    w.close(control("CLOSED", expected=4, user_ids=("u1", "u2", "u3", "u9")), now=0.0)
+    assert w.named_users() == ("u1", "u2", "u3", "u9")
+    assert w.unscored() == ["u2", "u3"]  # u2: named by CLOSED, no candidates read
+    assert w.n_missing == 2 and not w.is_ready(now=1.0) and w.is_ready(now=5.0)
+
+
+def test_a_listing_before_opened_is_kept_to_be_dead_lettered_and_a_listing_never_makes_a_window_ready() -> None:
+    w = BatchWindow("b1", first_seen=0.0)
+    early = raw(4, "candidates")
+    assert w.list_user(listing("u1"), early) == "added"
+    assert w.unopened_raw == {"#candidates/u1": early}
+    w.open(control(expected=1))
+    assert w.unopened_raw == {} and w.unscored() == ["u1"]
+    w.close(control("CLOSED", expected=1), now=0.0)
+    assert not w.is_ready(now=4.9)  # listed is not scored: the window waits for the timeout
+    w.add(scores("u1"))
+    assert w.is_ready(now=0.0) and w.unscored() == []

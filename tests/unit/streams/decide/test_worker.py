@@ -16,14 +16,15 @@ def test_scores_for_a_decided_batch_are_a_replay_if_the_user_was_decided_else_la
     worker = AllocatorWorker(
         AllocatorWorkerConfig.for_prefix("t-"), ConnectionConfig("127.0.0.1:1"), Settings().serde()
     )
-    worker.decided.add("b1")
-    worker.decided_users["b1"] = frozenset({"u1", "u2"})
-    worker._on_scores(scores("u1"), raw(10))
-    assert worker.stats.skipped_duplicates == 1 and worker.pending.dead_letters == []
-    worker._on_scores(scores("u3"), raw(11))
-    assert len(worker.pending.dead_letters) == 1
-    letter = worker.serde.decode("dead-letters", worker.pending.dead_letters[0][1])
+    intake = worker.intake
+    intake.decided.add("b1")
+    intake.decided_users["b1"] = frozenset({"u1", "u2"})
+    intake.on_scores(scores("u1"), raw(10))
+    assert worker.stats.skipped_duplicates == 1 and intake.pending.dead_letters == []
+    intake.on_scores(scores("u3"), raw(11))
+    assert len(intake.pending.dead_letters) == 1
+    letter = worker.serde.decode("dead-letters", intake.pending.dead_letters[0][1])
     assert letter["offset"] == 11 and "user u3 was not scored before it was decided" in letter["reason"]
-    worker.decided.add("b0")  # decided before this process started: no user set, so late
-    worker._on_scores(scores("u1", batch="b0"), raw(12))
-    assert len(worker.pending.dead_letters) == 2 and worker.stats.skipped_duplicates == 1
+    intake.decided.add("b0")  # decided before this process started: no user set, so late
+    intake.on_scores(scores("u1", batch="b0"), raw(12))
+    assert len(intake.pending.dead_letters) == 2 and worker.stats.skipped_duplicates == 1
