@@ -729,3 +729,28 @@ class NeuralThompsonModel(SnapshotMixin):
         self.device = torch.device(device)
         self.net.to(self.device)
         return self
+
+
+def fit_or_refit(
+    previous: NeuralThompsonModel | None,
+    config: NeuralConfig,
+    features: ArrayLike,
+    outcomes: Mapping[str, ArrayLike] | ArrayLike,
+) -> NeuralThompsonModel:
+    """The next model version: a copy of ``previous`` retrained from its weights
+    (:meth:`NeuralThompsonModel.refit`) when there is one of the same input width, else a new
+    network of ``config`` fitted from scratch. ``previous`` is left unchanged.
+
+    Args:
+        previous: The version before, or None.
+        config: The configuration of a model fitted from scratch.
+        features: (n, d_in) pair features.
+        outcomes: ``{name: (n,)}`` or (n, k), as :meth:`NeuralThompsonModel.fit`.
+    """
+    if previous is not None and previous.config.input_dim == config.input_dim:
+        model = NeuralThompsonModel.from_bytes(previous.to_bytes())
+        model.refit(features, outcomes)
+    else:
+        model = NeuralThompsonModel(config)
+        model.fit(features, outcomes)
+    return model

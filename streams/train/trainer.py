@@ -25,7 +25,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from banditlp.errors import BanditLPError
-from models.neural import NeuralThompsonModel
+from models.neural import NeuralThompsonModel, fit_or_refit
 from streams.avro.serde import AvroSerde
 from streams.dead_letters import dead_letter
 from streams.kafka import clients
@@ -218,13 +218,9 @@ def fit_model(
         "value": np.where(converted > 0, value, np.nan),
     }
     n_fit = max(1, int(len(X) * (1 - holdout)))
-    fit_rows = {k: v[:n_fit] for k, v in outcomes.items()}
-    if previous is not None and previous.config.input_dim == X.shape[1]:
-        model = NeuralThompsonModel.from_bytes(previous.to_bytes())
-        model.refit(X[:n_fit], fit_rows)
-    else:
-        model = NeuralThompsonModel(neural_config(X.shape[1], seed))
-        model.fit(X[:n_fit], fit_rows)
+    model = fit_or_refit(
+        previous, neural_config(X.shape[1], seed), X[:n_fit], {k: v[:n_fit] for k, v in outcomes.items()}
+    )
     if n_fit < len(X):
         model.fit_calibrators(X[n_fit:], {k: v[n_fit:] for k, v in outcomes.items()})
     return model

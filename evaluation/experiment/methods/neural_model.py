@@ -20,7 +20,7 @@ import torch
 from banditlp.arrays import Float32Array, FloatArray
 from evaluation.experiment.batches import Rows
 from models.calibration import fit_calibrator
-from models.neural import NeuralConfig, NeuralThompsonModel
+from models.neural import NeuralConfig, NeuralThompsonModel, fit_or_refit
 
 #: The Bernoulli outcomes, which have calibrators.
 BERNOULLI = ("conversion", "unsubscription")
@@ -77,13 +77,8 @@ def fit_neural(
     }
     n = rows.n
     n_fit = max(1, int(n * (1 - holdout)))
-    fit_rows = {k: v[:n_fit] for k, v in outcomes.items()}
-    if previous is not None and previous.config.input_dim == rows.features.shape[1]:
-        model = NeuralThompsonModel.from_bytes(previous.to_bytes())
-        model.refit(rows.features[:n_fit], fit_rows)
-    else:
-        model = NeuralThompsonModel(neural_config(rows.features.shape[1], seed))
-        model.fit(rows.features[:n_fit], fit_rows)
+    config = neural_config(rows.features.shape[1], seed)
+    model = fit_or_refit(previous, config, rows.features[:n_fit], {k: v[:n_fit] for k, v in outcomes.items()})
     if n_fit < n and calibration in ("heuristic", "isotonic"):
         model.fit_calibrators(
             rows.features[n_fit:],
