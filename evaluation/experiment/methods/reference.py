@@ -8,6 +8,14 @@ on random costs: a baseline of what constraints alone achieve without a model.
 ``oracle_lp`` solves each batch's LP on the true expected rewards and costs (the regret
 benchmark), through the same LP path as every other method; its oracle fraction is 1 up to
 the LP's tolerance.
+
+``oracle_level_lp`` is the information bound of the budget: it knows the true rewards and the
+true *relative* unsubscription probabilities, and only the level of the latter is unknown, a
+factor ``rho`` learnt from the unsubscriptions it observes (a Poisson likelihood, the conjugate
+``Gamma(a, a)`` prior). Its budget usage under the truth is ``1 / rho_q`` whenever the budget
+binds, so how often it goes over 1.05 is what a single scalar learnt from this many events
+costs: no learner that must also learn the shape of the cost can do better at the same
+quantile.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from evaluation.email_world import BatchConstraints, CandidateBatch, EmailWorld
 from evaluation.errors import EvaluationInputError
@@ -31,6 +40,31 @@ class RandomLPConfig:
 @dataclass(frozen=True, kw_only=True)
 class OracleLPConfig:
     """oracle_lp's settings (none)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OracleLevelLPConfig:
+    """oracle_level_lp's settings.
+
+    Attributes:
+        prior: ``a`` of the ``Gamma(a, a)`` prior of ``rho`` (pseudo-unsubscriptions at ``rho = 1``).
+        quantile: The posterior quantile of ``rho`` the costs are scaled by (0.5: the median;
+            higher keeps the budget more often, at the price of reward).
+    """
+
+    prior: float = 1.0
+    quantile: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Reject settings that describe no method.
+
+        Raises:
+            EvaluationInputError: naming the field.
+        """
+        if not (np.isfinite(self.prior) and self.prior > 0):
+            raise EvaluationInputError(f"prior must be finite and > 0, got {self.prior}")
+        if not 0.0 < self.quantile < 1.0:
+            raise EvaluationInputError(f"quantile must be in (0, 1), got {self.quantile}")
 
 
 class RandomLPMethod:
@@ -93,3 +127,45 @@ class OracleLPMethod:
         reward, cost = self.world.expected_reward_and_cost(batch)
         solved = solve_lp(batch, constraints, reward, cost[:, 0])
         return Plan(x=solved.x, reward=reward, cost=cost[:, 0], elastic=solved.elastic)
+
+
+class OracleLevelLPMethod:
+    """The truth up to the level of the unsubscription probabilities, learnt from feedback.
+
+    Speaks :class:`~evaluation.experiment.methods.base.Method`. The warm start's sends are
+    uniformly random candidates, whose expected unsubscription is the world's base rate
+    (``EmailWorldConfig.unsub_rate``, the mean over all pairs); the method's own sends count at
+    the true probabilities its plans budgeted for them.
+
+    Args:
+        config: Its prior and quantile.
+        context: Holds the world whose truth it reads.
+    """
+
+    stochastic = False
+
+    def __init__(self, config: OracleLevelLPConfig, context: MethodContext) -> None:
+        self.config = config
+        self.world: EmailWorld = context.world
+        self._realised = 0.0
+        self._expected = 0.0
+
+    def learn(self, rows: Rows, rng: np.random.Generator) -> None:
+        """Count the rows' unsubscriptions against their expected number at ``rho = 1``."""
+        self._realised += float(rows.unsubscribed.sum())
+        if rows.budgeted_cost is None:
+            self._expected += rows.n * self.world.config.unsub_rate
+        else:
+            self._expected += float(rows.budgeted_cost.sum())
+
+    def level(self) -> float:
+        """``rho_q``: the ``quantile`` of ``Gamma(a + R, a + C)``, R realised and C expected unsubscriptions."""
+        a = self.config.prior
+        return float(stats.gamma.ppf(self.config.quantile, a + self._realised, scale=1.0 / (a + self._expected)))
+
+    def plan(self, batch: CandidateBatch, constraints: BatchConstraints, rng: np.random.Generator) -> Plan:
+        """The LP on the true rewards and ``rho_q`` times the true costs."""
+        reward, cost = self.world.expected_reward_and_cost(batch)
+        rho = self.level()
+        solved = solve_lp(batch, constraints, reward, rho * cost[:, 0])
+        return Plan(x=solved.x, reward=reward, cost=cost[:, 0], elastic=solved.elastic, policy={"level": rho})

@@ -17,7 +17,14 @@ from evaluation.errors import EvaluationInputError
 from evaluation.experiment.methods.base import Method, MethodContext
 from evaluation.experiment.methods.linucb import LinUCBConfig, LinUCBMethod
 from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig
-from evaluation.experiment.methods.reference import OracleLPConfig, OracleLPMethod, RandomLPConfig, RandomLPMethod
+from evaluation.experiment.methods.reference import (
+    OracleLevelLPConfig,
+    OracleLevelLPMethod,
+    OracleLPConfig,
+    OracleLPMethod,
+    RandomLPConfig,
+    RandomLPMethod,
+)
 from evaluation.experiment.methods.vw import vw_specs
 
 
@@ -114,6 +121,18 @@ def _specs() -> tuple[MethodSpec, ...]:
         MethodSpec("linucb_lp", "LinUCB reward bound + linear mean cost + LP", LinUCBConfig(), LinUCBMethod),
         MethodSpec("random_lp", "uniform random scores + LP", RandomLPConfig(), RandomLPMethod),
         MethodSpec("oracle_lp", "true probabilities + LP (the regret benchmark)", OracleLPConfig(), OracleLPMethod),
+        MethodSpec(
+            "oracle_level_lp",
+            "true rewards and relative costs + LP; the unsubscription level learnt from feedback (median)",
+            OracleLevelLPConfig(),
+            OracleLevelLPMethod,
+        ),
+        MethodSpec(
+            "oracle_level_lp_q90",
+            "oracle_level_lp with the level's 90% posterior quantile",
+            OracleLevelLPConfig(quantile=0.9),
+            OracleLevelLPMethod,
+        ),
     )
 
 
