@@ -1,0 +1,258 @@
+"""The health of a run batch after batch: metrics against a reference window, and their alarms.
+
+:class:`HealthMonitor` is fed one :class:`BatchObservation` per closed batch, in order, and returns
+its :class:`BatchHealth`: every metric of :mod:`evaluation.health.metrics` by name, and the
+:class:`~evaluation.health.alarms.Alarm` values of the thresholds crossed. It keeps what the
+metrics compare against:
+
+* the reference (training) window of the features: given (the rows the model was trained on),
+  else the features of the first ``reference_batches`` batches;
+* the reference of the predictions and of the exploration metrics: the first
+  ``reference_batches`` batches (no drift or collapse alarm is raised inside them);
+* the previous batch's plan (overlap@K), the last ``calibration_window`` outcomes of each
+  outcome (calibration) and the CUSUM state of each outcome rate.
+
+Metric names (the keys of :attr:`BatchHealth.values`): ``selection_entropy``, ``item_coverage``,
+``overlap_at_k``, ``allocation_variance``, ``feature_psi_max``, ``feature_psi.<j>``,
+``prediction_psi.<outcome>``, ``ece.<outcome>``, ``ece_threshold.<outcome>``, ``gap.<outcome>``,
+``gap_se.<outcome>``, ``rate_z.<outcome>``, ``rate_cusum.<outcome>``, ``outcomes.<outcome>``
+(nan where a batch had nothing to measure).
+Alarm names: ``feature_drift``, ``prediction_drift.<outcome>``, ``rate_shift.<outcome>``,
+``calibration.<outcome>``, ``entropy_collapse``, ``coverage_collapse``, ``overlap_collapse``,
+``variance_collapse``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from banditlp.arrays import FloatArray, IntArray
+from evaluation.errors import EvaluationInputError
+from evaluation.health.alarms import Alarm, Cusum, HealthThresholds, standardised_residual
+from evaluation.health.metrics import (
+    allocation_variance,
+    calibration,
+    item_coverage,
+    overlap_at_k,
+    psi,
+    selection_entropy,
+    send_variance,
+)
+
+#: The outcomes whose rates and calibration are watched.
+OUTCOMES = ("conversion", "unsubscription")
+#: Exploration metrics and the alarm each raises when it falls below its reference fraction.
+_COLLAPSES = (
+    ("selection_entropy", "entropy_collapse", "entropy_ratio"),
+    ("item_coverage", "coverage_collapse", "coverage_ratio"),
+    ("overlap_at_k", "overlap_collapse", "overlap_ratio"),
+    ("allocation_variance", "variance_collapse", "variance_ratio"),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class BatchObservation:
+    """What one closed batch shows the monitor. ``E`` pairs, ``n_o`` observed sends of outcome ``o``.
+
+    Attributes:
+        batch: The batch's index in the run.
+        pair_user: ``(E,)`` int user ids.
+        pair_item: ``(E,)`` int item ids.
+        propensity: ``(E,)`` send probabilities (the plan's ``x`` when there is nothing else).
+        plans: ``(R, E)`` other plans of the same batch and model (for the allocation variance),
+            or None to take it from the propensities (:func:`~evaluation.health.metrics.send_variance`).
+        features: ``(E, d)`` the pair features the model saw, or None.
+        predicted: Outcome -> ``(E,)`` the model's calibrated prediction of every pair (for the
+            prediction drift); absent outcomes are not measured.
+        outcomes: Outcome -> ``(predicted (n_o,), observed (n_o,) 0/1)`` of the sends observed.
+    """
+
+    batch: int
+    pair_user: IntArray
+    pair_item: IntArray
+    propensity: FloatArray
+    plans: FloatArray | None = None
+    features: FloatArray | None = None
+    predicted: Mapping[str, FloatArray] = field(default_factory=dict)
+    outcomes: Mapping[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchHealth:
+    """The health of one batch.
+
+    Attributes:
+        batch: The batch's index.
+        values: Metric name -> value (nan where not measured); see the module docstring.
+        alarms: The thresholds crossed in this batch.
+    """
+
+    batch: int
+    values: dict[str, float]
+    alarms: tuple[Alarm, ...]
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """How the monitor measures.
+
+    Attributes:
+        thresholds: The alarm thresholds.
+        overlap_k: K of overlap@K.
+        reference_batches: Batches that form the reference of the predictions and exploration metrics.
+        calibration_window: Last outcomes the calibration error is computed over.
+        calibration_bins: Equal-mass bins of the ECE.
+    """
+
+    thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+    overlap_k: int = 1
+    reference_batches: int = 3
+    calibration_window: int = 2000
+    calibration_bins: int = 10
+
+    def __post_init__(self) -> None:
+        """Reject sizes that cannot measure.
+
+        Raises:
+            EvaluationInputError: naming the first offending field.
+        """
+        if self.overlap_k < 1 or self.reference_batches < 1 or self.calibration_window < 1 or self.calibration_bins < 1:
+            raise EvaluationInputError(
+                "overlap_k, reference_batches, calibration_window and calibration_bins must be >= 1, got "
+                f"{self.overlap_k}, {self.reference_batches}, {self.calibration_window}, {self.calibration_bins}"
+            )
+
+
+class HealthMonitor:
+    """Batch health against a reference window (see the module docstring).
+
+    Args:
+        config: How to measure.
+        reference_features: ``(n, d)`` the training window's features, or None to take the first
+            ``reference_batches`` batches' features.
+    """
+
+    def __init__(self, config: MonitorConfig | None = None, reference_features: FloatArray | None = None) -> None:
+        self.config = config if config is not None else MonitorConfig()
+        self._h = self.config.thresholds.cusum_h
+        self._reference_features = None if reference_features is None else np.asarray(reference_features, dtype=float)
+        self._fixed_features = reference_features is not None
+        self._pending_features: list[FloatArray] = []
+        self._reference_predicted: dict[str, FloatArray] = {}
+        self._pending_predicted: dict[str, list[FloatArray]] = {}
+        self._reference_exploration: dict[str, float] = {}
+        self._pending_exploration: dict[str, list[float]] = {}
+        self._seen = 0
+        self._previous: tuple[IntArray, IntArray, FloatArray] | None = None
+        self._cusum = {o: Cusum() for o in OUTCOMES}
+        window = self.config.calibration_window
+        self._recent: dict[str, tuple[deque[float], deque[float]]] = {
+            o: (deque(maxlen=window), deque(maxlen=window)) for o in OUTCOMES
+        }
+
+    def observe(self, obs: BatchObservation) -> BatchHealth:
+        """The health of the next batch (batches must come in order, each once)."""
+        c, t = self.config, self.config.thresholds
+        in_reference = self._seen < c.reference_batches
+        values: dict[str, float] = {}
+        alarms: list[Alarm] = []
+        current = (obs.pair_user, obs.pair_item, obs.propensity)
+        values["selection_entropy"] = selection_entropy(obs.pair_item, obs.propensity)
+        values["item_coverage"] = item_coverage(obs.pair_item, obs.propensity)
+        values["overlap_at_k"] = (
+            math.nan if self._previous is None else overlap_at_k(self._previous, current, c.overlap_k)
+        )
+        values["allocation_variance"] = (
+            allocation_variance(obs.plans) if obs.plans is not None else send_variance(obs.propensity)
+        )
+        self._previous = current
+
+        values.update(self._feature_drift(obs, in_reference, alarms))
+        for outcome in OUTCOMES:
+            values.update(self._prediction_drift(obs, outcome, in_reference, alarms))
+            values.update(self._outcome_health(obs, outcome, alarms))
+
+        for metric, alarm, ratio_name in _COLLAPSES:
+            value = values[metric]
+            if in_reference:
+                if not math.isnan(value):
+                    self._pending_exploration.setdefault(metric, []).append(value)
+                continue
+            ref = self._reference_exploration.get(metric, math.nan)
+            threshold = getattr(t, ratio_name) * ref
+            if not math.isnan(value) and not math.isnan(threshold) and value < threshold:
+                alarms.append(Alarm(alarm, obs.batch, value, threshold))
+        self._seen += 1
+        if self._seen == c.reference_batches:
+            self._close_reference()
+        return BatchHealth(obs.batch, values, tuple(alarms))
+
+    def _close_reference(self) -> None:
+        self._reference_exploration = {k: float(np.mean(v)) for k, v in self._pending_exploration.items()}
+        self._reference_predicted = {o: np.concatenate(v) for o, v in self._pending_predicted.items() if v}
+        if not self._fixed_features and self._pending_features:
+            self._reference_features = np.concatenate(self._pending_features)
+
+    def _feature_drift(self, obs: BatchObservation, in_reference: bool, alarms: list[Alarm]) -> dict[str, float]:
+        if obs.features is None:
+            return {"feature_psi_max": math.nan}
+        features = np.asarray(obs.features, dtype=float)
+        if not self._fixed_features and in_reference:
+            self._pending_features.append(features)
+        if self._reference_features is None or (in_reference and not self._fixed_features):
+            return {"feature_psi_max": math.nan}
+        values = psi(self._reference_features, features)
+        out = {f"feature_psi.{j}": float(v) for j, v in enumerate(values)}
+        worst = float(values.max())
+        out["feature_psi_max"] = worst
+        if worst > self.config.thresholds.psi:
+            alarms.append(Alarm("feature_drift", obs.batch, worst, self.config.thresholds.psi))
+        return out
+
+    def _prediction_drift(
+        self, obs: BatchObservation, outcome: str, in_reference: bool, alarms: list[Alarm]
+    ) -> dict[str, float]:
+        key = f"prediction_psi.{outcome}"
+        predicted = obs.predicted.get(outcome)
+        if predicted is None:
+            return {key: math.nan}
+        if in_reference:
+            self._pending_predicted.setdefault(outcome, []).append(np.asarray(predicted, dtype=float))
+            return {key: math.nan}
+        reference = self._reference_predicted.get(outcome)
+        if reference is None:
+            return {key: math.nan}
+        value = float(psi(reference, predicted)[0])
+        if value > self.config.thresholds.psi:
+            alarms.append(Alarm(f"prediction_drift.{outcome}", obs.batch, value, self.config.thresholds.psi))
+        return {key: value}
+
+    def _outcome_health(self, obs: BatchObservation, outcome: str, alarms: list[Alarm]) -> dict[str, float]:
+        t = self.config.thresholds
+        pair = obs.outcomes.get(outcome)
+        p, y = (np.zeros(0), np.zeros(0)) if pair is None else (np.asarray(pair[0], float), np.asarray(pair[1], float))
+        recent_p, recent_y = self._recent[outcome]
+        recent_p.extend(p.tolist())
+        recent_y.extend(y.tolist())
+        z = standardised_residual(p, y)
+        self._cusum[outcome], stat, fired = self._cusum[outcome].step(z, t.cusum_k, self._h)
+        if fired:
+            alarms.append(Alarm(f"rate_shift.{outcome}", obs.batch, stat, self._h))
+        cal = calibration(np.fromiter(recent_p, float), np.fromiter(recent_y, float), self.config.calibration_bins)
+        ece_threshold = cal.ece_null_mean + t.ece_z * cal.ece_null_std
+        if cal.n and cal.ece > ece_threshold:
+            alarms.append(Alarm(f"calibration.{outcome}", obs.batch, cal.ece, ece_threshold))
+        return {
+            f"outcomes.{outcome}": float(p.size),
+            f"rate_z.{outcome}": z,
+            f"rate_cusum.{outcome}": stat if not math.isnan(z) else math.nan,
+            f"ece.{outcome}": cal.ece,
+            f"ece_threshold.{outcome}": ece_threshold,
+            f"gap.{outcome}": cal.gap,
+            f"gap_se.{outcome}": cal.gap_se,
+        }
