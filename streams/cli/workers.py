@@ -3,6 +3,10 @@
 Each command builds its worker's config from its options (whose defaults are the config
 dataclass's own, ``default_of``) and hands the process's connection and serde down. Nothing
 here imports torch: the allocator, which needs none, starts in well under a second.
+
+Every command takes ``--metrics-port`` (``BANDITLP_METRICS_PORT``) and ``--metrics-bind``
+(``BANDITLP_METRICS_BIND``, default 127.0.0.1): set, the worker serves its Prometheus
+instruments on ``http://BIND:PORT/metrics`` (``streams.metrics``); unset, no endpoint.
 """
 
 from __future__ import annotations
@@ -11,13 +15,33 @@ import typer
 
 from streams.cli.common import configure_logging, default_of, fail, settings_of
 from streams.decide.config import SOLVERS, AllocatorWorkerConfig
-from streams.errors import BanditLPError, BrokerError
+from streams.errors import BanditLPError, BrokerError, ConfigError
 from streams.kafka.connection import GROUP_TIMEOUTS, GroupTimeouts
+from streams.metrics.config import MetricsConfig
 from streams.processors.config import ProcessorConfig
 from streams.train.config import TrainerConfig
 
 worker_app = typer.Typer(help="Run one of the pipeline's workers until SIGTERM.", no_args_is_help=True)
 LogLevelOpt = typer.Option("info", help="debug | info | warning | error.")
+MetricsPortOpt = typer.Option(
+    None,
+    envvar="BANDITLP_METRICS_PORT",
+    min=1,
+    max=65535,
+    help="Serve Prometheus metrics on http://BIND:PORT/metrics (default: no endpoint). One port per "
+    "worker process: two workers on one host need two ports.",
+)
+MetricsBindOpt = typer.Option(
+    default_of(MetricsConfig, "bind"), envvar="BANDITLP_METRICS_BIND", help="Address the metrics endpoint binds."
+)
+
+
+def metrics_config(port: int | None, bind: str) -> MetricsConfig:
+    """The endpoint's config from the two options (a bad value ends the command, exit code 2)."""
+    try:
+        return MetricsConfig(port=port, bind=bind)
+    except BanditLPError as exc:
+        fail(exc)
 
 
 @worker_app.command("processors")
@@ -60,12 +84,15 @@ def processors(
     heartbeat_interval_ms: int = typer.Option(
         GROUP_TIMEOUTS.heartbeat_interval_ms, hidden=True, help="Group heartbeat interval (benchmarks only)."
     ),
+    metrics_port: int | None = MetricsPortOpt,
+    metrics_bind: str = MetricsBindOpt,
     log_level: str = LogLevelOpt,
 ) -> None:
     """The faust scorer (candidates -> scores) and learner (feedback -> posterior tables)."""
     from streams.processors.app import run_worker
 
     s = settings_of(ctx)
+    metrics = metrics_config(metrics_port, metrics_bind)
     try:
         cfg = ProcessorConfig(
             names=s.names,
@@ -90,8 +117,8 @@ def processors(
     except BanditLPError as exc:
         fail(exc)
     try:
-        run_worker(cfg, s.connection, s.serde(), loglevel=log_level)
-    except BrokerError as exc:  # the changelogs could not be made: say why, do not start half a worker
+        run_worker(cfg, s.connection, s.serde(), loglevel=log_level, metrics=metrics)
+    except (BrokerError, ConfigError) as exc:  # no changelogs, or no metrics port: do not start half a worker
         fail(exc)
 
 
@@ -133,12 +160,15 @@ def allocator(
         help="Crash tests: sleep this long inside each open transaction.",
     ),
     max_seconds: float | None = typer.Option(None, help="Stop after this long (default: run until SIGTERM)."),
+    metrics_port: int | None = MetricsPortOpt,
+    metrics_bind: str = MetricsBindOpt,
     log_level: str = LogLevelOpt,
 ) -> None:
     """The windowed, transactional allocator: scores -> LP -> decisions, exactly once."""
     from streams.decide.worker import run_allocator
 
     s = settings_of(ctx)
+    metrics = metrics_config(metrics_port, metrics_bind)
     configure_logging(log_level)
     try:
         cfg = AllocatorWorkerConfig.for_prefix(
@@ -155,7 +185,11 @@ def allocator(
         )
     except ValueError as exc:
         fail(exc)
-    raise typer.Exit(code=run_allocator(cfg, s.connection, s.serde(), max_seconds=max_seconds))
+    try:
+        code = run_allocator(cfg, s.connection, s.serde(), max_seconds=max_seconds, metrics=metrics)
+    except ConfigError as exc:  # the metrics port cannot be bound
+        fail(exc)
+    raise typer.Exit(code=code)
 
 
 @worker_app.command("trainer")
@@ -169,21 +203,28 @@ def trainer(
         default_of(TrainerConfig, "retrain_interval_s"), help="Retrain at least this often when new rows came in."
     ),
     min_rows: int = typer.Option(default_of(TrainerConfig, "min_rows"), help="Rows needed before the first retrain."),
+    metrics_port: int | None = MetricsPortOpt,
+    metrics_bind: str = MetricsBindOpt,
     log_level: str = LogLevelOpt,
 ) -> None:
     """Retrain the global model from training-rows and publish versioned snapshots."""
     from streams.train.trainer import run_trainer
 
     s = settings_of(ctx)
+    metrics = metrics_config(metrics_port, metrics_bind)
     configure_logging(log_level)
-    run_trainer(
-        TrainerConfig(
-            names=s.names,
-            model_name=model_name,
-            retrain_every=retrain_every,
-            retrain_interval_s=retrain_interval_s,
-            min_rows=min_rows,
-        ),
-        s.connection,
-        s.serde(),
-    )
+    try:
+        run_trainer(
+            TrainerConfig(
+                names=s.names,
+                model_name=model_name,
+                retrain_every=retrain_every,
+                retrain_interval_s=retrain_interval_s,
+                min_rows=min_rows,
+            ),
+            s.connection,
+            s.serde(),
+            metrics=metrics,
+        )
+    except ConfigError as exc:  # the metrics port cannot be bound
+        fail(exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -56,6 +57,9 @@ class DecidedBatch:
             The fallback's users have none (the allocator reads no features).
         fallback_users: users decided by the fallback (their records follow the LP's);
             fallback_sends: the items it sent them.
+        solve_seconds: the solver time of each draw's LP that was solved (for the metrics; the
+            report carries their sum).
+        versions: ``(model name, model version, parameter version) -> users`` of the LP's records.
     """
 
     records: list[tuple[bytes, bytes]]
@@ -64,6 +68,8 @@ class DecidedBatch:
     contexts: list[tuple[bytes, bytes]] = field(default_factory=list)
     fallback_users: int = 0
     fallback_sends: int = 0
+    solve_seconds: tuple[float, ...] = ()
+    versions: Mapping[tuple[str, int, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,7 +248,9 @@ def decide_batch(
         fallback=fallback,
         estimates=estimates,
     )
-    return _with_fallback(records, report, sol.status, context_records, fallback, serde)
+    decided = _with_fallback(records, report, sol.status, context_records, fallback, serde)
+    versions = Counter((r.model_name, r.model_version, r.parameter_version) for r in lp.records)
+    return replace(decided, solve_seconds=tuple(p.seconds for p in plans.solved), versions=dict(versions))
 
 
 def _with_fallback(

@@ -59,9 +59,11 @@ class WorkerStats:
 
 @dataclass
 class Pending:
-    """What the next transaction carries besides decisions: dead letters ``(key, value)``."""
+    """What the next transaction carries besides decisions: dead letters ``(key, value)``, and
+    each one's ``(source topic, error type)`` for the metrics, counted once it is committed."""
 
     dead_letters: list[tuple[bytes, bytes]] = field(default_factory=list)
+    reasons: list[tuple[str, str]] = field(default_factory=list)
     since: float | None = None
 
 
@@ -224,6 +226,7 @@ class Intake:
             consumer=CONSUMER_NAME,
         )
         self.pending.dead_letters.append((raw.topic.encode(), value))  # key: the source topic
+        self.pending.reasons.append((raw.topic, type(exc).__name__))
         if self.pending.since is None:
             self.pending.since = time.monotonic()
         log.debug("dead letter %s[%d]@%d: %s", raw.topic, raw.partition, raw.offset, exc)

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from types import FrameType
@@ -25,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streams.avro.serde import AvroSerde
 from streams.decide.config import AllocatorWorkerConfig
-from streams.decide.decision import decide_batch
+from streams.decide.decision import DecidedBatch, decide_batch
 from streams.decide.estimates import FallbackMemory
 from streams.decide.intake import CONSUMER_NAME, DECIDED_USERS_KEPT, Intake, Pending, WorkerStats
 from streams.decide.solve import DualMemory
@@ -35,6 +36,8 @@ from streams.errors import DecodeError
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
+from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, serve
+from streams.metrics.batch import BatchObservation
 
 __all__ = ["CONSUMER_NAME", "DECIDED_USERS_KEPT", "AllocatorWorker", "WorkerStats", "run_allocator"]
 
@@ -55,6 +58,7 @@ class AllocatorWorker:
         connection: the cluster; every client of the worker is built from it.
         serde: the process's serde (its schema ids are the scorer's when both use one registry).
         clock: monotonic seconds (a seam for the window tests).
+        metrics: the instruments it records into (``streams.metrics``); its own when None.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class AllocatorWorker:
         connection: ConnectionConfig,
         serde: AvroSerde,
         clock: Callable[[], float] = time.monotonic,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.cfg = config
         self.connection = connection
@@ -80,6 +85,7 @@ class AllocatorWorker:
         self.watchdog = Watchdog(config.stuck_call_s)  # ends the process if librdkafka blocks for good
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -192,12 +198,14 @@ class AllocatorWorker:
         try:
             self._start()
             assert self.consumer is not None
-            last_stats = last_commit = time.monotonic()
+            last_stats = last_commit = last_lag = time.monotonic()
             while not stop_event.is_set():
                 if max_seconds is not None and time.monotonic() - start >= max_seconds:
                     break
-                for msg in self.consumer.consume(1000, self.cfg.poll_timeout_s):
+                messages = self.consumer.consume(1000, self.cfg.poll_timeout_s)
+                for msg in messages:
                     self._on_message(msg)
+                self._count_consumed(messages)
                 now = self.clock()
                 self.intake.expire_unknown(now)
                 ready = self.intake.ready(now)
@@ -215,6 +223,9 @@ class AllocatorWorker:
                 if time.monotonic() - last_stats >= self.cfg.stats_interval_s:
                     self._log_stats()
                     last_stats = time.monotonic()
+                if time.monotonic() - last_lag >= self.metrics.lag_interval_s:
+                    self.metrics.set_lag(confluent_lag(self.consumer, self.committed))
+                    last_lag = time.monotonic()
         finally:
             self._log_stats()
             self.close()
@@ -229,6 +240,10 @@ class AllocatorWorker:
         return any(self.committed.get(tp, -1) < off for tp, (off, _) in committable.items())
 
     # -- records -----------------------------------------------------------------------------
+
+    def _count_consumed(self, messages: list[Message]) -> None:
+        for topic, n in Counter(m.topic() for m in messages if m.error() is None).items():
+            self.metrics.consumed(str(topic), n)
 
     def _on_message(self, msg: Message) -> None:
         err = msg.error()
@@ -303,11 +318,14 @@ class AllocatorWorker:
         # Committed: make it visible to the in-memory state.
         self.stats.transactions += 1
         self.stats.dead_letters += len(intake.pending.dead_letters)
+        self._count_published(outcomes, intake.pending)
         intake.pending = Pending()
         for w, decided in outcomes:
             intake.decided_batch(w)
             # the memory learns what a restarted worker would read back: the committed report
-            self.memory.learn(self.serde.decode("allocation-reports", decided.report))
+            report = self.serde.decode("allocation-reports", decided.report)
+            self.memory.learn(report)
+            self._observe_batch(w, decided, report)
             n = len(decided.records)
             self.stats.decisions += n
             self.stats.fallback_decisions += decided.fallback_users
@@ -327,6 +345,31 @@ class AllocatorWorker:
             )
         self.committed.update({tp: off for tp, (off, _) in offsets.items()})
         return True
+
+    def _count_published(self, outcomes: list[tuple[BatchWindow, DecidedBatch]], pending: Pending) -> None:
+        """Count what a committed transaction published (nothing of an aborted one counts)."""
+        m = self.metrics
+        m.produced(self.decisions_topic, sum(len(d.records) for _, d in outcomes))
+        m.produced(self.contexts_topic, sum(len(d.contexts) for _, d in outcomes))
+        m.produced(self.reports_topic, len(outcomes))
+        m.produced(self.dead_topic, len(pending.dead_letters))
+        for (topic, reason), n in Counter(pending.reasons).items():
+            m.dead_lettered(topic, reason, n)
+
+    def _observe_batch(self, w: BatchWindow, decided: DecidedBatch, report: dict) -> None:
+        now = self.clock()
+        opened, closed = w.opened_at, w.closed_at
+        self.metrics.batch_decided(
+            BatchObservation(
+                report=report,
+                solve_seconds=decided.solve_seconds,
+                open_to_close_s=closed - opened if opened is not None and closed is not None else None,
+                close_to_decision_s=now - closed if closed is not None else None,
+                n_decisions=len(decided.records),
+                n_fallback=decided.fallback_users,
+                versions=decided.versions,
+            )
+        )
 
     def _commit(self, p: Producer) -> None:
         """commit_transaction, retried while the error is retriable (confluent-kafka's recipe), at
@@ -364,11 +407,24 @@ class AllocatorWorker:
 
 
 def run_allocator(
-    config: AllocatorWorkerConfig, connection: ConnectionConfig, serde: AvroSerde, max_seconds: float | None = None
+    config: AllocatorWorkerConfig,
+    connection: ConnectionConfig,
+    serde: AvroSerde,
+    max_seconds: float | None = None,
+    metrics: MetricsConfig | None = None,
 ) -> int:
     """Run the worker until SIGTERM/SIGINT (the current transaction is finished first) or
     ``max_seconds``; returns the process exit code (2 on a fatal Kafka error). A Kafka call that
-    blocks past ``config.stuck_call_s`` ends the process with code 3 (``streams.decide.watchdog``)."""
+    blocks past ``config.stuck_call_s`` ends the process with code 3 (``streams.decide.watchdog``).
+    ``metrics.port`` set: its instruments are served there (``streams.metrics``).
+
+    Raises:
+        ConfigError: the metrics port cannot be bound.
+    """
+    metrics = metrics or MetricsConfig()
+    instruments = WorkerMetrics(lag_interval_s=metrics.lag_interval_s)
+    if metrics.port is not None:
+        serve(instruments.registry, metrics.port, metrics.bind)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -379,7 +435,7 @@ def run_allocator(
     signal.signal(signal.SIGINT, on_signal)
     log.info("allocator worker on %s", connection.redacted())
     try:
-        AllocatorWorker(config, connection, serde).run(stop_event=stop, max_seconds=max_seconds)
+        AllocatorWorker(config, connection, serde, metrics=instruments).run(stop_event=stop, max_seconds=max_seconds)
     except KafkaException as exc:
         log.error("fatal Kafka error: %s", exc)
         return 2

@@ -21,6 +21,7 @@ from streams.errors import DecodeError, DeliveryError, ValidationError
 from streams.learn.context_slots import ContextIndex
 from streams.learn.update import DecisionContext, FeedbackMetrics, learn
 from streams.learn.user_state import UserState
+from streams.metrics import WorkerMetrics
 from streams.processors.config import ProcessorConfig
 from streams.processors.recovery import bind_event
 from streams.records import CandidatesRecord, FeedbackRecord
@@ -66,11 +67,14 @@ class Processors:
     noise_var: float
     rng: np.random.Generator
     stats: ProcessorStats = field(default_factory=ProcessorStats)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     async def reject(self, event: Any, exc: BaseException, consumer: str) -> None:
         """Send ``event``'s record to dead-letters with ``exc`` as the reason."""
         msg = event.message
         self.stats.dead_letters += 1
+        self.metrics.dead_lettered(msg.topic, type(exc).__name__)
+        self.metrics.produced(self.cfg.names("dead-letters"))
         await self.topics["dead-letters"].send(
             key=msg.topic.encode(),
             value=dead_letter(
@@ -96,11 +100,15 @@ class Processors:
 def score_agent(p: Processors) -> Agent:
     """candidates -> scores (published by ``p.publisher``) and a decision context per user."""
     cfg = p.cfg
+    scores_topic = cfg.names("scores")
 
     async def score(stream: Any) -> None:
         await p.feed.wait_caught_up(cfg.model_wait_s)
         events: list[Any]
         async for events in stream.take_events(cfg.take, within=cfg.within_s):
+            started = time.perf_counter()
+            if events:
+                p.metrics.consumed(events[0].message.topic, len(events))
             records: list[tuple[Any, CandidatesRecord]] = []
             model = None  # one model per take: a snapshot swapped in meanwhile serves the next one
             for event in events:
@@ -154,6 +162,8 @@ def score_agent(p: Processors) -> Agent:
                 return
             p.stats.scored_users += len(records)
             p.stats.scored_pairs += scored.n_pairs
+            p.metrics.produced(scores_topic, len(records))
+            p.metrics.scored(time.perf_counter() - started, scored.n_pairs)
 
     return score
 
@@ -165,7 +175,10 @@ def learn_agent(p: Processors) -> Agent:
     async def learn_from(stream: Any) -> None:
         events: list[Any]
         async for events in stream.take_events(cfg.take, within=cfg.within_s):
+            if events:
+                p.metrics.consumed(events[0].message.topic, len(events))
             metrics = FeedbackMetrics()
+            n_rows = 0
             for event in events:
                 msg = event.message
                 bind_event(event)  # table reads and writes below go to this event's partition
@@ -202,10 +215,13 @@ def learn_agent(p: Processors) -> Agent:
                 await p.topics["training-rows"].send(
                     key=fb.user_id.encode(), value=p.serde.encode("training-rows", learned.training_row)
                 )
+                n_rows += 1
+            p.metrics.produced(cfg.names("training-rows"), n_rows)
             if metrics.n:
                 await p.topics["metrics"].send(
                     key=metrics.arm_id.encode(), value=p.serde.encode("metrics", metrics.value(int(time.time() * 1000)))
                 )
+                p.metrics.produced(cfg.names("metrics"))
 
     return learn_from
 

@@ -33,6 +33,7 @@ from streams.dead_letters import DeadLetterSink
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import ensure_changelog_topics
 from streams.learn.context_slots import ContextIndex
+from streams.metrics import MetricsConfig, WorkerMetrics, committed_lag, serve
 from streams.processors.agents import Processors, learn_agent, score_agent
 from streams.processors.config import ProcessorConfig
 from streams.processors.membership import Worker
@@ -47,8 +48,12 @@ log = logging.getLogger("banditlp.processors")
 TABLES: tuple[str, ...] = ("users", "contexts")
 
 
-def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSerde) -> Any:
-    """Build the faust app with its topics, tables, agents and the model feed."""
+def build_app(
+    cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSerde, metrics: WorkerMetrics | None = None
+) -> Any:
+    """Build the faust app with its topics, tables, agents and the model feed; the agents record
+    into ``metrics`` (its own when None)."""
+    metrics = metrics if metrics is not None else WorkerMetrics()
     import faust
 
     datadir = cfg.state_dir / cfg.app_id
@@ -117,6 +122,7 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
         context_index=context_index,
         noise_var=RandomEffectConfig(1).noise_var,
         rng=np.random.default_rng(cfg.seed),
+        metrics=metrics,
     )
 
     async def forget_context_index(sender: Any, /, *_: Any, signal: Any = None, **__: Any) -> None:
@@ -129,6 +135,12 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
     @app.timer(interval=10.0)
     async def report() -> None:
         log.info("stats %s; model %s v%d", p.stats, p.feed.model_name, p.feed.version)
+
+    @app.timer(interval=metrics.lag_interval_s)
+    async def refresh_gauges() -> None:
+        if p.feed.version >= 0:
+            metrics.set_model_version(p.feed.model_name, p.feed.version)
+        metrics.set_lag(faust_lag(app))
 
     parameters = ParameterFeed(
         connection,
@@ -150,8 +162,42 @@ def build_app(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSer
     return app
 
 
-def run_worker(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSerde, loglevel: str = "info") -> None:
-    """Run the faust worker until SIGTERM/SIGINT (on which it commits and leaves its group)."""
+def faust_lag(app: Any) -> dict[tuple[str, int], int]:
+    """Lag of this worker's assigned partitions of the agents' input topics: the consumer's cached
+    high watermark (aiokafka's, from its fetches) minus the offset faust last committed for it
+    (``Consumer._committed_offset``, faust's own bookkeeping: a private attribute, read defensively;
+    a partition not yet committed by this worker is left out). Changelog partitions (standby or
+    recovery reads) are not the agents' input and are left out too."""
+    consumer = getattr(app, "_consumer", None)  # not built before the worker starts
+    if consumer is None:
+        return {}
+    try:
+        assigned = [tp for tp in consumer.assignment() if not tp.topic.endswith("-changelog")]
+        high = {(tp.topic, tp.partition): consumer.highwater(tp) for tp in assigned}
+    except Exception:  # a consumer between rebalances, or not started: no reading this time
+        return {}
+    done = getattr(consumer, "_committed_offset", {})
+    return committed_lag(high, {(tp.topic, tp.partition): done.get(tp) for tp in assigned})
+
+
+def run_worker(
+    cfg: ProcessorConfig,
+    connection: ConnectionConfig,
+    serde: AvroSerde,
+    loglevel: str = "info",
+    metrics: MetricsConfig | None = None,
+) -> None:
+    """Run the faust worker until SIGTERM/SIGINT (on which it commits and leaves its group);
+    ``metrics.port`` set: its instruments are served there (``streams.metrics``).
+
+    Raises:
+        ConfigError: the metrics port cannot be bound.
+        BrokerError: the changelog topics could not be made.
+    """
+    metrics = metrics or MetricsConfig()
+    instruments = WorkerMetrics(lag_interval_s=metrics.lag_interval_s)
+    if metrics.port is not None:
+        serve(instruments.registry, metrics.port, metrics.bind)
     # One thread: scoring's matrix products are small, and on a machine shared with the broker
     # and the allocator a second torch thread costs more CPU than it saves time.
     torch.set_num_threads(cfg.torch_threads)
@@ -162,5 +208,5 @@ def run_worker(cfg: ProcessorConfig, connection: ConnectionConfig, serde: AvroSe
         cfg.app_id,
         f"static member {cfg.group_instance_id}" if cfg.group_instance_id else "dynamic member",
     )
-    app = build_app(cfg, connection, serde)
+    app = build_app(cfg, connection, serde, instruments)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

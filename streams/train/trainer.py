@@ -31,6 +31,7 @@ from streams.dead_letters import dead_letter
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
+from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, serve
 from streams.score.model import neural_config
 from streams.score.model_feed import ModelSnapshotRecord, load_scoring_model
 from streams.train.config import TrainerConfig
@@ -73,9 +74,12 @@ def latest_version(
 
 
 class Trainer:
-    """Consume training rows, retrain, publish snapshots."""
+    """Consume training rows, retrain, publish snapshots; records into ``metrics`` (its own when None)."""
 
-    def __init__(self, cfg: TrainerConfig, connection: ConnectionConfig, serde: AvroSerde) -> None:
+    def __init__(
+        self, cfg: TrainerConfig, connection: ConnectionConfig, serde: AvroSerde, metrics: WorkerMetrics | None = None
+    ) -> None:
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.cfg = cfg
         self.connection = connection
         self.serde = serde
@@ -89,6 +93,8 @@ class Trainer:
         version, payload = latest_version(self.connection, self.serde, names("model-snapshots"), cfg.model_name)
         previous = NeuralThompsonModel.from_bytes(payload) if payload else None
         log.info("trainer: model %s at version %d", cfg.model_name, version)
+        if version:
+            self.metrics.set_model_version(cfg.model_name, version)
         consumer = clients.consumer(
             self.connection,
             {"group.id": cfg.group_id, "enable.auto.commit": False, "isolation.level": "read_committed"},
@@ -105,15 +111,19 @@ class Trainer:
             {"enable.idempotence": True, "message.max.bytes": 16 * 1024 * 1024, "compression.type": "lz4"},
         )
         new_rows = 0
-        last_fit = time.monotonic()
+        last_fit = last_lag = time.monotonic()
         started = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 if max_seconds is not None and time.monotonic() - started > max_seconds:
                     break
+                if time.monotonic() - last_lag >= self.metrics.lag_interval_s:
+                    self.metrics.set_lag(confluent_lag(consumer))  # no offsets kept: against the position
+                    last_lag = time.monotonic()
                 for msg in consumer.consume(1000, timeout=0.5):
                     if msg.error():
                         continue
+                    self.metrics.consumed(topic)
                     try:
                         row = self.serde.decode(
                             "training-rows",
@@ -142,6 +152,8 @@ class Trainer:
                                 consumer="trainer",
                             ),
                         )
+                        self.metrics.dead_lettered(topic, type(exc).__name__)
+                        self.metrics.produced(names("dead-letters"))
                         continue
                     self.buffer.append((features, row["converted"], row["unsubscribed"], row["value"]))
                     _, partition, offset = clients.position(msg)
@@ -186,7 +198,10 @@ class Trainer:
         )
         producer.flush(30)
         self.published += 1
-        log.info("published %s v%d from %d rows in %.1f s", self.cfg.model_name, version, len(X), time.monotonic() - t0)
+        seconds = time.monotonic() - t0
+        self.metrics.produced(self.cfg.names("model-snapshots"))
+        self.metrics.trained(seconds, self.cfg.model_name, version)
+        log.info("published %s v%d from %d rows in %.1f s", self.cfg.model_name, version, len(X), seconds)
         return model
 
 
@@ -226,10 +241,20 @@ def fit_model(
     return model
 
 
-def run_trainer(cfg: TrainerConfig, connection: ConnectionConfig, serde: AvroSerde) -> None:
-    """Run until SIGTERM/SIGINT."""
+def run_trainer(
+    cfg: TrainerConfig, connection: ConnectionConfig, serde: AvroSerde, metrics: MetricsConfig | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT; ``metrics.port`` set: its instruments are served there.
+
+    Raises:
+        ConfigError: the metrics port cannot be bound.
+    """
+    metrics = metrics or MetricsConfig()
+    instruments = WorkerMetrics(lag_interval_s=metrics.lag_interval_s)
+    if metrics.port is not None:
+        serve(instruments.registry, metrics.port, metrics.bind)
     log.info("trainer on %s", connection.redacted())
-    trainer = Trainer(cfg, connection, serde)
+    trainer = Trainer(cfg, connection, serde, metrics=instruments)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: trainer.stop_event.set())
     trainer.run()
