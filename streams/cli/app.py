@@ -21,6 +21,7 @@ from streams.cli.lp import lp_app
 from streams.cli.replay import replay_app
 from streams.cli.report import report
 from streams.cli.simulate import simulate
+from streams.cli.soak import soak
 from streams.cli.topics import topics_app
 from streams.cli.workers import worker_app
 
@@ -106,5 +107,6 @@ app.add_typer(replay_app, name="replay")
 app.add_typer(bandit_app, name="bandit")
 app.command("demo")(demo)
 app.command("simulate")(simulate)
+app.command("soak")(soak)
 app.command("report")(report)
 app.command("experiment")(experiment)
