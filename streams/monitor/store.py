@@ -1,0 +1,152 @@
+"""The monitor's bounded history: per batch, the values the report's per-batch plots show.
+
+From each allocation report (``allocation-reports``), for batch ``b``:
+
+- ``objective``: the LP plan's objective;
+- ``usage.<budget>``: (LP used + fallback used) / limit, the share of the budget spent on the
+  sampled costs (1 = all of it), as the report's "budget usage per batch" plot;
+- ``dual.<budget>`` per budget, and ``dual.provider`` the largest absolute provider dual (one
+  line for what may be hundreds of providers);
+- ``fallback``: users decided by the fallback; ``missing``: users never scored;
+- ``solve_seconds`` (the solver, all draws) and ``window_seconds`` (CLOSED -> decisions).
+
+From each ``health`` record (when the topic exists), every number it carries, flattened:
+a top-level number ``x`` is ``health.x``; a map of numbers ``m`` gives ``health.<key>`` per key
+(``values`` in the health worker's record); a list field named ``alarms`` gives ``alarms`` (how many
+fired). Records are matched to reports by ``batch_id``.
+
+Thread-safe: the feed's thread adds, the web server's reads.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+#: The page's panels: title, unit, and the series prefixes each one draws.
+#: A reference line drawn on a panel (and kept inside its range), by title: the budget's limit.
+REFERENCES = {"Budget usage": 1.0}
+PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Objective", "sum of sampled reward x", ("objective",)),
+    ("Budget usage", "used / limit", ("usage.",)),
+    ("Duals (shadow prices)", "objective per unit", ("dual.",)),
+    ("Fallback decisions", "users", ("fallback", "missing")),
+    ("LP time", "seconds", ("solve_seconds", "window_seconds")),
+    ("Health", "value", ("health.", "alarms")),
+)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _json(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: null, like a missing value."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def report_row(report: Mapping[str, Any]) -> dict[str, float]:
+    """One decoded allocation report's values (module docstring)."""
+    row: dict[str, float] = {
+        "objective": float(report["objective"]),
+        "fallback": float(report.get("n_fallback", 0)),
+        "missing": float(report.get("n_missing", 0)),
+        "solve_seconds": float(report["solve_seconds"]),
+        "window_seconds": float(report["window_seconds"]),
+    }
+    for b in report.get("budgets", []):
+        limit = float(b["limit"])
+        used = float(b["used"]) + float(b.get("fallback_used", 0.0))
+        if limit > 0 and math.isfinite(limit):
+            row[f"usage.{b['name']}"] = used / limit
+        row[f"dual.{b['name']}"] = float(b["dual"])
+    providers = [abs(float(p["dual"])) for p in report.get("providers", [])]
+    if providers:
+        row["dual.provider"] = max(providers)
+    return row
+
+
+def health_row(record: Mapping[str, Any]) -> dict[str, float]:
+    """One decoded health record's numbers (module docstring)."""
+    row: dict[str, float] = {}
+    for key, value in record.items():
+        if key.endswith("_ms") or "batch" in key:  # times and the batch's own ids are not series
+            continue
+        number = _number(value)
+        if number is not None:
+            row[f"health.{key}"] = number
+        elif isinstance(value, Mapping):
+            for sub, v in value.items():
+                n = _number(v)
+                if n is not None:
+                    row[f"health.{sub}"] = n
+        elif key == "alarms" and isinstance(value, list):
+            row["alarms"] = float(len(value))
+    return row
+
+
+class SeriesStore:
+    """The last ``history`` batches' rows, in the order their first record arrived.
+
+    Args:
+        history: batches kept; adding one more drops the oldest.
+    """
+
+    def __init__(self, history: int = 500) -> None:
+        self.history = history
+        self._rows: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.skipped = 0  # records that could not be read (the feed logs each)
+
+    def _merge(self, batch_id: str, values: Mapping[str, float]) -> None:
+        with self._lock:
+            row = self._rows.get(batch_id)
+            if row is None:
+                row = self._rows[batch_id] = {}
+                while len(self._rows) > self.history:
+                    self._rows.popitem(last=False)
+            row.update(values)
+
+    def add_report(self, report: Mapping[str, Any]) -> None:
+        self._merge(str(report["batch_id"]), report_row(report))
+
+    def add_health(self, record: Mapping[str, Any]) -> None:
+        self._merge(str(record["batch_id"]), health_row(record))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def series(self) -> dict[str, Any]:
+        """The JSON of ``/api/series``::
+
+            {"batches": [batch_id, ...],                        # oldest first, B of them
+             "panels": [{"title": str, "unit": str, "ref": float or null,
+                         "series": {name: [value or null] * B}}, ...]}
+
+        A panel lists the series whose names start with one of its prefixes (sorted), each with
+        one value per batch, null where that batch has none (a health record not yet read);
+        panels with no series are left out.
+        """
+        with self._lock:
+            batches = list(self._rows)
+            rows = list(self._rows.values())
+        names = sorted({name for row in rows for name in row})
+        panels = []
+        for title, unit, prefixes in PANELS:
+            mine = [n for n in names if any(n == p or (p.endswith(".") and n.startswith(p)) for p in prefixes)]
+            if mine:
+                panels.append(
+                    {
+                        "title": title,
+                        "unit": unit,
+                        "ref": REFERENCES.get(title),
+                        "series": {n: [_json(row.get(n)) for row in rows] for n in mine},
+                    }
+                )
+        return {"batches": batches, "panels": panels}
