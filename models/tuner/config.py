@@ -45,7 +45,9 @@ class TunerConfig:
         n_candidates: N_sobol, the scrambled Sobol points over the box; the observed settings are added, so
             the distribution has N = N_sobol + (distinct observed settings) candidates.
         seed: seeds the Sobol set (fixed across steps, so arms keep their ids), the hyperparameter fit's
-            restarts and the draws: the same observations and seed give the same distribution.
+            restarts and the draws: the same observations, seed and step give the same distribution.
+        step: the tuning step's index, mixed into the draws' generator (``default_rng([seed, step])``) so
+            successive steps use fresh draws over the same candidates.
         noise_variance: the observation noise variance of every metric in its own units, or ``None`` to learn
             it by marginal likelihood with the hyperparameters.
         jitter: added to the diagonal of each joint posterior covariance before its Cholesky factor.
@@ -57,6 +59,7 @@ class TunerConfig:
     n_samples: int = 1024
     n_candidates: int = 512
     seed: int = 0
+    step: int = 0
     noise_variance: float | None = None
     jitter: float = 1e-8
 
@@ -68,6 +71,8 @@ class TunerConfig:
                 raise ModelInputError(f"each bound must be finite with lo < hi, got ({lo}, {hi})")
         if not (math.isfinite(self.lam) and self.lam > 0):
             raise ModelInputError(f"lam must be positive and finite, got {self.lam}")
+        if self.seed < 0 or self.step < 0:
+            raise ModelInputError(f"seed and step must be >= 0, got {self.seed}, {self.step}")
         if self.n_samples < 1 or self.n_candidates < 1:
             raise ModelInputError(f"n_samples and n_candidates must be >= 1, got {self.n_samples}, {self.n_candidates}")
         if self.noise_variance is not None and not (math.isfinite(self.noise_variance) and self.noise_variance > 0):

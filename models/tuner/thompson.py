@@ -160,15 +160,17 @@ def draw_joint(
 
 def candidate_set(config: TunerConfig, observed: ArrayLike | None = None) -> FloatArray:
     """(N, d) candidates: ``config.n_candidates`` scrambled Sobol points over the box, then every distinct
-    observed setting (sorted), so a setting already tried can keep its traffic."""
+    observed setting not among them (sorted), so a setting already tried can keep its traffic."""
     lo = np.array([b[0] for b in config.bounds])
     hi = np.array([b[1] for b in config.bounds])
     sobol = qmc.Sobol(d=config.dim, scramble=True, seed=config.seed).random(config.n_candidates)
     points: FloatArray = lo + sobol * (hi - lo)
     if observed is not None:
-        obs = as_matrix(observed, config.dim, "observed")
-        if obs.shape[0]:
-            points = np.vstack([points, np.unique(obs, axis=0)])
+        obs = np.unique(as_matrix(observed, config.dim, "observed"), axis=0)
+        known = {row.tobytes() for row in points}
+        fresh = [row for row in obs if row.tobytes() not in known]  # settings drawn from the Sobol set are there
+        if fresh:
+            points = np.vstack([points, np.array(fresh)])
     return points
 
 
@@ -188,7 +190,7 @@ def posterior_draws(X: ArrayLike, Y: ArrayLike, candidates: ArrayLike, config: T
     if not np.all(np.isfinite(Ya)):
         raise ModelInputError("Y contains NaN or inf")
     cand = as_matrix(candidates, config.dim, "candidates")
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng([config.seed, config.step])
     out = np.empty((config.n_metrics, config.n_samples, cand.shape[0]))
     for i in range(config.n_metrics):
         gp = fit_metric_gp(Xa, Ya[:, i], config.bounds, config.noise_variance, seed=config.seed + i)
