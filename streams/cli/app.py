@@ -23,6 +23,7 @@ from streams.cli.report import report
 from streams.cli.simulate import simulate
 from streams.cli.soak import soak
 from streams.cli.topics import topics_app
+from streams.cli.tune import tune
 from streams.cli.workers import worker_app
 
 app = typer.Typer(
@@ -110,3 +111,4 @@ app.command("simulate")(simulate)
 app.command("soak")(soak)
 app.command("report")(report)
 app.command("experiment")(experiment)
+app.command("tune")(tune)
