@@ -18,6 +18,7 @@ from streams.cli.demo import demo
 from streams.cli.experiment import experiment
 from streams.cli.kafka import kafka_app
 from streams.cli.lp import lp_app
+from streams.cli.monitor import monitor
 from streams.cli.replay import replay_app
 from streams.cli.report import report
 from streams.cli.simulate import simulate
@@ -112,3 +113,4 @@ app.command("soak")(soak)
 app.command("report")(report)
 app.command("experiment")(experiment)
 app.command("tune")(tune)
+app.command("monitor")(monitor)
