@@ -324,12 +324,15 @@ def _audit(settings: Settings, users_changelog: str, feed: Any) -> SoakResult:
     reasons: Counter[str] = Counter()
     examples: list[str] = []
     ambiguous_absorbed = 0
+    b_error_matched = 0.0
     for user in sorted(set(facts) | set(run.heads)):
         stored = stored_head(run.heads[user]) if user in run.heads else None
         verdict = check_head(stored, facts.get(user, []), precision, noise_var, window)
         ambiguous_absorbed += verdict.ambiguous_absorbed
-        if not verdict.ok:
-            reasons[verdict.reason.split(",")[0]] += 1
+        if verdict.ok:
+            b_error_matched = max(b_error_matched, verdict.b_error)
+        else:
+            reasons[verdict.reason.split(" (")[0]] += 1
             if len(examples) < 10:
                 examples.append(f"{user}: {verdict.reason}")
     all_facts = [f for fs in facts.values() for f in fs]
@@ -355,6 +358,7 @@ def _audit(settings: Settings, users_changelog: str, feed: Any) -> SoakResult:
         "feedback_ambiguous": sum(1 for f in all_facts if not f.certain and f.p_options),
         "feedback_never_scored": sum(1 for f in all_facts if not f.p_options),
         "ambiguous_absorbed": ambiguous_absorbed,
+        "b_error_max_of_matching_users": round(b_error_matched, 4),
         "users_checked": len(set(facts) | set(run.heads)),
         "model_versions": sorted(run.snapshots),
         "unexpected_decisions": counts.unexpected,

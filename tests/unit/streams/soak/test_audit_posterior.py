@@ -143,3 +143,16 @@ def test_a_record_absorbed_twice_is_caught() -> None:
     head = learner(fs + fs[:1], rng, window=16, shuffle=False)  # the first record again, 40 records later
     head = StoredHead(head.A, head.b, head.seen, 40)
     assert not check_head(head, fs, LAMBDA, S2, 16).ok
+
+
+def test_float32_noise_in_p_passes_and_a_wrong_p_does_not() -> None:
+    """p from a float32 network differs in its last bits between batches of rows: within
+    tolerance; a p off by 0.002 on one record (another model version) is not."""
+    rng = np.random.default_rng(8)
+    fs = facts(rng, 20)
+    head = learner(fs, rng)
+    noisy = [FeedbackFact(f.feedback_id, f.z, f.y, (f.p_options[0] * (1 + 1e-7),), f.certain) for f in fs]
+    assert check_head(head, noisy, LAMBDA, S2, 256).ok
+    off = [*fs[:-1], FeedbackFact(fs[-1].feedback_id, fs[-1].z, fs[-1].y, (fs[-1].p_options[0] + 0.002,), True)]
+    v = check_head(head, off, LAMBDA, S2, 256)
+    assert not v.ok and v.b_error > 1.0
