@@ -19,7 +19,7 @@ import numpy as np
 
 from banditlp.arrays import FloatArray
 from evaluation.errors import EvaluationInputError
-from evaluation.tuning.methods import make_method
+from evaluation.tuning.methods import TunerMethod, make_method
 from evaluation.tuning.problem import GridTruth, SyntheticProblem, near_best_feasible
 from models.tuner.config import TunerConfig
 from models.tuner.thompson import ParameterDistribution
@@ -67,6 +67,7 @@ class MethodRun:
         X: (budget, 2) the observed settings, in order.
         Y: (budget, 3) their noisy metrics.
         final: the distribution the method ships.
+        history: the tuner's distribution at every step, the final one last (empty for the baselines).
     """
 
     method: str
@@ -74,6 +75,7 @@ class MethodRun:
     X: FloatArray
     Y: FloatArray
     final: ParameterDistribution
+    history: tuple[ParameterDistribution, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ def run_method(
         Y = np.vstack([Y, problem.observe(x_new, noise)])
         if on_round is not None:
             on_round(r)
-    return MethodRun(method, seed, X, Y, m.final(X, Y))
+    final = m.final(X, Y)
+    history = tuple(m.history) if isinstance(m, TunerMethod) else ()
+    return MethodRun(method, seed, X, Y, final, history)
 
 
 def score(problem: SyntheticProblem, truth: GridTruth, run: MethodRun) -> SeedScore:

@@ -24,7 +24,7 @@ far from the optimum. The mass near the best is then 1 or 0 per seed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -70,17 +70,21 @@ def best_observed_feasible(problem: SyntheticProblem, X: FloatArray, Y: FloatArr
 
 @dataclass
 class TunerMethod:
-    """The GP Thompson tuner (round 1 uniform, then settings drawn from the Thompson distribution)."""
+    """The GP Thompson tuner (round 1 uniform, then settings drawn from the Thompson distribution).
+
+    ``history`` keeps every step's distribution, in order (the last is the final one).
+    """
 
     problem: SyntheticProblem
     config: TunerConfig
     rng: np.random.Generator
-    step: int = 0
+    history: list[ParameterDistribution] = field(default_factory=list)
 
     def _distribution(self, X: FloatArray, Y: FloatArray) -> ParameterDistribution:
         # fresh draws per step over the same Sobol candidates (config.seed fixed, config.step counting)
-        self.step += 1
-        return thompson_distribution(X, Y, replace(self.config, step=self.step))
+        dist = thompson_distribution(X, Y, replace(self.config, step=len(self.history) + 1))
+        self.history.append(dist)
+        return dist
 
     def propose(self, X: FloatArray, Y: FloatArray, k: int) -> FloatArray:
         if X.shape[0] == 0:

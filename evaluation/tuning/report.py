@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evaluation.errors import EvaluationInputError
+from evaluation.tuning.churn import ChurnRow, churn
 from evaluation.tuning.loop import LoopConfig, MethodRun, SeedScore, run_method, score
 from evaluation.tuning.methods import METHODS
 from evaluation.tuning.problem import GridTruth, SyntheticProblem, grid_truth
@@ -117,6 +118,24 @@ def checks(result: TuneResult) -> dict[str, bool]:
     return out
 
 
+def per_seed_wins(result: TuneResult) -> list[str]:
+    """For each baseline: on how many seeds the tuner's mass and best-found value are above / below it."""
+    tuner = result.scores["tuner"]
+    out = []
+    for other, ss in result.scores.items():
+        if other == "tuner":
+            continue
+        mass = [(a.mass_near_best_feasible, b.mass_near_best_feasible) for a, b in zip(tuner, ss)]
+        best = [(a.best_feasible_found, b.best_feasible_found) for a, b in zip(tuner, ss)]
+        best_pairs = [(a, b) for a, b in best if a is not None and b is not None]
+        out.append(
+            f"the tuner's mass is above {other}'s on {sum(a > b for a, b in mass)} of {len(mass)} seeds "
+            f"(below on {sum(a < b for a, b in mass)}), its best feasible found above on "
+            f"{sum(a > b for a, b in best_pairs)} (below on {sum(a < b for a, b in best_pairs)})"
+        )
+    return out
+
+
 def table_markdown(result: TuneResult) -> str:
     """The per-method table (mean ± std over seeds), the problem and budget, and the checks."""
     t, c = result.truth, result.config
@@ -137,6 +156,9 @@ def table_markdown(result: TuneResult) -> str:
         )
     lines.append("")
     lines.append("Checks: " + ", ".join(f"{k} = {v}" for k, v in checks(result).items()))
+    if "tuner" in result.scores:
+        lines.append("")
+        lines.append("Per seed, " + "; ".join(per_seed_wins(result)) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -192,14 +214,39 @@ def plot_distribution(result: TuneResult, path: Path, method: str = "tuner") -> 
     plt.close(fig)
 
 
-def write_outputs(result: TuneResult, out: Path) -> dict[str, Path]:
-    """Write ``tune.json``, ``tune.md`` and ``tune_distribution.png`` into ``out``; return their paths."""
+def churn_markdown(rows: Sequence[ChurnRow], seed: int, n_users: int) -> str:
+    """The assignment's churn table over the tuner's successive distributions."""
+    lines = [
+        f"Users changing arm between consecutive tuner distributions (seed {seed}, {n_users:,} hashed users): "
+        "TV = the least possible; relayout = kept layout, minimal moves; cumulative = arms re-laid in id order; "
+        "fresh hash = re-salted.",
+        "",
+        "| step | TV (minimum) | relayout | relayout / TV | cumulative | fresh hash |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = r.relayout / r.tv if r.tv > 0 else float("nan")
+        lines.append(
+            f"| {r.step} | {r.tv:.4f} | {r.relayout:.4f} | {ratio:.3f} | {r.cumulative:.4f} | {r.fresh_hash:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: TuneResult, out: Path, n_users: int = 100_000) -> dict[str, Path]:
+    """Write ``tune.json``, ``tune.md``, ``tune_distribution.png`` and ``assignment.json`` (the churn of the
+    first seed's tuner distributions over ``n_users`` users) into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "tune.json", "table": out / "tune.md", "plot": out / "tune_distribution.png"}
+    paths = {"json": out / "tune.json", "table": out / "tune.md"}
     paths["json"].write_text(json.dumps(tune_json(result), indent=2) + "\n")
-    paths["table"].write_text(table_markdown(result))
-    if "tuner" in result.first_runs:
+    text = table_markdown(result)
+    run = result.first_runs.get("tuner")
+    if run is not None:
+        paths["plot"] = out / "tune_distribution.png"
         plot_distribution(result, paths["plot"])
-    else:
-        del paths["plot"]
+        if len(run.history) >= 2:
+            rows = churn(run.history, n_users=n_users)
+            paths["assignment"] = out / "assignment.json"
+            paths["assignment"].write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+            text += "\n" + churn_markdown(rows, run.seed, n_users)
+    paths["table"].write_text(text)
     return paths

@@ -3,8 +3,10 @@
 No Kafka: the tuner of :mod:`models.tuner` on the synthetic problem of :mod:`evaluation.tuning.problem`,
 each method spending the same budget of noisy observations in rounds (:mod:`evaluation.tuning.loop`).
 Writes ``OUT/tune.json`` (``{"methods": {name: {"mass_near_best_feasible": [...], "best_feasible_found":
-[...]}}, "best_feasible": f*}``), ``OUT/tune.md`` (the table it prints) and ``OUT/tune_distribution.png``
-(the first seed's final tuner distribution over the box with the feasible region).
+[...]}}, "best_feasible": f*}``), ``OUT/tune.md`` (the tables it prints), ``OUT/tune_distribution.png``
+(the first seed's final tuner distribution over the box with the feasible region) and
+``OUT/assignment.json`` (users changing arm between the first seed's successive tuner distributions:
+the minimal relayout against the total-variation minimum, a stateless layout and a fresh hash).
 
 The live loop through the broker (per-arm metrics from decisions and feedback, the distribution published
 on the parameter-distribution topic) is not built: ``--synthetic`` is required.
@@ -46,7 +48,7 @@ def tune(
 
         from evaluation.tuning.loop import LoopConfig
         from evaluation.tuning.problem import SyntheticProblem
-        from evaluation.tuning.report import run_experiment, table_markdown, write_outputs
+        from evaluation.tuning.report import run_experiment, write_outputs
 
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
@@ -73,6 +75,6 @@ def tune(
         paths = write_outputs(result, out)
     except BanditLPError as exc:
         fail(exc)
-    typer.echo(table_markdown(result))  # plain: the table is markdown and must not be wrapped
+    typer.echo(paths["table"].read_text())  # plain: the tables are markdown and must not be wrapped
     for path in paths.values():
         typer.echo(f"wrote {path}")

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
+from evaluation.tuning.churn import churn
 from evaluation.tuning.loop import LoopConfig, run_method, score
 from evaluation.tuning.methods import METHODS
 from evaluation.tuning.problem import SyntheticProblem, grid_truth, near_best_feasible
@@ -59,3 +61,17 @@ def test_cli_requires_synthetic_and_writes_outputs(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "tune.json").read_text())
     assert set(doc["methods"]) == {"tuner", "random_search"}
+
+
+def test_churn_of_the_tuner_history_is_at_least_tv_and_below_a_fresh_hash() -> None:
+    run = run_method(
+        SyntheticProblem(grid=201), "tuner", 0, LoopConfig(budget=12, rounds=3, n_samples=256, n_candidates=32)
+    )
+    assert len(run.history) == 3 and run.history[-1] is run.final
+    rows = churn(run.history, n_users=20_000)
+    assert [r.step for r in rows] == [1, 2]
+    for r in rows:
+        assert r.relayout_exact == pytest.approx(r.tv, abs=1e-9)
+        assert r.relayout <= r.tv + 4 * np.sqrt(r.tv / 20_000) + 1e-12
+        assert r.relayout <= r.cumulative + 1e-12 or r.cumulative >= r.tv - 0.02
+        assert r.fresh_hash >= r.relayout
