@@ -17,6 +17,7 @@ from banditlp.arrays import BoolArray, Float32Array, FloatArray
 from evaluation.email_world import BatchConstraints, CandidateBatch, EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.seeding import OUTCOMES, WARM_START, generator
+from evaluation.health.shift import world_at
 
 #: Batch indices the warm start logs from: far from the ones a run plays (0, 1, ...); the same
 #: as the streamed warm start's (streams.simulate.warm_start.FIRST_LOGGED_BATCH).
@@ -121,10 +122,12 @@ class BatchBook:
             OracleInfeasible: if the world's batch has no feasible allocation.
         """
         if index not in self._truth:
-            batch = self.world.candidates(index)
-            constraints = self.world.constraints(batch)
-            p_conv, p_unsub, value = self.world.true_probabilities(batch.pair_user, batch.pair_item)
-            oracle = self.world.oracle(batch, constraints)
+            # A shifted world (the drift experiment) plays this batch in the world of its index.
+            world = world_at(self.world, index)
+            batch = world.candidates(index)
+            constraints = world.constraints(batch)
+            p_conv, p_unsub, value = world.true_probabilities(batch.pair_user, batch.pair_item)
+            oracle = world.oracle(batch, constraints)
             self._truth[index] = BatchTruth(batch, constraints, p_conv * value, p_conv, p_unsub, oracle.objective)
         return self._truth[index]
 
@@ -135,7 +138,7 @@ class BatchBook:
         the sent pairs alone, pair by pair independent, and makes them common to the methods.
         """
         batch = self.truth(index).batch
-        converted, unsubscribed, value = self.world.draw_outcomes(
+        converted, unsubscribed, value = world_at(self.world, index).draw_outcomes(
             batch.pair_user, batch.pair_item, generator(seed, OUTCOMES, index, "outcomes")
         )
         return Outcomes(converted, unsubscribed, value)

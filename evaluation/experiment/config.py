@@ -10,6 +10,7 @@ from typing import Any
 from evaluation.email_world import EmailWorldConfig
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.methods.registry import DEFAULT_METHODS, config_json, configured, method_spec
+from evaluation.health.shift import Shift
 
 #: The worlds the experiment knows (one so far).
 WORLDS = ("email",)
@@ -39,6 +40,10 @@ class ExperimentConfig:
             behind its allocation variance; 0 measures none.
         summary_from: First batch (1-based) of the summary's means over batches.
         baseline: The method cumulative rewards are compared against in the summary.
+        shift: The drift experiment's shift of the world from one batch on
+            (:class:`evaluation.health.shift.Shift`), or None for the world as it is.
+        health: Measure the batch health and its alarms (:mod:`evaluation.health`) every batch;
+            always on with a shift. Off, the results are those of an experiment without it.
     """
 
     world: EmailWorldConfig = field(default_factory=EmailWorldConfig)
@@ -55,6 +60,8 @@ class ExperimentConfig:
     variance_draws: int = 4
     summary_from: int = 4
     baseline: str = "nn_lp"
+    shift: Shift | None = None
+    health: bool = False
 
     def __post_init__(self) -> None:
         """Reject a configuration that cannot run.
@@ -79,6 +86,10 @@ class ExperimentConfig:
             (self.overlap_k >= 1, f"overlap_k must be >= 1, got {self.overlap_k}"),
             (self.variance_draws >= 0, f"variance_draws must be >= 0, got {self.variance_draws}"),
             (1 <= self.summary_from <= self.batches, f"summary_from must be in [1, {self.batches}]"),
+            (
+                self.shift is None or self.shift.batch < self.batches,
+                f"the shift batch must be below batches={self.batches}",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -90,6 +101,11 @@ class ExperimentConfig:
     def tau(self) -> float:
         """The temperature of the comparison."""
         return self.taus[0]
+
+    @property
+    def measures_health(self) -> bool:
+        """Whether the batch health is measured (asked for, or a shift is injected)."""
+        return self.health or self.shift is not None
 
     @property
     def warm_start_rows(self) -> int:
@@ -105,7 +121,7 @@ class ExperimentConfig:
         """The configuration as JSON values, with each method's configuration at ``tau``."""
         world = dataclasses.asdict(self.world)
         world = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in world.items()}
-        return {
+        doc: dict[str, Any] = {
             "world": self.world_name,
             "world_config": world,
             "seeds": list(self.experiment_seeds),
@@ -126,3 +142,9 @@ class ExperimentConfig:
                 for name in dict.fromkeys(self.methods + self.sweep_methods)
             },
         }
+        # Written only when used, so an experiment without them writes what it always wrote.
+        if self.shift is not None:
+            doc["shift"] = self.shift.to_json()
+        if self.measures_health:
+            doc["health"] = True
+        return doc

@@ -9,7 +9,13 @@ One seed of one method (:func:`run_seed`):
    sampling (``allocator.round_allocation``, as the allocator worker rounds); the outcomes of the
    sent pairs come from the seed's common outcome draws; the method learns from them;
 3. the measures of every batch are taken under the true probabilities
-   (:mod:`evaluation.experiment.metrics`, :mod:`evaluation.experiment.diagnostics`).
+   (:mod:`evaluation.experiment.metrics`, :mod:`evaluation.experiment.diagnostics`);
+4. with ``config.measures_health``, the batch health (:mod:`evaluation.health`) is measured as a
+   monitor would see it (the plan, the features, the model's predictions and the sent pairs'
+   outcomes; the warm start's features are the reference window) and its alarms raised.
+
+With ``config.shift`` the world is :class:`evaluation.health.shift.ShiftedWorld`: from the
+shift's batch on, batches are played by the shifted world.
 
 A sweep point is a comparison run with one setting changed (τ, or the warm-start size); the
 point equal to the comparison's setting reuses its runs.
@@ -43,6 +49,9 @@ from evaluation.experiment.metrics import (
     unsub_usage,
 )
 from evaluation.experiment.seeding import generator
+from evaluation.health import BatchHealth, HealthMonitor, MonitorConfig
+from evaluation.health.series import health_series, planned_batch
+from evaluation.health.shift import ShiftedWorld
 
 #: ``(task label, seed, batch index)`` after every batch: what a progress bar advances on.
 ProgressFn = Callable[[str, int, int], None]
@@ -56,10 +65,12 @@ class SeedRun:
         series: Measure -> ``(B,)`` one value per batch (nan where there is none); dotted names
             (``calibration_error.unsubscription_chosen``) are grouped in the results file.
         curves: Curve name -> ``(mean predicted (bins,), mean true (bins,))`` pooled over batches.
+        health: The batch health of every batch, when it was measured (else empty).
     """
 
     series: dict[str, FloatArray]
     curves: dict[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+    health: list[BatchHealth] = field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,7 +153,14 @@ def run_seed(
     n_items, n_providers = world.config.n_items, world.config.n_providers
     method = build_method(method_name, MethodContext(world.feature_dim, world), config.tau if tau is None else tau)
     rows0 = config.warm_start_rows if warm_start_rows is None else warm_start_rows
-    method.learn(book.warm_start(seed, rows0), generator(seed, method_name, -1, "train"))
+    warm_start = book.warm_start(seed, rows0)
+    method.learn(warm_start, generator(seed, method_name, -1, "train"))
+    monitor = (
+        HealthMonitor(MonitorConfig(overlap_k=world.config.sends_per_user), reference_features=warm_start.features)
+        if config.measures_health
+        else None
+    )
+    healths: list[BatchHealth] = []
     measures: list[dict[str, float]] = []
     curves = CurveBook()
     previous_items: FloatArray | None = None
@@ -184,6 +202,24 @@ def run_seed(
         }
         row.update(estimate_measures(truth, x, plan.estimates))
         row.update({f"policy.{k}": float(v) for k, v in plan.policy.items()})
+        if monitor is not None:
+            est = plan.estimates
+            health = monitor.observe(
+                planned_batch(
+                    b,
+                    batch.pair_user,
+                    batch.pair_item,
+                    batch.features,
+                    plans,
+                    sent,
+                    outcomes.converted,
+                    outcomes.unsubscribed,
+                    None if est is None else est.conversion,
+                    None if est is None else est.unsub_calibrated,
+                )
+            )
+            healths.append(health)
+            row.update(health_series(health))
         measures.append(row)
         curves.add(truth, x, plan.estimates)
         previous_items = items
@@ -198,7 +234,7 @@ def run_seed(
         if on_batch is not None:
             on_batch(label or method_name, seed, b)
     series = {key: np.array([m[key] for m in measures], dtype=float) for key in measures[0]}
-    return SeedRun(series=series, curves=curves.curves())
+    return SeedRun(series=series, curves=curves.curves(), health=healths)
 
 
 def run_experiment(config: ExperimentConfig, on_batch: ProgressFn | None = None) -> ExperimentRun:
@@ -214,7 +250,8 @@ def run_experiment(config: ExperimentConfig, on_batch: ProgressFn | None = None)
     Raises:
         OracleInfeasible: if a batch of the world has no feasible allocation.
     """
-    book = BatchBook(EmailWorld(config.world))
+    world = EmailWorld(config.world)
+    book = BatchBook(world if config.shift is None else ShiftedWorld(world, config.shift))
     methods: dict[str, list[SeedRun]] = {}
     sweeps: dict[str, dict[str, dict[str, list[SeedRun]]]] = {}
     for task in tasks(config):

@@ -5,6 +5,11 @@
 * ``alarms`` — :class:`Alarm`, the documented thresholds (:class:`HealthThresholds`) and the CUSUM
   behind the outcome-rate alarms;
 * ``monitor`` — :class:`HealthMonitor`: one :class:`BatchHealth` per batch against a reference window;
+* ``series`` — the monitor inside the offline experiment, and the series its results hold;
+* ``report`` — an experiment's ``health.json`` and ``health.png``;
+* ``shift`` — :class:`~evaluation.health.shift.ShiftedWorld`: the email world with a feature or
+  base-rate shift from a batch on (the drift experiment's world);
+* ``drift`` — alarm delays and false-alarm rates of the drift experiment over seeds.
 """
 
 from evaluation.health.alarms import Alarm, Cusum, HealthThresholds, cusum_threshold, siegmund_arl

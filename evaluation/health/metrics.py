@@ -94,8 +94,17 @@ def item_coverage(pair_item: ArrayLike, propensity: ArrayLike, min_mass: float =
     return float((mass > min_mass).mean()) if mass.size else math.nan
 
 
-def top_k_pairs(pair_user: ArrayLike, pair_item: ArrayLike, propensity: ArrayLike, k: int) -> IntArray:
-    """Indices of each user's top-``k`` pairs by propensity (positive ones only; ties to the smaller item id).
+def top_k_pairs(
+    pair_user: ArrayLike, pair_item: ArrayLike, propensity: ArrayLike, k: int, tie: ArrayLike | None = None
+) -> IntArray:
+    """Indices of each user's top-``k`` pairs by propensity (positive ones only).
+
+    Args:
+        pair_user: ``(E,)`` user ids.
+        pair_item: ``(E,)`` item ids.
+        propensity: ``(E,)`` send probabilities.
+        k: K >= 1.
+        tie: ``(E,)`` ints; equal propensities go to the smaller (the item id when None).
 
     Returns:
         ``(M,)`` indices into the pair arrays, M <= k * users.
@@ -103,7 +112,7 @@ def top_k_pairs(pair_user: ArrayLike, pair_item: ArrayLike, propensity: ArrayLik
     u, i, p = _pairs(pair_user, pair_item, propensity)
     if k < 1:
         raise EvaluationInputError(f"k must be >= 1, got {k}")
-    order = np.lexsort((i, -p, u))
+    order = np.lexsort((i if tie is None else np.asarray(tie, dtype=np.int64), -p, u))
     su = u[order]
     rank = np.arange(order.size) - np.searchsorted(su, su, side="left")
     keep = (rank < k) & (p[order] > 0)
@@ -111,14 +120,15 @@ def top_k_pairs(pair_user: ArrayLike, pair_item: ArrayLike, propensity: ArrayLik
 
 
 def overlap_at_k(
-    previous: tuple[ArrayLike, ArrayLike, ArrayLike],
-    current: tuple[ArrayLike, ArrayLike, ArrayLike],
+    previous: tuple[ArrayLike, ...],
+    current: tuple[ArrayLike, ...],
     k: int,
 ) -> float:
     """Per-user overlap@K of two consecutive plans (see the module docstring).
 
     Args:
-        previous: ``(pair_user, pair_item, propensity)`` of the previous batch, each ``(E0,)``.
+        previous: ``(pair_user, pair_item, propensity)`` of the previous batch, each ``(E0,)``,
+            optionally with a fourth ``(E0,)`` tie-break of equal propensities (:func:`top_k_pairs`).
         current: The same of this batch, each ``(E1,)``.
         k: K >= 1.
 
@@ -126,9 +136,10 @@ def overlap_at_k(
         The mean over users of both plans with a top-K set in either; nan when there is none.
     """
     sets = []
-    for pu, pi, pp in (previous, current):
+    for plan in (previous, current):
+        pu, pi, pp = plan[:3]
         u, i, _ = _pairs(pu, pi, pp)
-        top = top_k_pairs(u, i, pp, k)
+        top = top_k_pairs(u, i, pp, k, plan[3] if len(plan) > 3 else None)
         sets.append((u, u[top], i[top]))
     (u0, a_user, a_item), (u1, b_user, b_item) = sets
     n_users = int(max(u0.max(initial=-1), u1.max(initial=-1))) + 1

@@ -7,10 +7,16 @@ metrics compare against:
 
 * the reference (training) window of the features: given (the rows the model was trained on),
   else the features of the first ``reference_batches`` batches;
-* the reference of the predictions and of the exploration metrics: the first
-  ``reference_batches`` batches (no drift or collapse alarm is raised inside them);
+* the reference of the exploration metrics: their means over the first ``reference_batches``
+  batches (no collapse alarm is raised inside them);
+* the reference of the predictions: the predictions of the previous ``reference_batches``
+  batches. The model is retrained between batches, so the predictions of a learning model drift
+  away from any fixed window while the world stays the same; against the batches just before,
+  a learning model moves little and a shifted population much;
 * the previous batch's plan (overlap@K), the last ``calibration_window`` outcomes of each
-  outcome (calibration) and the CUSUM state of each outcome rate.
+  outcome (calibration) and the CUSUM state of each outcome rate. The CUSUM starts after the
+  reference batches: a model fitted on a small warm start is miscalibrated on the pairs its LP
+  picks first (the winner's curse of the LP), which is not a change of the world.
 
 Metric names (the keys of :attr:`BatchHealth.values`): ``selection_entropy``, ``item_coverage``,
 ``overlap_at_k``, ``allocation_variance``, ``feature_psi_max``, ``feature_psi.<j>``,
@@ -30,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from banditlp.arrays import FloatArray, IntArray
 from evaluation.errors import EvaluationInputError
@@ -46,6 +53,17 @@ from evaluation.health.metrics import (
 
 #: The outcomes whose rates and calibration are watched.
 OUTCOMES = ("conversion", "unsubscription")
+#: Every alarm the monitor raises, in a fixed order.
+ALARM_NAMES = (
+    "feature_drift",
+    *(f"prediction_drift.{o}" for o in OUTCOMES),
+    *(f"rate_shift.{o}" for o in OUTCOMES),
+    *(f"calibration.{o}" for o in OUTCOMES),
+    "entropy_collapse",
+    "coverage_collapse",
+    "overlap_collapse",
+    "variance_collapse",
+)
 #: Exploration metrics and the alarm each raises when it falls below its reference fraction.
 _COLLAPSES = (
     ("selection_entropy", "entropy_collapse", "entropy_ratio"),
@@ -66,10 +84,12 @@ class BatchObservation:
         propensity: ``(E,)`` send probabilities (the plan's ``x`` when there is nothing else).
         plans: ``(R, E)`` other plans of the same batch and model (for the allocation variance),
             or None to take it from the propensities (:func:`~evaluation.health.metrics.send_variance`).
-        features: ``(E, d)`` the pair features the model saw, or None.
-        predicted: Outcome -> ``(E,)`` the model's calibrated prediction of every pair (for the
+        features: ``(n, d)`` the pair features the model saw (every pair's, or those known), or None.
+        predicted: Outcome -> ``(n,)`` the model's calibrated prediction of the pairs (for the
             prediction drift); absent outcomes are not measured.
         outcomes: Outcome -> ``(predicted (n_o,), observed (n_o,) 0/1)`` of the sends observed.
+        tie: ``(E,)`` ints that order equal propensities in a user's top K (the item id when None;
+            the worker passes the rank of the item's name, so ties follow the names).
     """
 
     batch: int
@@ -80,6 +100,7 @@ class BatchObservation:
     features: FloatArray | None = None
     predicted: Mapping[str, FloatArray] = field(default_factory=dict)
     outcomes: Mapping[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
+    tie: IntArray | None = None
 
 
 @dataclass(frozen=True)
@@ -137,18 +158,19 @@ class HealthMonitor:
             ``reference_batches`` batches' features.
     """
 
-    def __init__(self, config: MonitorConfig | None = None, reference_features: FloatArray | None = None) -> None:
+    def __init__(self, config: MonitorConfig | None = None, reference_features: ArrayLike | None = None) -> None:
         self.config = config if config is not None else MonitorConfig()
         self._h = self.config.thresholds.cusum_h
         self._reference_features = None if reference_features is None else np.asarray(reference_features, dtype=float)
         self._fixed_features = reference_features is not None
         self._pending_features: list[FloatArray] = []
-        self._reference_predicted: dict[str, FloatArray] = {}
-        self._pending_predicted: dict[str, list[FloatArray]] = {}
+        self._recent_predicted: dict[str, deque[FloatArray]] = {
+            o: deque(maxlen=self.config.reference_batches) for o in OUTCOMES
+        }
         self._reference_exploration: dict[str, float] = {}
         self._pending_exploration: dict[str, list[float]] = {}
         self._seen = 0
-        self._previous: tuple[IntArray, IntArray, FloatArray] | None = None
+        self._previous: tuple[np.ndarray, ...] | None = None
         self._cusum = {o: Cusum() for o in OUTCOMES}
         window = self.config.calibration_window
         self._recent: dict[str, tuple[deque[float], deque[float]]] = {
@@ -161,7 +183,9 @@ class HealthMonitor:
         in_reference = self._seen < c.reference_batches
         values: dict[str, float] = {}
         alarms: list[Alarm] = []
-        current = (obs.pair_user, obs.pair_item, obs.propensity)
+        current: tuple[np.ndarray, ...] = (obs.pair_user, obs.pair_item, obs.propensity)
+        if obs.tie is not None:
+            current += (obs.tie,)
         values["selection_entropy"] = selection_entropy(obs.pair_item, obs.propensity)
         values["item_coverage"] = item_coverage(obs.pair_item, obs.propensity)
         values["overlap_at_k"] = (
@@ -175,7 +199,7 @@ class HealthMonitor:
         values.update(self._feature_drift(obs, in_reference, alarms))
         for outcome in OUTCOMES:
             values.update(self._prediction_drift(obs, outcome, in_reference, alarms))
-            values.update(self._outcome_health(obs, outcome, alarms))
+            values.update(self._outcome_health(obs, outcome, in_reference, alarms))
 
         for metric, alarm, ratio_name in _COLLAPSES:
             value = values[metric]
@@ -194,7 +218,6 @@ class HealthMonitor:
 
     def _close_reference(self) -> None:
         self._reference_exploration = {k: float(np.mean(v)) for k, v in self._pending_exploration.items()}
-        self._reference_predicted = {o: np.concatenate(v) for o, v in self._pending_predicted.items() if v}
         if not self._fixed_features and self._pending_features:
             self._reference_features = np.concatenate(self._pending_features)
 
@@ -221,18 +244,18 @@ class HealthMonitor:
         predicted = obs.predicted.get(outcome)
         if predicted is None:
             return {key: math.nan}
-        if in_reference:
-            self._pending_predicted.setdefault(outcome, []).append(np.asarray(predicted, dtype=float))
-            return {key: math.nan}
-        reference = self._reference_predicted.get(outcome)
-        if reference is None:
-            return {key: math.nan}
-        value = float(psi(reference, predicted)[0])
-        if value > self.config.thresholds.psi:
-            alarms.append(Alarm(f"prediction_drift.{outcome}", obs.batch, value, self.config.thresholds.psi))
+        recent = self._recent_predicted[outcome]
+        value = math.nan
+        if len(recent) == recent.maxlen:
+            value = float(psi(np.concatenate(recent), predicted)[0])
+            if not in_reference and value > self.config.thresholds.psi:
+                alarms.append(Alarm(f"prediction_drift.{outcome}", obs.batch, value, self.config.thresholds.psi))
+        recent.append(np.asarray(predicted, dtype=float))
         return {key: value}
 
-    def _outcome_health(self, obs: BatchObservation, outcome: str, alarms: list[Alarm]) -> dict[str, float]:
+    def _outcome_health(
+        self, obs: BatchObservation, outcome: str, in_reference: bool, alarms: list[Alarm]
+    ) -> dict[str, float]:
         t = self.config.thresholds
         pair = obs.outcomes.get(outcome)
         p, y = (np.zeros(0), np.zeros(0)) if pair is None else (np.asarray(pair[0], float), np.asarray(pair[1], float))
@@ -240,7 +263,9 @@ class HealthMonitor:
         recent_p.extend(p.tolist())
         recent_y.extend(y.tolist())
         z = standardised_residual(p, y)
-        self._cusum[outcome], stat, fired = self._cusum[outcome].step(z, t.cusum_k, self._h)
+        stat, fired = math.nan, False
+        if not in_reference:
+            self._cusum[outcome], stat, fired = self._cusum[outcome].step(z, t.cusum_k, self._h)
         if fired:
             alarms.append(Alarm(f"rate_shift.{outcome}", obs.batch, stat, self._h))
         cal = calibration(np.fromiter(recent_p, float), np.fromiter(recent_y, float), self.config.calibration_bins)

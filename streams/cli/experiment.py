@@ -5,6 +5,13 @@ No Kafka: the same models/ and allocator/ code the streams run, driven batch by 
 batch, and the sweeps; :mod:`evaluation.experiment.results`) and ``OUT/summary.json`` (the
 figures over seeds, :mod:`evaluation.experiment.summary`: ``{"methods": {NAME: figures},
 "sweeps": {SWEEP: {VALUE: {NAME: figures}}}}``), and prints the tables of those figures.
+
+``--shift KIND --shift-batch B [--shift-size S]`` is the drift experiment: from batch B (1-based)
+on, the world's user features move (``features``) or a base rate changes (``conversion``,
+``unsubscription``; :mod:`evaluation.health.shift`). With a shift, or with ``--health``, the batch
+health and its alarms (:mod:`evaluation.health`) are measured every batch: their series go into
+results.json (``health.*``, ``alarm.*``), every record into ``OUT/health.json`` and a figure into
+``OUT/health.png``, and the alarms are printed. Without either, nothing changes.
 """
 
 from __future__ import annotations
@@ -12,12 +19,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from evaluation.experiment.runner import ExperimentRun
+
 from banditlp.errors import BanditLPError
 from evaluation.email_world import EmailWorldConfig
+from evaluation.health.shift import Shift
 from streams.cli.common import console, default_of, fail
 
 
@@ -70,6 +82,16 @@ def experiment(
         1, help="Torch intra-op threads (the small networks train fastest on one; 0: torch's default)."
     ),
     out: Path | None = typer.Option(None, help="Where results.json goes (default runs/experiment-<time>)."),
+    shift: str | None = typer.Option(
+        None, help="Drift experiment: shift 'features', 'conversion' or 'unsubscription' from --shift-batch on."
+    ),
+    shift_batch: int = typer.Option(1, help="The first shifted batch (1-based, as the report counts batches)."),
+    shift_size: float | None = typer.Option(
+        None,
+        help="Shift size: standard deviations of every user feature (features, default 0.5) or a logit "
+        "offset (rates, default log 2 = 0.693).",
+    ),
+    health: bool = typer.Option(False, help="Measure the batch health and its alarms (always on with --shift)."),
 ) -> None:
     """Compare BanditLP with NN-LP, NNTS, LinUCB-LP, Random-LP and the oracle LP, offline."""
     import torch
@@ -109,6 +131,8 @@ def experiment(
             variance_draws=variance_draws,
             summary_from=min(summary_from, max(batches, 1)),
             baseline=baseline,
+            shift=None if shift is None else _shift(shift, shift_batch, shift_size),
+            health=health,
         )
         started = time.monotonic()
         with Progress(
@@ -143,6 +167,7 @@ def experiment(
                 for sweep, points in swept.items()
             }
         (out / "summary.json").write_text(json.dumps(figures, indent=1, allow_nan=False) + "\n")
+        health_paths = _write_health(run, out) if config.measures_health else None
     except BanditLPError as exc:
         fail(exc)
     title = (
@@ -153,6 +178,9 @@ def experiment(
     if swept:
         console.print(_table("sweeps", SWEEP_COLUMNS, sweep_rows(swept)))
     console.print(f"results: {path} and {out / 'summary.json'} in {elapsed:.0f} s")
+    if health_paths is not None:
+        console.print(_alarm_table(run))
+        console.print(f"health: {health_paths[0]} and {health_paths[1]}")
     from evaluation.reporting import write_report
 
     try:
@@ -167,4 +195,35 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
         table.add_column(column, justify="left" if column in ("method", "sweep", "value") else "right")
     for row in rows:
         table.add_row(*row)
+    return table
+
+
+def _shift(kind: str, batch: int, size: float | None) -> Shift:
+    if batch < 1:
+        raise typer.BadParameter(f"must be >= 1, got {batch}", param_hint="--shift-batch")
+    return Shift.of(kind, batch - 1, size)
+
+
+def _write_health(run: ExperimentRun, out: Path) -> tuple[Path, Path]:
+    from evaluation.health.report import write_health
+
+    per_method = {name: [seed_run.health for seed_run in runs] for name, runs in run.methods.items()}
+    return write_health(per_method, run.config.experiment_seeds, run.config.shift, out)
+
+
+def _alarm_table(run: ExperimentRun) -> Table:
+    """Per method and alarm: the batches (1-based) it fired in, per seed."""
+    table = Table(title="alarms (batches, 1-based, per seed)")
+    table.add_column("method", justify="left")
+    table.add_column("alarm", justify="left")
+    for seed in run.config.experiment_seeds:
+        table.add_column(f"seed {seed}", justify="left")
+    for name, runs in run.methods.items():
+        fired: dict[str, list[list[int]]] = {}
+        for s, seed_run in enumerate(runs):
+            for h in seed_run.health:
+                for a in h.alarms:
+                    fired.setdefault(a.name, [[] for _ in runs])[s].append(a.batch + 1)
+        for alarm, per_seed in sorted(fired.items()):
+            table.add_row(name, alarm, *(",".join(map(str, b)) or "-" for b in per_seed))
     return table

@@ -1,0 +1,210 @@
+"""The drift experiment's measurement: how many batches after an injected shift its alarm fires,
+and how often the same alarm fires in the unshifted world over the same batches.
+
+Each kind of shift has the alarm that is meant to catch it (:data:`ALARM_OF`). For one
+configuration and ``S`` seeds, :func:`measure_drift` runs the unshifted world and the world with
+each shift from ``shift_batch`` on (same seeds: until the shift, a shifted run is its unshifted
+run, batch for batch), and reports per kind:
+
+* the delay of each seed: the first batch ``>= shift_batch`` in which the kind's alarm fired,
+  minus ``shift_batch`` (0: in the shift's own batch); None when it never fired before the run
+  ended (censored at ``batches - shift_batch``);
+* the false-alarm rate of the same alarm in the unshifted runs over the same batches
+  ``shift_batch .. batches - 1``: alarms per seed-batch, and the share of seeds with at least one.
+
+The rates of every alarm over every monitored batch of the unshifted runs are reported beside.
+Run it: ``python -m evaluation.health.drift --out bench/results/drift-5seeds.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from banditlp.arrays import FloatArray
+from evaluation.email_world import EmailWorldConfig
+from evaluation.errors import EvaluationInputError
+from evaluation.health.monitor import ALARM_NAMES, MonitorConfig
+from evaluation.health.shift import SHIFT_KINDS, Shift
+
+#: The alarm each kind of shift is meant to raise.
+ALARM_OF = {
+    "features": "feature_drift",
+    "conversion": "rate_shift.conversion",
+    "unsubscription": "rate_shift.unsubscription",
+}
+
+
+def first_alarm_delays(alarms: FloatArray, shift_batch: int) -> list[int | None]:
+    """Per seed, batches from ``shift_batch`` to the first alarm at or after it.
+
+    Args:
+        alarms: ``(S, B)`` 0/1 per seed and batch.
+        shift_batch: The first shifted batch.
+
+    Returns:
+        ``S`` delays; None for a seed whose alarm never fired from ``shift_batch`` on.
+    """
+    a = np.asarray(alarms, dtype=float)
+    if a.ndim != 2 or not 0 <= shift_batch < a.shape[1]:
+        raise EvaluationInputError(f"need (S, B) alarms and 0 <= shift_batch < B, got {a.shape}, {shift_batch}")
+    out: list[int | None] = []
+    for row in a[:, shift_batch:] > 0:
+        hits = np.flatnonzero(row)
+        out.append(int(hits[0]) if hits.size else None)
+    return out
+
+
+def false_alarm_rates(alarms: FloatArray, first: int, last: int | None = None) -> dict[str, float]:
+    """Alarm rates of unshifted runs over batches ``first .. last - 1``.
+
+    Args:
+        alarms: ``(S, B)`` 0/1 per seed and batch.
+        first: The first batch counted.
+        last: One past the last (B when None).
+
+    Returns:
+        ``per_batch`` (alarms per seed-batch), ``per_run`` (share of seeds with an alarm),
+        ``batches`` (seed-batches counted) and ``alarms`` (their count).
+    """
+    a = np.asarray(alarms, dtype=float)[:, first:last] > 0
+    n = int(a.size)
+    return {
+        "per_batch": float(a.sum() / n) if n else math.nan,
+        "per_run": float(a.any(axis=1).mean()) if a.shape[0] and a.shape[1] else math.nan,
+        "batches": float(n),
+        "alarms": float(a.sum()),
+    }
+
+
+def _alarm_matrix(runs: list[Any], name: str) -> FloatArray:
+    return np.stack([run.series[f"alarm.{name}"] for run in runs])
+
+
+def measure_drift(
+    config: Any,
+    shift_batch: int,
+    sizes: dict[str, float] | None = None,
+    kinds: tuple[str, ...] = SHIFT_KINDS,
+    on_run: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
+    """Run the unshifted world and each shift, and measure delays and false-alarm rates.
+
+    Args:
+        config: The :class:`~evaluation.experiment.config.ExperimentConfig` of every run (its
+            ``shift`` and ``health`` are set here).
+        shift_batch: The first shifted batch.
+        sizes: Kind -> shift size (the kind's default when absent).
+        kinds: The kinds measured.
+        on_run: Called with each run's label and its seconds.
+
+    Returns:
+        The document written to ``drift-*.json`` (see the module docstring).
+    """
+    from evaluation.experiment.runner import run_experiment
+
+    sizes = sizes or {}
+    reference = MonitorConfig().reference_batches
+    started = time.monotonic()
+    null = run_experiment(dataclasses.replace(config, shift=None, health=True))
+    if on_run is not None:
+        on_run("none", time.monotonic() - started)
+    method = config.methods[0]
+    null_runs = null.methods[method]
+    doc: dict[str, Any] = {
+        "config": {k: v for k, v in null.config.to_json().items() if k != "method_configs"},
+        "method": method,
+        "shift_batch": shift_batch,
+        "reference_batches": reference,
+        "kinds": {},
+        "null_rates": {name: false_alarm_rates(_alarm_matrix(null_runs, name), reference) for name in ALARM_NAMES},
+    }
+    for kind in kinds:
+        shift = Shift.of(kind, shift_batch, sizes.get(kind))
+        started = time.monotonic()
+        shifted = run_experiment(dataclasses.replace(config, shift=shift, health=True))
+        if on_run is not None:
+            on_run(kind, time.monotonic() - started)
+        alarm = ALARM_OF[kind]
+        delays = first_alarm_delays(_alarm_matrix(shifted.methods[method], alarm), shift_batch)
+        fired = [d for d in delays if d is not None]
+        other = {
+            name: first_alarm_delays(_alarm_matrix(shifted.methods[method], name), shift_batch)
+            for name in ALARM_NAMES
+            if name != alarm
+        }
+        doc["kinds"][kind] = {
+            "shift": shift.to_json(),
+            "alarm": alarm,
+            "delays": delays,
+            "detected": len(fired),
+            "seeds": len(delays),
+            "max_delay": max(fired) if fired else None,
+            "mean_delay": float(np.mean(fired)) if fired else None,
+            "censored_at": config.batches - shift_batch,
+            "false_alarms_same_batches": false_alarm_rates(_alarm_matrix(null_runs, alarm), shift_batch),
+            "other_alarm_delays": other,
+        }
+    return doc
+
+
+def table(doc: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The drift table's rows: kind, size, alarm, delays, detected, false alarms per batch and per run."""
+    rows: list[tuple[str, ...]] = []
+    for kind, k in doc["kinds"].items():
+        fa = k["false_alarms_same_batches"]
+        rows.append(
+            (
+                kind,
+                f"{k['shift']['size']:.3g}",
+                k["alarm"],
+                ", ".join("-" if d is None else str(d) for d in k["delays"]),
+                f"{k['detected']}/{k['seeds']}",
+                f"{fa['per_batch']:.3f} ({int(fa['alarms'])}/{int(fa['batches'])})",
+                f"{fa['per_run']:.2f}",
+            )
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the drift measurement and write its JSON (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="The JSON file written.")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--shift-batch", type=int, default=8)
+    parser.add_argument("--users", type=int, default=EmailWorldConfig().n_users)
+    parser.add_argument("--method", default="banditlp")
+    parser.add_argument("--variance-draws", type=int, default=0, help="Extra plans per batch (0 is fastest).")
+    args = parser.parse_args(argv)
+    import torch
+
+    from evaluation.experiment.config import ExperimentConfig
+
+    torch.set_num_threads(1)
+    config = ExperimentConfig(
+        world=EmailWorldConfig(n_users=args.users),
+        seeds=args.seeds,
+        batches=args.batches,
+        methods=(args.method,),
+        baseline=args.method,
+        variance_draws=args.variance_draws,
+    )
+    doc = measure_drift(config, args.shift_batch, on_run=lambda label, s: print(f"{label}: {s:.0f} s", flush=True))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    for row in table(doc):
+        print(" | ".join(row))
+
+
+if __name__ == "__main__":
+    main()
