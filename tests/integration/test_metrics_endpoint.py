@@ -3,11 +3,11 @@
 The three workers (``banditlp worker processors``, ``allocator``, ``trainer``) run as processes
 with an endpoint each. The test scrapes them once the workers are idle, plays one batch of the
 simulated email world (``SimulatorFeed.run_batch``: candidates, OPENED/CLOSED, the decisions read
-back, feedback), and scrapes again. Every exposition is parsed with prometheus-client's own text
-parser, and the counters' increments are checked against counts taken here, not from the
-workers: the candidates and control records the feed produced, the pairs in its batch, the
-decisions and the report read back from their topics, the feedback it produced, and the
-training rows on their topic.
+back, feedback) with one undecodable candidates record among it, and scrapes again. Every
+exposition is parsed with prometheus-client's own text parser, and the counters' increments are
+checked against counts taken here, not from the workers: the candidates and control records the
+feed produced, the pairs in its batch, the decisions, the report and the dead letters read back
+from their topics, the feedback it produced, and the training rows on their topic.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from evaluation.email_world import EmailWorldConfig
 from streams.cli.processes import WorkerSet
+from streams.kafka import clients
 from streams.kafka.topics import TopicNames, create_topics, delete_topics, topic_specs
 from streams.settings import Settings
 from streams.simulate.feed import BatchRun, SimulatorConfig, SimulatorFeed
@@ -35,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_USERS, N_CANDIDATES = 200, 8
 WORLD = EmailWorldConfig(n_users=N_USERS, n_items=30, n_providers=6, candidates_per_user=N_CANDIDATES, seed=11)
 WORKERS = ("processors", "allocator", "trainer")
+JUNK_KEY = b"junk-metrics-0"
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -133,6 +135,10 @@ def run(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: pytest
         before = {name: scrape(port) for name, port in ports.items()}
         feed = SimulatorFeed(SimulatorConfig(names=names, world=WORLD, timeout_ms=60_000), connection, serde)
         batch = feed.world.candidates(0)
+        # one undecodable candidates record among the batch's: both its readers dead-letter it
+        junk = clients.producer(connection)
+        clients.produce(junk, names("candidates"), b"not avro", JUNK_KEY)
+        assert junk.flush(30) == 0
         done = feed.run_batch(0)
         n_feedback = int(done.chosen.sum())
         rows = warm_rows + n_feedback  # every feedback record has its decision context: one row each
@@ -167,7 +173,7 @@ def test_every_endpoint_parses_and_names_the_project_families(run: Run) -> None:
 
 def test_the_processors_counters_moved_by_what_the_batch_carried(run: Run) -> None:
     n = run.names
-    assert run.delta("processors", "banditlp_records_in_total", topic=n("candidates")) == N_USERS
+    assert run.delta("processors", "banditlp_records_in_total", topic=n("candidates")) == N_USERS + 1  # + the junk
     assert run.delta("processors", "banditlp_records_out_total", topic=n("scores")) == N_USERS
     assert run.delta("processors", "banditlp_scored_pairs_total") == run.n_pairs
     assert run.delta("processors", "banditlp_scoring_seconds_count") >= 1
@@ -176,7 +182,46 @@ def test_the_processors_counters_moved_by_what_the_batch_carried(run: Run) -> No
     assert new_rows == int(run.batch.chosen.sum()) > 0
     assert run.delta("processors", "banditlp_records_out_total", topic=n("training-rows")) == new_rows
     assert value(run.after["processors"], "banditlp_model_version", model="email") >= 1
-    assert not any(name == "banditlp_dead_letters_total" for name, _ in run.after["processors"])
+
+
+def test_the_dead_letter_counters_moved_by_the_letters_on_the_topic(run: Run) -> None:
+    """The junk candidates record: one dead letter from the scorer and one from the allocator, as
+    the dead-letters topic holds them, each under its reader's counter with the error type."""
+    n = run.names
+    letters = [
+        v for k, v in read_all(run.bootstrap, n("dead-letters"), "dead-letters") if k == n("candidates").encode()
+    ]
+    mine = [d for d in letters if d["key"] == JUNK_KEY]
+    assert sorted(d["consumer"] for d in mine) == ["allocator", "scorer"] and len(letters) == 2
+    reasons = {d["consumer"]: d["error_type"] for d in mine}
+    for worker, consumer in (("processors", "scorer"), ("allocator", "allocator")):
+        labels = {"topic": n("candidates"), "reason": reasons[consumer]}
+        assert run.delta(worker, "banditlp_dead_letters_total", **labels) == 1, worker
+        assert run.delta(worker, "banditlp_records_out_total", topic=n("dead-letters")) == 1, worker
+        dead = [k for k in run.after[worker] if k[0] == "banditlp_dead_letters_total"]
+        assert len(dead) == 1, dead  # nothing else was dead-lettered
+
+
+def test_every_worker_reports_the_lag_of_its_inputs(run: Run) -> None:
+    """A lag series per input partition the worker has read (faust: per partition it has committed,
+    at the next refresh after the commit)."""
+    n = run.names
+
+    def lags(worker: str) -> dict[tuple[str, str], float]:
+        return {
+            (dict(labels)["topic"], dict(labels)["partition"]): v
+            for (name, labels), v in scrape(run.ports[worker]).items()
+            if name == "banditlp_consumer_lag_records"
+        }
+
+    inputs = {"processors": {n("candidates"), n("feedback")}, "trainer": {n("training-rows")}}
+    for worker, topics in inputs.items():
+        wait_until(
+            lambda w=worker, t=topics: {tp[0] for tp in lags(w)} == t, 60, f"{worker} lag", alive=run.workers.check
+        )
+    processors = lags("processors")
+    assert len(processors) == 8 and all(v >= 0 for v in processors.values())  # 4 partitions of each topic
+    assert {n("batch-control"), n("scores"), n("candidates")} <= {tp[0] for tp in lags("allocator")}
 
 
 def test_the_allocator_counters_moved_by_the_decisions_read_back(run: Run) -> None:
@@ -191,7 +236,7 @@ def test_the_allocator_counters_moved_by_the_decisions_read_back(run: Run) -> No
     (report,) = reports
     assert run.delta("allocator", "banditlp_records_in_total", topic=n("batch-control")) == 2  # OPENED, CLOSED
     assert run.delta("allocator", "banditlp_records_in_total", topic=n("scores")) == N_USERS
-    assert run.delta("allocator", "banditlp_records_in_total", topic=n("candidates")) == N_USERS
+    assert run.delta("allocator", "banditlp_records_in_total", topic=n("candidates")) == N_USERS + 1  # + the junk
     assert run.delta("allocator", "banditlp_records_out_total", topic=n("decisions")) == len(decisions)
     assert run.delta("allocator", "banditlp_records_out_total", topic=n("allocation-reports")) == 1
     assert run.delta("allocator", "banditlp_decisions_total") == len(decisions)
