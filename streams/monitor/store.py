@@ -10,10 +10,13 @@ From each allocation report (``allocation-reports``), for batch ``b``:
 - ``fallback``: users decided by the fallback; ``missing``: users never scored;
 - ``solve_seconds`` (the solver, all draws) and ``window_seconds`` (CLOSED -> decisions).
 
-From each ``health`` record (when the topic exists), every number it carries, flattened:
-a top-level number ``x`` is ``health.x``; a map of numbers ``m`` gives ``health.<key>`` per key
-(``values`` in the health worker's record); a list field named ``alarms`` gives ``alarms`` (how many
-fired). Records are matched to reports by ``batch_id``.
+From each ``health`` record (``schemas/health.avsc``, when the topic exists): every metric of
+its ``values`` map as ``health.<metric>`` (null ones left out), except those not plotted
+(``NOT_PLOTTED``: one PSI per feature, where ``feature_psi_max`` is the line; the ECE thresholds,
+standard errors and outcome counts behind other series), and ``alarms``, how many fired. The
+health panels group them as the health worker's alarms do (exploration, drift, calibration,
+outcome rates); a metric no panel names goes to "Health, other", so a new one still shows.
+Records are matched to reports by ``batch_id``.
 
 Thread-safe: the feed's thread adds, the web server's reads.
 """
@@ -21,6 +24,7 @@ Thread-safe: the feed's thread adds, the web server's reads.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,8 +39,19 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Duals (shadow prices)", "objective per unit", ("dual.",)),
     ("Fallback decisions", "users", ("fallback", "missing")),
     ("LP time", "seconds", ("solve_seconds", "window_seconds")),
-    ("Health", "value", ("health.", "alarms")),
+    (
+        "Exploration",
+        "value",
+        ("health.selection_entropy", "health.item_coverage", "health.overlap_at_k", "health.allocation_variance"),
+    ),
+    ("Drift (PSI)", "PSI", ("health.feature_psi_max", "health.prediction_psi.")),
+    ("Calibration", "ECE, gap", ("health.ece.", "health.gap.")),
+    ("Outcome rates", "z, CUSUM", ("health.rate_z.", "health.rate_cusum.")),
+    ("Alarms", "fired", ("alarms",)),
+    ("Health, other", "value", ("health.",)),
 )
+#: Health metrics left off the page (module docstring).
+NOT_PLOTTED = re.compile(r"feature_psi\.\d+|ece_threshold\..*|gap_se\..*|outcomes\..*")
 
 
 def _number(value: Any) -> float | None:
@@ -72,21 +87,15 @@ def report_row(report: Mapping[str, Any]) -> dict[str, float]:
 
 
 def health_row(record: Mapping[str, Any]) -> dict[str, float]:
-    """One decoded health record's numbers (module docstring)."""
+    """One decoded health record's values (module docstring)."""
     row: dict[str, float] = {}
-    for key, value in record.items():
-        if key.endswith("_ms") or "batch" in key:  # times and the batch's own ids are not series
-            continue
-        number = _number(value)
-        if number is not None:
-            row[f"health.{key}"] = number
-        elif isinstance(value, Mapping):
-            for sub, v in value.items():
-                n = _number(v)
-                if n is not None:
-                    row[f"health.{sub}"] = n
-        elif key == "alarms" and isinstance(value, list):
-            row["alarms"] = float(len(value))
+    for name, v in (record.get("values") or {}).items():
+        number = _number(v)
+        if number is not None and not NOT_PLOTTED.fullmatch(name):
+            row[f"health.{name}"] = number
+    alarms = record.get("alarms")
+    if isinstance(alarms, list):
+        row["alarms"] = float(len(alarms))
     return row
 
 
@@ -136,10 +145,11 @@ class SeriesStore:
         with self._lock:
             batches = list(self._rows)
             rows = list(self._rows.values())
-        names = sorted({name for row in rows for name in row})
+        left = sorted({name for row in rows for name in row})
         panels = []
-        for title, unit, prefixes in PANELS:
-            mine = [n for n in names if any(n == p or (p.endswith(".") and n.startswith(p)) for p in prefixes)]
+        for title, unit, prefixes in PANELS:  # each series in the first panel that names it
+            mine = [n for n in left if any(n == p or (p.endswith(".") and n.startswith(p)) for p in prefixes)]
+            left = [n for n in left if n not in mine]
             if mine:
                 panels.append(
                     {

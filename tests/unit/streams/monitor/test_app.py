@@ -50,20 +50,34 @@ def test_a_report_row_is_what_the_reports_plots_show() -> None:
     }
 
 
-def test_a_health_row_flattens_numbers_and_counts_alarms() -> None:
-    record = {
-        "batch_id": "b0",
-        "batch_index": 3,
-        "created_at_ms": 123,
-        "values": {"selection_entropy": 1.5, "ece.conversion": 0.02, "bad": math.nan},
-        "alarms": [{"name": "feature_drift"}],
+def health(batch: str, **values: float | None) -> dict:
+    """A decoded ``health`` value (schemas/health.avsc)."""
+    return {
+        "batch_id": batch,
+        "sequence": 3,
+        "in_reference": False,
+        "n_users": 10,
         "n_pairs": 40,
-        "note": "text",
+        "n_contexts": 10,
+        "n_outcomes": 12,
+        "model_versions": [2],
+        "values": values,
+        "alarms": [{"name": "feature_drift", "value": 0.4, "threshold": 0.2}],
+        "computed_at_ms": 0,
     }
+
+
+def test_a_health_row_is_its_plotted_values_and_the_alarm_count() -> None:
+    record = health(
+        "b0",
+        selection_entropy=1.5,
+        **{"ece.conversion": 0.02, "ece_threshold.conversion": 0.05, "feature_psi.3": 0.1, "feature_psi_max": 0.4},
+        overlap_at_k=None,
+    )
     assert health_row(record) == {
         "health.selection_entropy": 1.5,
         "health.ece.conversion": 0.02,
-        "health.n_pairs": 40.0,
+        "health.feature_psi_max": 0.4,
         "alarms": 1.0,
     }
 
@@ -73,7 +87,7 @@ def test_api_series_has_one_value_per_batch_in_arrival_order_and_null_where_miss
     reports = [report(f"b{i}", 10.0 + i, 1.0 + i, 0.1 * i, n_fallback=i) for i in range(4)]
     for r in reports:
         store.add_report(r)
-    store.add_health({"batch_id": "b2", "values": {"item_coverage": 0.8}, "alarms": []})
+    store.add_health({**health("b2", item_coverage=0.8, **{"rate_z.conversion": 1.2, "new_metric": 7.0}), "alarms": []})
     client = TestClient(build_app(store))
     got = client.get("/api/series")
     assert got.status_code == 200 and got.headers["content-type"].startswith("application/json")
@@ -86,10 +100,11 @@ def test_api_series_has_one_value_per_batch_in_arrival_order_and_null_where_miss
     assert panels["Fallback decisions"]["series"]["fallback"] == [0.0, 1.0, 2.0, 3.0]
     assert set(panels["LP time"]["series"]) == {"solve_seconds", "window_seconds"}
     assert panels["Budget usage"]["ref"] == 1.0 and panels["Objective"]["ref"] is None
-    assert panels["Health"]["series"] == {
-        "alarms": [None, None, 0.0, None],
-        "health.item_coverage": [None, None, 0.8, None],
-    }
+    assert panels["Exploration"]["series"] == {"health.item_coverage": [None, None, 0.8, None]}
+    assert panels["Outcome rates"]["series"] == {"health.rate_z.conversion": [None, None, 1.2, None]}
+    assert panels["Alarms"]["series"] == {"alarms": [None, None, 0.0, None]}
+    assert panels["Health, other"]["series"] == {"health.new_metric": [None, None, 7.0, None]}
+    assert "Calibration" not in panels  # no such value in any record
 
 
 def test_without_health_records_there_is_no_health_panel() -> None:
@@ -103,7 +118,7 @@ def test_the_history_is_bounded_oldest_first_out() -> None:
     store = SeriesStore(history=3)
     for i in range(5):
         store.add_report(report(f"b{i}", float(i), 1.0, 0.0))
-    store.add_health({"batch_id": "b4", "values": {"x": 1.0}})  # merges into a kept batch
+    store.add_health(health("b4", item_coverage=1.0))  # merges into a kept batch
     data = store.series()
     assert data["batches"] == ["b2", "b3", "b4"] and len(store) == 3
     assert data["panels"][0]["series"]["objective"] == [2.0, 3.0, 4.0]
