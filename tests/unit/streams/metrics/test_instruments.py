@@ -143,3 +143,23 @@ def test_metrics_config_bounds() -> None:
         MetricsConfig(port=70000)
     with pytest.raises(ConfigError):
         MetricsConfig(lag_interval_s=0)
+
+
+def test_a_retrain_is_timed_and_sets_the_published_version() -> None:
+    m = WorkerMetrics()
+    m.trained(2.5, "email", 3)
+    m.trained(4.0, "email", 4)
+    got = samples(generate_latest(m.registry).decode())
+    assert got[("banditlp_training_seconds_count", ())] == 2
+    assert got[("banditlp_training_seconds_sum", ())] == 6.5
+    assert got[("banditlp_model_version", (("model", "email"),))] == 4
+
+
+def test_scoring_takes_are_timed_and_their_pairs_counted() -> None:
+    m = WorkerMetrics()
+    for seconds, pairs in ((0.004, 80), (0.02, 400)):
+        m.scored(seconds, pairs)
+    got = samples(generate_latest(m.registry).decode())
+    assert got[("banditlp_scored_pairs_total", ())] == 480
+    assert got[("banditlp_scoring_seconds_count", ())] == 2
+    assert got[("banditlp_scoring_seconds_bucket", (("le", "0.005"),))] == 1  # one take under 5 ms
