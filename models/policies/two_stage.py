@@ -2,21 +2,17 @@
 
 Rows. A round's row ``a`` is ``[x_a, z_a]``: the item tower's representation ``x_a ∈ R^{d_1}``
 then the user tower's ``z_a ∈ R^{d_2}`` (the same user on every row of a round), with
-``d_2 = user_dim`` (default ``dim // 2``) and ``d_1 = dim − d_2``. ``x`` is augmented with a 1
-(Table 3's bias).
+``d_2 = user_dim`` (default ``dim // 2``) and ``d_1 = dim − d_2``.
 
-S-N-GALM-UCB (eq. 3), shared by every user and item::
-
-    α(u, i) = ρ(γ x̃_iᵀθ̂_x + γ̃ θ̂_zᵀz_u) + β (γ ‖x̃_i‖_{A_x⁻¹} + γ̃ ‖z_u‖_{A_z⁻¹}),   γ̃ = 1 − γ,
-
-with ``A_x = I + Σ_s x̃_s x̃_sᵀ`` and ``A_z = I + Σ_s z_s z_sᵀ`` over the observed pairs (kept as
-inverses by Sherman–Morrison) and ``ρ`` the sigmoid. The paper fits θ̂ by gradient descent; here
-each observation takes one preconditioned step ``θ̂_x += η γ A_x⁻¹ x̃ (y − ρ(ℓ))`` (and likewise
-θ̂_z), the recursive-least-squares form of that update. N-Greedy is the same head with β = 0.
+Heads (models/policies/two_stage_heads.py, two_stage_towers.py) compute the acquisition scores;
+a policy is a head and a way to pick the rows it scores. Here: S-N-GALM-UCB (eq. 3,
+``galm_ucb``), S-N-GBLM-UCB (eq. 4, ``gblm_ucb``), N-Greedy (the GALM head with β = 0,
+``n_greedy``), Random, and their two-stage versions; the GLM-UCB, N-GLM-UCB and N-Dropout-UCB
+baselines are in models/policies/two_stage_baselines.py.
 
 Two stages (Algorithm 1, one recommendation slot, m = 1, since a round here has one reward):
-topic ``v_j``'s representation is the mean row of its items (the topic tower), a second
-S-N-GALM-UCB head scores the q topics (α_1), the topics are ranked, the top one (Algorithm 1
+topic ``v_j``'s representation is the mean row of its items (the topic tower), a second head of
+the same kind scores the q topics (α_1), the topics are ranked, the top one (Algorithm 1
 without line 8) or a dynamically reconstructed group of the top ones (DynaTopicRec,
 Algorithm 2, :func:`dyna_topic_rec`) is kept, and the item head (α_2) scores the group's items.
 Both heads learn from every observation (line 16): the item head on the chosen row, the topic
@@ -28,9 +24,9 @@ all q topics and then ``B − q`` items of the kept group, drawn uniformly where
 larger, and topped up with items drawn uniformly from the rest of the catalogue where it is
 smaller (the paper's fairness rule), so every policy scores exactly B. Unscored actions get
 ``mean = value = −inf`` and ``uncertainty = 0``. :attr:`last_scored` is the number of scores the
-last :meth:`score` computed. Without a budget the propensity is closed form (a deterministic
-argmax); with one, where a draw decided the candidates, it is a Monte Carlo estimate over
-``propensity_draws`` fresh draws of the candidates.
+last :meth:`score` computed. Where neither a draw nor the head is random, the propensity is
+closed form (a deterministic argmax); otherwise it is a Monte Carlo estimate over
+``propensity_draws`` fresh draws of the round.
 
 Topics. ``topics`` maps each action to a topic label (any ints; a list, so it travels in the
 snapshot's JSON); None puts every action in a topic of its own.
@@ -41,7 +37,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -49,73 +45,23 @@ from banditlp.arrays import FloatArray, IntArray
 from models.errors import ModelInputError
 from models.policies.base import Policy, PolicyParams, Scores, argmax_set, check_in
 from models.policies.registry import register
+from models.policies.two_stage_heads import Confidence, GalmHead, GblmHead, RandomHead
+
+__all__ = ["GalmHead", "GblmHead", "dyna_topic_rec"]
 
 
-def _sigmoid(x: FloatArray) -> FloatArray:
-    out: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * x))
-    return out
+class Head(Protocol):
+    """What a policy asks of a head (models/policies/two_stage_heads.py)."""
 
+    def acquisition(
+        self, rows: FloatArray, beta: float, arms: IntArray | None = None, rng: np.random.Generator | None = None
+    ) -> tuple[FloatArray, FloatArray, FloatArray]: ...
 
-def _quad(M: FloatArray, X: FloatArray) -> FloatArray:
-    """(n,) ``sqrt(x_nᵀ M x_n)`` for rows of X (n, k)."""
-    if X.shape[1] == 0:
-        return np.zeros(X.shape[0])
-    out: FloatArray = np.sqrt(np.maximum(np.einsum("nk,nk->n", X @ M, X), 0.0))
-    return out
+    def update(self, row: FloatArray, y: float, arm: int = 0, rng: np.random.Generator | None = None) -> None: ...
 
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]: ...
 
-def _sherman_morrison(Ainv: FloatArray, v: FloatArray) -> FloatArray:
-    """``(A + v vᵀ)⁻¹`` from ``A⁻¹`` (k, k) and v (k,)."""
-    Av = Ainv @ v
-    return Ainv - np.outer(Av, Av) / (1.0 + v @ Av)
-
-
-class GalmHead:
-    """The S-N-GALM model of eq. 3 on rows ``[x, z]`` (module docstring).
-
-    State: ``theta_x`` (d_1 + 1,), ``theta_z`` (d_2,), ``Ainv_x`` (d_1 + 1, d_1 + 1) and
-    ``Ainv_z`` (d_2, d_2).
-    """
-
-    def __init__(self, d1: int, d2: int, gamma: float, eta: float) -> None:
-        self.d1, self.d2, self.gamma, self.eta = d1, d2, gamma, eta
-        self.theta_x = np.zeros(d1 + 1)
-        self.theta_z = np.zeros(d2)
-        self.Ainv_x = np.eye(d1 + 1)
-        self.Ainv_z = np.eye(d2)
-
-    def _split(self, rows: FloatArray) -> tuple[FloatArray, FloatArray]:
-        X = np.concatenate([rows[:, : self.d1], np.ones((rows.shape[0], 1))], axis=1)
-        return X, rows[:, self.d1 :]
-
-    def acquisition(self, rows: FloatArray, beta: float) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Eq. 3 for rows (n, d_1 + d_2): ``(ρ(ℓ), γ‖x̃‖_{A_x⁻¹} + γ̃‖z‖_{A_z⁻¹}, α)``, each (n,)."""
-        X, Z = self._split(rows)
-        g, gt = self.gamma, 1.0 - self.gamma
-        mean = _sigmoid(g * (X @ self.theta_x) + gt * (Z @ self.theta_z))
-        unc = g * _quad(self.Ainv_x, X) + gt * _quad(self.Ainv_z, Z)
-        return mean, unc, mean + beta * unc if beta else mean.copy()
-
-    def update(self, row: FloatArray, y: float) -> None:
-        """One observation ``(x, z, y)``: Sherman–Morrison on both inverses, then one preconditioned step."""
-        X, Z = self._split(row[None, :])
-        x, z = X[0], Z[0]
-        g, gt = self.gamma, 1.0 - self.gamma
-        residual = y - float(_sigmoid(np.asarray(g * x @ self.theta_x + gt * z @ self.theta_z)))
-        self.Ainv_x = _sherman_morrison(self.Ainv_x, x)
-        self.theta_x = self.theta_x + self.eta * g * residual * (self.Ainv_x @ x)
-        if self.d2:
-            self.Ainv_z = _sherman_morrison(self.Ainv_z, z)
-            self.theta_z = self.theta_z + self.eta * gt * residual * (self.Ainv_z @ z)
-
-    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        """The state under ``prefix``-ed names."""
-        return {f"{prefix}{k}": getattr(self, k) for k in ("theta_x", "theta_z", "Ainv_x", "Ainv_z")}
-
-    def load(self, arrays: Mapping[str, np.ndarray], prefix: str) -> None:
-        """Restore :meth:`arrays` output."""
-        for k in ("theta_x", "theta_z", "Ainv_x", "Ainv_z"):
-            setattr(self, k, np.array(arrays[f"{prefix}{k}"], dtype=np.float64))
+    def load(self, arrays: Mapping[str, np.ndarray], prefix: str) -> None: ...
 
 
 def dyna_topic_rec(
@@ -149,7 +95,8 @@ def dyna_topic_rec(
 # -- parameters ---------------------------------------------------------------------------------
 
 
-def _check_optional_int(value: Any, name: str, low: int) -> int | None:
+def check_optional_int(value: Any, name: str, low: int) -> int | None:
+    """``value`` as an int >= low, or None."""
     if value is None:
         return None
     if isinstance(value, bool) or int(value) != value or int(value) < low:
@@ -158,32 +105,29 @@ def _check_optional_int(value: Any, name: str, low: int) -> int | None:
 
 
 @dataclass(frozen=True)
-class GreedyParams(PolicyParams):
-    """Parameters of the S-N-GALM head.
+class HeadParams(PolicyParams):
+    """Parameters of every head.
 
     Attributes:
-        gamma: γ ∈ [0, 1], the item share of eq. 3 (γ̃ = 1 − γ the user share).
         eta: η > 0, the step of the online GLM fit.
         user_dim: d_2, the user tower's width at the end of each row (None: dim // 2).
         budget: B, acquisition scores per round (None: no budget).
     """
 
-    gamma: float = 0.5
     eta: float = 1.0
     user_dim: int | None = None
     budget: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_in(self.gamma, "gamma", 0.0, 1.0)
         check_in(self.eta, "eta", 0.0, 1e6, low_open=True)
-        object.__setattr__(self, "user_dim", _check_optional_int(self.user_dim, "user_dim", 0))
-        object.__setattr__(self, "budget", _check_optional_int(self.budget, "budget", 1))
+        object.__setattr__(self, "user_dim", check_optional_int(self.user_dim, "user_dim", 0))
+        object.__setattr__(self, "budget", check_optional_int(self.budget, "budget", 1))
 
 
 @dataclass(frozen=True)
-class GalmParams(GreedyParams):
-    """:class:`GreedyParams` and β ≥ 0, the UCB weight of eq. 3 (0.1 in the paper)."""
+class BetaParams(PolicyParams):
+    """β ≥ 0, the UCB weight (0.1 in the paper for every UCB policy)."""
 
     beta: float = 0.1
 
@@ -193,8 +137,8 @@ class GalmParams(GreedyParams):
 
 
 @dataclass(frozen=True)
-class TwoStageParams(GalmParams):
-    """:class:`GalmParams` and ``topics``: one topic label per action (None: one topic each)."""
+class TopicParams(PolicyParams):
+    """``topics``: one topic label per action (None: one topic each)."""
 
     topics: Any = None
 
@@ -208,62 +152,131 @@ class TwoStageParams(GalmParams):
 
 
 @dataclass(frozen=True)
-class DynamicParams(TwoStageParams):
-    """:class:`TwoStageParams` and p, DynaTopicRec's minimum size (None: N_item / N_topic)."""
+class MinSizeParams(PolicyParams):
+    """p, DynaTopicRec's minimum size (None: N_item / N_topic)."""
 
     min_topic_size: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "min_topic_size", _check_optional_int(self.min_topic_size, "min_topic_size", 0))
+        object.__setattr__(self, "min_topic_size", check_optional_int(self.min_topic_size, "min_topic_size", 0))
+
+
+@dataclass(frozen=True)
+class GreedyParams(HeadParams):
+    """:class:`HeadParams` and γ ∈ [0, 1], the item share of eq. 3 (γ̃ = 1 − γ the user share)."""
+
+    gamma: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_in(self.gamma, "gamma", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GalmParams(GreedyParams, BetaParams):
+    """:class:`GreedyParams`, β, and eq. 3's confidence matrices ("paper" or "shared", :class:`GalmHead`)."""
+
+    confidence: str = "paper"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.confidence not in ("paper", "shared"):
+            raise ModelInputError(f"confidence must be 'paper' or 'shared', got {self.confidence!r}")
+
+
+@dataclass(frozen=True)
+class TwoStageParams(GalmParams, TopicParams):
+    """:class:`GalmParams` and ``topics``."""
+
+
+@dataclass(frozen=True)
+class DynamicParams(TwoStageParams, MinSizeParams):
+    """:class:`TwoStageParams` and p."""
+
+
+@dataclass(frozen=True)
+class GblmParams(HeadParams, BetaParams):
+    """:class:`HeadParams` and β (S-N-GBLM-UCB)."""
+
+
+@dataclass(frozen=True)
+class DynamicGblmParams(GblmParams, TopicParams, MinSizeParams):
+    """:class:`GblmParams`, ``topics`` and p."""
+
+
+@dataclass(frozen=True)
+class DynamicGreedyParams(GreedyParams, TopicParams, MinSizeParams):
+    """:class:`GreedyParams`, ``topics`` and p."""
+
+
+@dataclass(frozen=True)
+class RandomTopicParams(TopicParams, MinSizeParams):
+    """``topics``, p and the budget B; 100 propensity draws (each redraws both stages)."""
+
+    budget: int | None = None
+    propensity_draws: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "budget", check_optional_int(self.budget, "budget", 1))
 
 
 # -- policies ------------------------------------------------------------------------------------
 
 
-class _GalmPolicy(Policy):
-    """Shared machinery: the item head, the budget, −inf for unscored actions, propensities."""
+class OneStage(Policy):
+    """A head over the whole catalogue (or B uniform items of it): the budget, −inf elsewhere, propensities."""
 
-    Params: ClassVar[type[PolicyParams]] = GreedyParams
-    params: GreedyParams
+    Params: ClassVar[type[PolicyParams]] = HeadParams
+    params: HeadParams
 
     def __init__(self, n_actions: int, dim: int, *, seed: int = 0, **params: Any) -> None:
         super().__init__(n_actions, dim, seed=seed, **params)
-        d2 = self.dim // 2 if self.params.user_dim is None else self.params.user_dim
+        user_dim = getattr(self.params, "user_dim", None)
+        d2 = self.dim // 2 if user_dim is None else user_dim
         if d2 >= self.dim:
             raise ModelInputError(f"user_dim must be < dim = {self.dim}, got {d2}")
         self.d1, self.d2 = self.dim - d2, d2
-        self.item_head = GalmHead(self.d1, self.d2, self.params.gamma, self.params.eta)
+        self.item_head = self.new_head(self.n_actions, 0)
         self.last_scored = 0
-        self._drawn = False  # whether the last score() drew its candidates at random
+        self._drawn = False  # whether the last score() drew anything at random
+
+    def new_head(self, n_arms: int, stream: int) -> Head:
+        """A fresh head for ``n_arms`` arms (``stream`` 0: items, 1: topics)."""
+        raise NotImplementedError
 
     @property
     def beta(self) -> float:
-        """β of eq. 3 (0 for the greedy head)."""
+        """β of the UCB (0 for a greedy head)."""
         return float(getattr(self.params, "beta", 0.0))
+
+    def _stochastic(self, head: Head) -> bool:
+        return bool(getattr(head, "stochastic", False))
 
     def _candidates(self, features: FloatArray, rng: np.random.Generator) -> IntArray:
         """The actions whose α_2 this round computes; sets :attr:`last_scored` and the draw flag."""
-        budget = self.params.budget
-        self._drawn = budget is not None and budget < self.n_actions
-        self.last_scored = self.n_actions if not self._drawn else int(budget or 0)
-        if not self._drawn:
+        budget = getattr(self.params, "budget", None)
+        drawn = budget is not None and budget < self.n_actions
+        self._drawn = drawn or self._stochastic(self.item_head)
+        self.last_scored = self.n_actions if not drawn else int(budget or 0)
+        if not drawn:
             return np.arange(self.n_actions)
         return rng.choice(self.n_actions, size=int(budget or 0), replace=False)
 
     def score(self, features: FloatArray, rng: np.random.Generator) -> Scores:
-        """α_2 (eq. 3) on this round's candidates; ``−inf`` means and values elsewhere.
+        """α_2 on this round's candidates; ``−inf`` means and values elsewhere.
 
         Args:
             features: (n_actions, d_1 + d_2) rows ``[x_a, z_a]``.
-            rng: draws the budget's candidates.
+            rng: draws the budget's candidates (and a stochastic head's randomness).
         """
         features = self.check_features(features)
         cands = self._candidates(features, rng)
         mean = np.full(self.n_actions, -np.inf)
         unc = np.zeros(self.n_actions)
         value = np.full(self.n_actions, -np.inf)
-        m, u, v = self.item_head.acquisition(features[cands], self.beta)
+        m, u, v = self.item_head.acquisition(features[cands], self.beta, arms=cands, rng=rng)
         mean[cands], unc[cands], value[cands] = m, u, v
         return Scores(mean=mean, uncertainty=unc, value=value)
 
@@ -272,18 +285,18 @@ class _GalmPolicy(Policy):
         if not self._drawn:
             return 1.0 / ties.size if action in ties else 0.0
         draws = self.params.propensity_draws
+        scored = self.last_scored
         hits = 0.0
         for _ in range(draws):
-            again = self.score(features, rng).value
-            best = argmax_set(again)
+            best = argmax_set(self.score(features, rng).value)
             hits += int(action in best) / best.size
-        self._drawn = True
+        self._drawn, self.last_scored = True, scored
         return float((1.0 + hits) / (1.0 + draws))
 
     def update(self, action: int, features: FloatArray, reward: float) -> None:
         """Update the item head on row ``action`` (Algorithm 1, line 16)."""
         action, features, reward = self.check_feedback(action, features, reward)
-        self.item_head.update(features[action], reward)
+        self.item_head.update(features[action], reward, arm=action, rng=self.learn_rng())
         self.n_observations += 1
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
@@ -293,38 +306,13 @@ class _GalmPolicy(Policy):
         self.item_head.load(arrays, "item_")
 
 
-@register
-class NGreedy(_GalmPolicy):
-    """N-Greedy: the S-N-GALM head's prediction ``ρ(ℓ)`` on the tower representations, no bonus."""
-
-    name = "n_greedy"
-    Params = GreedyParams
-
-
-@register
-class GalmUcb(_GalmPolicy):
-    """One-stage S-N-GALM-UCB (eq. 3) over the whole catalogue (or B uniform items of it)."""
-
-    name = "galm_ucb"
-    Params = GalmParams
-
-    @classmethod
-    def greedy_params(cls) -> dict[str, Any]:
-        """β = 0."""
-        return {"beta": 0.0}
-
-
-@register
-class TwoStageGalmUcb(GalmUcb):
-    """Algorithm 1 without line 8 (only the top topic is kept), S-N-GALM-UCB in both stages."""
-
-    name = "two_stage_galm_ucb"
-    Params = TwoStageParams
-    params: TwoStageParams
+class TwoStage(OneStage):
+    """Algorithm 1: a topic head ranks the q topics, the item head scores the kept group's items."""
 
     def __init__(self, n_actions: int, dim: int, *, seed: int = 0, **params: Any) -> None:
         super().__init__(n_actions, dim, seed=seed, **params)
-        labels = np.arange(self.n_actions) if self.params.topics is None else np.asarray(self.params.topics)
+        topics = getattr(self.params, "topics", None)
+        labels = np.arange(self.n_actions) if topics is None else np.asarray(topics)
         if labels.shape != (self.n_actions,):
             raise ModelInputError(f"topics must have one label per action ({self.n_actions}), got {labels.shape[0]}")
         _, self.topic_of = np.unique(labels, return_inverse=True)
@@ -333,10 +321,10 @@ class TwoStageGalmUcb(GalmUcb):
         self.sizes = np.bincount(self.topic_of, minlength=self.n_topics)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
         self.members = np.split(self.order, self.starts[1:])
-        budget = self.params.budget
+        budget = getattr(self.params, "budget", None)
         if budget is not None and budget <= self.n_topics:
             raise ModelInputError(f"budget must exceed the {self.n_topics} topic scores, got {budget}")
-        self.topic_head = GalmHead(self.d1, self.d2, self.params.gamma, self.params.eta)
+        self.topic_head = self.new_head(self.n_topics, 1)
 
     def topic_representations(self, features: FloatArray) -> FloatArray:
         """(q, d_1 + d_2) each topic's mean row (the topic tower, ``[v_j, z_u]``)."""
@@ -347,12 +335,13 @@ class TwoStageGalmUcb(GalmUcb):
         return [int(ranked[0])]
 
     def _candidates(self, features: FloatArray, rng: np.random.Generator) -> IntArray:
-        alpha1 = self.topic_head.acquisition(self.topic_representations(features), self.beta)[2]
+        reps = self.topic_representations(features)
+        alpha1 = self.topic_head.acquisition(reps, self.beta, arms=np.arange(self.n_topics), rng=rng)[2]
         ranked = np.argsort(-alpha1, kind="stable")
         group = self.topic_group(ranked)
         cands = np.concatenate([self.members[j] for j in group])
-        budget = self.params.budget
-        self._drawn = False
+        budget = getattr(self.params, "budget", None)
+        self._drawn = self._stochastic(self.topic_head) or self._stochastic(self.item_head)
         if budget is not None:
             room = budget - self.n_topics
             if cands.size > room:
@@ -365,16 +354,17 @@ class TwoStageGalmUcb(GalmUcb):
                     np.flatnonzero(outside), size=min(room - cands.size, int(outside.sum())), replace=False
                 )
                 cands = np.concatenate([cands, extra])
-                self._drawn = extra.size > 0
+                self._drawn = self._drawn or extra.size > 0
         self.last_scored = self.n_topics + int(cands.size)
         return cands
 
     def update(self, action: int, features: FloatArray, reward: float) -> None:
         """Both heads (Algorithm 1, line 16): the item head on row ``action``, the topic head on its topic."""
         action, features, reward = self.check_feedback(action, features, reward)
-        self.item_head.update(features[action], reward)
-        members = self.members[int(self.topic_of[action])]
-        self.topic_head.update(features[members].mean(axis=0), reward)
+        self.item_head.update(features[action], reward, arm=action, rng=self.learn_rng())
+        topic = int(self.topic_of[action])
+        topic_rng = np.random.default_rng([self.seed, self.n_observations, 1])
+        self.topic_head.update(features[self.members[topic]].mean(axis=0), reward, arm=topic, rng=topic_rng)
         self.n_observations += 1
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
@@ -385,23 +375,112 @@ class TwoStageGalmUcb(GalmUcb):
         self.topic_head.load(arrays, "topic_")
 
 
-@register
-class TwoStageGalmUcbDynamic(TwoStageGalmUcb):
+class DynamicTwoStage(TwoStage):
     """Algorithm 1 with DynaTopicRec (Algorithm 2): the top topics grouped until the group has > p items."""
-
-    name = "two_stage_galm_ucb_dynamic"
-    Params = DynamicParams
-    params: DynamicParams
 
     @property
     def min_topic_size(self) -> int:
         """p (default ``N_item // N_topic``, the paper's Table 6 setting)."""
-        p = self.params.min_topic_size
-        return self.n_actions // self.n_topics if p is None else p
+        p = getattr(self.params, "min_topic_size", None)
+        return self.n_actions // self.n_topics if p is None else int(p)
 
     def topic_group(self, ranked: IntArray) -> list[int]:
         """``S^1`` of DynaTopicRec(1, ranked, p)."""
         return dyna_topic_rec(1, ranked, self.sizes, self.min_topic_size)[0]
+
+
+class _Galm(OneStage):
+    params: GalmParams
+
+    def new_head(self, n_arms: int, stream: int) -> Head:
+        confidence: Confidence = "paper" if getattr(self.params, "confidence", "shared") == "paper" else "shared"
+        return GalmHead(self.d1, self.d2, self.params.gamma, self.params.eta, n_arms=n_arms, confidence=confidence)
+
+    @classmethod
+    def greedy_params(cls) -> dict[str, Any]:
+        """β = 0."""
+        return {"beta": 0.0} if issubclass(cls.Params, BetaParams) else {}
+
+
+class _Gblm(OneStage):
+    def new_head(self, n_arms: int, stream: int) -> Head:
+        return GblmHead(self.d1, self.d2, self.params.eta)
+
+    @classmethod
+    def greedy_params(cls) -> dict[str, Any]:
+        """β = 0."""
+        return {"beta": 0.0}
+
+
+@register
+class NGreedy(_Galm):
+    """N-Greedy: the S-N-GALM head's prediction ``ρ(ℓ)`` on the tower representations, no bonus."""
+
+    name = "n_greedy"
+    Params: ClassVar[type[PolicyParams]] = GreedyParams
+
+
+@register
+class GalmUcb(_Galm):
+    """One-stage S-N-GALM-UCB (eq. 3) over the whole catalogue (or B uniform items of it)."""
+
+    name = "galm_ucb"
+    Params: ClassVar[type[PolicyParams]] = GalmParams
+
+
+@register
+class GblmUcb(_Gblm):
+    """One-stage S-N-GBLM-UCB (eq. 4) over the whole catalogue (or B uniform items of it)."""
+
+    name = "gblm_ucb"
+    Params: ClassVar[type[PolicyParams]] = GblmParams
+
+
+@register
+class TwoStageGalmUcb(TwoStage, GalmUcb):
+    """Algorithm 1 without line 8 (only the top topic is kept), S-N-GALM-UCB in both stages."""
+
+    name = "two_stage_galm_ucb"
+    Params: ClassVar[type[PolicyParams]] = TwoStageParams
+
+
+@register
+class TwoStageGalmUcbDynamic(DynamicTwoStage, TwoStageGalmUcb):
+    """2-S-N-GALM-UCB: Algorithm 1 with DynaTopicRec, S-N-GALM-UCB in both stages."""
+
+    name = "two_stage_galm_ucb_dynamic"
+    Params: ClassVar[type[PolicyParams]] = DynamicParams
+
+
+@register
+class TwoStageGblmUcbDynamic(DynamicTwoStage, GblmUcb):
+    """2-S-N-GBLM-UCB: Algorithm 1 with DynaTopicRec, S-N-GBLM-UCB in both stages."""
+
+    name = "two_stage_gblm_ucb_dynamic"
+    Params: ClassVar[type[PolicyParams]] = DynamicGblmParams
+
+
+@register
+class TwoStageNGreedyDynamic(DynamicTwoStage, NGreedy):
+    """2-N-Greedy: Algorithm 1 with DynaTopicRec, the greedy GALM head in both stages."""
+
+    name = "two_stage_n_greedy_dynamic"
+    Params: ClassVar[type[PolicyParams]] = DynamicGreedyParams
+
+
+@register
+class TwoStageRandom(DynamicTwoStage):
+    """2-Random: topics in a uniformly random order grouped by DynaTopicRec, then a uniform item of the group."""
+
+    name = "two_stage_random"
+    Params: ClassVar[type[PolicyParams]] = RandomTopicParams
+    closed_form_propensity = False
+
+    def new_head(self, n_arms: int, stream: int) -> Head:
+        return RandomHead()
+
+    def _stochastic(self, head: Head) -> bool:
+        return True
 
 
 @register

@@ -60,7 +60,7 @@ def test_algorithm_2_groups_the_top_topics() -> None:
 
 
 def test_galm_head_matches_equation_3() -> None:
-    head = GalmHead(2, 2, gamma=0.3, eta=1.0)
+    head = GalmHead(2, 2, gamma=0.3, eta=1.0, confidence="shared")
     rng = np.random.default_rng(1)
     for _ in range(5):
         head.update(rng.normal(size=4), float(rng.random() < 0.5))
@@ -84,6 +84,16 @@ def test_galm_head_matches_equation_3() -> None:
         ("n_greedy", {}),
         ("two_stage_galm_ucb", {"topics": "zipf"}),
         ("two_stage_galm_ucb_dynamic", {"topics": "zipf", "min_topic_size": 40}),
+        ("gblm_ucb", {}),
+        ("glm_ucb", {}),
+        ("n_glm_ucb", {"retrain_every": 10, "steps": 5}),
+        ("n_dropout_ucb", {"retrain_every": 10, "steps": 5}),
+        ("n_greedy_net", {"retrain_every": 10, "steps": 5}),
+        ("two_stage_gblm_ucb_dynamic", {"topics": "zipf", "min_topic_size": 40}),
+        ("two_stage_n_greedy_dynamic", {"topics": "zipf", "min_topic_size": 40}),
+        ("two_stage_n_dropout_ucb_dynamic", {"topics": "zipf", "min_topic_size": 40, "retrain_every": 10, "steps": 5}),
+        ("two_stage_n_greedy_net_dynamic", {"topics": "zipf", "min_topic_size": 40, "retrain_every": 10, "steps": 5}),
+        ("two_stage_random", {"topics": "zipf", "min_topic_size": 40}),
     ],
 )
 def test_the_budget_bounds_the_scores_per_round(name: str, extra: dict[str, object]) -> None:
@@ -114,3 +124,23 @@ def test_topics_and_budget_are_checked() -> None:
         make_policy("galm_ucb", 4, 2, beta=-1.0)
     with pytest.raises(ModelInputError, match="min_topic_size"):
         make_policy("two_stage_galm_ucb_dynamic", 4, 2, min_topic_size=-1)
+    with pytest.raises(ModelInputError, match="confidence"):
+        make_policy("galm_ucb", 4, 2, confidence="other")
+    with pytest.raises(ModelInputError, match="user_dim >= 1"):
+        make_policy("n_dropout_ucb", 4, 2, user_dim=0)
+    with pytest.raises(ModelInputError, match="dropout"):
+        make_policy("n_dropout_ucb", 4, 2, dropout=1.0)
+
+
+def test_two_stage_random_keeps_a_random_topic_group() -> None:
+    """2-Random: the scored items are exactly one DynaTopicRec group of some topic order (p = 1)."""
+    topics = [0, 0, 0, 1, 1, 2]
+    policy = make_policy("two_stage_random", 6, 2, topics=topics, min_topic_size=1, propensity_draws=5)
+    groups = set()
+    for s in range(200):
+        choice = policy.choose(X, np.random.default_rng(s))
+        scored = frozenset(np.flatnonzero(np.isfinite(choice.scores.value)).tolist())
+        assert choice.action in scored
+        groups.add(scored)
+    # p = 1: topic 2 (1 item) takes the next topic; topics 0 and 1 (3 and 2 items) stand alone
+    assert groups == {frozenset({0, 1, 2}), frozenset({3, 4}), frozenset({5, 0, 1, 2}), frozenset({5, 3, 4})}
