@@ -19,6 +19,9 @@ def monitor(
     ),
     history: int = typer.Option(default_of(MonitorConfig, "history"), help="Batches kept and plotted."),
     poll_ms: int = typer.Option(default_of(MonitorConfig, "poll_ms"), help="How often the page polls for new points."),
+    topic_check_s: float = typer.Option(
+        default_of(MonitorConfig, "topic_check_s"), hidden=True, help="How often to look for the health topic (tests)."
+    ),
     log_level: str = typer.Option("info", help="debug | info | warning | error."),
 ) -> None:
     """Serve a live page of the allocation reports (and the health topic, when it exists) until Ctrl-C."""
@@ -31,7 +34,7 @@ def monitor(
     s = settings_of(ctx)
     configure_logging(log_level)
     try:
-        cfg = MonitorConfig(port=port, bind=bind, history=history, poll_ms=poll_ms)
+        cfg = MonitorConfig(port=port, bind=bind, history=history, poll_ms=poll_ms, topic_check_s=topic_check_s)
     except BanditLPError as exc:
         fail(exc)
     store = SeriesStore(cfg.history)

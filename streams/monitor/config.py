@@ -33,3 +33,5 @@ class MonitorConfig:
             raise ConfigError(f"history must be >= 1, not {self.history}")
         if self.poll_ms < 100:
             raise ConfigError(f"poll_ms must be >= 100, not {self.poll_ms}")
+        if self.topic_check_s <= 0:
+            raise ConfigError(f"topic_check_s must be > 0, not {self.topic_check_s}")
