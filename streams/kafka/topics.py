@@ -55,6 +55,7 @@ BASE_TOPICS: tuple[str, ...] = (
     "parameter-distribution",
     "metrics",
     "dead-letters",
+    "health",
 )
 
 
@@ -68,6 +69,9 @@ def topic_specs(partitions: int = 4) -> tuple[TopicSpec, ...]:
     allocator's transaction beside it, for replaying the decisions (``streams.replay``). It is
     kept 30 days, as long as batch-control (the batches' constraints): a replay reaches back 30
     days; decisions and feedback outlive it, but a decision without its context cannot be replayed.
+
+    ``health`` (key batch_id, one partition: batches in order) holds one record per closed batch
+    from the health worker (``streams.health``): its exploration and model health and alarms.
     """
     return (
         TopicSpec("candidates", partitions, retention_ms=2 * DAY_MS),
@@ -82,6 +86,7 @@ def topic_specs(partitions: int = 4) -> tuple[TopicSpec, ...]:
         TopicSpec("parameter-distribution", 1, compacted=True),
         TopicSpec("metrics", 1, retention_ms=30 * DAY_MS),
         TopicSpec("dead-letters", 1, retention_ms=30 * DAY_MS),
+        TopicSpec("health", 1, retention_ms=90 * DAY_MS),
     )
 
 
