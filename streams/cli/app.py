@@ -16,6 +16,7 @@ from streams.cli.bandit import bandit_app
 from streams.cli.common import fail
 from streams.cli.demo import demo
 from streams.cli.experiment import experiment
+from streams.cli.health import health
 from streams.cli.kafka import kafka_app
 from streams.cli.lp import lp_app
 from streams.cli.monitor import monitor
@@ -114,3 +115,4 @@ app.command("report")(report)
 app.command("experiment")(experiment)
 app.command("tune")(tune)
 app.command("monitor")(monitor)
+app.command("health")(health)
