@@ -120,10 +120,11 @@ class Trainer:
                 if time.monotonic() - last_lag >= self.metrics.lag_interval_s:
                     self.metrics.set_lag(confluent_lag(consumer))  # no offsets kept: against the position
                     last_lag = time.monotonic()
-                for msg in consumer.consume(1000, timeout=0.5):
+                messages = consumer.consume(1000, timeout=0.5)
+                self.metrics.consumed(topic, sum(1 for m in messages if not m.error()))
+                for msg in messages:
                     if msg.error():
                         continue
-                    self.metrics.consumed(topic)
                     try:
                         row = self.serde.decode(
                             "training-rows",
