@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from banditlp.errors import BanditLPError
 from streams.avro.serde import AvroSerde
@@ -86,12 +86,15 @@ class MonitorFeed:
                 now = time.monotonic()
                 if now >= next_check:
                     if self._missing():
-                        self._assign_new(consumer)
+                        try:
+                            self._assign_new(consumer)
+                        except KafkaException as exc:  # broker unreachable now: try again at the next check
+                            log.warning("monitor feed: cannot list topics (%s); retrying", exc)
                     next_check = now + self.cfg.topic_check_s
                 for msg in consumer.consume(500, 0.5):
                     if msg.error() is None:
                         self._on_record(msg)
-        except Exception as exc:  # the broker went away for good: logged, the page keeps its history
+        except Exception as exc:  # a bug or a fatal client error: logged, the page keeps its history
             self.error = exc
             log.error("monitor feed stopped: %s", exc)
         finally:
@@ -103,7 +106,7 @@ class MonitorFeed:
     def _assign_new(self, consumer: Any) -> None:
         """Assign the followed topics that exist now and are not assigned yet, ``history`` back."""
         listed = consumer.list_topics(timeout=10).topics
-        new = []
+        new, topics = [], []
         for topic in (self.reports_topic, self.health_topic):
             meta = listed.get(topic)
             if topic in self.assigned or meta is None or meta.error is not None:
@@ -111,10 +114,12 @@ class MonitorFeed:
             for p in sorted(meta.partitions):
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 new.append(TopicPartition(topic, p, max(low, high - self.cfg.history)))
-            self.assigned.add(topic)
-            log.info("monitor follows %s", topic)
+            topics.append(topic)
         if new:
             consumer.incremental_assign(new)
+        for topic in topics:  # only once assigned: a failure above is retried whole at the next check
+            self.assigned.add(topic)
+            log.info("monitor follows %s", topic)
 
     def _on_record(self, msg: Any) -> None:
         topic = msg.topic()
