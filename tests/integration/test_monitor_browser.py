@@ -5,7 +5,9 @@ page shows the reports alone), the monitor runs as a process (``banditlp monitor
 Chromium loads its page twice: ``--dump-dom`` after the page's script has fetched ``/api/series``
 and drawn (the DOM must hold one ``circle.pt`` per batch of each series, at the values produced
 here), and ``--screenshot`` (not blank: ink and colours, and the objective's blue line). More
-reports are then produced and a second DOM dump must show them: the page follows the topic.
+reports are then produced and a second DOM dump must show them: the page follows the topic. Last,
+health records are produced (the ``health`` topic made if it is not there yet: the monitor looks
+for it every second here) and their panels appear beside the reports'.
 
 Chromium is Debian's ``chromium`` package (``make browser``); without it this test fails, naming
 that target, as ``test_report_browser`` does.
@@ -13,6 +15,7 @@ that target, as ``test_report_browser`` does.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,7 +35,7 @@ from streams.avro.serde import AvroSerde
 from streams.cli.processes import WorkerSet
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
-from streams.kafka.topics import TopicNames, create_topics, delete_topics, topic_specs
+from streams.kafka.topics import TopicNames, TopicSpec, create_topics, delete_topics, topic_specs
 from streams.settings import Settings
 from tests.integration.kafka_reading import wait_until
 
@@ -112,8 +115,6 @@ def free_port() -> int:
 
 def n_batches(url: str) -> int:
     try:
-        import json
-
         return len(json.loads(urllib.request.urlopen(url + "api/series", timeout=5).read())["batches"])
     except OSError:
         return -1
@@ -151,7 +152,8 @@ def monitor(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
     try:
         m.produce(range(N_FIRST))
         env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        workers.start("monitor", ["monitor", "--port", str(port), "--poll-ms", "500"], env)
+        args = ["monitor", "--port", str(port), "--poll-ms", "500", "--topic-check-s", "1"]
+        workers.start("monitor", args, env)
         m.wait_for(N_FIRST)
         yield m
     finally:
@@ -191,3 +193,49 @@ def test_new_reports_appear_on_the_page(monitor: Monitor) -> None:
     monitor.wait_for(N_FIRST + N_MORE)
     dom = browse(monitor.url, monitor.tmp / "profile-dom-2", "--dump-dom").stdout
     assert points(dom, "objective") == [f"batch-{i}" for i in range(N_FIRST + N_MORE)]
+
+
+def health(batch_id: str, i: int) -> dict:
+    """A ``health`` value (schemas/health.avsc) for one batch."""
+    return {
+        "batch_id": batch_id,
+        "sequence": i,
+        "in_reference": i < 1,
+        "n_users": 100,
+        "n_pairs": 500,
+        "n_contexts": 100,
+        "n_outcomes": 80,
+        "model_versions": [1],
+        "values": {
+            "selection_entropy": 1.2 - 0.1 * i,
+            "item_coverage": 0.5 + 0.05 * i,
+            "overlap_at_k": None if i == 0 else 0.8,
+            "feature_psi_max": 0.05 * (i + 1),
+            "feature_psi.0": 0.01,
+            "ece.conversion": 0.01 * (i + 1),
+        },
+        "alarms": [{"name": "feature_drift", "value": 0.3, "threshold": 0.2}] if i == 2 else [],
+        "computed_at_ms": 1_700_000_000_000 + i,
+    }
+
+
+def test_health_records_add_their_panels(monitor: Monitor) -> None:
+    create_topics(monitor.connection, monitor.names, (TopicSpec("health", 1),))  # "exists" once it is a project topic
+    producer = clients.producer(monitor.connection)
+    batches = [f"batch-{i}" for i in range(3)]
+    for i, b in enumerate(batches):
+        clients.produce(producer, monitor.names("health"), monitor.serde.encode("health", health(b, i)), b.encode())
+    assert producer.flush(30) == 0
+
+    def health_points() -> int:
+        data = json.loads(urllib.request.urlopen(monitor.url + "api/series", timeout=5).read())
+        return sum(v is not None for p in data["panels"] for v in p["series"].get("health.item_coverage", []))
+
+    wait_until(lambda: health_points() == 3, 60, "the monitor read the health records", alive=monitor.workers.check)
+    dom = browse(monitor.url, monitor.tmp / "profile-dom-3", "--dump-dom").stdout
+    for series in ("health.selection_entropy", "health.item_coverage", "health.feature_psi_max", "alarms"):
+        assert points(dom, series) == batches, series
+    assert points(dom, "health.overlap_at_k") == batches[1:]  # null in the first batch: no point
+    assert points(dom, "health.feature_psi.0") == []  # per-feature PSI is not plotted
+    for title in ("Exploration", "Drift (PSI)", "Calibration", "Alarms"):
+        assert f'data-title="{title}"' in dom, title
