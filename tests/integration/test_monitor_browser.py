@@ -1,7 +1,7 @@
 """``banditlp monitor`` against the broker, its page loaded in headless Chromium.
 
-A few allocation reports are produced on the test's namespace (no ``health`` topic exists: the
-page shows the reports alone), the monitor runs as a process (``banditlp monitor --port P``), and
+A few allocation reports are produced on the test's namespace (no health record yet: the page
+shows the reports alone), the monitor runs as a process (``banditlp monitor --port P``), and
 Chromium loads its page twice: ``--dump-dom`` after the page's script has fetched ``/api/series``
 and drawn (the DOM must hold one ``circle.pt`` per batch of each series, at the values produced
 here), and ``--screenshot`` (not blank: ink and colours, and the objective's blue line). More
@@ -172,6 +172,10 @@ def test_the_page_draws_every_batch_of_every_series(monitor: Monitor) -> None:
     expected = [f"batch-{i}" for i in range(N_FIRST)]
     for series in ("objective", "usage.unsub", "dual.unsub", "dual.provider", "fallback", "solve_seconds"):
         assert points(dom, series) == expected, series
+    # each point's tooltip holds its value: the ones produced here
+    for name, of in (("objective", lambda r: r["objective"]), ("usage.unsub", lambda r: r["budgets"][0]["used"] / 6.0)):
+        shown = [float(v) for v in re.findall(rf"<title>{re.escape(name)} @ batch-\d+: ([^<]+)</title>", dom)]
+        assert shown == pytest.approx([of(report(b, i)) for i, b in enumerate(expected)]), name
     assert dom.count('<svg class="plot"') == 5  # no health topic: no health panel
     assert 'data-series="objective"' in dom and "<polyline" in dom
 
