@@ -41,7 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_CHOICES = 4096  # combinations of model versions tried per user (records with one version add none)
+MAX_CHOICES = 1 << 20  # combinations of model versions tried per user (records with one version add none)
+CHUNK = 4096
 
 
 def digest(feedback_id: str) -> int:
@@ -57,9 +58,13 @@ class FeedbackFact:
         feedback_id: ``<decision id>#<item id>``.
         z: ``(k,)`` the item features of the user's effect (from the candidates record).
         y: the outcome (1.0 converted, else 0.0).
-        p_options: the global model's mean conversion of the pair under each model version that
-            scored the user's batch (empty: never scored, so never absorbable).
+        p_options: the global model's mean conversion of the pair under each model version whose
+            context the learner can have joined the record with: the last scoring created before
+            the record, and every one created after it (empty: never scored, never absorbable).
         certain: scored before the feedback was produced (see the module docstring).
+        p_others: the same under the versions of earlier scorings, whose contexts a later
+            scoring overwrote before the record existed; tried only when ``p_options`` fail (a
+            context write lost with a SIGKILLed worker can leave the older one in place).
     """
 
     feedback_id: str
@@ -67,6 +72,7 @@ class FeedbackFact:
     y: float
     p_options: tuple[float, ...]
     certain: bool
+    p_others: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,18 +156,59 @@ def check_head(
     p0 = np.array([f.p_options[0] for f in absorbed], dtype=np.float64)
     _, b0 = closed_form(z, y - p0, precision, noise_var)
     tol = np.abs(z).sum(axis=0) * p_tol / noise_var + atol  # (k,)
-    multi = [i for i, f in enumerate(absorbed) if len(f.p_options) > 1]
     best = np.inf
-    for choice in itertools.islice(itertools.product(*(absorbed[i].p_options for i in multi)), MAX_CHOICES):
-        shift = p0[multi] - np.asarray(choice, dtype=np.float64)  # (m,)
-        b = b0 + z[multi].T @ shift / noise_var
-        err = float(np.max(np.abs(stored.b - b) / (tol + rtol * np.abs(b))))
+    for options in ([f.p_options for f in absorbed], [f.p_options + f.p_others for f in absorbed]):
+        err = _best_choice(options, z, p0, stored.b - b0, tol, rtol * np.abs(b0), noise_var)
         best = min(best, err)
         if err <= 1.0:
             return HeadVerdict(True, absorbed=len(absorbed), ambiguous_absorbed=n_amb, b_error=err)
     return HeadVerdict(
         False,
         f"b differs from the closed form under every model version that scored the batches "
-        f"({best:.3g} x the tolerance)",
+        f"({best:.3g} x the tolerance{_one_record(absorbed, z, stored.b - b0, p0, tol, noise_var)})",
         b_error=best,
     )
+
+
+def _best_choice(
+    options: Sequence[tuple[float, ...]],
+    z: np.ndarray,
+    p0: np.ndarray,
+    r: np.ndarray,
+    tol: np.ndarray,
+    rel: np.ndarray,
+    noise_var: float,
+) -> float:
+    """The smallest ``max |r - Δb(choice)| / (tol + rel)`` over the choices of one ``p`` per record
+    (``options[i]``, whose first entry is ``p0[i]``), where ``Δb = Σ_i z_i (p0_i - p_i) / σ²``; the
+    combinations of the records with more than one option are evaluated ``CHUNK`` at a time, at
+    most ``MAX_CHOICES`` of them."""
+    multi = [i for i, o in enumerate(options) if len(o) > 1]
+    if not multi:
+        return float(np.max(np.abs(r) / (tol + rel)))
+    zm = z[multi] / noise_var  # (m, k)
+    combos = itertools.islice(itertools.product(*(options[i] for i in multi)), MAX_CHOICES)
+    best = np.inf
+    while True:
+        chunk = np.array(list(itertools.islice(combos, CHUNK)), dtype=np.float64)  # (c, m)
+        if chunk.size == 0:
+            return best
+        db = (p0[multi] - chunk) @ zm  # (c, k)
+        best = min(best, float(np.min(np.max(np.abs(r - db) / (tol + rel), axis=1))))
+        if best <= 1.0:
+            return best
+
+
+def _one_record(
+    absorbed: Sequence[FeedbackFact], z: np.ndarray, r: np.ndarray, p0: np.ndarray, tol: np.ndarray, noise_var: float
+) -> str:
+    """For the report: the record whose ``p`` alone explains the residual ``r = b - b_replay``
+    (``r = -z_i δ / σ²`` for a learner that used ``p_i + δ``), with that ``p``, if one does."""
+    for i, f in enumerate(absorbed):
+        zz = float(z[i] @ z[i])
+        if zz == 0.0:
+            continue
+        delta = -float(z[i] @ r) * noise_var / zz
+        if np.all(np.abs(r + z[i] * delta / noise_var) <= tol):
+            return f"; explained by {f.feedback_id} alone, had the learner used p = {p0[i] + delta:.6g} for it"
+    return "; no single record explains it"

@@ -46,7 +46,12 @@ class ChaosDriver:
         self.error: BaseException | None = None
         self.t0 = 0.0
         self._stop = threading.Event()
+        self.broker_lock = threading.Lock()  # held from a restart's stop to its start
         self._thread = threading.Thread(target=self._run, name="soak-chaos", daemon=True)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     @property
     def done(self) -> bool:
@@ -79,8 +84,11 @@ class ChaosDriver:
                 else:
                     self.monitor.fault("broker restart")
                     t = time.monotonic()
-                    self.broker.down()
-                    self._broker_up()
+                    with self.broker_lock:
+                        if self._stop.is_set():
+                            return
+                        self.broker.down()
+                        self._broker_up()
                     self.broker_down_s.append(time.monotonic() - t)
                     self.broker_restarts += 1
                 log.info("fault %s on %s done", fault.kind, fault.target)
@@ -98,4 +106,4 @@ class ChaosDriver:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=120)
+            self._thread.join(timeout=5)  # a broker restart under way finishes on its own; see broker_lock

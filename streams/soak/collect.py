@@ -165,13 +165,19 @@ def feedback_facts(log: RunLog, means: dict[tuple[int, Key, str], float]) -> dic
         key = (fb.batch_id, fb.user_id)
         cand = log.candidates.get(key)
         scored = log.scored.get(key, [])
+        others: tuple[float, ...] = ()
         if cand is None or fb.item_id not in cand.item_ids:
             z = np.zeros(0)
             options: tuple[float, ...] = ()
         else:
             z = cand.item_features[cand.item_ids.index(fb.item_id)].astype(np.float64)
-            versions = sorted({v for _, v in scored})
-            options = tuple(means[(v, key, fb.item_id)] for v in versions if (v, key, fb.item_id) in means)
+            before = [(ts, v) for ts, v in scored if ts < fb.created_ms]
+            likely = {v for ts, v in scored if ts >= fb.created_ms} | ({max(before)[1]} if before else set())
+            p_of = {v: means[(v, key, fb.item_id)] for _, v in scored if (v, key, fb.item_id) in means}
+            options = tuple(p_of[v] for v in sorted(likely) if v in p_of)
+            others = tuple(p_of[v] for v in sorted(p_of) if v not in likely)
+            if not options:  # the likely versions' snapshots are gone: any version is all there is
+                options, others = others, ()
         certain = any(ts < fb.created_ms for ts, _ in scored)
-        facts[fb.user_id].append(FeedbackFact(fb.feedback_id, z, float(fb.converted), options, certain))
+        facts[fb.user_id].append(FeedbackFact(fb.feedback_id, z, float(fb.converted), options, certain, others))
     return facts

@@ -15,17 +15,20 @@ Whatever happens (an error, Ctrl-C), every worker's process group and the broker
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from confluent_kafka import KafkaException
 
@@ -33,7 +36,7 @@ from banditlp.errors import BanditLPError
 from evaluation.email_world import EmailWorldConfig
 from models.random_effects import RandomEffectConfig
 from streams.errors import ConfigError
-from streams.kafka.local_broker import LocalBroker, LocalBrokerConfig
+from streams.kafka.local_broker import LocalBroker, LocalBrokerConfig, broker_answers
 from streams.kafka.topics import create_topics, topic_specs
 from streams.processors.config import ProcessorConfig
 from streams.settings import Settings
@@ -119,16 +122,22 @@ class SoakResult:
         )
 
 
-def free_port_pair(ports: range = PORTS) -> int:
-    """The first ``p`` in ``ports`` with ``p`` and ``p + 1`` free on 127.0.0.1."""
+def claim_port_pair(lock_dir: Path, ports: range = PORTS) -> tuple[int, TextIO]:
+    """The first ``p`` in ``ports`` with ``p`` and ``p + 1`` free on 127.0.0.1 and no other process
+    holding ``lock_dir/port-<p>.lock``; returns it with the open, locked file (hold it for the
+    run: a broker takes seconds to bind its ports, and two runs started together would otherwise
+    pick the same pair and share one broker)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
     for port in ports:
+        lock = open(lock_dir / f"port-{port}.lock", "w")  # noqa: SIM115 - held open by the caller
         try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             for q in (port, port + 1):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", q))
-            return port
+            return port, lock
         except OSError:
-            continue
+            lock.close()
     raise ConfigError(f"no free port pair in {ports.start}-{ports.stop}")
 
 
@@ -137,7 +146,7 @@ def run_soak(cfg: SoakConfig, progress: Callable[[SoakProgress], None] = lambda 
     from streams.simulate.warm_start import publish_warm_start
     from streams.soak.feed import AuditedFeed
 
-    port = cfg.port or free_port_pair()
+    port, port_lock = (cfg.port, None) if cfg.port else claim_port_pair(cfg.kafka_home / "soak-ports")
     broker = LocalBroker(LocalBrokerConfig(home=cfg.kafka_home, port=port, name="soak-broker", start_timeout_s=240))
     state = SoakProgress()
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
@@ -182,11 +191,14 @@ def run_soak(cfg: SoakConfig, progress: Callable[[SoakProgress], None] = lambda 
     monitor: LagMonitor | None = None
     chaos: ChaosDriver | None = None
     feed = None
+    result: SoakResult | None = None
     batch_errors: Counter[str] = Counter()
     try:
         state.phase = "broker"
         progress(state)
         broker.ensure_jars()
+        if broker_answers(broker.config.connection):  # restarting someone else's broker is not ours to do
+            raise ConfigError(f"a broker already answers on port {port}; the soak needs one of its own")
         broker.up(fresh=True)
         create_topics(settings.connection, names, topic_specs(settings.partitions))
         state.phase = "model v1"
@@ -216,37 +228,53 @@ def run_soak(cfg: SoakConfig, progress: Callable[[SoakProgress], None] = lambda 
 
         chaos = ChaosDriver(plan, supervisor, broker, monitor, tick)
         duration = cfg.minutes * 60
-        hard_end: float | None = None
-        b = 0
         state.phase = "first batch"
         progress(state)
-        while True:
-            if chaos.error is not None:
-                raise chaos.error
+        outcome: list[BaseException] = []
+
+        def play() -> None:
+            """The batches, back to back, until the chaos is over and every fault recovered.
+            In a thread: the main thread stays free to take Ctrl-C or SIGTERM at once, while a
+            batch can block in a Kafka call for a minute when the broker is down."""
+            assert chaos is not None and monitor is not None and feed is not None
+            hard_end = math.inf
+            b = 0
             try:
-                run = feed.run_batch(b)
-                state.batches += 1
-                state.fallback += run.fallback
-                state.decisions = len(feed.decided)
-            except (BanditLPError, KafkaException) as exc:  # a batch the faults kept from finishing
-                batch_errors[type(exc).__name__] += 1
-                log.warning("batch %d: %s", b, exc)
-                if not chaos.t0 and sum(batch_errors.values()) >= 3:
-                    raise
-            b += 1
-            if not chaos.t0:
-                chaos.start(time.monotonic())
-                hard_end = chaos.t0 + duration + cfg.recovery_bound_s + 120
-                state.phase = "chaos"
-                continue
-            now = time.monotonic()
-            assert hard_end is not None
-            if now > hard_end:
-                raise BanditLPError(f"the soak did not wind down within {hard_end - chaos.t0:.0f} s")
-            if now - chaos.t0 >= duration and chaos.done and monitor.pending() == 0:
-                break
-            if now - chaos.t0 >= duration:
-                state.phase = "recovering"
+                while not chaos.stopping:
+                    if chaos.error is not None:
+                        raise chaos.error
+                    try:
+                        run = feed.run_batch(b)
+                        state.batches += 1
+                        state.fallback += run.fallback
+                        state.decisions = len(feed.decided)
+                    except (BanditLPError, KafkaException) as exc:  # a batch the faults kept from finishing
+                        batch_errors[type(exc).__name__] += 1
+                        log.warning("batch %d: %s", b, exc)
+                        if not chaos.t0 and sum(batch_errors.values()) >= 3:
+                            raise
+                    b += 1
+                    if not chaos.t0:
+                        chaos.start(time.monotonic())
+                        hard_end = chaos.t0 + duration + cfg.recovery_bound_s + 120
+                        state.phase = "chaos"
+                        continue
+                    now = time.monotonic()
+                    if now > hard_end:
+                        raise BanditLPError(f"the soak did not wind down within {hard_end - chaos.t0:.0f} s")
+                    if now - chaos.t0 >= duration:
+                        if chaos.done and monitor.pending() == 0:
+                            return
+                        state.phase = "recovering"
+            except BaseException as exc:  # re-raised in the main thread
+                outcome.append(exc)
+
+        player = threading.Thread(target=play, name="soak-batches", daemon=True)
+        player.start()
+        while player.is_alive():
+            player.join(0.5)
+        if outcome:
+            raise outcome[0]
         state.phase = "draining"
         progress(state)
         feed.close()
@@ -279,6 +307,8 @@ def run_soak(cfg: SoakConfig, progress: Callable[[SoakProgress], None] = lambda 
             broker_port=port,
         )
         result.summary.update(kills=chaos.kills, broker_restarts=chaos.broker_restarts, recovery_s=tracker.summary())
+        if result.failed:  # the topics are the evidence: kept (the broker stopped) for a second look
+            result.details["broker_data_kept"] = str(broker.config.instance_dir)
         return result
     finally:
         if chaos is not None:
@@ -286,8 +316,15 @@ def run_soak(cfg: SoakConfig, progress: Callable[[SoakProgress], None] = lambda 
         supervisor.stop_all()
         if monitor is not None:
             monitor.stop()
-        broker.down()
-        shutil.rmtree(broker.config.instance_dir, ignore_errors=True)
+        if chaos is not None:
+            with chaos.broker_lock:  # not while the chaos thread is between its down and its up
+                broker.down()
+        else:
+            broker.down()
+        if result is None or not result.failed:
+            shutil.rmtree(broker.config.instance_dir, ignore_errors=True)
+        if port_lock is not None:
+            port_lock.close()
 
 
 def _drain(monitor: LagMonitor, group: str, topic: str, timeout_s: float) -> None:

@@ -78,8 +78,18 @@ def test_a_correct_head_matches() -> None:
 
 def test_any_version_that_scored_the_batch_is_accepted() -> None:
     rng = np.random.default_rng(1)
-    fs = facts(rng, 10, versions=2)
+    fs = facts(rng, 16, versions=2)  # 2^16 combinations, the learner's is the last one
     assert check_head(learner(fs, rng, version=1), fs, LAMBDA, S2, 256).ok
+
+
+def test_an_overwritten_version_is_tried_last() -> None:
+    rng = np.random.default_rng(9)
+    fs = facts(rng, 6, versions=2)
+    head = learner(fs, rng, version=1)
+    split = [FeedbackFact(f.feedback_id, f.z, f.y, f.p_options[:1], True, f.p_options[1:]) for f in fs]
+    assert check_head(head, split, LAMBDA, S2, 256).ok
+    alone = [FeedbackFact(f.feedback_id, f.z, f.y, f.p_options[:1], True) for f in fs]
+    assert not check_head(head, alone, LAMBDA, S2, 256).ok
 
 
 @pytest.mark.parametrize(
@@ -156,3 +166,4 @@ def test_float32_noise_in_p_passes_and_a_wrong_p_does_not() -> None:
     off = [*fs[:-1], FeedbackFact(fs[-1].feedback_id, fs[-1].z, fs[-1].y, (fs[-1].p_options[0] + 0.002,), True)]
     v = check_head(head, off, LAMBDA, S2, 256)
     assert not v.ok and v.b_error > 1.0
+    assert f"explained by {fs[-1].feedback_id} alone, had the learner used p = {fs[-1].p_options[0]:.6g}" in v.reason
