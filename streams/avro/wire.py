@@ -106,6 +106,7 @@ def read_long(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 70:
             raise Unhandled  # longer than a 64-bit varint (10 bytes)
+    z &= 0xFFFF_FFFF_FFFF_FFFF  # a 10th byte's high bits fall off, as in Avro's (and fastavro's) 64-bit reader
     return (z >> 1) ^ -(z & 1), pos
 
 
