@@ -8,8 +8,15 @@ Writes ``OUT/tune.json`` (``{"methods": {name: {"mass_near_best_feasible": [...]
 ``OUT/assignment.json`` (users changing arm between the first seed's successive tuner distributions:
 the minimal relayout against the total-variation minimum, a stateless layout and a fresh hash).
 
-The live loop through the broker (per-arm metrics from decisions and feedback, the distribution published
-on the parameter-distribution topic) is not built: ``--synthetic`` is required.
+Through the broker (``streams.tune``):
+
+- ``banditlp tune --publish --experiment NAME --arm 'tau=1.0:0.5' --arm 'tau=0.5:0.5'`` publishes the given
+  arms once as the experiment's next distribution on the compacted parameter-distribution topic (version
+  one above the newest there, laid out from its layout), prints it and exits;
+- ``banditlp tune --live --experiment NAME --knob tau=0:2 --period-s 60`` runs the tuner job: every period
+  it fits the per-arm metrics read so far and publishes the next distribution (``--periods N``: stop after N).
+
+The scorers (``banditlp worker processors --experiment NAME``) serve each user the arm its hash falls in.
 """
 
 from __future__ import annotations
@@ -23,7 +30,26 @@ from streams.cli.common import console, default_of, fail
 
 
 def tune(
-    synthetic: bool = typer.Option(False, "--synthetic", help="Run on the synthetic problem (required for now)."),
+    ctx: typer.Context,
+    synthetic: bool = typer.Option(False, "--synthetic", help="Run on the synthetic problem (no broker)."),
+    live: bool = typer.Option(False, "--live", help="Run the tuner job against the broker until SIGTERM/Ctrl-C."),
+    publish: bool = typer.Option(False, "--publish", help="Publish the --arm distribution once and exit."),
+    experiment: str = typer.Option("tau", "--experiment", help="The experiment (the scorers' --experiment)."),
+    arm: list[str] = typer.Option(
+        [], "--arm", help="--publish: an arm, [ARM_ID/]KNOB=VALUE[,KNOB=VALUE...]:PROBABILITY (repeat it)."
+    ),
+    salt: str = typer.Option("", "--salt", help="--publish: hash salt (a new one reshuffles every user)."),
+    knob: list[str] = typer.Option(
+        [], "--knob", help="--live: a tuned knob and its box, NAME=LO:HI (repeat it; default tau=0:2)."
+    ),
+    period_s: float = typer.Option(60.0, "--period-s", help="--live: seconds between tuning steps."),
+    periods: int | None = typer.Option(None, "--periods", min=1, help="--live: stop after this many steps."),
+    max_unsubscription_rate: float = typer.Option(
+        0.01, "--max-unsubscription-rate", help="--live: the guardrail, unsubscriptions per send."
+    ),
+    min_feedback: int = typer.Option(50, "--min-feedback", min=1, help="--live: feedback an arm needs to count."),
+    max_arms: int = typer.Option(8, "--max-arms", min=1, help="--live: arms published at most."),
+    log_level: str = typer.Option("info", "--log-level", help="--live/--publish: debug | info | warning | error."),
     seeds: int = typer.Option(10, "--seeds", min=1, help="Seeds first-seed, +1, ... (the same noise per seed)."),
     first_seed: int = typer.Option(0, "--first-seed", min=0, help="The first seed."),
     budget: int | None = typer.Option(None, "--budget", min=1, help="Observations per method and seed (default 64)."),
@@ -32,17 +58,25 @@ def tune(
     candidates: int | None = typer.Option(None, "--candidates", min=1, help="Sobol candidates (default 512)."),
     methods: str = typer.Option("tuner,random_search,grid_search", "--methods", help="Comma list of methods."),
     torch_threads: int = typer.Option(1, "--torch-threads", min=0, help="Torch intra-op threads (0: default)."),
-    out: Path = typer.Option(..., "--out", help="Directory for tune.json, tune.md and tune_distribution.png."),
+    out: Path | None = typer.Option(
+        None, "--out", help="--synthetic: directory for tune.json, tune.md and tune_distribution.png."
+    ),
 ) -> None:
-    """Tune the synthetic problem with the GP Thompson tuner, random search and grid search; write the table."""
+    """Tune the synthetic problem (--synthetic: GP Thompson tuner vs random and grid search, a table), or
+    publish a parameter distribution (--publish) or run the live tuner (--live) on the broker."""
     from streams.errors import ConfigError
 
+    if sum((synthetic, live, publish)) != 1:
+        fail(ConfigError("pass exactly one of --synthetic, --live and --publish"))
+    if publish or live:
+        _broker_mode(
+            ctx, publish, experiment, arm, salt, knob, period_s, periods, max_unsubscription_rate, min_feedback,
+            max_arms, log_level,
+        )  # fmt: skip
+        return
     try:
-        if not synthetic:
-            raise ConfigError(
-                "banditlp tune runs only on the synthetic problem for now: pass --synthetic "
-                "(the live loop through the broker is not built)"
-            )
+        if out is None:
+            raise ConfigError("--synthetic needs --out DIR")
         import torch
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -78,3 +112,76 @@ def tune(
     typer.echo(paths["table"].read_text())  # plain: the tables are markdown and must not be wrapped
     for path in paths.values():
         typer.echo(f"wrote {path}")
+
+
+def _parse_knob(spec: str) -> tuple[str, float, float]:
+    from streams.errors import ConfigError
+
+    name, eq, box = spec.partition("=")
+    lo, colon, hi = box.partition(":")
+    try:
+        if not (eq and colon and name.strip()):
+            raise ValueError
+        return name.strip(), float(lo), float(hi)
+    except ValueError:
+        raise ConfigError(f"knob {spec!r} is not NAME=LO:HI") from None
+
+
+def _broker_mode(
+    ctx: typer.Context,
+    publish: bool,
+    experiment: str,
+    arm: list[str],
+    salt: str,
+    knob: list[str],
+    period_s: float,
+    periods: int | None,
+    max_unsubscription_rate: float,
+    min_feedback: int,
+    max_arms: int,
+    log_level: str,
+) -> None:
+    """``--publish`` (one distribution, printed) or ``--live`` (the tuner job until SIGTERM or ``periods``)."""
+    import signal
+    import threading
+
+    from streams.cli.common import configure_logging, settings_of
+    from streams.errors import ConfigError
+    from streams.tune.distribution import parse_arm
+    from streams.tune.distribution import publish as publish_arms
+    from streams.tune.job import TunerJob, TunerJobConfig
+
+    configure_logging(log_level)
+    s = settings_of(ctx)
+    try:
+        if publish:
+            if not arm:
+                raise ConfigError("--publish needs at least one --arm")
+            record = publish_arms(
+                s.connection,
+                s.serde(),
+                s.names("parameter-distribution"),
+                experiment,
+                [parse_arm(a) for a in arm],
+                salt,
+            )
+            typer.echo(f"published {record.experiment} version {record.version}:")
+            for a in record.arms:
+                knobs = ",".join(f"{k}={v:g}" for k, v in sorted(a.parameters.items()))
+                typer.echo(f"  {a.arm_id}  {knobs}  p={a.probability:g}")
+            return
+        config = TunerJobConfig(
+            experiment=experiment,
+            knobs=tuple(_parse_knob(k) for k in knob) or TunerJobConfig().knobs,
+            period_s=period_s,
+            max_unsubscription_rate=max_unsubscription_rate,
+            min_feedback=min_feedback,
+            max_arms=max_arms,
+            initial_arms=min(TunerJobConfig().initial_arms, max_arms),
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        TunerJob(config, s.connection, s.serde(), s.names).run(stop, periods)
+    except BanditLPError as exc:
+        fail(exc)

@@ -50,6 +50,11 @@ def processors(
     tau: float = typer.Option(
         default_of(ProcessorConfig, "tau"), help="Thompson temperature: posterior covariance scale (0 = greedy)."
     ),
+    experiment: str = typer.Option(
+        default_of(ProcessorConfig, "experiment"),
+        help="Tuner experiment whose newest parameter distribution serves each user an arm (its tau); "
+        "none published: every user at --tau.",
+    ),
     draws: int = typer.Option(
         default_of(ProcessorConfig, "n_draws"),
         min=1,
@@ -100,6 +105,7 @@ def processors(
             partitions=s.partitions,
             app_id=f"{s.topic_prefix}banditlp-processors",
             tau=tau,
+            experiment=experiment,
             model_name=model_name,
             seed=seed,
             feature_dim=feature_dim,

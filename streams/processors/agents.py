@@ -19,6 +19,7 @@ from streams.avro.serde import AvroSerde
 from streams.dead_letters import dead_letter
 from streams.errors import DecodeError, DeliveryError, ValidationError
 from streams.learn.context_slots import ContextIndex
+from streams.learn.state_codec import unpack_meta
 from streams.learn.update import DecisionContext, FeedbackMetrics, learn
 from streams.learn.user_state import UserState
 from streams.metrics import WorkerMetrics
@@ -27,6 +28,7 @@ from streams.processors.recovery import bind_event
 from streams.records import CandidatesRecord, FeedbackRecord
 from streams.score.batch import score_records
 from streams.score.model_feed import ModelFeed
+from streams.score.parameter_feed import DEFAULT_VERSION, ParameterFeed, ServedArms, parse_parameter_version
 from streams.score.publisher import ScorePublisher
 
 log = logging.getLogger("banditlp.processors")
@@ -68,6 +70,15 @@ class Processors:
     rng: np.random.Generator
     stats: ProcessorStats = field(default_factory=ProcessorStats)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    parameters: ParameterFeed | None = None
+
+    def served(self, user_ids: list[str]) -> ServedArms:
+        """Each user's tuner arm in the newest distribution of the worker's experiment (its τ and
+        parameter version); every user at the configured τ under "default" when there is none."""
+        held = self.parameters.distribution(self.cfg.experiment) if self.parameters is not None else None
+        if held is None:
+            return ServedArms.default(len(user_ids), self.cfg.tau)
+        return held.serve(user_ids, self.cfg.tau)
 
     async def reject(self, event: Any, exc: BaseException, consumer: str) -> None:
         """Send ``event``'s record to dead-letters with ``exc`` as the reason."""
@@ -104,6 +115,8 @@ def score_agent(p: Processors) -> Agent:
 
     async def score(stream: Any) -> None:
         await p.feed.wait_caught_up(cfg.model_wait_s)
+        if p.parameters is not None:  # the newest distribution, not the first one read, serves the first take
+            await p.parameters.wait_caught_up(cfg.model_wait_s)
         events: list[Any]
         async for events in stream.take_events(cfg.take, within=cfg.within_s):
             started = time.perf_counter()
@@ -146,8 +159,16 @@ def score_agent(p: Processors) -> Agent:
                 bind_event(event)
                 return p.context_index.claim(event.message.partition, rec.user_id, rec.batch_id)
 
+            served = p.served([r.user_id for _, r in records])  # one distribution per take, as the model
             scored = score_records(
-                [r for _, r in records], bound_user_state, model, cfg.tau, p.rng, claim_slot, n_draws=cfg.n_draws
+                [r for _, r in records],
+                bound_user_state,
+                model,
+                served.taus,
+                p.rng,
+                claim_slot,
+                n_draws=cfg.n_draws,
+                parameter_versions=served.parameter_versions,
             )
             for (event, rec), value, (key, context) in zip(records, scored.values, scored.contexts):
                 bind_event(event)  # the write goes to this event's changelog partition
@@ -169,7 +190,8 @@ def score_agent(p: Processors) -> Agent:
 
 
 def learn_agent(p: Processors) -> Agent:
-    """feedback -> the user's head (``users``), training-rows and metrics."""
+    """feedback -> the user's head (``users``), training-rows and metrics (one record per tuner arm
+    the take's feedback was served under, keyed by arm id)."""
     cfg = p.cfg
 
     async def learn_from(stream: Any) -> None:
@@ -177,7 +199,7 @@ def learn_agent(p: Processors) -> Agent:
         async for events in stream.take_events(cfg.take, within=cfg.within_s):
             if events:
                 p.metrics.consumed(events[0].message.topic, len(events))
-            metrics = FeedbackMetrics()
+            per_arm: dict[str, FeedbackMetrics] = {}
             n_rows = 0
             for event in events:
                 msg = event.message
@@ -191,7 +213,7 @@ def learn_agent(p: Processors) -> Agent:
                 except (DecodeError, ValidationError) as exc:
                     await p.reject(event, exc, "learner")
                     continue
-                context = _context_of(p, msg.partition, fb)
+                context, arm = _context_of(p, msg.partition, fb)
                 if context is None:
                     p.stats.feedback_unknown += 1
                     await p.reject(
@@ -211,26 +233,31 @@ def learn_agent(p: Processors) -> Agent:
                     continue
                 p.users[fb.user_id.encode()] = learned.state.encode()
                 p.stats.feedback_applied += 1
-                metrics.add(fb)
+                per_arm.setdefault(arm, FeedbackMetrics(arm_id=arm)).add(fb)
                 await p.topics["training-rows"].send(
                     key=fb.user_id.encode(), value=p.serde.encode("training-rows", learned.training_row)
                 )
                 n_rows += 1
             p.metrics.produced(cfg.names("training-rows"), n_rows)
-            if metrics.n:
+            now_ms = int(time.time() * 1000)
+            for metrics in per_arm.values():
                 await p.topics["metrics"].send(
-                    key=metrics.arm_id.encode(), value=p.serde.encode("metrics", metrics.value(int(time.time() * 1000)))
+                    key=metrics.arm_id.encode(), value=p.serde.encode("metrics", metrics.value(now_ms))
                 )
                 p.metrics.produced(cfg.names("metrics"))
 
     return learn_from
 
 
-def _context_of(p: Processors, partition: int, fb: FeedbackRecord) -> DecisionContext | None:
-    """The stored context of ``fb``'s decision, or None when it is unknown, late or another batch's."""
+def _context_of(p: Processors, partition: int, fb: FeedbackRecord) -> tuple[DecisionContext | None, str]:
+    """The stored context of ``fb``'s decision (None when it is unknown, late or another batch's) and
+    the tuner arm it was scored under (``"default"`` when none, or for a context stored before arms)."""
     key = p.context_index.find(partition, fb.user_id, fb.batch_id)
     data = p.contexts.get(key) if key is not None else None
     if data is None:
-        return None
+        return None, DEFAULT_VERSION
     context = DecisionContext.decode(data)
-    return context if context.holds(fb) else None
+    if not context.holds(fb):
+        return None, DEFAULT_VERSION
+    parsed = parse_parameter_version(str(unpack_meta(data).get("parameter_version", DEFAULT_VERSION)))
+    return context, parsed[2] if parsed is not None else DEFAULT_VERSION

@@ -15,7 +15,8 @@ Both agents run in one app so they share its RocksDB tables, which are co-partit
 The agents themselves are in ``streams.processors.agents``; the rebalance workarounds in
 ``streams.processors.recovery``; the group membership in ``streams.processors.membership``.
 Besides the agents' topics the worker follows two small compacted ones in background threads:
-``model-snapshots`` (the scorer's model) and ``parameter-distribution`` (the tuner's arms),
+``model-snapshots`` (the scorer's model) and ``parameter-distribution`` (the tuner's arms: each
+user is scored at the τ of the arm its hash falls in, ``streams.score.parameter_feed``),
 dead-lettering their malformed records (``streams.score.compacted``).
 """
 
@@ -103,6 +104,12 @@ def build_app(
     # Reads of a user's slots go to the store of the event bound at the time; the index is
     # keyed by that event's partition and the user.
     context_index = ContextIndex(cfg.context_slots, contexts.get, max_users=cfg.context_index_users)
+    parameters = ParameterFeed(
+        connection,
+        serde,
+        names("parameter-distribution"),
+        DeadLetterSink(connection, serde, names("dead-letters"), "parameter-feed"),
+    )
     p = Processors(
         cfg=cfg,
         app=app,
@@ -123,6 +130,7 @@ def build_app(
         noise_var=RandomEffectConfig(1).noise_var,
         rng=np.random.default_rng(cfg.seed),
         metrics=metrics,
+        parameters=parameters,
     )
 
     async def forget_context_index(sender: Any, /, *_: Any, signal: Any = None, **__: Any) -> None:
@@ -142,13 +150,6 @@ def build_app(
             metrics.set_model_version(p.feed.model_name, p.feed.version)
         metrics.set_lag(faust_lag(app))
 
-    parameters = ParameterFeed(
-        connection,
-        serde,
-        names("parameter-distribution"),
-        DeadLetterSink(connection, serde, names("dead-letters"), "parameter-feed"),
-    )
-
     @app.task
     async def start_feeds() -> None:
         p.feed.start()
@@ -158,7 +159,7 @@ def build_app(
     stall_watch = StallWatch(app, {names("candidates"), names("feedback")})
     app.timer(interval=cfg.stall_check_s)(stall_watch.check)
     app.banditlp_stats = p.stats  # type: ignore[attr-defined]  # for tests and debuggers
-    app.banditlp_parameters = parameters  # type: ignore[attr-defined]  # held for the tuner's arms
+    app.banditlp_parameters = parameters  # type: ignore[attr-defined]  # for tests and debuggers
     return app
 
 

@@ -27,6 +27,8 @@ class ProcessorConfig:
             membership (a restart waits for the killed member's session to expire).
         group: the consumer group's session, heartbeat, poll and rebalance timeouts.
         tau: Thompson temperature (posterior covariance scale) for users with no tuner arm.
+        experiment: the tuner experiment whose newest distribution (``parameter-distribution``,
+            key ``experiment``) serves each user an arm, and with it the arm's ``tau``.
         n_draws: K, the Thompson draws per pair of every outcome the scorer publishes; the
             allocator solves one LP per draw and logs the exact propensity of the mixture.
         take: how many records an agent scores or learns from at once (vectorised).
@@ -49,6 +51,7 @@ class ProcessorConfig:
     partitions: int = 4
     app_id: str = "banditlp-processors"
     tau: float = 1.0
+    experiment: str = "tau"
     n_draws: int = 1
     model_name: str = "email"
     take: int = 500

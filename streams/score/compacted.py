@@ -12,8 +12,10 @@ worker, with the same ``(source_topic, partition, offset)`` (README: count disti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
@@ -62,6 +64,16 @@ class CompactedFeed:
             ValidationError: the record is unusable (it is dead-lettered).
         """
         raise NotImplementedError
+
+    async def wait_caught_up(self, timeout_s: float) -> bool:
+        """Wait (without blocking the event loop) until the topic has been read to the end offset it
+        had at start, at most ``timeout_s``; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if not self.caught_up.is_set():
+            log.warning("%s not caught up after %.0f s; going on with what it has", self.name, timeout_s)
+        return self.caught_up.is_set()
 
     def start(self) -> None:
         if self._thread is None:

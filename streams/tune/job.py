@@ -1,0 +1,239 @@
+"""The live tuner: each period, the per-arm metrics so far fitted by ``models.tuner``, the distribution published.
+
+The learners publish one ``metrics`` record (``ArmMetrics``) per take and tuner arm: the feedback it
+applied, counted by the arm the feedback's decision was served under. The job reads the topic from its
+beginning and keeps running totals per arm. Each period it turns every arm it knows the knobs of (those
+of the distributions it has seen) with at least ``min_feedback`` feedback records into one observation
+
+    x = the arm's knob values (``knobs`` order),  y = (value_sum / n_feedback, unsubscriptions / n_feedback),
+
+the reward and the unsubscriptions per send, fits one GP per metric (``models.tuner``: reward the primary,
+unsubscriptions per send ``<= max_unsubscription_rate`` the guardrail) and publishes the Thompson
+distribution over the candidates, its ``max_arms`` most probable arms renormalised (fewer arms keep the
+layout small and each arm's traffic large enough to measure). With fewer than ``min_arms`` observations it
+publishes nothing; with no distribution on the topic yet it starts one: ``initial_arms`` settings evenly
+over the box, equal shares.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from models.tuner.config import Guardrail, TunerConfig
+from models.tuner.thompson import thompson_distribution
+from streams.avro.serde import AvroSerde
+from streams.errors import ConfigError, DecodeError
+from streams.kafka import clients
+from streams.kafka.connection import ConnectionConfig
+from streams.kafka.topics import TopicNames
+from streams.score.parameter_feed import ParameterDistributionRecord
+from streams.tune.distribution import ArmSpec, default_arm_id, publish, read_latest
+
+log = logging.getLogger("banditlp.tune")
+
+
+@dataclass(frozen=True)
+class TunerJobConfig:
+    """The live tuner's settings.
+
+    Attributes:
+        experiment: the distribution's key (the scorers' ``--experiment``).
+        knobs: ``((name, lo, hi), ...)``: the tuned knobs and their box.
+        period_s: seconds between tuning steps.
+        max_unsubscription_rate: the guardrail, unsubscriptions per send.
+        min_feedback: feedback records an arm needs before it counts as an observation.
+        min_arms: observations a step needs (fewer: nothing is published).
+        max_arms: arms published at most (the most probable, renormalised).
+        initial_arms: settings of the first distribution, when the topic has none.
+        n_samples, n_candidates: S and the Sobol candidates of each step (``TunerConfig``).
+        seed: the tuner's seed (each step's draws are ``default_rng([seed, step])``).
+    """
+
+    experiment: str = "tau"
+    knobs: tuple[tuple[str, float, float], ...] = (("tau", 0.0, 2.0),)
+    period_s: float = 60.0
+    max_unsubscription_rate: float = 0.01
+    min_feedback: int = 50
+    min_arms: int = 2
+    max_arms: int = 8
+    initial_arms: int = 4
+    n_samples: int = 512
+    n_candidates: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.knobs or any(not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) for _, lo, hi in self.knobs):
+            raise ConfigError(f"knobs must be (name, lo, hi) with finite lo < hi, got {self.knobs}")
+        if not (self.period_s > 0 and self.min_feedback >= 1 and self.min_arms >= 1):
+            raise ConfigError("period_s must be > 0, min_feedback and min_arms >= 1")
+        if not (1 <= self.max_arms <= 1_000 and 1 <= self.initial_arms <= self.max_arms):
+            raise ConfigError(f"need 1 <= initial_arms ({self.initial_arms}) <= max_arms ({self.max_arms}) <= 1000")
+
+
+@dataclass
+class ArmTotals:
+    """Feedback counted for one arm since the metrics topic's beginning."""
+
+    n_feedback: int = 0
+    conversions: int = 0
+    unsubscriptions: int = 0
+    value_sum: float = 0.0
+
+    def add(self, value: dict[str, float]) -> None:
+        self.n_feedback += int(value["n_feedback"])
+        self.conversions += int(value["conversions"])
+        self.unsubscriptions += int(value["unsubscriptions"])
+        self.value_sum += float(value["value_sum"])
+
+
+@dataclass
+class TunerState:
+    """What the job holds between periods: the totals per arm, each arm's knobs, the newest record."""
+
+    totals: dict[str, ArmTotals] = field(default_factory=dict)
+    knobs_of: dict[str, dict[str, float]] = field(default_factory=dict)
+    current: ParameterDistributionRecord | None = None
+    step: int = 0
+
+    def hold(self, record: ParameterDistributionRecord) -> None:
+        self.current = record
+        for arm in record.arms:
+            self.knobs_of[arm.arm_id] = dict(arm.parameters)
+
+
+def observations(state: TunerState, config: TunerJobConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(X (n, d), Y (n, 2), arm ids)``: every arm with known knobs and ``min_feedback`` feedback,
+    its reward and unsubscriptions per send."""
+    names = [k for k, _, _ in config.knobs]
+    rows, ys, arms = [], [], []
+    for arm, t in sorted(state.totals.items()):
+        knobs = state.knobs_of.get(arm)
+        if knobs is None or t.n_feedback < config.min_feedback or any(k not in knobs for k in names):
+            continue
+        rows.append([knobs[k] for k in names])
+        ys.append([t.value_sum / t.n_feedback, t.unsubscriptions / t.n_feedback])
+        arms.append(arm)
+    d = len(names)
+    return np.array(rows, dtype=np.float64).reshape(-1, d), np.array(ys, dtype=np.float64).reshape(-1, 2), arms
+
+
+def initial_arms(config: TunerJobConfig) -> list[ArmSpec]:
+    """``initial_arms`` settings evenly over the box (the midpoints of equal slices of each knob), equal shares."""
+    n = config.initial_arms
+    arms = []
+    for j in range(n):
+        knobs = {name: lo + (j + 0.5) / n * (hi - lo) for name, lo, hi in config.knobs}
+        arms.append(ArmSpec(default_arm_id(knobs), knobs, 1.0 / n))
+    return arms
+
+
+def tuned_arms(state: TunerState, config: TunerJobConfig) -> list[ArmSpec] | None:
+    """The next arms from the observations (None: fewer than ``min_arms``): the Thompson distribution
+    of ``models.tuner``, its ``max_arms`` most probable arms with their probabilities renormalised."""
+    X, Y, _ = observations(state, config)
+    if X.shape[0] < config.min_arms:
+        return None
+    tuner = TunerConfig(
+        bounds=tuple((lo, hi) for _, lo, hi in config.knobs),
+        guardrails=(Guardrail(config.max_unsubscription_rate, "<="),),
+        n_samples=config.n_samples,
+        n_candidates=config.n_candidates,
+        seed=config.seed,
+        step=state.step,
+    )
+    dist = thompson_distribution(X, Y, tuner)
+    top = np.argsort(-dist.probs, kind="stable")[: config.max_arms]
+    top = top[dist.probs[top] > 0]
+    probs = dist.probs[top] / dist.probs[top].sum()
+    names = [k for k, _, _ in config.knobs]
+    return [
+        ArmSpec(dist.arm_ids[j], {k: float(v) for k, v in zip(names, dist.points[j])}, float(p))
+        for j, p in zip(top, probs)
+    ]
+
+
+class TunerJob:
+    """The live loop: read metrics, and each ``period_s`` tune and publish (``run``; ``step`` once)."""
+
+    def __init__(
+        self, config: TunerJobConfig, connection: ConnectionConfig, serde: AvroSerde, names: TopicNames
+    ) -> None:
+        self.config = config
+        self.connection = connection
+        self.serde = serde
+        self.topic = names("parameter-distribution")
+        self.metrics_topic = names("metrics")
+        self.state = TunerState()
+        self._consumer: Consumer | None = None
+
+    def _metrics_consumer(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = clients.consumer(
+                self.connection, {"group.id": "banditlp-tuner", "enable.auto.commit": False}
+            )
+            self._consumer.assign([TopicPartition(self.metrics_topic, 0, OFFSET_BEGINNING)])
+        return self._consumer
+
+    def read_metrics(self, for_s: float) -> int:
+        """Add the metrics records that arrive in ``for_s`` seconds to the totals; how many were read."""
+        consumer = self._metrics_consumer()
+        deadline = time.monotonic() + for_s
+        n = 0
+        while (left := deadline - time.monotonic()) > 0:
+            msg = consumer.poll(min(left, 0.5))
+            if msg is None or msg.error() or msg.value() is None:
+                continue
+            try:
+                value = self.serde.decode("metrics", msg.value())
+            except DecodeError as exc:
+                log.warning("skipped a metrics record: %s", exc)
+                continue
+            self.state.totals.setdefault(str(value["arm_id"]), ArmTotals()).add(value)
+            n += 1
+        return n
+
+    def step(self) -> ParameterDistributionRecord | None:
+        """One tuning step: publish the next distribution (the initial one when the topic has none);
+        None when there are too few observations to tune."""
+        cfg = self.config
+        if self.state.current is None:
+            held = read_latest(self.connection, self.serde, self.topic, cfg.experiment)
+            if held is not None:
+                self.state.hold(held)
+        if self.state.current is None:
+            arms: list[ArmSpec] | None = initial_arms(cfg)
+        else:
+            arms = tuned_arms(self.state, cfg)
+        self.state.step += 1
+        if arms is None:
+            log.info(
+                "step %d: too few arms with %d feedback records; nothing published", self.state.step, cfg.min_feedback
+            )
+            return None
+        record = publish(self.connection, self.serde, self.topic, cfg.experiment, arms, previous=self.state.current)
+        self.state.hold(record)
+        return record
+
+    def run(self, stop: threading.Event, periods: int | None = None) -> None:
+        """Read metrics and tune every ``period_s`` until ``stop`` is set (or after ``periods`` steps)."""
+        done = 0
+        try:
+            while not stop.is_set() and (periods is None or done < periods):
+                if self.state.current is None and done == 0:
+                    self.step()  # the first distribution at once, when there is none
+                self.read_metrics(self.config.period_s)
+                if stop.is_set():
+                    break
+                self.step()
+                done += 1
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
