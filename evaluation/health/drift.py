@@ -95,6 +95,7 @@ def measure_drift(
     sizes: dict[str, float] | None = None,
     kinds: tuple[str, ...] = SHIFT_KINDS,
     on_run: Callable[[str, float], None] | None = None,
+    with_null: bool = True,
 ) -> dict[str, Any]:
     """Run the unshifted world and each shift, and measure delays and false-alarm rates.
 
@@ -105,6 +106,9 @@ def measure_drift(
         sizes: Kind -> shift size (the kind's default when absent).
         kinds: The kinds measured.
         on_run: Called with each run's label and its seconds.
+        with_null: Run the unshifted world too (without it, no false-alarm rates: those of
+            another measurement of the same configuration and seeds apply, its null runs being
+            the same).
 
     Returns:
         The document written to ``drift-*.json`` (see the module docstring).
@@ -113,20 +117,22 @@ def measure_drift(
 
     sizes = sizes or {}
     reference = MonitorConfig().reference_batches
-    started = time.monotonic()
-    null = run_experiment(dataclasses.replace(config, shift=None, health=True))
-    if on_run is not None:
-        on_run("none", time.monotonic() - started)
     method = config.methods[0]
-    null_runs = null.methods[method]
+    plain = dataclasses.replace(config, shift=None, health=True)
     doc: dict[str, Any] = {
-        "config": {k: v for k, v in null.config.to_json().items() if k != "method_configs"},
+        "config": {k: v for k, v in plain.to_json().items() if k != "method_configs"},
         "method": method,
         "shift_batch": shift_batch,
         "reference_batches": reference,
         "kinds": {},
-        "null_rates": {name: false_alarm_rates(_alarm_matrix(null_runs, name), reference) for name in ALARM_NAMES},
     }
+    null_runs = None
+    if with_null:
+        started = time.monotonic()
+        null_runs = run_experiment(plain).methods[method]
+        if on_run is not None:
+            on_run("none", time.monotonic() - started)
+        doc["null_rates"] = {name: false_alarm_rates(_alarm_matrix(null_runs, name), reference) for name in ALARM_NAMES}
     for kind in kinds:
         shift = Shift.of(kind, shift_batch, sizes.get(kind))
         started = time.monotonic()
@@ -150,7 +156,9 @@ def measure_drift(
             "max_delay": max(fired) if fired else None,
             "mean_delay": float(np.mean(fired)) if fired else None,
             "censored_at": config.batches - shift_batch,
-            "false_alarms_same_batches": false_alarm_rates(_alarm_matrix(null_runs, alarm), shift_batch),
+            "false_alarms_same_batches": (
+                None if null_runs is None else false_alarm_rates(_alarm_matrix(null_runs, alarm), shift_batch)
+            ),
             "other_alarm_delays": other,
         }
     return doc
@@ -168,8 +176,8 @@ def table(doc: dict[str, Any]) -> list[tuple[str, ...]]:
                 k["alarm"],
                 ", ".join("-" if d is None else str(d) for d in k["delays"]),
                 f"{k['detected']}/{k['seeds']}",
-                f"{fa['per_batch']:.3f} ({int(fa['alarms'])}/{int(fa['batches'])})",
-                f"{fa['per_run']:.2f}",
+                "n/a" if fa is None else f"{fa['per_batch']:.3f} ({int(fa['alarms'])}/{int(fa['batches'])})",
+                "n/a" if fa is None else f"{fa['per_run']:.2f}",
             )
         )
     return rows
@@ -181,11 +189,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="The JSON file written.")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--shift-batch", type=int, default=8)
+    parser.add_argument(
+        "--shift-batch", type=int, default=8, help="The first shifted batch, 0-based (8: the 9th batch)."
+    )
     parser.add_argument("--users", type=int, default=EmailWorldConfig().n_users)
     parser.add_argument("--method", default="banditlp")
     parser.add_argument("--variance-draws", type=int, default=0, help="Extra plans per batch (0 is fastest).")
+    parser.add_argument("--kinds", default=",".join(SHIFT_KINDS), help="Comma list of the shifts measured.")
+    parser.add_argument("--size", action="append", default=[], help="KIND=SIZE (repeatable); default sizes else.")
+    parser.add_argument("--no-null", action="store_true", help="Skip the unshifted runs (no false-alarm rates).")
     args = parser.parse_args(argv)
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    sizes = {k: float(v) for k, v in (item.split("=", 1) for item in args.size)}
     import torch
 
     from evaluation.experiment.config import ExperimentConfig
@@ -199,7 +214,14 @@ def main(argv: list[str] | None = None) -> None:
         baseline=args.method,
         variance_draws=args.variance_draws,
     )
-    doc = measure_drift(config, args.shift_batch, on_run=lambda label, s: print(f"{label}: {s:.0f} s", flush=True))
+    doc = measure_drift(
+        config,
+        args.shift_batch,
+        sizes,
+        kinds,
+        on_run=lambda label, s: print(f"{label}: {s:.0f} s", flush=True),
+        with_null=not args.no_null,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     for row in table(doc):
