@@ -104,6 +104,14 @@ def _specs() -> tuple[MethodSpec, ...]:
             NeuralMethod,
         ),
         MethodSpec(
+            "banditlp_paced_q99",
+            "BanditLP with costs scaled by the 99% quantile of the realised/budgeted unsubscription ratio",
+            NeuralMethodConfig(
+                scores="thompson", calibration="heuristic", decision="lp", pacing_prior=15.0, pacing_quantile=0.99
+            ),
+            NeuralMethod,
+        ),
+        MethodSpec(
             "banditlp_chance",
             "BanditLP, budget held at the 90% quantile of joint posterior draws of the plan's cost",
             NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", budget_on="quantile"),
