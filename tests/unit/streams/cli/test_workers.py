@@ -35,12 +35,16 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any, ConnectionCon
     monkeypatch.setattr(
         streams.processors.app,
         "run_worker",
-        lambda cfg, connection, serde, loglevel="info", metrics=None: seen.append(("processors", cfg, connection, serde)),
+        lambda cfg, connection, serde, loglevel="info", metrics=None: seen.append(
+            ("processors", cfg, connection, serde)
+        ),
     )
     monkeypatch.setattr(
         streams.decide.worker,
         "run_allocator",
-        lambda cfg, connection, serde, max_seconds=None, metrics=None: seen.append(("allocator", cfg, connection, serde)) or 0,
+        lambda cfg, connection, serde, max_seconds=None, metrics=None: (
+            seen.append(("allocator", cfg, connection, serde)) or 0
+        ),
     )
     monkeypatch.setattr(
         streams.train.trainer,
