@@ -203,10 +203,11 @@ class TunerJob:
         """One tuning step: publish the next distribution (the initial one when the topic has none);
         None when there are too few observations to tune."""
         cfg = self.config
-        if self.state.current is None:
-            held = read_latest(self.connection, self.serde, self.topic, cfg.experiment)
-            if held is not None:
-                self.state.hold(held)
+        # the newest on the topic, not the job's own last one: an operator may have published since
+        # (a version the job reused would be ignored by the scorers, which keep the first of a version)
+        held = read_latest(self.connection, self.serde, self.topic, cfg.experiment)
+        if held is not None and (self.state.current is None or held.version > self.state.current.version):
+            self.state.hold(held)
         if self.state.current is None:
             arms: list[ArmSpec] | None = initial_arms(cfg)
         else:
@@ -214,7 +215,10 @@ class TunerJob:
         self.state.step += 1
         if arms is None:
             log.info(
-                "step %d: too few arms with %d feedback records; nothing published", self.state.step, cfg.min_feedback
+                "step %d: fewer than %d arms with %d feedback records; nothing published",
+                self.state.step,
+                cfg.min_arms,
+                cfg.min_feedback,
             )
             return None
         record = publish(self.connection, self.serde, self.topic, cfg.experiment, arms, previous=self.state.current)
@@ -226,8 +230,12 @@ class TunerJob:
         done = 0
         try:
             while not stop.is_set() and (periods is None or done < periods):
-                if self.state.current is None and done == 0:
-                    self.step()  # the first distribution at once, when there is none
+                if done == 0 and self.state.current is None:
+                    held = read_latest(self.connection, self.serde, self.topic, self.config.experiment)
+                    if held is not None:
+                        self.state.hold(held)
+                    else:
+                        self.step()  # the first distribution at once, when the topic has none
                 self.read_metrics(self.config.period_s)
                 if stop.is_set():
                     break
