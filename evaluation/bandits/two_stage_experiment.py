@@ -99,25 +99,24 @@ def arms(
 ) -> list[Arm]:
     """The policies of one part (``only``: a subset of the labels; ``extra``: (label, policy, params) arms added
     with the part's budget), with their topics, p and budget."""
-    topics = [int(t) for t in world.topics]
     names = BUDGET_POLICIES if budget is not None else NO_BUDGET_POLICIES
-    out = []
-    for name in names:
-        if only is not None and name not in only:
-            continue
-        params: dict[str, Any] = {}
-        if name != "random":
-            params = {"budget": budget, "propensity_draws": 1} if budget is not None else {}
-        if name.startswith("two_stage"):
-            params["topics"] = topics
-        if name.endswith("_dynamic") or name == "two_stage_random":
-            # p = B under the budget (the paper's Table 5 setting), N_item / N_topic without (Table 6)
-            params["min_topic_size"] = budget if budget is not None else world.n_items // world.n_topics
-        out.append(Arm(name, name, params))
+    out = [Arm(name, name, default_params(name, world, budget)) for name in names if only is None or name in only]
     for label, name, settings in extra:
-        params = {"budget": budget, "propensity_draws": 1} if budget is not None else {}
-        out.append(Arm(label, name, {**params, **settings}))
+        out.append(Arm(label, name, {**default_params(name, world, budget), **settings}))
     return out
+
+
+def default_params(name: str, world: TwoStageWorld, budget: int | None) -> dict[str, Any]:
+    """A policy's budget (one propensity draw under it), topics and p in this experiment."""
+    params: dict[str, Any] = {}
+    if name != "random" and budget is not None:
+        params = {"budget": budget, "propensity_draws": 1}
+    if name.startswith("two_stage"):
+        params["topics"] = [int(t) for t in world.topics]
+    if name.endswith("_dynamic") or name == "two_stage_random":
+        # p = B under the budget (the paper's Table 5 setting), N_item / N_topic without (Table 6)
+        params["min_topic_size"] = budget if budget is not None else world.n_items // world.n_topics
+    return params
 
 
 def parse_extra(spec: str) -> tuple[str, str, dict[str, Any]]:
@@ -202,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--only", default=None, help="comma-separated policy labels (default: all)")
+    parser.add_argument("--parts", default="budget,no_budget", help="which parts to run (budget, no_budget)")
     parser.add_argument("--extra", action="append", default=[], help="LABEL=POLICY:key=value,... (repeatable)")
     parser.add_argument("--extra-no-budget", action="store_true", help="also run the --extra arms without a budget")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
@@ -212,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     sections, summary = [], {}
     for part, budget in (("budget", args.budget), ("no_budget", None)):
+        if part not in args.parts.split(","):
+            continue
         print(f"{part} (B = {budget}):", flush=True)
         extra = [parse_extra(e) for e in args.extra] if budget is not None or args.extra_no_budget else []
         summaries, runs = run_part(world, budget, args.rounds, seeds, only, extra)
