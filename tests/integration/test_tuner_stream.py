@@ -118,12 +118,14 @@ def test_decisions_carry_the_arm_of_the_newest_distribution_across_a_scorer_rest
             greedy = all(it["samples"] == it["means"] for it in s["items"])
             assert greedy == (arm == "cold"), (user, arm)
 
-        # the learner's per-arm metrics: n_feedback per arm = items sent to that arm's users
+        # the learner's per-arm metrics: n_feedback per arm = items sent to that arm's users (a fallback
+        # user's feedback has no decision context: it is dead-lettered, not counted)
         sent: Counter[str] = Counter()
         batch = feed.world.candidates(0)
         for j in np.flatnonzero(run0.chosen).tolist():
             user = f"u{int(batch.pair_user[j])}"
-            sent[arms0.get(user, "default")] += 1
+            if user in arms0:
+                sent[arms0[user]] += 1
 
         def metric_totals() -> Counter[str]:
             totals: Counter[str] = Counter()
