@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def soak(
     from streams.soak.run import SoakConfig, SoakProgress, run_soak, write_result
 
     configure_logging(log_level)
+    # Ctrl-C and SIGTERM both end the run through its cleanup (every worker's process group and
+    # the broker stopped); SIGINT explicitly, since a shell starts background jobs with it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     settings = settings_of(ctx)
     work = work_dir or out / f"work-{time.strftime('%Y%m%d-%H%M%S')}"
     cfg = SoakConfig(
