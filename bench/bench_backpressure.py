@@ -44,7 +44,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import typer  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition  # noqa: E402
@@ -57,7 +56,7 @@ from streams.kafka.local_broker import LocalBroker, LocalBrokerConfig  # noqa: E
 from streams.kafka.reading import read_to_end  # noqa: E402
 from streams.kafka.topics import TopicNames, create_topics, topic_specs  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.simulate.feed import candidates_values  # noqa: E402
+from streams.simulate.feed import candidates_values, control_value  # noqa: E402
 from streams.simulate.warm_start import publish_warm_start  # noqa: E402
 from streams.soak.run import claim_port_pair  # noqa: E402
 from streams.soak.workers import Supervisor, WorkerSpec  # noqa: E402
@@ -131,25 +130,15 @@ class Batches:
 
     def control(self, k: int, event: str) -> bytes:
         _, batch, cons = self.templates[k % TEMPLATES]
-        value = {
-            "batch_id": self.batch_id(k),
-            "event": event,
-            "expected_users": int(len(batch.user_ids)),
-            "timeout_ms": self.window_ms,
-            "created_at_ms": int(time.time() * 1000),
-            "default_user_cap": int(cons.user_cap.max()),
-            "budgets": [
-                {"name": n, "outcome": "unsubscription", "limit": float(b)}
-                for n, b in zip(cons.budget_names, cons.budget)
-                if np.isfinite(b)
-            ],
-            "providers": [
-                {"provider_id": f"p{p}", "min_exposure": float(lo), "max_exposure": None if np.isinf(hi) else float(hi)}
-                for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))
-            ],
-            "reward_outcome": "reward",
-            "user_ids": [f"u{int(u)}" for u in np.unique(batch.pair_user)] if event == "CLOSED" else None,
-        }
+        value = control_value(
+            self.batch_id(k),
+            batch,
+            cons,
+            event=event,
+            timeout_ms=self.window_ms,
+            default_user_cap=int(cons.user_cap.max()),
+            created_at_ms=int(time.time() * 1000),
+        )
         return self.serde.encode("batch-control", value)
 
     def users_of(self, k: int) -> set[str]:

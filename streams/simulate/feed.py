@@ -110,6 +110,46 @@ def candidates_values(world: EmailWorld, batch: Any, cons: Any, now_ms: int) -> 
         )
 
 
+def control_value(
+    batch_id: str,
+    batch: Any,
+    cons: Any,
+    *,
+    event: str,
+    timeout_ms: int,
+    default_user_cap: int,
+    created_at_ms: int,
+) -> dict[str, Any]:
+    """The ``batch-control`` value of one simulated batch: its constraints as the allocator reads
+    them (finite budgets on unsubscription, provider rows ``p<index>``); a CLOSED value names the
+    batch's users (:func:`closing`), so the allocator's report can name any it never saw scored."""
+    value = {
+        "batch_id": batch_id,
+        "event": event,
+        "expected_users": int(len(batch.user_ids)),
+        "timeout_ms": timeout_ms,
+        "created_at_ms": created_at_ms,
+        "default_user_cap": default_user_cap,
+        "budgets": [
+            {"name": n, "outcome": "unsubscription", "limit": float(b)}
+            for n, b in zip(cons.budget_names, cons.budget)
+            if np.isfinite(b)
+        ],
+        "providers": [
+            {"provider_id": f"p{p}", "min_exposure": float(lo), "max_exposure": None if np.isinf(hi) else float(hi)}
+            for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))
+        ],
+        "reward_outcome": "reward",
+        "user_ids": None,
+    }
+    return {**value, **closing(batch)} if event == "CLOSED" else value
+
+
+def closing(batch: Any) -> dict[str, Any]:
+    """The fields that turn a batch's OPENED control value into its CLOSED one (bar the time)."""
+    return {"event": "CLOSED", "user_ids": [f"u{int(u)}" for u in np.unique(batch.pair_user)]}
+
+
 class SimulatorFeed:
     """Drives batches of the email world through the pipeline's topics."""
 
@@ -158,30 +198,21 @@ class SimulatorFeed:
         batch = w.candidates(batch_index)
         cons = w.constraints(batch)
         now = int(time.time() * 1000)
-        control = {
-            "batch_id": batch.batch_id,
-            "expected_users": int(len(batch.user_ids)),
-            "timeout_ms": self.cfg.timeout_ms,
-            "created_at_ms": now,
-            "default_user_cap": int(self.cfg.world.sends_per_user),
-            "budgets": [
-                {"name": n, "outcome": "unsubscription", "limit": float(b)}
-                for n, b in zip(cons.budget_names, cons.budget)
-                if np.isfinite(b)
-            ],
-            "providers": [
-                {"provider_id": f"p{p}", "min_exposure": float(lo), "max_exposure": None if np.isinf(hi) else float(hi)}
-                for p, (lo, hi) in enumerate(zip(cons.provider_min, cons.provider_max))
-            ],
-            "reward_outcome": "reward",
-            "user_ids": None,
-        }
+        control = control_value(
+            batch.batch_id,
+            batch,
+            cons,
+            event="OPENED",
+            timeout_ms=self.cfg.timeout_ms,
+            default_user_cap=int(self.cfg.world.sends_per_user),
+            created_at_ms=now,
+        )
         key = batch.batch_id.encode()
         clients.produce(
             self.producer,
             names("batch-control"),
             key=key,
-            value=self.serde.encode("batch-control", {**control, "event": "OPENED"}),
+            value=self.serde.encode("batch-control", control),
         )
         for key_u, value in candidates_values(self.world, batch, cons, now):
             clients.produce(self.producer, names("candidates"), key=key_u, value=self.serde.encode("candidates", value))
@@ -192,13 +223,7 @@ class SimulatorFeed:
             key=key,
             value=self.serde.encode(
                 "batch-control",
-                {
-                    **control,
-                    "event": "CLOSED",
-                    "created_at_ms": int(time.time() * 1000),
-                    # the users, so the allocator's report can name any it never saw scored
-                    "user_ids": [f"u{int(u)}" for u in np.unique(batch.pair_user)],
-                },
+                {**control, **closing(batch), "created_at_ms": int(time.time() * 1000)},
             ),
         )
         self.producer.flush(60)
