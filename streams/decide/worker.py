@@ -36,7 +36,7 @@ from streams.errors import DecodeError
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
-from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, serve
+from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, start_worker_metrics
 from streams.metrics.batch import BatchObservation
 
 __all__ = ["CONSUMER_NAME", "DECIDED_USERS_KEPT", "AllocatorWorker", "WorkerStats", "run_allocator"]
@@ -421,10 +421,7 @@ def run_allocator(
     Raises:
         ConfigError: the metrics port cannot be bound.
     """
-    metrics = metrics or MetricsConfig()
-    instruments = WorkerMetrics(lag_interval_s=metrics.lag_interval_s)
-    if metrics.port is not None:
-        serve(instruments.registry, metrics.port, metrics.bind)
+    instruments = start_worker_metrics(metrics)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -10,6 +10,14 @@ default) starts no server.
 from streams.metrics.config import MetricsConfig
 from streams.metrics.instruments import WorkerMetrics
 from streams.metrics.lag import committed_lag, confluent_lag
-from streams.metrics.server import MetricsServer, serve
+from streams.metrics.server import MetricsServer, serve, start_worker_metrics
 
-__all__ = ["MetricsConfig", "MetricsServer", "WorkerMetrics", "committed_lag", "confluent_lag", "serve"]
+__all__ = [
+    "MetricsConfig",
+    "MetricsServer",
+    "WorkerMetrics",
+    "committed_lag",
+    "confluent_lag",
+    "serve",
+    "start_worker_metrics",
+]

@@ -10,6 +10,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from streams.errors import ConfigError
+from streams.metrics.config import MetricsConfig
+from streams.metrics.instruments import WorkerMetrics
 
 log = logging.getLogger("banditlp.metrics")
 
@@ -46,3 +48,16 @@ def serve(registry: CollectorRegistry, port: int, address: str = "127.0.0.1") ->
     bound = int(server.server_address[1])
     log.info("metrics on http://%s:%d/metrics", address, bound)
     return MetricsServer(server, thread, address, bound)
+
+
+def start_worker_metrics(config: MetricsConfig | None) -> WorkerMetrics:
+    """A worker's instruments, served on ``config.port`` when it is set (the default config: none).
+
+    Raises:
+        ConfigError: the port cannot be bound.
+    """
+    config = config or MetricsConfig()
+    instruments = WorkerMetrics(lag_interval_s=config.lag_interval_s)
+    if config.port is not None:
+        serve(instruments.registry, config.port, config.bind)
+    return instruments

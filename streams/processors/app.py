@@ -34,7 +34,7 @@ from streams.dead_letters import DeadLetterSink
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import ensure_changelog_topics
 from streams.learn.context_slots import ContextIndex
-from streams.metrics import MetricsConfig, WorkerMetrics, committed_lag, serve
+from streams.metrics import MetricsConfig, WorkerMetrics, committed_lag, start_worker_metrics
 from streams.processors.agents import Processors, learn_agent, score_agent
 from streams.processors.config import ProcessorConfig
 from streams.processors.membership import Worker
@@ -195,10 +195,7 @@ def run_worker(
         ConfigError: the metrics port cannot be bound.
         BrokerError: the changelog topics could not be made.
     """
-    metrics = metrics or MetricsConfig()
-    instruments = WorkerMetrics(lag_interval_s=metrics.lag_interval_s)
-    if metrics.port is not None:
-        serve(instruments.registry, metrics.port, metrics.bind)
+    instruments = start_worker_metrics(metrics)
     # One thread: scoring's matrix products are small, and on a machine shared with the broker
     # and the allocator a second torch thread costs more CPU than it saves time.
     torch.set_num_threads(cfg.torch_threads)

@@ -31,7 +31,7 @@ from streams.dead_letters import dead_letter
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
-from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, serve
+from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, start_worker_metrics
 from streams.score.model import neural_config
 from streams.score.model_feed import ModelSnapshotRecord, load_scoring_model
 from streams.train.config import TrainerConfig
@@ -250,10 +250,7 @@ def run_trainer(
     Raises:
         ConfigError: the metrics port cannot be bound.
     """
-    metrics = metrics or MetricsConfig()
-    instruments = WorkerMetrics(lag_interval_s=metrics.lag_interval_s)
-    if metrics.port is not None:
-        serve(instruments.registry, metrics.port, metrics.bind)
+    instruments = start_worker_metrics(metrics)
     log.info("trainer on %s", connection.redacted())
     trainer = Trainer(cfg, connection, serde, metrics=instruments)
     for sig in (signal.SIGTERM, signal.SIGINT):
