@@ -28,6 +28,7 @@ import numpy as np
 from allocator import AllocationProblem, AllocatorError, round_allocation
 from streams.avro.decisions import DecisionColumns
 from streams.avro.serde import AvroSerde
+from streams.decide.arm_knobs import KnobTable, with_arm_knobs
 from streams.decide.batch_lp import BatchLP, batch_seed
 from streams.decide.config import AllocatorWorkerConfig
 from streams.decide.contexts import ScoresContext, context_columns, encode_contexts
@@ -143,6 +144,7 @@ def decide_batch(
     clock: Callable[[], float],
     contexts: Mapping[str, ScoresContext] | None = None,
     memory: FallbackMemory | None = None,
+    knobs: KnobTable | None = None,
 ) -> DecidedBatch:
     """Solve every draw's LP, pick and round one plan, decide the users it left to the fallback,
     and encode the batch's decisions, their contexts and the report.
@@ -150,7 +152,8 @@ def decide_batch(
     ``clock`` (the worker's monotonic clock) dates the report's ``window_seconds``; ``duals`` starts
     the dual solver and learns this batch's prices; ``contexts`` holds each user's scores τ and
     features (``streams.decide.contexts``; a user without one gets a context without them);
-    ``memory`` holds the last batches' duals and item estimates for the fallback (empty if None).
+    ``memory`` holds the last batches' duals and item estimates for the fallback (empty if None);
+    ``knobs``: each user's arm's allocator knobs (``streams.decide.arm_knobs``; none if None).
     """
     assert window.opened is not None
     memory = memory if memory is not None else FallbackMemory()
@@ -158,6 +161,7 @@ def decide_batch(
     lp = BatchLP.build(control, window.scores)
     per_pair = pair_estimates(lp, control.reward_outcome, [b.outcome for b in control.budgets])
     estimates = Estimates.of_batch(lp, per_pair)
+    lp = with_arm_knobs(lp, control, knobs) if knobs is not None else lp  # after the fallback's estimates
     decided_at = int(time.time() * 1000)
     try:
         problem = lp.to_problem() if lp.n_pairs else None
@@ -230,7 +234,9 @@ def decide_batch(
     fallback = None
     if unscored:
         # the LP's prices when it had users; with none (an empty LP), the last batch's
-        plan = LPPlan(sol.x, lp.draw(k).cost, sol.budget_dual, sol.provider_dual) if lp.n_pairs else None
+        n_rows = len(control.budgets)  # the batch's own rows; per-arm rows (arm_knobs) follow them
+        cost, budget_dual = lp.draw(k).cost[:n_rows], sol.budget_dual[:n_rows]
+        plan = LPPlan(sol.x, cost, budget_dual, sol.provider_dual) if lp.n_pairs else None
         fallback = decide_fallback(window, lp, plan, per_pair, estimates, memory, unscored, decided_at)
     # window_seconds ends here: the decisions are encoded and go to the producer next.
     # The report: the rounded plan's usage and duals, the solver's work summed over all K plans.

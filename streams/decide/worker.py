@@ -25,6 +25,7 @@ from types import FrameType
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.avro.serde import AvroSerde
+from streams.decide.arm_knobs import ArmKnobFeed
 from streams.decide.config import AllocatorWorkerConfig
 from streams.decide.decision import DecidedBatch, decide_batch
 from streams.decide.estimates import FallbackMemory
@@ -86,6 +87,7 @@ class AllocatorWorker:
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.arm_knobs = ArmKnobFeed(connection, serde, t("parameter-distribution"))  # the arms' LP knobs
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -105,6 +107,9 @@ class AllocatorWorker:
         # reports read next and the offsets fetched after are final.
         with self.watchdog.guard("init_transactions"):
             self.producer.init_transactions(cfg.transaction_timeout_s)
+        self.arm_knobs.start()
+        if not self.arm_knobs.caught_up.wait(cfg.transaction_timeout_s):
+            log.warning("parameter distributions not read to their end; deciding with the arms' knobs read so far")
         self.intake.decided = self._load_decided()
         log.info("allocator worker: %d batches already decided", len(self.intake.decided))
         self.consumer = clients.consumer(
@@ -177,6 +182,7 @@ class AllocatorWorker:
         return decided
 
     def close(self) -> None:
+        self.arm_knobs.stop()
         if self.consumer is not None:
             self.consumer.close()
             self.consumer = None
@@ -272,7 +278,9 @@ class AllocatorWorker:
             p.begin_transaction()
             for w in windows:
                 contexts = intake.contexts.of(w.batch_id)
-                decided = decide_batch(w, self.cfg, self.serde, self.duals, self.clock, contexts, self.memory)
+                decided = decide_batch(
+                    w, self.cfg, self.serde, self.duals, self.clock, contexts, self.memory, self.arm_knobs.table
+                )
                 for key, value in decided.records:
                     self._produce(self.decisions_topic, key, value)
                 for key, value in decided.contexts:

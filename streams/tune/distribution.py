@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from models.tuner.assignment import Layout, initial_layout, relayout
 from models.tuner.thompson import arm_id as point_arm_id
 from streams.avro.serde import AvroSerde
+from streams.decide.arm_knobs import check_knobs
 from streams.errors import BrokerError, ConfigError, DecodeError, DeliveryError, ValidationError
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
@@ -107,8 +108,11 @@ def next_distribution(
     record or a new salt (which reshuffles every user anyway).
 
     Raises:
-        ValidationError: the arms are not a valid distribution (as the scorer would reject it).
+        ValidationError: the arms are not a valid distribution (as the scorer would reject it), or an
+            arm's allocator knobs are out of range (``streams.decide.arm_knobs``).
     """
+    for a in arms:
+        check_knobs(a.arm_id, a.parameters)
     probs = {a.arm_id: a.probability for a in arms}
     if len(probs) != len(arms):
         raise ValidationError(f"experiment {experiment} lists an arm id twice")

@@ -137,3 +137,11 @@ def test_initial_layout_is_what_a_first_record_uses() -> None:
     assert first.layout is not None
     np.testing.assert_array_equal(first.layout.edges, expected.edges)
     assert first.layout.owners == expected.owners
+
+
+def test_an_arm_whose_allocator_knobs_are_out_of_range_is_not_published() -> None:
+    arms = [ArmSpec("a", {"tau": 1.0, "value_weight": 1.5}, 0.5), ArmSpec("b", {"budget_scale": 0.5}, 0.5)]
+    with pytest.raises(ValidationError, match="arm a: value_weight must be in"):
+        next_distribution(None, "ex", arms)
+    ok = next_distribution(None, "ex", [ArmSpec("a", {"value_weight": 0.5}, 0.5), arms[1]])
+    assert {a.arm_id: dict(a.parameters) for a in ok.arms} == {"a": {"value_weight": 0.5}, "b": {"budget_scale": 0.5}}
