@@ -37,6 +37,7 @@ def score_records(
     n_draws: int = 1,
     copy_features: bool = True,
     parameter_versions: list[str] | None = None,
+    serve: Callable[[ScoreArrays, np.ndarray], list[str]] | None = None,
 ) -> ScoredBatch:
     """Score many users at once: one vectorised pass of the global model over all pairs,
     one batched draw of every user's random effect, calibration, then per-user records.
@@ -60,6 +61,10 @@ def score_records(
     scores record names it (None: ``"default"``). The global model scores each distinct τ's pairs in
     one pass (a few arms: a few passes; one τ: the one pass, and the same draws, as a scalar ``tau``).
 
+    ``serve(out, offsets)``: puts the scores of the users a registered policy serves into ``out``
+    (``streams.score.policy_serving``) and returns each user's policy name, which the values and
+    the contexts then carry (``policy``); None leaves every user the neural model's (no field set).
+
     The ``scores`` values are Avro dicts whose ``items`` is a ``ScoredItems`` (columns that
     read as the list of item dicts the schema describes); no per-pair Python object is built.
     """
@@ -81,6 +86,7 @@ def score_records(
         owner = np.repeat(np.arange(len(records)), sizes)
         effect = (np.einsum("pk,dpk->dp", Z, w[:, owner]), np.einsum("pk,pk->p", Z, w_mean[owner]))
     out = _score_by_tau(model, X, taus, sizes, rng, effect, n_draws)  # calibrated, per outcome
+    policies = serve(out, offsets) if serve is not None else None
 
     # The scored items as columns: their fixed-layout part (the maps of doubles) is encoded
     # here for all pairs at once; the serde then only adds each item's two id strings.
@@ -110,6 +116,9 @@ def score_records(
         }
         for rec, scored, version, t in zip(records, items, versions, taus)
     ]
+    if policies is not None:
+        for value, policy in zip(values, policies):
+            value["policy"] = policy
     bounds = offsets.tolist()
     contexts = []
     for u, rec in enumerate(records):
@@ -129,6 +138,7 @@ def score_records(
                         "items": list(rec.item_ids),
                         "model_version": model.version,
                         "parameter_version": versions[u],  # the learner's per-arm metrics
+                        **({"policy": policies[u]} if policies is not None else {}),  # whose state learns
                     },
                 ),
             )
