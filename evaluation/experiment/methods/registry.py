@@ -25,6 +25,7 @@ from evaluation.experiment.methods.reference import (
     RandomLPConfig,
     RandomLPMethod,
 )
+from evaluation.experiment.methods.tuned import TunedConfig, TunedMethod
 from evaluation.experiment.methods.vw import vw_specs
 
 
@@ -124,6 +125,12 @@ def _specs() -> tuple[MethodSpec, ...]:
                 scores="thompson", calibration="heuristic", decision="lp", budget_on="quantile", pacing_prior=20.0
             ),
             NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_tuned",
+            "BanditLP with each user's tau from models/tuner's Thompson distribution (GPs per arm metric)",
+            TunedConfig(),
+            TunedMethod,
         ),
         *vw_specs(),
         MethodSpec("linucb_lp", "LinUCB reward bound + linear mean cost + LP", LinUCBConfig(), LinUCBMethod),
