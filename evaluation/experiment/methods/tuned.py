@@ -55,6 +55,7 @@ from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfi
 from evaluation.experiment.methods.neural_model import NeuralScores, score_neural, version_spread
 from evaluation.experiment.metrics import item_exposure, top_k_items
 from evaluation.experiment.seeding import int_seed
+from models.errors import ModelError, ModelInputError
 from models.neural import NeuralThompsonModel
 from models.tuner.assignment import Layout, initial_layout, relayout, user_positions
 from models.tuner.config import Guardrail, TunerConfig
@@ -269,6 +270,7 @@ class TunedMethod:
         self.distribution: ArmDistribution | None = None
         self.tuner_seed = 0
         self.step = 0
+        self.failed_fits = 0
         self.batches_seen = 0
         self.totals: dict[str, ArmTotals] = {}
         self.taus: dict[str, float] = {}
@@ -331,7 +333,13 @@ class TunedMethod:
             step=self.step,
         )
         self.step += 1
-        dist = thompson_distribution(X, Y, tuner)
+        try:
+            dist = thompson_distribution(X, Y, tuner)
+        except ModelInputError:
+            raise
+        except ModelError:  # a GP fit that fails on every restart: keep serving the current arms
+            self.failed_fits += 1
+            return
         top = np.argsort(-dist.probs, kind="stable")[: cfg.max_arms]
         top = top[dist.probs[top] > 0]
         probs = dist.probs[top] / dist.probs[top].sum()
@@ -377,13 +385,14 @@ class TunedMethod:
         )
 
     def policy(self) -> dict[str, float]:
-        """The distribution as scalars: its mean τ, and ``arm{k}_tau`` / ``arm{k}_p`` for the arms in
-        order of τ (nan past the last arm), so every batch's distribution is in the results."""
+        """The distribution as scalars: its mean τ, the fits so far (``tuner_steps``) and those that
+        failed, and ``arm{k}_tau`` / ``arm{k}_p`` for the arms in order of τ (nan past the last arm),
+        so every batch's distribution is in the results."""
         assert self.distribution is not None
         taus = np.asarray(self.distribution.taus)
         probs = np.asarray(self.distribution.probs)
         order = np.argsort(taus, kind="stable")
-        out = {"tau_mean": float(taus @ probs)}
+        out = {"tau_mean": float(taus @ probs), "tuner_steps": float(self.step), "failed_fits": float(self.failed_fits)}
         for k in range(self.config.max_arms):
             inside = k < order.size
             out[f"arm{k}_tau"] = float(taus[order[k]]) if inside else math.nan
