@@ -354,6 +354,7 @@ class ScoresRecord:
     samples: dict[str, np.ndarray]
     means: dict[str, np.ndarray]
     draws: dict[str, np.ndarray]
+    policy: str = "banditlp"  # whose scores: the allocator copies it onto the decision
 
     @property
     def n_draws(self) -> int:
@@ -424,4 +425,5 @@ class ScoresRecord:
             samples,
             means,
             _draws(samples, further),
+            check_id("policy", value.get("policy", "banditlp")),
         )

@@ -102,7 +102,8 @@ class ContextColumns:
         model_names, model_versions, parameter_versions: ``(n,)`` each user's scoring model.
         taus: ``(n,)`` float64 Thompson temperature of each user's scores; NaN: unknown (null).
         user_caps: ``(n,)`` int each user's cap.
-        policy, n_draws, rounding, decided_at_ms: as the decisions carry them.
+        policy, n_draws, rounding, decided_at_ms: as the decisions carry them (``policy``: one
+            name for the batch, or ``(n,)`` one per user).
     """
 
     batch_id: str
@@ -123,7 +124,7 @@ class ContextColumns:
     parameter_versions: Sequence[str]
     taus: np.ndarray
     user_caps: Sequence[int]
-    policy: str
+    policy: str | Sequence[str]
     n_draws: int
     rounding: str
     decided_at_ms: int
@@ -141,7 +142,7 @@ class ContextColumns:
                 "decision_id": f"{self.batch_id}/{user}",
                 "batch_id": self.batch_id,
                 "user_id": user,
-                "policy": self.policy,
+                "policy": self.policy if isinstance(self.policy, str) else self.policy[u],
                 "n_draws": self.n_draws,
                 "model_name": self.model_names[u],
                 "model_version": self.model_versions[u],
@@ -214,7 +215,8 @@ def _encode(c: ContextColumns, prefix: bytes) -> list[bytes]:
     pair_at = rows_at[starts].tolist()  # (n + 1,) user u's entries: pair_at[u]:pair_at[u + 1]
     n_of = np.diff(starts).tolist()
     batch = write_string(c.batch_id)
-    policy = write_string(c.policy) + checked_long(c.n_draws, INT_RANGE)
+    draws = checked_long(c.n_draws, INT_RANGE)
+    policies = {name: write_string(name) for name in ([c.policy] if isinstance(c.policy, str) else set(c.policy))}
     suffix = write_string(c.rounding) + checked_long(c.decided_at_ms)
     taus = np.asarray(c.taus)
     if taus.dtype.kind != "f":
@@ -235,7 +237,8 @@ def _encode(c: ContextColumns, prefix: bytes) -> list[bytes]:
                     write_string(f"{c.batch_id}/{user}"),
                     batch,
                     write_string(user),
-                    policy,
+                    policies[c.policy if isinstance(c.policy, str) else c.policy[u]],
+                    draws,
                     part,
                     tau_bytes[u],
                     checked_long(c.user_caps[u], INT_RANGE),

@@ -101,7 +101,8 @@ class DecisionColumns:
         solver, rounding: as the ``decisions`` schema describes them.
         decided_at_ms: wall-clock ms since the Unix epoch.
         n_draws: K, the plans the propensities mix.
-        policy: the decision policy's name.
+        policy: the decision policy's name, one for the batch or ``(n,)`` one per user (the
+            policy whose scores the user's LP rows used).
     """
 
     batch_id: str
@@ -121,7 +122,11 @@ class DecisionColumns:
     rounding: str
     decided_at_ms: int
     n_draws: int = 1
-    policy: str = "banditlp"
+    policy: str | Sequence[str] = "banditlp"
+
+    def policy_of(self, u: int) -> str:
+        """The policy name of user ``u``'s decision."""
+        return self.policy if isinstance(self.policy, str) else self.policy[u]
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """The ``decisions`` values as plain dicts, one per user (what fastavro encodes)."""
@@ -152,7 +157,7 @@ class DecisionColumns:
                 "rounding": self.rounding,
                 "decided_at_ms": self.decided_at_ms,
                 "n_draws": self.n_draws,
-                "policy": self.policy,
+                "policy": self.policy_of(u),
             }
 
 
@@ -185,16 +190,19 @@ def _encode(c: DecisionColumns, prefix: bytes) -> list[bytes]:
         + write_string(c.rounding)
         + checked_long(c.decided_at_ms)
         + checked_long(c.n_draws, INT_RANGE)
-        + write_string(c.policy)
     )
-    model_parts: dict[tuple[Any, Any, Any], bytes] = {}  # one encoding per model snapshot
+    model_parts: dict[tuple[Any, Any, Any, str], bytes] = {}  # one encoding per model snapshot and policy
     out = []
     for u, user in enumerate(c.user_ids):
-        model = (c.model_names[u], c.model_versions[u], c.parameter_versions[u])
+        model = (c.model_names[u], c.model_versions[u], c.parameter_versions[u], c.policy_of(u))
         tail = model_parts.get(model)
         if tail is None:
             tail = model_parts[model] = (
-                write_string(model[0]) + checked_long(model[1]) + write_string(model[2]) + suffix
+                write_string(model[0])
+                + checked_long(model[1])
+                + write_string(model[2])
+                + suffix
+                + write_string(model[3])
             )
         k, m = n_chosen[u], n_pairs[u]
         out.append(

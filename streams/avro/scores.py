@@ -58,6 +58,7 @@ SCHEMA: dict[str, Any] = {
         {"name": "model_version", "type": "long"},
         {"name": "parameter_version", "type": "string", "default": "default"},
         {"name": "tau", "type": "double"},
+        {"name": "policy", "type": "string", "default": "banditlp"},
         {
             "name": "items",
             "type": {
@@ -328,6 +329,7 @@ def _encode(value: Mapping[str, Any], strings: StringCache) -> bytes | None:
                 checked_long(value["model_version"]),
                 write_string(value.get("parameter_version", "default")),
                 write_double(value["tau"]),
+                write_string(value.get("policy", "banditlp")),
                 items.encoded(strings),
             )
         )
@@ -358,6 +360,7 @@ def _decode_scores(codec: ScoresCodec, buf: bytes, pos: int) -> dict[str, Any]:
     value["parameter_version"], pos = read_string(buf, pos)
     (value["tau"],) = DOUBLE.unpack_from(buf, pos)
     pos += 8
+    value["policy"], pos = read_string(buf, pos)
     count, pos = read_count(buf, pos)
     if not count:
         raise Unhandled

@@ -75,6 +75,19 @@ def processors(
         default_of(ProcessorConfig, "within_s"), help="Longest wait, in seconds, to fill a take."
     ),
     seed: int = typer.Option(default_of(ProcessorConfig, "seed")),
+    policy: str = typer.Option(
+        ",".join(default_of(ProcessorConfig, "policies")),
+        envvar="BANDITLP_POLICY",
+        help="NAME[,NAME...]: who scores the conversion outcome. banditlp: the neural Thompson model "
+        "(default); any name of `banditlp bandit list`: that policy. Several names share the users "
+        "equally by a hash of the user id. An unknown name exits 2.",
+    ),
+    policy_actions: int = typer.Option(
+        default_of(ProcessorConfig, "policy_actions"),
+        envvar="BANDITLP_POLICY_ACTIONS",
+        min=1,
+        help="Arms of a registered policy's rounds: items map onto them by a hash of their id.",
+    ),
     instance: str | None = typer.Option(
         None,
         envvar="BANDITLP_WORKER_INSTANCE",
@@ -112,6 +125,8 @@ def processors(
             n_draws=draws,
             take=take,
             within_s=within_s,
+            policies=tuple(policy.split(",")),
+            policy_actions=policy_actions,
             instance=instance or None,
             group=GroupTimeouts(
                 session_timeout_ms=session_timeout_ms,

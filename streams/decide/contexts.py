@@ -107,7 +107,7 @@ def context_columns(
     x: np.ndarray,
     propensity: np.ndarray,
     contexts: Mapping[str, ScoresContext],
-    policy: str,
+    policy: str | Sequence[str],
     n_draws: int,
     rounding: str,
     decided_at_ms: int,
@@ -121,7 +121,8 @@ def context_columns(
         propensity: ``(E,)`` every pair's send probability under the policy.
         contexts: user_id -> the scores record's τ and features; a user without one gets NaN τ
             (null) and no features.
-        policy, n_draws, rounding, decided_at_ms: as the decisions carry them.
+        policy, n_draws, rounding, decided_at_ms: as the decisions carry them (``policy``: one
+            name, or ``(n,)`` one per user).
     """
     sizes = np.diff(lp.starts).tolist()
     absent = ScoresContext(math.nan, np.zeros((0, 0), dtype=np.float32))

@@ -192,6 +192,10 @@ def decide_batch(
         )
         return _with_fallback([], report, "rejected", [], everyone, serde)
     sol = plans.solved[k]
+    # Each user's decision names the policy its scores came from (a registered policy's users,
+    # ``worker processors --policy``); one name for the batch when all are the LP's own.
+    named = [r.policy for r in lp.records]
+    policies: str | list[str] = POLICY if all(name == POLICY for name in named) else named
     # One record per user, the whole batch encoded at once (streams.avro.decisions).
     values = serde.encode_decisions(
         DecisionColumns(
@@ -212,7 +216,7 @@ def decide_batch(
             cfg.rounding,
             decided_at,
             n_draws=len(plans.solved),
-            policy=POLICY,
+            policy=policies,
         )
     )
     records = [(user.encode(), value) for user, value in zip(lp.user_ids, values)]
@@ -224,7 +228,7 @@ def decide_batch(
             x=sol.x,
             propensity=plans.propensity,
             contexts=contexts or {},
-            policy=POLICY,
+            policy=policies,
             n_draws=len(plans.solved),
             rounding=cfg.rounding,
             decided_at_ms=decided_at,

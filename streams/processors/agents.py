@@ -19,6 +19,7 @@ from streams.avro.serde import AvroSerde
 from streams.dead_letters import dead_letter
 from streams.errors import DecodeError, DeliveryError, ValidationError
 from streams.learn.context_slots import ContextIndex
+from streams.learn.policy_update import learn_policy
 from streams.learn.state_codec import unpack_meta
 from streams.learn.update import DecisionContext, FeedbackMetrics, learn
 from streams.learn.user_state import UserState
@@ -27,8 +28,10 @@ from streams.processors.config import ProcessorConfig
 from streams.processors.recovery import bind_event
 from streams.records import CandidatesRecord, FeedbackRecord
 from streams.score.batch import score_records
+from streams.score.model import ScoreArrays
 from streams.score.model_feed import ModelFeed
 from streams.score.parameter_feed import DEFAULT_VERSION, ParameterFeed, ServedArms, parse_parameter_version
+from streams.score.policy_serving import BANDITLP, PolicyMix, PolicyStates, serve_policies
 from streams.score.publisher import ScorePublisher
 
 log = logging.getLogger("banditlp.processors")
@@ -54,7 +57,8 @@ class Processors:
     """What both agents share: the app's tables and topics, the serde, the model feed and the stats.
 
     ``users`` and ``contexts`` are faust tables (dict-like, reads and writes go to the store and
-    changelog of the current event's partition).
+    changelog of the current event's partition); so is ``policy_table``, the registered policies'
+    snapshots (None, with ``policy_states``, when the worker serves ``banditlp`` alone).
     """
 
     cfg: ProcessorConfig
@@ -71,6 +75,19 @@ class Processors:
     stats: ProcessorStats = field(default_factory=ProcessorStats)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     parameters: ParameterFeed | None = None
+    policy_table: Any = None
+    policy_states: PolicyStates | None = None
+
+    def __post_init__(self) -> None:
+        self.mix = PolicyMix(self.cfg.policies)
+
+    def policy(self, event: Any, name: str, dim: int) -> Any:
+        """The live policy ``name`` of ``event``'s partition (restored from its store when not
+        cached); binds ``event``."""
+        assert self.policy_states is not None
+        bind_event(event)
+        key = name.encode()
+        return self.policy_states.get(event.message.partition, name, dim, lambda: self.policy_table.get(key))
 
     def served(self, user_ids: list[str]) -> ServedArms:
         """Each user's tuner arm in the newest distribution of the worker's experiment (its τ and
@@ -169,6 +186,7 @@ def score_agent(p: Processors) -> Agent:
                 claim_slot,
                 n_draws=cfg.n_draws,
                 parameter_versions=served.parameter_versions,
+                serve=_policy_serve(p, records),
             )
             for (event, rec), value, (key, context) in zip(records, scored.values, scored.contexts):
                 bind_event(event)  # the write goes to this event's changelog partition
@@ -201,6 +219,7 @@ def learn_agent(p: Processors) -> Agent:
                 p.metrics.consumed(events[0].message.topic, len(events))
             per_arm: dict[str, FeedbackMetrics] = {}
             n_rows = 0
+            last_event: dict[int, Any] = {}  # per partition: the event a policy snapshot's write binds
             for event in events:
                 msg = event.message
                 bind_event(event)  # table reads and writes below go to this event's partition
@@ -213,7 +232,7 @@ def learn_agent(p: Processors) -> Agent:
                 except (DecodeError, ValidationError) as exc:
                     await p.reject(event, exc, "learner")
                     continue
-                context, arm = _context_of(p, msg.partition, fb)
+                context, arm, policy = _context_of(p, msg.partition, fb)
                 if context is None:
                     p.stats.feedback_unknown += 1
                     await p.reject(
@@ -232,6 +251,11 @@ def learn_agent(p: Processors) -> Agent:
                     p.stats.feedback_duplicate += 1
                     continue
                 p.users[fb.user_id.encode()] = learned.state.encode()
+                if policy != BANDITLP and policy in p.mix.names and p.policy_states is not None:
+                    live = p.policy(event, policy, context.features.shape[1])
+                    learn_policy(live, fb, context, p.policy_states.catalogue)
+                    p.policy_states.mark(msg.partition, policy)
+                    last_event[msg.partition] = event
                 p.stats.feedback_applied += 1
                 per_arm.setdefault(arm, FeedbackMetrics(arm_id=arm)).add(fb)
                 await p.topics["training-rows"].send(
@@ -239,6 +263,10 @@ def learn_agent(p: Processors) -> Agent:
                 )
                 n_rows += 1
             p.metrics.produced(cfg.names("training-rows"), n_rows)
+            if p.policy_states is not None:  # one snapshot per policy and partition per take
+                for partition, name, snapshot in p.policy_states.dirty():
+                    bind_event(last_event[partition])
+                    p.policy_table[name.encode()] = snapshot
             now_ms = int(time.time() * 1000)
             for metrics in per_arm.values():
                 await p.topics["metrics"].send(
@@ -249,15 +277,40 @@ def learn_agent(p: Processors) -> Agent:
     return learn_from
 
 
-def _context_of(p: Processors, partition: int, fb: FeedbackRecord) -> tuple[DecisionContext | None, str]:
-    """The stored context of ``fb``'s decision (None when it is unknown, late or another batch's) and
-    the tuner arm it was scored under (``"default"`` when none, or for a context stored before arms)."""
+def _policy_serve(
+    p: Processors, records: list[tuple[Any, CandidatesRecord]]
+) -> Callable[[ScoreArrays, np.ndarray], list[str]] | None:
+    """``score_records``' hook that puts the registered policies' scores into their users' pairs
+    (``streams.score.policy_serving``), each user scored with its partition's state; None when
+    the worker serves ``banditlp`` alone."""
+    states = p.policy_states
+    if states is None:
+        return None
+    names = p.mix.assign([r.user_id for _, r in records])
+    cands = [r for _, r in records]
+
+    def policy_of(u: int, name: str) -> Any:
+        event, rec = records[u]
+        return p.policy(event, name, rec.features.shape[1])
+
+    def serve(out: ScoreArrays, offsets: np.ndarray) -> list[str]:
+        serve_policies(out, cands, names, offsets, policy_of, states.catalogue, p.cfg.seed, p.cfg.n_draws)
+        return names
+
+    return serve
+
+
+def _context_of(p: Processors, partition: int, fb: FeedbackRecord) -> tuple[DecisionContext | None, str, str]:
+    """The stored context of ``fb``'s decision (None when it is unknown, late or another batch's),
+    the tuner arm it was scored under (``"default"`` when none, or for a context stored before arms)
+    and the policy that scored it (``"banditlp"`` for a context stored before policies)."""
     key = p.context_index.find(partition, fb.user_id, fb.batch_id)
     data = p.contexts.get(key) if key is not None else None
     if data is None:
-        return None, DEFAULT_VERSION
+        return None, DEFAULT_VERSION, BANDITLP
     context = DecisionContext.decode(data)
     if not context.holds(fb):
-        return None, DEFAULT_VERSION
-    parsed = parse_parameter_version(str(unpack_meta(data).get("parameter_version", DEFAULT_VERSION)))
-    return context, parsed[2] if parsed is not None else DEFAULT_VERSION
+        return None, DEFAULT_VERSION, BANDITLP
+    meta = unpack_meta(data)
+    parsed = parse_parameter_version(str(meta.get("parameter_version", DEFAULT_VERSION)))
+    return context, parsed[2] if parsed is not None else DEFAULT_VERSION, str(meta.get("policy", BANDITLP))

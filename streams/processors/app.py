@@ -18,6 +18,10 @@ Besides the agents' topics the worker follows two small compacted ones in backgr
 ``model-snapshots`` (the scorer's model) and ``parameter-distribution`` (the tuner's arms: each
 user is scored at the τ of the arm its hash falls in, ``streams.score.parameter_feed``),
 dead-lettering their malformed records (``streams.score.compacted``).
+
+With ``--policy`` naming registered policies, a third table, ``policies``, holds each policy's
+snapshot per partition, keyed by the policy's name (``streams.score.policy_serving``): the
+learner writes it after a take's feedback, the scorer reads it, a restart restores it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ log = logging.getLogger("banditlp.processors")
 
 # The faust tables: per-user posterior heads, and the decision contexts feedback joins with.
 TABLES: tuple[str, ...] = ("users", "contexts")
+#: The table of the registered policies' snapshots (only when the worker serves one).
+POLICY_TABLE = "policies"
+
+
+def tables_of(cfg: ProcessorConfig) -> tuple[str, ...]:
+    """The worker's tables: ``TABLES``, and ``POLICY_TABLE`` when a registered policy serves users."""
+    return TABLES if cfg.policies == ("banditlp",) else (*TABLES, POLICY_TABLE)
 
 
 def build_app(
@@ -104,6 +115,13 @@ def build_app(
     # Reads of a user's slots go to the store of the event bound at the time; the index is
     # keyed by that event's partition and the user.
     context_index = ContextIndex(cfg.context_slots, contexts.get, max_users=cfg.context_index_users)
+    policy_table = policy_states = None
+    if POLICY_TABLE in tables_of(cfg):
+        from streams.score.policy_round import Catalogue
+        from streams.score.policy_serving import PolicyStates
+
+        policy_table = app.Table(POLICY_TABLE, partitions=cfg.partitions, key_type=bytes, value_type=bytes)
+        policy_states = PolicyStates(Catalogue(cfg.policy_actions), seed=cfg.seed)
     parameters = ParameterFeed(
         connection,
         serde,
@@ -131,10 +149,14 @@ def build_app(
         rng=np.random.default_rng(cfg.seed),
         metrics=metrics,
         parameters=parameters,
+        policy_table=policy_table,
+        policy_states=policy_states,
     )
 
     async def forget_context_index(sender: Any, /, *_: Any, signal: Any = None, **__: Any) -> None:
         context_index.clear()
+        if policy_states is not None:  # the table is the truth once partitions move
+            policy_states.clear()
 
     app.on_partitions_revoked.connect(forget_context_index)
     app.agent(keyed["candidates"], name="score")(score_agent(p))
@@ -199,7 +221,9 @@ def run_worker(
     # One thread: scoring's matrix products are small, and on a machine shared with the broker
     # and the allocator a second torch thread costs more CPU than it saves time.
     torch.set_num_threads(cfg.torch_threads)
-    ensure_changelog_topics(connection, cfg.app_id, TABLES, cfg.partitions)
+    ensure_changelog_topics(connection, cfg.app_id, tables_of(cfg), cfg.partitions)
+    if cfg.policies != ("banditlp",):
+        log.info("policies %s share the users; %d arms per round", ", ".join(cfg.policies), cfg.policy_actions)
     log.info(
         "processors worker on %s; group %s, %s",
         connection.redacted(),

@@ -44,6 +44,12 @@ class ProcessorConfig:
             snapshots topic to its end, so it scores with the newest model, not the prior.
         torch_threads: intra-op threads of the scoring model (``torch.set_num_threads``).
         stall_check_s: how often ``StallWatch`` looks for an input partition nobody reads.
+        policies: who scores the conversion outcome: ``("banditlp",)`` the neural Thompson model
+            alone (the scorer as it always was); registered policy names (``models.policies``,
+            ``banditlp`` among them or not) share the users equally by a hash of the user id
+            (``streams.score.policy_serving``). Checked against the registry here.
+        policy_actions: arms of the registered policies' rounds: items map onto them by a hash
+            of their id (``streams.score.policy_round``).
     """
 
     names: TopicNames
@@ -69,10 +75,18 @@ class ProcessorConfig:
     stall_check_s: float = 15.0
     instance: str | None = None
     group: GroupTimeouts = GROUP_TIMEOUTS
+    policies: tuple[str, ...] = ("banditlp",)
+    policy_actions: int = 64
 
     def __post_init__(self) -> None:
         if self.instance is not None and not _INSTANCE.fullmatch(self.instance):
             raise ConfigError(f"worker instance {self.instance!r} must be 1-100 letters, digits, '.', '_' or '-'")
+        if self.policies != ("banditlp",):
+            from streams.score.policy_serving import check_policies  # the registry imports torch
+
+            object.__setattr__(self, "policies", check_policies(self.policies))
+        if self.policy_actions < 1:
+            raise ConfigError(f"policy_actions must be >= 1, got {self.policy_actions}")
 
     @property
     def group_instance_id(self) -> str | None:
