@@ -14,7 +14,8 @@ Through the broker (``streams.tune``):
   arms once as the experiment's next distribution on the compacted parameter-distribution topic (version
   one above the newest there, laid out from its layout), prints it and exits;
 - ``banditlp tune --live --experiment NAME --knob tau=0:2 --period-s 60`` runs the tuner job: every period
-  it fits the per-arm metrics read so far and publishes the next distribution (``--periods N``: stop after N).
+  it fits the per-arm metrics of the newest ``--windows`` windows of ``banditlp worker tune-metrics`` and
+  publishes the next distribution (``--periods N``: stop after N).
 
 The scorers (``banditlp worker processors --experiment NAME``) serve each user the arm its hash falls in.
 """
@@ -49,6 +50,9 @@ def tune(
     ),
     min_feedback: int = typer.Option(50, "--min-feedback", min=1, help="--live: feedback an arm needs to count."),
     max_arms: int = typer.Option(8, "--max-arms", min=1, help="--live: arms published at most."),
+    windows: int = typer.Option(
+        12, "--windows", min=1, help="--live: the newest tune-metrics windows that count (older ones age out)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="--live/--publish: debug | info | warning | error."),
     seeds: int = typer.Option(10, "--seeds", min=1, help="Seeds first-seed, +1, ... (the same noise per seed)."),
     first_seed: int = typer.Option(0, "--first-seed", min=0, help="The first seed."),
@@ -71,7 +75,7 @@ def tune(
     if publish or live:
         _broker_mode(
             ctx, publish, experiment, arm, salt, knob, period_s, periods, max_unsubscription_rate, min_feedback,
-            max_arms, log_level,
+            max_arms, log_level, windows,
         )  # fmt: skip
         return
     try:
@@ -140,6 +144,7 @@ def _broker_mode(
     min_feedback: int,
     max_arms: int,
     log_level: str,
+    windows: int = 12,
 ) -> None:
     """``--publish`` (one distribution, printed) or ``--live`` (the tuner job until SIGTERM or ``periods``)."""
     import signal
@@ -178,6 +183,8 @@ def _broker_mode(
             min_feedback=min_feedback,
             max_arms=max_arms,
             initial_arms=min(TunerJobConfig().initial_arms, max_arms),
+            windows=windows,
+            metrics_app_id=TunerJobConfig().metrics_app_id,
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

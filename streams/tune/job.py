@@ -1,9 +1,13 @@
-"""The live tuner: each period, the per-arm metrics so far fitted by ``models.tuner``, the distribution published.
+"""The live tuner: each period, the per-arm metrics of the recent windows fitted by ``models.tuner``, the
+distribution published.
 
-The learners publish one ``metrics`` record (``ArmMetrics``) per take and tuner arm: the feedback it
-applied, counted by the arm the feedback's decision was served under. The job reads the topic from its
-beginning and keeps running totals per arm. Each period it turns every arm it knows the knobs of (those
-of the distributions it has seen) with at least ``min_feedback`` feedback records into one observation
+The tune-metrics app (``banditlp worker tune-metrics``, ``streams.tune.metrics_app``) sums the learners'
+per-arm feedback counts (the ``metrics`` topic) and the allocator's decisions per arm in tumbling windows;
+the job follows its windowed tables' changelogs (``streams.tune.windows.WindowReader``). Each period it
+sums, per arm, the windows among the newest ``windows`` window lengths (``streams.tune.windows.recent``:
+an arm's older windows age out, so a changed world is tracked and an arm no longer served drops out),
+and turns every arm it knows the knobs of (those of the distributions it has seen) with at least
+``min_feedback`` feedback records into one observation
 
     x = the arm's knob values (``knobs`` order),  y = (value_sum / n_feedback, unsubscriptions / n_feedback),
 
@@ -20,21 +24,19 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from models.tuner.config import Guardrail, TunerConfig
 from models.tuner.thompson import thompson_distribution
 from streams.avro.serde import AvroSerde
-from streams.errors import ConfigError, DecodeError
-from streams.kafka import clients
+from streams.errors import ConfigError
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames
 from streams.score.parameter_feed import ParameterDistributionRecord
 from streams.tune.distribution import ArmSpec, default_arm_id, publish, read_latest
+from streams.tune.windows import ArmWindow, WindowReader, recent, summed
 
 log = logging.getLogger("banditlp.tune")
 
@@ -54,6 +56,8 @@ class TunerJobConfig:
         initial_arms: settings of the first distribution, when the topic has none.
         n_samples, n_candidates: S and the Sobol candidates of each step (``TunerConfig``).
         seed: the tuner's seed (each step's draws are ``default_rng([seed, step])``).
+        windows: how many of the tune-metrics app's windows count (the newest ones; older ones age out).
+        metrics_app_id: the tune-metrics app whose windowed tables' changelogs are read.
     """
 
     experiment: str = "tau"
@@ -67,6 +71,8 @@ class TunerJobConfig:
     n_samples: int = 512
     n_candidates: int = 128
     seed: int = 0
+    windows: int = 12
+    metrics_app_id: str = "banditlp-tune-metrics"
 
     def __post_init__(self) -> None:
         if not self.knobs or any(not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) for _, lo, hi in self.knobs):
@@ -75,11 +81,13 @@ class TunerJobConfig:
             raise ConfigError("period_s must be > 0, min_feedback and min_arms >= 1")
         if not (1 <= self.max_arms <= 1_000 and 1 <= self.initial_arms <= self.max_arms):
             raise ConfigError(f"need 1 <= initial_arms ({self.initial_arms}) <= max_arms ({self.max_arms}) <= 1000")
+        if self.windows < 1:
+            raise ConfigError(f"windows must be >= 1, got {self.windows}")
 
 
 @dataclass
 class ArmTotals:
-    """Feedback counted for one arm since the metrics topic's beginning."""
+    """Feedback counted for one arm over the windows that count."""
 
     n_feedback: int = 0
     conversions: int = 0
@@ -92,12 +100,21 @@ class ArmTotals:
         self.unsubscriptions += int(value["unsubscriptions"])
         self.value_sum += float(value["value_sum"])
 
+    @classmethod
+    def of_windows(cls, windows: list[ArmWindow]) -> ArmTotals:
+        """The sums of an arm's windows."""
+        total = cls()
+        total.add(summed(windows))
+        return total
+
 
 @dataclass
 class TunerState:
-    """What the job holds between periods: the totals per arm, each arm's knobs, the newest record."""
+    """What the job holds between periods: the windows that count and their totals per arm, each arm's
+    knobs, the newest record."""
 
     totals: dict[str, ArmTotals] = field(default_factory=dict)
+    windows: dict[str, list[ArmWindow]] = field(default_factory=dict)
     knobs_of: dict[str, dict[str, float]] = field(default_factory=dict)
     current: ParameterDistributionRecord | None = None
     step: int = 0
@@ -169,34 +186,20 @@ class TunerJob:
         self.connection = connection
         self.serde = serde
         self.topic = names("parameter-distribution")
-        self.metrics_topic = names("metrics")
+        app = f"{names.prefix}{config.metrics_app_id}"
+        self.reader = WindowReader(connection, (f"{app}-arm-feedback-changelog", f"{app}-arm-batches-changelog"))
         self.state = TunerState()
-        self._consumer: Consumer | None = None
-
-    def _metrics_consumer(self) -> Consumer:
-        if self._consumer is None:
-            self._consumer = clients.consumer(
-                self.connection, {"group.id": "banditlp-tuner", "enable.auto.commit": False}
-            )
-            self._consumer.assign([TopicPartition(self.metrics_topic, 0, OFFSET_BEGINNING)])
-        return self._consumer
 
     def read_metrics(self, for_s: float) -> int:
-        """Add the metrics records that arrive in ``for_s`` seconds to the totals; how many were read."""
-        consumer = self._metrics_consumer()
-        deadline = time.monotonic() + for_s
-        n = 0
-        while (left := deadline - time.monotonic()) > 0:
-            msg = consumer.poll(min(left, 0.5))
-            if msg is None or msg.error() or msg.value() is None:
-                continue
-            try:
-                value = self.serde.decode("metrics", msg.value())
-            except DecodeError as exc:
-                log.warning("skipped a metrics record: %s", exc)
-                continue
-            self.state.totals.setdefault(str(value["arm_id"]), ArmTotals()).add(value)
-            n += 1
+        """Follow the windows for ``for_s`` seconds, then take the ones that count and their totals per arm
+        (``state.windows``, ``state.totals``); how many changelog entries were read.
+
+        Raises:
+            BrokerError: the tune-metrics app's changelogs do not exist.
+        """
+        n = self.reader.read(for_s)
+        self.state.windows = recent(self.reader.windows(), self.config.windows)
+        self.state.totals = {arm: ArmTotals.of_windows(ws) for arm, ws in self.state.windows.items()}
         return n
 
     def step(self) -> ParameterDistributionRecord | None:
@@ -242,6 +245,4 @@ class TunerJob:
                 self.step()
                 done += 1
         finally:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
+            self.reader.close()

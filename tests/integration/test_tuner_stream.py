@@ -1,13 +1,15 @@
 """The tuner in the streams, on a real broker: a published distribution serves each user an arm, a
 restarted scorer reads the newest one from the compacted topic, and every decision names its arm.
 
-1. ``banditlp tune --publish`` writes version 1: arm ``hot`` (tau 2) and arm ``cold`` (tau 0), half each.
+1. ``banditlp tune --publish`` writes version 1: arm ``hot`` (tau 2, budget_scale 1) and arm ``cold``
+   (tau 0), half each; the allocator gives each arm its own unsubscription row (``streams.decide.arm_knobs``).
 2. A processors worker and an allocator decide one simulated batch. Every decision scored by the LP
    says ``tau@1:<arm>``, and the arm is the one computed here from models.tuner.assignment alone
    (the user's BLAKE2b position in ``initial_layout`` of the published probabilities); the scores of a
    ``cold`` user are at tau 0 (samples equal means), a ``hot`` user's at tau 2. The learner's metrics
    records count each arm's feedback: their n_feedback per arm equals the items sent to its users.
-3. The scorer is stopped (SIGTERM); the tuner job (``streams.tune.job``, one step) reads those metrics,
+3. The scorer is stopped (SIGTERM); the tuner job (``streams.tune.job``, one step) reads those metrics as
+   the tune-metrics worker's windows (whose per-arm sends, from the decisions, equal the items sent too),
    fits models.tuner and publishes version 2 (new arms, new shares); the scorer starts again on the
    same state and decides a second batch: every decision says ``tau@2:<arm>`` and the arm is the one
    of ``relayout(initial_layout(p1), p2)`` (computed here), at that arm's tau.
@@ -28,6 +30,7 @@ import pytest
 from evaluation.email_world import EmailWorldConfig
 from models.tuner.assignment import Layout, initial_layout, moved_fraction, relayout, total_variation, user_positions
 from streams.cli.processes import WorkerSet
+from streams.errors import BrokerError
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames, create_topics, topic_specs
 from streams.score.parameter_feed import parse_parameter_version
@@ -35,6 +38,7 @@ from streams.settings import Settings
 from streams.simulate.feed import SimulatorConfig, SimulatorFeed
 from streams.simulate.warm_start import publish_warm_start
 from streams.tune.job import TunerJob, TunerJobConfig
+from streams.tune.windows import summed
 from tests.integration.kafka_reading import read_all, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,7 +86,10 @@ def test_decisions_carry_the_arm_of_the_newest_distribution_across_a_scorer_rest
     # 1. the operator's one-shot publish, through the CLI
     cli = [sys.executable, "-m", "streams", "tune", "--publish", "--experiment", EXPERIMENT]
     out = subprocess.run(
-        [*cli, "--arm", "hot/tau=2.0:0.5", "--arm", "cold/tau=0:0.5"], env=env, capture_output=True, text=True
+        [*cli, "--arm", "hot/tau=2.0,budget_scale=1:0.5", "--arm", "cold/tau=0:0.5"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "published tau version 1" in out.stdout
@@ -97,6 +104,7 @@ def test_decisions_carry_the_arm_of_the_newest_distribution_across_a_scorer_rest
     try:
         workers.start("processors", ["worker", "processors", "--experiment", EXPERIMENT], env)
         workers.start("allocator", ["worker", "allocator", "--unknown-batch-timeout-s", "5"], env)
+        workers.start("tune-metrics", ["worker", "tune-metrics"], env)
 
         # 2. one batch under version 1
         run0 = feed.run_batch(0)
@@ -111,6 +119,12 @@ def test_decisions_carry_the_arm_of_the_newest_distribution_across_a_scorer_rest
         users0 = sorted(arms0)
         assert arms0 == expected_arms(users0, initial_layout(p1))
         assert set(arms0.values()) == {"hot", "cold"}
+        # hot's budget_scale gives each arm its own unsubscription row in the allocator's LP (arm_knobs)
+        report0 = next(v for _, v in read_all(kafka_connection, names("allocation-reports"), "allocation-reports"))
+        rows = {b["name"]: b for b in report0["budgets"]}
+        arm_rows = {n.rpartition("@")[2] for n in rows if n.count("@") == 2}
+        assert arm_rows == {"1:hot", "1:cold"}, sorted(rows)
+        assert all(b["used"] <= b["limit"] * (1 + 1e-6) + 1e-9 for b in rows.values()), rows
         scores0 = scores_of(kafka_connection, names, batch0)
         for user, arm in arms0.items():
             s = scores0[user]
@@ -145,8 +159,18 @@ def test_decisions_carry_the_arm_of_the_newest_distribution_across_a_scorer_rest
             serde,
             names,
         )
-        job.read_metrics(3.0)
-        assert {a: t.n_feedback for a, t in job.state.totals.items()} == dict(sent)
+
+        def windowed() -> bool:
+            try:
+                job.read_metrics(1.0)
+            except BrokerError:  # tune-metrics has not made its changelogs yet
+                job.reader.close()
+                return False
+            return {a: t.n_feedback for a, t in job.state.totals.items() if t.n_feedback} == dict(sent)
+
+        # the tune-metrics windows: the feedback per arm, and the decisions' sends per arm, both = sent
+        wait_until(windowed, 120, f"windowed feedback per arm {dict(sent)}", alive=workers.check)
+        assert {a: summed(ws)["sends"] for a, ws in job.state.windows.items()} == {a: float(n) for a, n in sent.items()}
         v2 = job.step()
         assert v2 is not None and v2.version == 2
         p2 = {a.arm_id: a.probability for a in v2.arms}
