@@ -26,6 +26,7 @@ from streams.cli.simulate import simulate
 from streams.cli.soak import soak
 from streams.cli.topics import topics_app
 from streams.cli.tune import tune
+from streams.cli.tune_metrics import tune_metrics
 from streams.cli.workers import worker_app
 
 app = typer.Typer(
@@ -105,6 +106,7 @@ def main(
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(lp_app, name="lp")
+worker_app.command("tune-metrics")(tune_metrics)
 app.add_typer(worker_app, name="worker")
 app.add_typer(replay_app, name="replay")
 app.add_typer(bandit_app, name="bandit")
