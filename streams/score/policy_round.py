@@ -78,6 +78,8 @@ def layers(arms: IntArray) -> IntArray:
         arms: ``(n,)`` int arms of one user's candidates, in record order.
     """
     n = arms.shape[0]
+    if len(set(arms.tolist())) == n:  # the usual case, no collision: one round (a set of a few ints is cheap)
+        return np.zeros(n, dtype=np.int64)
     order = np.argsort(arms, kind="stable")
     sorted_arms = arms[order]
     starts = np.flatnonzero(np.r_[True, sorted_arms[1:] != sorted_arms[:-1]])
@@ -101,6 +103,10 @@ def rounds(features: np.ndarray, arms: IntArray, n_actions: int) -> list[tuple[I
         ``features[rows[i]]``, every other row zeros.
     """
     layer = layers(arms)
+    if layer.size and not layer.any():  # one round holds every candidate
+        matrix = np.zeros((n_actions, features.shape[1]), dtype=np.float64)
+        matrix[arms] = features
+        return [(np.arange(arms.size), matrix)]
     out = []
     for c in range(int(layer.max()) + 1 if layer.size else 0):
         rows = np.flatnonzero(layer == c)
