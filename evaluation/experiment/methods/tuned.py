@@ -10,9 +10,17 @@ the model per distinct τ, as the streamed scorer does (``streams.score.batch._s
 The objective's reward coefficient is ``conversion × value`` with no weight between them
 (``neural_model.score_neural``), so τ is the only knob; there is no value weight to tune.
 
-After each batch's feedback every arm's sends are counted (:func:`arm_metrics`) into running totals
-per arm, and every ``period`` batches after ``warmup_batches`` each arm with ``min_sends`` sends
-becomes one observation ``x = τ`` with three metrics (:func:`observations`):
+After each batch's feedback every arm's sends are counted (:func:`arm_metrics`) and kept per arm
+and batch. Every ``period`` batches after ``warmup_batches`` the counts are grouped by τ into bins
+of width ``tau_bin`` and each bin's counts, oldest first, are pooled into consecutive chunks of at
+least ``chunk_users`` users; each chunk is one observation at its users' mean τ with three metrics
+(:func:`observations`). Chunks of about equal size have about equal noise, which the GPs assume (one
+noise level per metric, learned): one observation per arm with all its counts would give an arm
+served to 6 users the weight of one served to 3,000, and the noisiest arms would set the fitted
+noise. Settings with more traffic give more chunks, so they weigh more, as their data should. The
+bins pool the neighbouring candidates Thompson sampling spreads its mass over (arms of 60 users a
+batch that change from one batch to the next would rarely fill a chunk alone). The metrics of a
+chunk:
 
 * primary, **reward per user**: realised value of the arm's sends over its users (the users are
   what the hash splits, so this is the arm's A/B metric; reward per send would favour an arm that
@@ -79,7 +87,8 @@ class TunedConfig:
         max_unsub_usage: The unsubscription guardrail, usage of the arm's budget share.
         overlap_floor: The stability guardrail, send-weighted overlap@K.
         overlap_k: K.
-        min_sends: Sends an arm needs (over all its batches) to be an observation.
+        chunk_users: Users an observation pools at least (a τ bin's arm-batches, oldest first).
+        tau_bin: Width of the τ bins observations are pooled in.
         max_arms: Arms served at most (the most probable, renormalised).
         n_samples, n_candidates, lam: The tuner's S, Sobol candidates and λ (λ far above any reward
             per user, so a setting meeting a guardrail in a draw beats every one that does not).
@@ -89,15 +98,16 @@ class TunedConfig:
     model: NeuralMethodConfig = field(default_factory=_banditlp)
     tau_bounds: tuple[float, float] = (0.0, 2.0)
     warmup_taus: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
-    warmup_batches: int = 4
+    warmup_batches: int = 5
     period: int = 1
     max_unsub_usage: float = 1.0
     overlap_floor: float = 0.6
     overlap_k: int = 10
-    min_sends: int = 30
+    chunk_users: int = 300
+    tau_bin: float = 0.125
     max_arms: int = 5
     n_samples: int = 512
-    n_candidates: int = 128
+    n_candidates: int = 32
     lam: float = 1e4
     experiment: str = "banditlp_tuned"
 
@@ -117,7 +127,8 @@ class TunedConfig:
             (len(set(self.warmup_taus)) == len(self.warmup_taus), "warmup_taus must not repeat"),
             (self.warmup_batches >= 1 and self.period >= 1, "warmup_batches and period must be >= 1"),
             (self.max_unsub_usage > 0 and 0 <= self.overlap_floor <= 1, "need max_unsub_usage > 0, floor in [0, 1]"),
-            (self.overlap_k >= 1 and self.min_sends >= 1, "overlap_k and min_sends must be >= 1"),
+            (self.overlap_k >= 1 and self.chunk_users >= 1, "overlap_k and chunk_users must be >= 1"),
+            (self.tau_bin > 0, f"tau_bin must be > 0, got {self.tau_bin}"),
             (1 <= len(self.warmup_taus) <= self.max_arms, "need 1 <= len(warmup_taus) <= max_arms"),
             (self.model.scores == "thompson" and self.model.decision == "lp", "the model must be Thompson + LP"),
         )
@@ -210,20 +221,35 @@ def arm_metrics(
 
 
 def observations(
-    totals: dict[str, ArmTotals], taus: dict[str, float], min_sends: int
-) -> tuple[FloatArray, FloatArray, list[str]]:
-    """``(X (n, 1), Y (n, 3), arm ids)``: each arm with ``min_sends`` sends and a previous batch to
-    compare with, its τ and (reward per user, unsubscription usage of its budget share, send-weighted
-    overlap@K), in arm-id order."""
-    rows, ys, arms = [], [], []
-    for arm in sorted(totals):
-        t = totals[arm]
-        if t.sends < min_sends or t.compared_sends <= 0 or t.budget <= 0:
-            continue
-        rows.append([taus[arm]])
-        ys.append([t.value / t.users, t.unsubscriptions / t.budget, t.top_k_sends / t.compared_sends])
-        arms.append(arm)
-    return np.array(rows, dtype=float).reshape(-1, 1), np.array(ys, dtype=float).reshape(-1, 3), arms
+    history: list[tuple[float, ArmTotals]], chunk_users: int, tau_bin: float
+) -> tuple[FloatArray, FloatArray]:
+    """``(X (n, 1), Y (n, 3))`` from the arm-batches ``(τ, counts)``, oldest first: grouped by
+    ``floor(τ / tau_bin)``, each group's counts pooled in order into consecutive chunks of at least
+    ``chunk_users`` users, and each chunk with sends compared to a previous batch one row: its users'
+    mean τ and (reward per user, unsubscription usage of its budget share, send-weighted overlap@K).
+    Rows in order of bin, then time. A last chunk short of ``chunk_users`` waits for more."""
+    bins: dict[int, list[tuple[float, ArmTotals]]] = {}
+    for tau, count in history:
+        bins.setdefault(int(math.floor(tau / tau_bin)), []).append((tau, count))
+    rows, ys = [], []
+    for key in sorted(bins):
+        chunk, weighted = ArmTotals(), 0.0
+        for tau, count in bins[key]:
+            chunk.add(count)
+            weighted += tau * count.users
+            if chunk.users < chunk_users:
+                continue
+            if chunk.compared_sends > 0 and chunk.budget > 0:
+                rows.append([weighted / chunk.users])
+                ys.append(
+                    [
+                        chunk.value / chunk.users,
+                        chunk.unsubscriptions / chunk.budget,
+                        chunk.top_k_sends / chunk.compared_sends,
+                    ]
+                )
+            chunk, weighted = ArmTotals(), 0.0
+    return np.array(rows, dtype=float).reshape(-1, 1), np.array(ys, dtype=float).reshape(-1, 3)
 
 
 def match_rows(batch_features: np.ndarray, row_features: np.ndarray) -> IntArray:
@@ -272,8 +298,7 @@ class TunedMethod:
         self.step = 0
         self.failed_fits = 0
         self.batches_seen = 0
-        self.totals: dict[str, ArmTotals] = {}
-        self.taus: dict[str, float] = {}
+        self.history: list[tuple[float, ArmTotals]] = []
         self._positions: FloatArray | None = None
         self._served: _Served | None = None
         self._previous_top: IntArray | None = None
@@ -289,7 +314,6 @@ class TunedMethod:
             self._positions = user_positions(ids.tolist(), self.config.experiment, salt=str(self.tuner_seed))
             taus = np.array(self.config.warmup_taus, dtype=float)
             self.distribution = ArmDistribution.of(taus, np.full(taus.size, 1.0 / taus.size), None)
-            self.taus.update(zip(self.distribution.arm_ids, self.distribution.taus))
             return
         served = self._served
         if served is None or rows.budgeted_cost is None:
@@ -307,8 +331,7 @@ class TunedMethod:
             rows.unsubscribed,
             self._previous_top,
         )
-        for arm, count in zip(dist.arm_ids, counts):
-            self.totals.setdefault(arm, ArmTotals()).add(count)
+        self.history.extend((tau, count) for tau, count in zip(dist.taus, counts) if count.users > 0)
         exposure = item_exposure(np.ones(pairs.size), sent_item, self.n_items)
         self._previous_top = top_k_items(exposure, self.config.overlap_k)
         self._served = None
@@ -320,7 +343,7 @@ class TunedMethod:
     def _refit(self) -> None:
         """The next distribution from the observations (unchanged with fewer than two)."""
         cfg = self.config
-        X, Y, _ = observations(self.totals, self.taus, cfg.min_sends)
+        X, Y = observations(self.history, cfg.chunk_users, cfg.tau_bin)
         if X.shape[0] < 2:
             return
         tuner = TunerConfig(
@@ -345,7 +368,6 @@ class TunedMethod:
         probs = dist.probs[top] / dist.probs[top].sum()
         assert self.distribution is not None
         self.distribution = ArmDistribution.of(dist.points[top, 0], probs, self.distribution.layout)
-        self.taus.update(zip(self.distribution.arm_ids, self.distribution.taus))
 
     def user_taus(self) -> FloatArray:
         """``(U,)`` every user's τ under the current distribution."""

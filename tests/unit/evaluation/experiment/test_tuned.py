@@ -26,7 +26,7 @@ from models.tuner.thompson import arm_id
 from tests.unit.evaluation.experiment.conftest import tiny_config
 
 #: A tuner that fits after one batch of the tiny world (40 users) with few draws.
-QUICK = TunedConfig(warmup_batches=1, min_sends=3, n_samples=64, n_candidates=16)
+QUICK = TunedConfig(warmup_batches=1, chunk_users=5, n_samples=64, n_candidates=16)
 
 
 def test_users_are_on_the_arm_whose_interval_holds_their_hash_at_the_arms_shares() -> None:
@@ -71,13 +71,20 @@ def test_per_arm_counts_and_observations_match_a_hand_computation() -> None:
     )
     first = arm_metrics(user_arm, 2, 2.0, sent_user, sent_item, value, unsubscribed, None)
     assert first[0].compared_sends == 0 and first[0].top_k_sends == 0
-    totals = {"b": counts[0], "a": counts[1]}
-    X, Y, arms = observations(totals, {"a": 1.5, "b": 0.25}, min_sends=1)
-    assert arms == ["a", "b"]
-    np.testing.assert_array_equal(X, [[1.5], [0.25]])
+    history = [(0.25, counts[0]), (1.5, counts[1])]
+    X, Y = observations(history, chunk_users=1, tau_bin=0.5)
+    np.testing.assert_array_equal(X, [[0.25], [1.5]])
     # reward per user, unsubscriptions over the budget share, sends to the previous top-K over sends
-    np.testing.assert_allclose(Y, [[0 / 2, 1 / 1, 1 / 1], [4 / 2, 1 / 1, 1 / 2]])
-    assert observations(totals, {"a": 1.5, "b": 0.25}, min_sends=2)[2] == ["b"]
+    np.testing.assert_allclose(Y, [[4 / 2, 1 / 1, 1 / 2], [0 / 2, 1 / 1, 1 / 1]])
+    # chunks of >= 3 users per bin, oldest first: the first two arm-batches of bin [0, 0.5) pool into
+    # one row at their users' mean tau, the third waits; bin [1.5, 2)'s only chunk has no previous
+    # batch to compare with (a first batch), so it is no row
+    history = [(0.1, counts[0]), (1.6, first[1]), (0.3, counts[0]), (1.7, first[1]), (0.2, counts[0])]
+    X, Y = observations(history, chunk_users=3, tau_bin=0.5)
+    np.testing.assert_allclose(X, [[0.2]])
+    np.testing.assert_allclose(Y, [[8 / 4, 2 / 2, 2 / 4]])
+    X, Y = observations([(1.5, first[1]), (1.5, counts[1])], chunk_users=4, tau_bin=0.5)
+    np.testing.assert_allclose(Y, [[0 / 4, 2 / 2, 1 / 1]])
     # summed with the users' shares, the arms' usages are the batch's realised usage
     usage = sum(c.unsubscriptions / c.budget * c.users / 4 for c in counts)
     assert usage == pytest.approx(unsubscribed.sum() / 2.0)
