@@ -1,23 +1,32 @@
-"""Alarm thresholds of the batch health, and the sequential test behind the outcome-rate alarms.
+"""Alarm thresholds of the batch health, and a normal-increment CUSUM (:class:`Cusum`, for
+already standardised per-batch statistics; the outcome-rate alarms use the likelihood-ratio CUSUM of
+:mod:`evaluation.health.rates`).
 
 Thresholds and how they were chosen (:class:`HealthThresholds`):
 
-* feature drift and prediction drift: PSI above 0.2, the usual "significant shift" rule of the
+* feature drift: PSI above 0.2, the usual "significant shift" rule of the
   credit-scoring practice (0.1-0.2 "moderate"). Under no drift the PSI of ``m`` rows against ``n``
   reference rows over ``b`` bins is about ``(1/n + 1/m) chi2(b - 1)``: ~0.01 for 1,500 against
   3,000 rows, far below 0.2, so the rule's false alarms come from real (if small) shifts only.
   A mean shift of ``delta`` standard deviations of a normal feature has a PSI of about ``delta**2``
   (the symmetric KL divergence), so 0.2 fires from ``delta`` ~ 0.45 on.
-* outcome rates (conversion, unsubscription): a two-sided CUSUM (Page 1954) on the per-batch
-  standardised residual ``z_b = (sum y - sum p) / sqrt(sum p (1 - p))`` of the batch's observed
-  outcomes ``y`` against the model's calibrated predictions ``p`` of the sent pairs: the
-  "reference rate" is what the model expects of exactly those sends, so the policy choosing other
-  pairs as it learns is not a shift. ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``,
-  alarm when either passes ``h``, then both restart at 0. ``k = 0.5`` (tuned to a shift of one
-  standard deviation per batch) and ``h`` is solved from a target in-control run length
-  ``ARL0`` with Siegmund's approximation of the one-sided ARL,
-  ``(exp(2 k b) - 2 k b - 1) / (2 k**2)``, ``b = h + 1.166``, the two sides in parallel
-  (``1/ARL0 = 2/ARL_one``): ARL0 = 500 batches (a 0.2% false-alarm rate per batch) gives h ≈ 5.1.
+* prediction drift: PSI above 0.1 (the practice's "moderate shift") of the model's scores on the
+  batch's pairs against the same model's scores on the reference (training) rows. The model is
+  retrained between batches, and a retrain moves its predictions of one population by far more than
+  0.2 (its PSI against the previous batches' predictions went past 0.2 in a third of the null
+  batches of the drift experiment); scoring both populations with the batch's own model leaves only
+  what the population moved. The batch's model is known through its predictions: a least-squares
+  fit of their logits on the pair features (a linear read-out of the model), applied to both sets
+  of rows. Under no drift this is the PSI of one fixed projection, about ``(1/n + 1/m) chi2(9)``,
+  ~0.004 with a 99.9% point of ~0.012 for 3,000 against 9,000 rows.
+* outcome rates (conversion, unsubscription): the Bernoulli likelihood-ratio CUSUM of
+  :mod:`evaluation.health.rates` on the sent pairs' outcomes against the model's calibrated
+  predictions of those pairs, tuned to odds x ``rate_ratio`` (2) either way, started after the
+  reference batches; ``h`` gives a two-sided in-control ARL of ``rate_arl0`` = 500 batches (0.2%
+  false alarms per batch), computed by the Markov chain of :func:`~evaluation.health.rates.cusum_arl`
+  for batches like the reference ones (their mean sends and mean expected count), unless
+  ``rate_h`` fixes it. The null odds ratio of the predictions on the sent pairs
+  (``rate_null_odds_*``) was measured on unshifted runs of the email world.
 * calibration: ECE above its null mean plus 3.09 null standard deviations (a one-sided 0.1%
   normal tail), over the last ``calibration_window`` outcomes.
 * exploration collapse: selection entropy, item coverage, overlap@K and allocation variance each
@@ -37,6 +46,7 @@ from numpy.typing import ArrayLike
 
 from banditlp.arrays import FloatArray
 from evaluation.errors import EvaluationInputError
+from evaluation.health.rates import DEFAULT_ARL0, DEFAULT_NULL_ODDS, DEFAULT_RATIO
 
 #: The correction of Siegmund's approximation for a normal CUSUM (the overshoot of the boundary).
 SIEGMUND_OVERSHOOT = 1.166
@@ -80,9 +90,15 @@ class HealthThresholds:
     """The alarm thresholds (see the module docstring for how each was chosen).
 
     Attributes:
-        psi: PSI of a feature or of the predictions above which drift is alarmed.
-        cusum_k: The CUSUM's reference value (half the standardised shift it is tuned to).
-        cusum_arl0: Its target in-control average run length, in batches.
+        psi: PSI of a feature above which drift is alarmed.
+        prediction_psi: PSI of the batch model's scores (batch rows against reference rows) above
+            which prediction drift is alarmed.
+        rate_ratio: The odds ratio the outcome-rate CUSUM is tuned to (and its inverse).
+        rate_arl0: The rate CUSUM's two-sided in-control average run length, in batches.
+        rate_h: Its threshold; None: solved from ``rate_arl0`` for the reference batches.
+        rate_null_odds_conversion: Odds of the observed over the predicted conversions on sent
+            pairs when nothing has shifted (the null of the rate CUSUM).
+        rate_null_odds_unsubscription: The same for unsubscriptions.
         ece_z: Standard deviations of the null ECE above its null mean.
         entropy_ratio: Entropy below this fraction of the reference is a collapse.
         coverage_ratio: Coverage below this fraction of the reference.
@@ -91,8 +107,12 @@ class HealthThresholds:
     """
 
     psi: float = 0.2
-    cusum_k: float = 0.5
-    cusum_arl0: float = 500.0
+    prediction_psi: float = 0.1
+    rate_ratio: float = DEFAULT_RATIO
+    rate_arl0: float = DEFAULT_ARL0
+    rate_h: float | None = None
+    rate_null_odds_conversion: float = DEFAULT_NULL_ODDS["conversion"]
+    rate_null_odds_unsubscription: float = DEFAULT_NULL_ODDS["unsubscription"]
     ece_z: float = 3.09
     entropy_ratio: float = 0.8
     coverage_ratio: float = 0.5
@@ -107,8 +127,12 @@ class HealthThresholds:
         """
         checks = (
             (self.psi > 0, "psi"),
-            (self.cusum_k > 0, "cusum_k"),
-            (self.cusum_arl0 > 1, "cusum_arl0"),
+            (self.prediction_psi > 0, "prediction_psi"),
+            (self.rate_ratio > 1, "rate_ratio"),
+            (self.rate_arl0 > 1, "rate_arl0"),
+            (self.rate_h is None or self.rate_h > 0, "rate_h"),
+            (self.rate_null_odds_conversion > 0, "rate_null_odds_conversion"),
+            (self.rate_null_odds_unsubscription > 0, "rate_null_odds_unsubscription"),
             (self.ece_z > 0, "ece_z"),
             (0 < self.entropy_ratio <= 1, "entropy_ratio"),
             (0 < self.coverage_ratio <= 1, "coverage_ratio"),
@@ -119,10 +143,9 @@ class HealthThresholds:
             if not ok:
                 raise EvaluationInputError(f"health threshold {name} out of range: {getattr(self, name)}")
 
-    @property
-    def cusum_h(self) -> float:
-        """The two-sided CUSUM threshold for :attr:`cusum_arl0`."""
-        return cusum_threshold(self.cusum_k, self.cusum_arl0)
+    def null_odds(self, outcome: str) -> float:
+        """The rate CUSUM's null odds ratio of ``outcome``."""
+        return float(getattr(self, f"rate_null_odds_{outcome}"))
 
 
 @dataclass(frozen=True)

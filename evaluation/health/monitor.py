@@ -9,19 +9,26 @@ metrics compare against:
   else the features of the first ``reference_batches`` batches;
 * the reference of the exploration metrics: their means over the first ``reference_batches``
   batches (no collapse alarm is raised inside them);
-* the reference of the predictions: the predictions of the previous ``reference_batches``
-  batches. The model is retrained between batches, so the predictions of a learning model drift
-  away from any fixed window while the world stays the same; against the batches just before,
-  a learning model moves little and a shifted population much;
+* the reference of the predictions: the reference rows' features, scored by each batch's own
+  model (a least-squares read-out of the logits of its predictions on the batch's pair features),
+  so the prediction drift alarm sees what the population moved and not what a retrain moved
+  (``prediction_shift_psi.<outcome>``; :mod:`evaluation.health.alarms`). The PSI of the predictions
+  against those of the previous ``reference_batches`` batches is kept as a series
+  (``prediction_psi.<outcome>``): a learning model moves it by more than any shift of the world;
 * the previous batch's plan (overlap@K), the last ``calibration_window`` outcomes of each
-  outcome (calibration) and the CUSUM state of each outcome rate. The CUSUM starts after the
-  reference batches: a model fitted on a small warm start is miscalibrated on the pairs its LP
-  picks first (the winner's curse of the LP), which is not a change of the world.
+  outcome (calibration) and the likelihood-ratio CUSUM of each outcome rate
+  (:mod:`evaluation.health.rates`), whose threshold is solved for batches like the ones seen
+  by the end of the reference window. The CUSUM starts after the reference batches: a model
+  fitted on a small warm start is miscalibrated on the pairs its LP picks first (the winner's
+  curse of the LP), which is not a change of the world.
 
 Metric names (the keys of :attr:`BatchHealth.values`): ``selection_entropy``, ``item_coverage``,
 ``overlap_at_k``, ``allocation_variance``, ``feature_psi_max``, ``feature_psi.<j>``,
-``prediction_psi.<outcome>``, ``ece.<outcome>``, ``ece_threshold.<outcome>``, ``gap.<outcome>``,
-``gap_se.<outcome>``, ``rate_z.<outcome>``, ``rate_cusum.<outcome>``, ``outcomes.<outcome>``
+``prediction_psi.<outcome>``, ``prediction_shift_psi.<outcome>``, ``prediction_fit_r2.<outcome>``,
+``ece.<outcome>``, ``ece_threshold.<outcome>``, ``gap.<outcome>``, ``gap_se.<outcome>``,
+``rate_z.<outcome>``, ``rate_expected.<outcome>`` (sum of the sent pairs' predictions),
+``rate_observed.<outcome>`` (their outcomes), ``rate_llr.<outcome>`` (the batch's log-likelihood
+ratio of odds x ratio), ``rate_cusum.<outcome>``, ``rate_h.<outcome>``, ``outcomes.<outcome>``
 (nan where a batch had nothing to measure).
 Alarm names: ``feature_drift``, ``prediction_drift.<outcome>``, ``rate_shift.<outcome>``,
 ``calibration.<outcome>``, ``entropy_collapse``, ``coverage_collapse``, ``overlap_collapse``,
@@ -40,7 +47,7 @@ from numpy.typing import ArrayLike
 
 from banditlp.arrays import FloatArray, IntArray
 from evaluation.errors import EvaluationInputError
-from evaluation.health.alarms import Alarm, Cusum, HealthThresholds, standardised_residual
+from evaluation.health.alarms import Alarm, HealthThresholds, standardised_residual
 from evaluation.health.metrics import (
     allocation_variance,
     calibration,
@@ -50,6 +57,7 @@ from evaluation.health.metrics import (
     selection_entropy,
     send_variance,
 )
+from evaluation.health.rates import RateCusum, null_probability, odds_llr, poisson_like, rate_threshold
 
 #: The outcomes whose rates and calibration are watched.
 OUTCOMES = ("conversion", "unsubscription")
@@ -160,7 +168,6 @@ class HealthMonitor:
 
     def __init__(self, config: MonitorConfig | None = None, reference_features: ArrayLike | None = None) -> None:
         self.config = config if config is not None else MonitorConfig()
-        self._h = self.config.thresholds.cusum_h
         self._reference_features = None if reference_features is None else np.asarray(reference_features, dtype=float)
         self._fixed_features = reference_features is not None
         self._pending_features: list[FloatArray] = []
@@ -171,7 +178,10 @@ class HealthMonitor:
         self._pending_exploration: dict[str, list[float]] = {}
         self._seen = 0
         self._previous: tuple[np.ndarray, ...] | None = None
-        self._cusum = {o: Cusum() for o in OUTCOMES}
+        self._rate = {o: RateCusum() for o in OUTCOMES}
+        self._rate_h: dict[str, float | None] = {o: self.config.thresholds.rate_h for o in OUTCOMES}
+        # (sends, expected count under the null) of every batch with outcomes, until h is solved
+        self._rate_batches: dict[str, list[tuple[int, float]]] = {o: [] for o in OUTCOMES}
         window = self.config.calibration_window
         self._recent: dict[str, tuple[deque[float], deque[float]]] = {
             o: (deque(maxlen=window), deque(maxlen=window)) for o in OUTCOMES
@@ -242,16 +252,22 @@ class HealthMonitor:
     ) -> dict[str, float]:
         key = f"prediction_psi.{outcome}"
         predicted = obs.predicted.get(outcome)
+        out = {key: math.nan, f"prediction_shift_psi.{outcome}": math.nan, f"prediction_fit_r2.{outcome}": math.nan}
         if predicted is None:
-            return {key: math.nan}
+            return out
         recent = self._recent_predicted[outcome]
-        value = math.nan
         if len(recent) == recent.maxlen:
-            value = float(psi(np.concatenate(recent), predicted)[0])
-            if not in_reference and value > self.config.thresholds.psi:
-                alarms.append(Alarm(f"prediction_drift.{outcome}", obs.batch, value, self.config.thresholds.psi))
+            out[key] = float(psi(np.concatenate(recent), predicted)[0])
         recent.append(np.asarray(predicted, dtype=float))
-        return {key: value}
+        reference = self._reference_features
+        if in_reference or reference is None or obs.features is None or len(obs.features) != len(predicted):
+            return out
+        shift, r2 = model_scored_psi(reference, obs.features, predicted)
+        out[f"prediction_shift_psi.{outcome}"], out[f"prediction_fit_r2.{outcome}"] = shift, r2
+        limit = self.config.thresholds.prediction_psi
+        if shift > limit:
+            alarms.append(Alarm(f"prediction_drift.{outcome}", obs.batch, shift, limit))
+        return out
 
     def _outcome_health(
         self, obs: BatchObservation, outcome: str, in_reference: bool, alarms: list[Alarm]
@@ -263,11 +279,18 @@ class HealthMonitor:
         recent_p.extend(p.tolist())
         recent_y.extend(y.tolist())
         z = standardised_residual(p, y)
+        c = t.null_odds(outcome)
+        llr_value = float(odds_llr(p, y, t.rate_ratio, c)) if p.size else math.nan
         stat, fired = math.nan, False
-        if not in_reference:
-            self._cusum[outcome], stat, fired = self._cusum[outcome].step(z, t.cusum_k, self._h)
+        h = self._rate_h[outcome]
+        if p.size and h is None:
+            self._rate_batches[outcome].append((p.size, float(null_probability(p, c).sum())))
+        if not in_reference and p.size:
+            if h is None:
+                h = self._rate_h[outcome] = self._solve_rate_h(outcome)
+            self._rate[outcome], stat, fired = self._rate[outcome].step(p, y, t.rate_ratio, c, h)
         if fired:
-            alarms.append(Alarm(f"rate_shift.{outcome}", obs.batch, stat, self._h))
+            alarms.append(Alarm(f"rate_shift.{outcome}", obs.batch, stat, float(self._rate_h[outcome] or 0.0)))
         cal = calibration(np.fromiter(recent_p, float), np.fromiter(recent_y, float), self.config.calibration_bins)
         ece_threshold = cal.ece_null_mean + t.ece_z * cal.ece_null_std
         if cal.n and cal.ece > ece_threshold:
@@ -275,9 +298,53 @@ class HealthMonitor:
         return {
             f"outcomes.{outcome}": float(p.size),
             f"rate_z.{outcome}": z,
-            f"rate_cusum.{outcome}": stat if not math.isnan(z) else math.nan,
+            f"rate_expected.{outcome}": float(p.sum()),
+            f"rate_observed.{outcome}": float(y.sum()),
+            f"rate_llr.{outcome}": llr_value,
+            f"rate_cusum.{outcome}": stat,
+            f"rate_h.{outcome}": math.nan if h is None else float(h),
             f"ece.{outcome}": cal.ece,
             f"ece_threshold.{outcome}": ece_threshold,
             f"gap.{outcome}": cal.gap,
             f"gap_se.{outcome}": cal.gap_se,
         }
+
+    def _solve_rate_h(self, outcome: str) -> float:
+        # h for batches like those seen so far: their mean sends with their mean expected count.
+        seen = self._rate_batches[outcome]
+        sends = max(2, round(float(np.mean([n for n, _ in seen]))))
+        expected = float(np.mean([m for _, m in seen]))
+        expected = min(max(expected, 1e-3), 0.5 * sends)
+        t = self.config.thresholds
+        return rate_threshold(poisson_like(expected, sends), t.rate_ratio, t.rate_arl0)
+
+
+def model_scored_psi(reference: ArrayLike, features: ArrayLike, predicted: ArrayLike) -> tuple[float, float]:
+    """PSI of one model's scores of the batch's rows against its scores of the reference rows.
+
+    The model is read from its predictions: the least-squares fit of ``logit(predicted)`` on
+    ``[1, features]``, applied to both sets of rows (see :mod:`evaluation.health.alarms`).
+
+    Args:
+        reference: ``(n, d)`` the reference rows' features.
+        features: ``(m, d)`` the batch's pair features.
+        predicted: ``(m,)`` the model's predictions of those pairs, in (0, 1).
+
+    Returns:
+        ``(PSI, R^2 of the fit)``; the R^2 is nan when the predictions do not vary.
+    """
+    ref = np.asarray(reference, dtype=float)
+    x = np.asarray(features, dtype=float)
+    p = np.clip(np.asarray(predicted, dtype=float), 1e-9, 1.0 - 1e-9)
+    if ref.ndim != 2 or x.ndim != 2 or ref.shape[1] != x.shape[1] or p.shape != (x.shape[0],):
+        raise EvaluationInputError(
+            f"need (n, d) and (m, d) features and (m,) predictions: {ref.shape}, {x.shape}, {p.shape}"
+        )
+    logits = np.log(p) - np.log1p(-p)
+    design = np.c_[np.ones(x.shape[0]), x]
+    beta = np.linalg.lstsq(design, logits, rcond=None)[0]
+    fitted = design @ beta
+    spread = float(((logits - logits.mean()) ** 2).sum())
+    r2 = 1.0 - float(((logits - fitted) ** 2).sum()) / spread if spread > 0 else math.nan
+    scored_reference = np.c_[np.ones(ref.shape[0]), ref] @ beta
+    return float(psi(scored_reference, fitted)[0]), r2

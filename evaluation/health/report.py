@@ -4,7 +4,7 @@ and ``health.png`` (the alarm statistics against their thresholds, per seed).
 ``health.json``::
 
     {"shift": {"kind", "batch", "size"} | null,
-     "thresholds": {...HealthThresholds..., "cusum_h": h},
+     "thresholds": {...HealthThresholds...},
      "methods": {NAME: [{"seed": s, "batches": [{"batch": b, "values": {metric: number | null},
                                                  "alarms": [{"name", "batch", "value", "threshold"}]}]}]}}
 """
@@ -26,12 +26,12 @@ from evaluation.health.shift import Shift
 HEALTH_JSON = "health.json"
 HEALTH_PNG = "health.png"
 
-# (metric, title, the threshold drawn: a HealthThresholds key, or None)
+# (metric, title, the threshold drawn: a HealthThresholds key, a per-batch value, or None)
 _PANELS = (
     ("feature_psi_max", "feature PSI (max over features)", "psi"),
-    ("prediction_psi.conversion", "prediction PSI, conversion", "psi"),
-    ("rate_cusum.conversion", "rate CUSUM, conversion", "cusum_h"),
-    ("rate_cusum.unsubscription", "rate CUSUM, unsubscription", "cusum_h"),
+    ("prediction_shift_psi.conversion", "prediction PSI (batch model), conversion", "prediction_psi"),
+    ("rate_cusum.conversion", "rate LLR CUSUM, conversion", "rate_h.conversion"),
+    ("rate_cusum.unsubscription", "rate LLR CUSUM, unsubscription", "rate_h.unsubscription"),
     ("ece.conversion", "ECE, conversion (last N)", None),
     ("ece.unsubscription", "ECE, unsubscription (last N)", None),
     ("selection_entropy", "selection entropy (nats)", None),
@@ -54,7 +54,7 @@ def health_document(
     """The ``health.json`` document (see the module docstring)."""
     return {
         "shift": None if shift is None else shift.to_json(),
-        "thresholds": {**dataclasses.asdict(thresholds), "cusum_h": thresholds.cusum_h},
+        "thresholds": dataclasses.asdict(thresholds),
         "methods": {
             name: [
                 {
@@ -103,7 +103,7 @@ def plot_health(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    limits = {"psi": thresholds.psi, "cusum_h": thresholds.cusum_h}
+    limits = {"psi": thresholds.psi, "prediction_psi": thresholds.prediction_psi}
     columns = 2
     rows = math.ceil(len(_PANELS) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(11.2, 2.6 * rows), squeeze=False)
@@ -117,8 +117,16 @@ def plot_health(
                 fired = [h.batch + 1 for h in run if any(_panel_alarm(a.name, metric) for a in h.alarms)]
                 if fired:
                     ax.plot(fired, v[np.array(fired) - int(b[0])], "x", color="#d62728", markersize=5)
-        if limit is not None:
+        if limit in limits:
             ax.axhline(limits[limit], color="#000000", linestyle="--", linewidth=0.8)
+        elif limit is not None:  # solved per run: each run's own threshold
+            for runs in per_method.values():
+                for run in runs:
+                    hs = [h.values.get(limit, math.nan) for h in run]
+                    if any(math.isfinite(v) for v in hs):
+                        ax.plot(
+                            np.array([h.batch for h in run]) + 1, hs, color="#000000", linestyle="--", linewidth=0.6
+                        )
         if shift is not None:
             ax.axvline(shift.batch + 1, color="#7f7f7f", linestyle=":", linewidth=1.0)
         ax.set_title(title, fontsize=9)
@@ -138,7 +146,7 @@ def _panel_alarm(alarm: str, metric: str) -> bool:
     # The alarm a panel's statistic raises.
     return {
         "feature_psi_max": alarm == "feature_drift",
-        "prediction_psi.conversion": alarm == "prediction_drift.conversion",
+        "prediction_shift_psi.conversion": alarm == "prediction_drift.conversion",
         "rate_cusum.conversion": alarm == "rate_shift.conversion",
         "rate_cusum.unsubscription": alarm == "rate_shift.unsubscription",
         "ece.conversion": alarm == "calibration.conversion",

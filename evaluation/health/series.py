@@ -25,8 +25,12 @@ SERIES_METRICS = (
     "allocation_variance",
     "feature_psi_max",
     *(f"prediction_psi.{o}" for o in OUTCOMES),
+    *(f"prediction_shift_psi.{o}" for o in OUTCOMES),
     *(f"rate_z.{o}" for o in OUTCOMES),
+    *(f"rate_expected.{o}" for o in OUTCOMES),
+    *(f"rate_observed.{o}" for o in OUTCOMES),
     *(f"rate_cusum.{o}" for o in OUTCOMES),
+    *(f"rate_h.{o}" for o in OUTCOMES),
     *(f"ece.{o}" for o in OUTCOMES),
     *(f"gap.{o}" for o in OUTCOMES),
 )
