@@ -14,11 +14,18 @@ user count is computed from the assignment's hash), and its feedback is sent. Th
   generator, computed here from the record's own features;
 - after the feedback, the policy's snapshots in the ``policies`` table (read from its changelog,
   the newest per partition) have learned exactly one observation per item sent to its users.
+
+Then the worker is stopped, its local state directory deleted, and it is started again (so it
+restores the table from the changelog) and scores a second batch: each policy's scores of its
+users equal what those snapshots (the user's partition's; a fresh policy where the partition
+learned nothing) give on that batch's rounds: scoring after a restart is scoring before it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import time
 import uuid
 import warnings
@@ -62,15 +69,17 @@ WORLD = EmailWorldConfig(n_users=N_USERS, n_items=20, n_providers=4, candidates_
 
 @dataclass(frozen=True)
 class Run:
-    """What the module's pipeline produced for its one batch."""
+    """What the module's pipeline produced: batch 0, its feedback, a restart, batch 1."""
 
     served: dict[str, str]  # user -> policy, from the hash
     decisions: dict[str, dict]
     scores: dict[str, dict]
     sent: Counter[str]  # policy -> items sent to its LP-decided users (= feedback records)
     observations: dict[str, int]  # policy -> n_observations summed over its partitions' newest snapshots
-    snapshots: dict[str, list[bytes]]  # policy -> newest snapshot per partition
-    seconds: float
+    snapshots: dict[str, dict[int, bytes]]  # policy -> partition -> newest snapshot, before the restart
+    partition_of: dict[str, int]  # user -> its partition of candidates (and of the tables)
+    decisions_after: dict[str, dict]  # batch 1, scored after the restart
+    scores_after: dict[str, dict]
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +139,43 @@ def run(
         want = {name: n for name, n in sent.items() if n}
         wait_until(lambda: observations(newest()) == want, 240, f"policy observations {want}", alive=workers.check)
         final = newest()
+        learned_s = time.monotonic() - started
+
+        # the restart: SIGTERM, local tables deleted, the same command again, a second batch
+        proc = workers.procs["processors"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) is not None
+        shutil.rmtree(tmp / "state")
+        workers.start("processors", ["worker", "processors", "--policy", ",".join(NAMES)], env)
+        feed.run_batch(1)
+        batch1 = feed.world.candidates(1).batch_id
+        partition_of = {
+            key.decode(): part for part, _, key, _ in read_raw(kafka_connection, names("candidates")) if key
+        }
         yield Run(
             served,
             decisions,
             scores,
             sent,
             observations(final),
-            {name: list(parts.values()) for name, parts in final.items()},
-            time.monotonic() - started,
+            final,
+            partition_of,
+            {
+                v["user_id"]: v
+                for _, v in read_all(kafka_connection, names("decisions"), "decisions")
+                if v["batch_id"] == batch1
+            },
+            {
+                v["user_id"]: v
+                for _, v in read_all(kafka_connection, names("scores"), "scores")
+                if v["batch_id"] == batch1
+            },
         )
         fallback = sum(1 for d in decisions.values() if d["policy"] == "fallback")
         print(  # for the record (pytest -s)
             f"\npolicy scorer module: {N_USERS} users, {len(NAMES)} policies, {fallback} fallback decisions, "
-            f"items sent (= observations learned) per policy {dict(sorted(sent.items()))}, "
-            f"{time.monotonic() - started:.1f} s"
+            f"items sent (= observations learned) per policy {dict(sorted(sent.items()))}; "
+            f"batch 0 decided and learned in {learned_s:.1f} s, {time.monotonic() - started:.1f} s with the restart"
         )
     finally:
         workers.stop()
@@ -182,7 +214,30 @@ def test_the_policys_users_are_decided_on_its_scores_and_its_state_learns(run: R
 
     assert run.observations.get(name, 0) == run.sent[name]
     if run.sent[name]:
-        fresh_bytes = make_policy(
-            name, DEFAULT_ACTIONS, len(next(iter(run.scores.values()))["items"][0]["features"]), seed=0
-        ).to_bytes()
-        assert any(snapshot != fresh_bytes for snapshot in run.snapshots[name])
+        fresh_bytes = make_policy(name, DEFAULT_ACTIONS, features.shape[1], seed=0).to_bytes()
+        assert any(snapshot != fresh_bytes for snapshot in run.snapshots[name].values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scores_after_a_restart_are_those_of_the_state_learned_before_it(run: Run, name: str) -> None:
+    users = [u for u, served in run.served.items() if served == name and u in run.scores_after]
+    by_lp = [u for u in users if run.decisions_after.get(u, {}).get("policy") == name]
+    assert len(by_lp) >= 3, f"only {len(by_lp)} of {len(users)} scored users decided by the LP after the restart"
+    catalogue = Catalogue(DEFAULT_ACTIONS)
+    for user in by_lp:
+        s = run.scores_after[user]
+        items = s["items"]
+        features = np.array([it["features"] for it in items], dtype=np.float32)
+        stored = run.snapshots.get(name, {}).get(run.partition_of[user])
+        policy = (
+            make_policy(name, DEFAULT_ACTIONS, features.shape[1], seed=0)
+            if stored is None
+            else policy_class(name).from_bytes(stored)
+        )
+        want = policy_scores(
+            policy, features, catalogue.arms([it["item_id"] for it in items]), record_rng(0, s["batch_id"], user)
+        )
+        assert s["policy"] == name
+        np.testing.assert_array_equal([it["samples"]["conversion"] for it in items], want.draws[0])
+        np.testing.assert_array_equal([it["means"]["conversion"] for it in items], want.mean)
+        np.testing.assert_array_equal([it["stds"]["conversion"] for it in items], want.std)
