@@ -4,6 +4,8 @@ only for its users)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,30 @@ def test_a_users_draws_depend_on_seed_batch_and_user_only() -> None:
     np.testing.assert_array_equal(a, record_rng(1, "b1", "u1").random(3))
     for other in (record_rng(2, "b1", "u1"), record_rng(1, "b2", "u1"), record_rng(1, "b1", "u2")):
         assert not np.array_equal(a, other.random(3))
+
+
+def test_the_worker_command_takes_policy_names_and_refuses_an_unknown_one_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    import streams.processors.app
+    from streams.cli.app import app
+
+    seen: list[Any] = []
+    monkeypatch.setattr(streams.processors.app, "run_worker", lambda cfg, *args, **kwargs: seen.append(cfg))
+    runner = CliRunner()
+    r = runner.invoke(app, ["worker", "processors", "--policy", "linucb,nope"])
+    assert r.exit_code == 2 and not seen
+    assert "unknown policy 'nope'" in " ".join(r.output.split()) and "linucb" in r.output
+    r = runner.invoke(app, ["worker", "processors", "--policy", "linucb,banditlp", "--policy-actions", "8"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["worker", "processors"], env={"BANDITLP_POLICY": "mets"})
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["worker", "processors"])
+    assert r.exit_code == 0, r.output
+    assert [(cfg.policies, cfg.policy_actions) for cfg in seen] == [
+        (("linucb", "banditlp"), 8),
+        (("mets",), 64),
+        (("banditlp",), 64),
+    ]
