@@ -1,8 +1,9 @@
 """One run directory -> one self-contained HTML report page.
 
 A run directory is an experiment's (``results.json``), a demo's (``summary.json`` and PNG
-plots) or a replay's (``ope.json``, from ``banditlp replay evaluate``); one holding several gets
-each part, the experiment's first, the replay's last.
+plots), a replay's (``ope.json``, from ``banditlp replay evaluate``) or a live tuning run's
+(``tune-live.json``, from ``banditlp tune --live --out``); one holding several gets each part, the
+experiment's first, the tuning run's last.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from evaluation.reporting.experiment_results import RESULTS_JSON, load_results
 from evaluation.reporting.experiment_sections import experiment_sections
 from evaluation.reporting.html_page import Page, Section, render_page
 from evaluation.reporting.ope_run import OPE_JSON, ope_sections
+from evaluation.reporting.tune_run import TUNE_LIVE_JSON, tune_run_sections
 
 #: Where the page goes unless told otherwise, inside the run directory.
 REPORT_HTML = "report.html"
@@ -32,7 +34,7 @@ def build_page(run_dir: Path | str) -> Page:
 
     Raises:
         ReportInputError: if the directory does not exist, holds none of ``results.json``,
-            ``summary.json`` and ``ope.json``, or one of its files is malformed.
+            ``summary.json``, ``ope.json`` and ``tune-live.json``, or one of its files is malformed.
     """
     directory = Path(run_dir)
     if not directory.is_dir():
@@ -44,11 +46,13 @@ def build_page(run_dir: Path | str) -> Page:
         has_results and _is_experiment_summary(directory / SUMMARY_JSON)
     )
     has_ope = (directory / OPE_JSON).is_file()
-    if not (has_results or has_summary or has_ope):
+    has_tune = (directory / TUNE_LIVE_JSON).is_file()
+    if not (has_results or has_summary or has_ope or has_tune):
         raise ReportInputError(
             f"{directory}: not a run directory: it holds neither {RESULTS_JSON} (an experiment's, from "
             f"`banditlp experiment`) nor {SUMMARY_JSON} (a demo's, from `banditlp demo`) nor {OPE_JSON} "
-            "(a replay's, from `banditlp replay evaluate`)"
+            f"(a replay's, from `banditlp replay evaluate`) nor {TUNE_LIVE_JSON} (a tuning run's, from "
+            "`banditlp tune --live --out`)"
         )
     sections: list[Section] = []
     kinds: list[str] = []
@@ -64,7 +68,10 @@ def build_page(run_dir: Path | str) -> Page:
     if has_ope:
         sections.extend(ope_sections(directory))
         kinds.append(OPE_JSON)
-    kind = "Experiment" if has_results else "Demo" if has_summary else "Replay"
+    if has_tune:
+        sections.extend(tune_run_sections(directory))
+        kinds.append(TUNE_LIVE_JSON)
+    kind = "Experiment" if has_results else "Demo" if has_summary else "Replay" if has_ope else "Tuning"
     return Page(
         title=f"{kind} report: {directory.resolve().name}",
         subtitle=f"Run directory {directory.resolve()} · read from {' and '.join(kinds)}",

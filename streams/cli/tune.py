@@ -63,7 +63,10 @@ def tune(
     methods: str = typer.Option("tuner,random_search,grid_search", "--methods", help="Comma list of methods."),
     torch_threads: int = typer.Option(1, "--torch-threads", min=0, help="Torch intra-op threads (0: default)."),
     out: Path | None = typer.Option(
-        None, "--out", help="--synthetic: directory for tune.json, tune.md and tune_distribution.png."
+        None,
+        "--out",
+        help="--synthetic: directory for tune.json, tune.md and tune_distribution.png; --live/--publish: the run "
+        "directory, each step appended to its tune-live.json (banditlp report renders it).",
     ),
 ) -> None:
     """Tune the synthetic problem (--synthetic: GP Thompson tuner vs random and grid search, a table), or
@@ -75,7 +78,7 @@ def tune(
     if publish or live:
         _broker_mode(
             ctx, publish, experiment, arm, salt, knob, period_s, periods, max_unsubscription_rate, min_feedback,
-            max_arms, log_level, windows,
+            max_arms, log_level, windows, out,
         )  # fmt: skip
         return
     try:
@@ -145,6 +148,7 @@ def _broker_mode(
     max_arms: int,
     log_level: str,
     windows: int = 12,
+    out: Path | None = None,
 ) -> None:
     """``--publish`` (one distribution, printed) or ``--live`` (the tuner job until SIGTERM or ``periods``)."""
     import signal
@@ -155,6 +159,7 @@ def _broker_mode(
     from streams.tune.distribution import parse_arm
     from streams.tune.distribution import publish as publish_arms
     from streams.tune.job import TunerJob, TunerJobConfig
+    from streams.tune.run_log import TuneRunLog
 
     configure_logging(log_level)
     s = settings_of(ctx)
@@ -170,6 +175,8 @@ def _broker_mode(
                 [parse_arm(a) for a in arm],
                 salt,
             )
+            if out is not None:
+                TuneRunLog(out, experiment).step(record, record, {})
             typer.echo(f"published {record.experiment} version {record.version}:")
             for a in record.arms:
                 knobs = ",".join(f"{k}={v:g}" for k, v in sorted(a.parameters.items()))
@@ -189,6 +196,11 @@ def _broker_mode(
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        TunerJob(config, s.connection, s.serde(), s.names).run(stop, periods)
+        run_log = (
+            TuneRunLog(out, experiment, config.knobs, config.windows, config.max_unsubscription_rate)
+            if out is not None
+            else None
+        )
+        TunerJob(config, s.connection, s.serde(), s.names, run_log).run(stop, periods)
     except BanditLPError as exc:
         fail(exc)

@@ -36,6 +36,7 @@ from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames
 from streams.score.parameter_feed import ParameterDistributionRecord
 from streams.tune.distribution import ArmSpec, default_arm_id, publish, read_latest
+from streams.tune.run_log import TuneRunLog
 from streams.tune.windows import ArmWindow, WindowReader, recent, summed
 
 log = logging.getLogger("banditlp.tune")
@@ -177,12 +178,21 @@ def tuned_arms(state: TunerState, config: TunerJobConfig) -> list[ArmSpec] | Non
 
 
 class TunerJob:
-    """The live loop: read metrics, and each ``period_s`` tune and publish (``run``; ``step`` once)."""
+    """The live loop: read metrics, and each ``period_s`` tune and publish (``run``; ``step`` once).
+
+    ``run_log``: each step is logged there too (``streams.tune.run_log``: the run directory's
+    ``tune-live.json``, which ``banditlp report`` renders)."""
 
     def __init__(
-        self, config: TunerJobConfig, connection: ConnectionConfig, serde: AvroSerde, names: TopicNames
+        self,
+        config: TunerJobConfig,
+        connection: ConnectionConfig,
+        serde: AvroSerde,
+        names: TopicNames,
+        run_log: TuneRunLog | None = None,
     ) -> None:
         self.config = config
+        self.run_log = run_log
         self.connection = connection
         self.serde = serde
         self.topic = names("parameter-distribution")
@@ -223,9 +233,13 @@ class TunerJob:
                 cfg.min_arms,
                 cfg.min_feedback,
             )
+            if self.run_log is not None:
+                self.run_log.step(None, self.state.current, self.state.windows)
             return None
         record = publish(self.connection, self.serde, self.topic, cfg.experiment, arms, previous=self.state.current)
         self.state.hold(record)
+        if self.run_log is not None:
+            self.run_log.step(record, record, self.state.windows)
         return record
 
     def run(self, stop: threading.Event, periods: int | None = None) -> None:

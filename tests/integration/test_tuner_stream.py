@@ -17,6 +17,7 @@ restarted scorer reads the newest one from the compacted topic, and every decisi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ import numpy as np
 import pytest
 
 from evaluation.email_world import EmailWorldConfig
+from evaluation.reporting import write_report
 from models.tuner.assignment import Layout, initial_layout, moved_fraction, relayout, total_variation, user_positions
 from streams.cli.processes import WorkerSet
 from streams.errors import BrokerError
@@ -38,6 +40,7 @@ from streams.settings import Settings
 from streams.simulate.feed import SimulatorConfig, SimulatorFeed
 from streams.simulate.warm_start import publish_warm_start
 from streams.tune.job import TunerJob, TunerJobConfig
+from streams.tune.run_log import TUNE_LIVE_JSON, TuneRunLog
 from streams.tune.windows import summed
 from tests.integration.kafka_reading import read_all, wait_until
 
@@ -153,12 +156,10 @@ def test_decisions_carry_the_arm_of_the_newest_distribution_across_a_scorer_rest
         proc = workers.procs["processors"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) is not None
-        job = TunerJob(
-            TunerJobConfig(experiment=EXPERIMENT, min_feedback=1, n_samples=256, n_candidates=32, max_arms=4),
-            kafka_connection,
-            serde,
-            names,
-        )
+        job_config = TunerJobConfig(experiment=EXPERIMENT, min_feedback=1, n_samples=256, n_candidates=32, max_arms=4)
+        run_dir = tmp_path / "tune-run"  # what `banditlp tune --live --out DIR` writes
+        run_log = TuneRunLog(run_dir, EXPERIMENT, job_config.knobs, job_config.windows, 0.01)
+        job = TunerJob(job_config, kafka_connection, serde, names, run_log)
 
         def windowed() -> bool:
             try:
@@ -178,6 +179,12 @@ def test_decisions_carry_the_arm_of_the_newest_distribution_across_a_scorer_rest
         tau2 = {a.arm_id: a.parameters["tau"] for a in v2.arms}
         layout2 = relayout(initial_layout(p1), p2)  # the minimal move, computed here
         assert moved_fraction(initial_layout(p1), layout2) == pytest.approx(total_variation(p1, p2), abs=1e-9)
+        # the run directory: its step says what was published and each arm's feedback; the report renders it
+        logged = json.loads((run_dir / TUNE_LIVE_JSON).read_text())["steps"]
+        assert [s["version"] for s in logged] == [2] and {a["arm_id"] for a in logged[0]["arms"]} == set(p2)
+        assert {m["arm_id"]: m["n_feedback"] for m in logged[0]["metrics"] if m["n_feedback"]} == dict(sent)
+        page = write_report(run_dir).read_text()
+        assert "1 steps, 1 published versions" in page and "Per-arm metrics at the last step (1)" in page
 
         workers.start("processors", ["worker", "processors", "--experiment", EXPERIMENT], env)
         feed.run_batch(1)
