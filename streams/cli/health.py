@@ -1,5 +1,6 @@
 """``banditlp health``: the health worker (``streams.health``): one ``health`` record per closed
-batch with its exploration and model health and alarms; alarms in the log."""
+batch with its exploration and model health and alarms; alarms in the log. ``--metrics-port``
+(``BANDITLP_METRICS_PORT``) serves its Prometheus instruments, as every worker's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 from banditlp.errors import BanditLPError
 from evaluation.health import MonitorConfig
 from streams.cli.common import configure_logging, default_of, fail, settings_of
+from streams.cli.workers import MetricsBindOpt, MetricsPortOpt, metrics_config
 from streams.health.worker import HealthWorkerConfig
 
 
@@ -29,12 +31,15 @@ def health(
         default_of(HealthWorkerConfig, "incomplete_timeout_s"),
         help="Seconds after its allocation report an incomplete batch is dropped.",
     ),
+    metrics_port: int | None = MetricsPortOpt,
+    metrics_bind: str = MetricsBindOpt,
     log_level: str = typer.Option("INFO", help="Python logging level."),
 ) -> None:
     """Watch the decisions, contexts, feedback and reports; publish each batch's health, log its alarms."""
     from streams.health.worker import run_health_worker
 
     s = settings_of(ctx)
+    metrics = metrics_config(metrics_port, metrics_bind)
     configure_logging(log_level)
     try:
         cfg = HealthWorkerConfig(
@@ -45,6 +50,6 @@ def health(
             quiet_s=quiet_s,
             incomplete_timeout_s=incomplete_timeout_s,
         )
-        run_health_worker(cfg, s.connection, s.serde())
+        run_health_worker(cfg, s.connection, s.serde(), metrics)
     except BanditLPError as exc:
         fail(exc)

@@ -50,6 +50,7 @@ from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
 from streams.kafka.topics import TopicNames
+from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, start_worker_metrics
 from streams.records import FeedbackRecord
 
 log = logging.getLogger("banditlp.health")
@@ -127,6 +128,8 @@ class HealthWorker:
         connection: The cluster.
         serde: The process's serde.
         clock: Monotonic seconds (tests may pass their own).
+        metrics: Where its records in and out, dead letters, lag, batches and alarms are counted
+            (its own, unserved, when None).
     """
 
     def __init__(
@@ -135,8 +138,10 @@ class HealthWorker:
         connection: ConnectionConfig,
         serde: AvroSerde,
         clock: Callable[[], float] = time.monotonic,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.cfg, self.connection, self.serde, self.clock = cfg, connection, serde, clock
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.stop_event = threading.Event()
         self.stats = HealthStats()
         self.monitor = HealthMonitor(cfg.monitor)
@@ -166,6 +171,7 @@ class HealthWorker:
     def handle(self, msg: Message) -> None:
         """Decode, check and file one consumed record (a bad one is dead-lettered)."""
         self.stats.records += 1
+        self.metrics.consumed(str(msg.topic()))
         subject = self.topics[str(msg.topic())]
         try:
             value = self.serde.decode(
@@ -175,6 +181,8 @@ class HealthWorker:
         except BanditLPError as exc:
             self.dead.send(msg, exc)
             self.stats.dead_letters += 1
+            self.metrics.dead_lettered(str(msg.topic()), type(exc).__name__)
+            self.metrics.produced(self.cfg.names("dead-letters"))
 
     def _file(self, subject: str, value: dict[str, Any]) -> None:
         if subject == "feedback":
@@ -277,6 +285,8 @@ class HealthWorker:
             )
             producer.poll(0)
             self.stats.published += 1
+            self.metrics.produced(self.cfg.names("health"))
+            self.metrics.health_published(health.values, [a.name for a in health.alarms])
             for a in health.alarms:
                 log.warning(
                     "health alarm %s: batch %s (#%d) %.4g crossed %.4g",
@@ -326,7 +336,7 @@ class HealthWorker:
             assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)]
         consumer.assign(assignment)
         producer = clients.producer(self.connection, {"enable.idempotence": True, "linger.ms": 5})
-        started = last_stats = self.clock()
+        started = last_stats = last_lag = self.clock()
         log.info("health worker: %d batches already on %s", len(self.already_published), self.cfg.names("health"))
         try:
             while not self.stop_event.is_set():
@@ -338,6 +348,9 @@ class HealthWorker:
                     self.handle(msg)
                 self.close_ready(producer)
                 self.dead.poll()
+                if self.clock() - last_lag >= self.metrics.lag_interval_s:
+                    self.metrics.set_lag(confluent_lag(consumer))  # no offsets kept: against the position
+                    last_lag = self.clock()
                 if max_batches is not None and self.stats.published >= max_batches:
                     break
                 if self.clock() - last_stats >= self.cfg.stats_every_s:
@@ -351,9 +364,15 @@ class HealthWorker:
         return self.stats
 
 
-def run_health_worker(cfg: HealthWorkerConfig, connection: ConnectionConfig, serde: AvroSerde) -> HealthStats:
-    """Run until SIGTERM/SIGINT."""
-    worker = HealthWorker(cfg, connection, serde)
+def run_health_worker(
+    cfg: HealthWorkerConfig, connection: ConnectionConfig, serde: AvroSerde, metrics: MetricsConfig | None = None
+) -> HealthStats:
+    """Run until SIGTERM/SIGINT; ``metrics.port`` set: its instruments are served there.
+
+    Raises:
+        ConfigError: the metrics port cannot be bound.
+    """
+    worker = HealthWorker(cfg, connection, serde, metrics=start_worker_metrics(metrics))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop_event.set())
     log.info("health worker on %s", connection.redacted())

@@ -27,11 +27,15 @@ is exposed with its HELP and TYPE only). Names follow Prometheus' conventions: c
 | banditlp_model_version | gauge | model | processors: scoring; trainer: published; allocator: newest of last batch |
 | banditlp_parameter_version_decisions | gauge | parameter_version | allocator: last batch's decisions per arm |
 | banditlp_training_seconds | histogram | | trainer: one retrain (fit + publish) |
+| banditlp_health_batches_total | counter | | health: batches closed and published on ``health`` |
+| banditlp_health_alarms_total | counter | alarm | health: alarms raised, by name (``rate_shift.conversion``, ...) |
+| banditlp_health_value | gauge | metric | health: the last published batch's metrics (finite ones) |
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -137,9 +141,19 @@ class WorkerMetrics:
         self.training_seconds = Histogram(
             "banditlp_training_seconds", "One retrain: fit, snapshot and publish.", buckets=TRAINING_BUCKETS, registry=r
         )
+        self.health_batches = Counter(
+            "banditlp_health_batches", "Batches whose health was published on the health topic.", registry=r
+        )
+        self.health_alarms = Counter(
+            "banditlp_health_alarms", "Health alarms raised, by alarm name.", ["alarm"], registry=r
+        )
+        self.health_values = Gauge(
+            "banditlp_health_value", "The last published batch's health metrics, by name.", ["metric"], registry=r
+        )
         self._lag_children: set[TP] = set()
         self._constraints: set[str] = set()
         self._arms: set[str] = set()
+        self._health_metrics: set[str] = set()
 
     # -- every worker ----------------------------------------------------------------------
 
@@ -217,3 +231,18 @@ class WorkerMetrics:
     def trained(self, seconds: float, model: str, version: int) -> None:
         self.training_seconds.observe(seconds)
         self.set_model_version(model, version)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def health_published(self, values: Mapping[str, float], alarms: Iterable[str]) -> None:
+        """One batch's health published: its alarms counted by name, its finite metrics set (a
+        metric the batch could not measure loses its series until one can)."""
+        self.health_batches.inc()
+        for name in alarms:
+            self.health_alarms.labels(name).inc()
+        finite = {k: float(v) for k, v in values.items() if math.isfinite(v)}
+        for gone in self._health_metrics - set(finite):
+            self.health_values.remove(gone)
+        for name, v in finite.items():
+            self.health_values.labels(name).set(v)
+        self._health_metrics = set(finite)

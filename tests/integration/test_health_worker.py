@@ -1,18 +1,22 @@
 """The health worker on a real broker: a small simulate (the email world through the real scorer
 and allocator workers) with ``banditlp health`` beside them; one ``health`` record per batch,
 whose metrics are recomputed here by brute force from the decisions, contexts and feedback read
-back (not from the worker's own code)."""
+back (not from the worker's own code). Its ``--metrics-port`` endpoint is scraped before the
+first batch and after the last, parsed with prometheus-client's text parser, and its counters'
+increments checked against the records on the topics and the alarms in the health records."""
 
 from __future__ import annotations
 
 import math
 import os
+import urllib.request
 import uuid
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from evaluation.email_world import EmailWorldConfig
 from streams.cli.processes import WorkerSet
@@ -20,7 +24,8 @@ from streams.kafka.topics import create_topics, delete_topics, topic_specs
 from streams.settings import Settings
 from streams.simulate.feed import SimulatorConfig, SimulatorFeed
 from streams.simulate.warm_start import publish_warm_start
-from tests.integration.kafka_reading import read_all, wait_until
+from tests.integration.kafka_reading import read_all, read_raw, wait_until
+from tests.integration.test_metrics_endpoint import Samples, answers, free_port, scrape, value
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,13 +72,23 @@ def run(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: pytest
     create_topics(connection, names, topic_specs(4))
     publish_warm_start(connection, serde, names, WORLD, "email", n_batches=2, seed=0)
     env = {**os.environ, **settings.to_env(), "BANDITLP_STATE_DIR": str(tmp / "state"), "PYTHONUNBUFFERED": "1"}
+    env.pop("BANDITLP_METRICS_PORT", None)
+    port = free_port()
     (tmp / "logs").mkdir()
     workers = WorkerSet(tmp / "logs")
     feed = None
     try:
         workers.start("processors", ["worker", "processors"], env)
         workers.start("allocator", ["worker", "allocator", "--unknown-batch-timeout-s", "5"], env)
-        workers.start("health", ["health", "--quiet-s", "5"], env)
+        workers.start("health", ["health", "--quiet-s", "5", "--metrics-port", str(port)], env)
+        wait_until(lambda: answers(port), 120, "the health endpoint", alive=workers.check)
+        wait_until(
+            lambda: "batches already on" in (tmp / "logs" / "health.log").read_text(),
+            120,
+            "the health worker's start",
+            alive=workers.check,
+        )
+        before = scrape(port)
         feed = SimulatorFeed(
             SimulatorConfig(names=names, world=WORLD, timeout_ms=120_000, decision_timeout_s=240.0), connection, serde
         )
@@ -86,7 +101,15 @@ def run(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: pytest
             "a health record per batch",
             alive=workers.check,
         )
-        yield connection, names, tmp / "logs"
+        # the counter moves right after each record is produced
+        wait_until(
+            lambda: value(scrape(port), "banditlp_health_batches_total") >= N_BATCHES,
+            60,
+            "the health batches counted",
+            alive=workers.check,
+        )
+        after = scrape(port)
+        yield connection, names, tmp / "logs", (port, before, after)
     finally:
         if feed is not None:
             feed.close()
@@ -95,7 +118,7 @@ def run(kafka_bootstrap: str, kafka_settings: Settings, tmp_path_factory: pytest
 
 
 def test_one_health_record_per_batch_recomputed_from_the_decisions(run: Any) -> None:
-    connection, names, logs = run
+    connection, names, logs, _ = run
     health = [v for _, v in read_all(connection, names("health"), "health")]
     decisions = [v for _, v in read_all(connection, names("decisions"), "decisions")]
     contexts = [v for _, v in read_all(connection, names("decision-contexts"), "decision-contexts")]
@@ -155,5 +178,42 @@ def test_one_health_record_per_batch_recomputed_from_the_decisions(run: Any) -> 
         y = converted[h["batch_id"]]
         z = (sum(y) - sum(p)) / math.sqrt(sum(q * (1 - q) for q in p))
         assert h["values"]["rate_z.conversion"] == pytest.approx(z, rel=1e-9)
+        # the batch's log-likelihood ratio of doubled conversion odds (null odds 1)
+        llr = sum(yi * math.log(2.0) - math.log(1.0 + q) for q, yi in zip(p, y))
+        assert h["values"]["rate_llr.conversion"] == pytest.approx(llr, rel=1e-9, abs=1e-12)
     log = (logs / "health.log").read_text()
     assert "Traceback" not in log
+
+
+def test_the_health_endpoint_parses_and_its_counters_moved(run: Any) -> None:
+    connection, names, _, (port, before, after) = run
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert {"banditlp_records_in", "banditlp_health_alarms", "banditlp_health_batches"} <= families
+    # every record of the four topics read once (the worker reads them from the beginning)
+    for subject in ("decisions", "decision-contexts", "feedback", "allocation-reports"):
+        n = len(read_raw(connection, names(subject)))
+        assert value(after, "banditlp_records_in_total", topic=names(subject)) == n > 0, subject
+    health = [v for _, v in read_all(connection, names("health"), "health")]
+    assert delta("banditlp_health_batches_total") == len(health) == N_BATCHES
+    assert delta("banditlp_records_out_total", topic=names("health")) == N_BATCHES
+    raised: dict[str, int] = defaultdict(int)
+    for h in health:
+        for a in h["alarms"]:
+            raised[a["name"]] += 1
+    counted = {
+        dict(labels)["alarm"]: v for (name, labels), v in after.items() if name == "banditlp_health_alarms_total"
+    }
+    assert counted == raised
+    last = max(health, key=lambda h: h["sequence"])["values"]
+    gauges = _gauges(after)
+    assert gauges == {k: pytest.approx(v) for k, v in last.items() if v is not None}
+    assert not any(k[0] == "banditlp_dead_letters_total" for k in after)
+
+
+def _gauges(samples: Samples) -> dict[str, float]:
+    return {dict(labels)["metric"]: v for (name, labels), v in samples.items() if name == "banditlp_health_value"}
