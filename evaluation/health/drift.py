@@ -12,7 +12,11 @@ run, batch for batch), and reports per kind:
 * the false-alarm rate of the same alarm in the unshifted runs over the same batches
   ``shift_batch .. batches - 1``: alarms per seed-batch, and the share of seeds with at least one.
 
-The rates of every alarm over every monitored batch of the unshifted runs are reported beside.
+The rates of every alarm over every monitored batch of the unshifted runs are reported beside,
+and the null of the rate alarms: observed over expected outcomes of the sent pairs, pooled over
+the monitored batches of the unshifted runs, with an exact Poisson 95% interval (the rate CUSUM's
+null odds ratio, ``HealthThresholds.rate_null_odds_*``, is set from such a measurement on seeds
+other than the measured ones: ``--kinds '' --first-seed 5``).
 Run it: ``python -m evaluation.health.drift --out bench/results/drift-5seeds.json``.
 """
 
@@ -28,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.stats
 
 from banditlp.arrays import FloatArray
 from evaluation.email_world import EmailWorldConfig
 from evaluation.errors import EvaluationInputError
-from evaluation.health.monitor import ALARM_NAMES, MonitorConfig
+from evaluation.health.monitor import ALARM_NAMES, OUTCOMES, MonitorConfig
 from evaluation.health.shift import SHIFT_KINDS, Shift
 
 #: The alarm each kind of shift is meant to raise.
@@ -85,6 +90,25 @@ def false_alarm_rates(alarms: FloatArray, first: int, last: int | None = None) -
     }
 
 
+def observed_over_expected(observed: FloatArray, expected: FloatArray) -> dict[str, float]:
+    """Pooled ``sum y / sum p`` of per-batch sums (nan batches left out) with an exact Poisson
+    95% interval on the observed count (Garwood), for the null of the rate alarms."""
+    y = np.asarray(observed, dtype=float)
+    p = np.asarray(expected, dtype=float)
+    keep = np.isfinite(y) & np.isfinite(p)
+    total_y, total_p = float(y[keep].sum()), float(p[keep].sum())
+    low = float(scipy.stats.chi2.ppf(0.025, 2 * total_y) / 2) if total_y > 0 else 0.0
+    high = float(scipy.stats.chi2.ppf(0.975, 2 * total_y + 2) / 2)
+    ratio = total_y / total_p if total_p > 0 else math.nan
+    return {
+        "ratio": ratio,
+        "lower": low / total_p if total_p > 0 else math.nan,
+        "upper": high / total_p if total_p > 0 else math.nan,
+        "observed": total_y,
+        "expected": total_p,
+    }
+
+
 def _alarm_matrix(runs: list[Any], name: str) -> FloatArray:
     return np.stack([run.series[f"alarm.{name}"] for run in runs])
 
@@ -133,6 +157,13 @@ def measure_drift(
         if on_run is not None:
             on_run("none", time.monotonic() - started)
         doc["null_rates"] = {name: false_alarm_rates(_alarm_matrix(null_runs, name), reference) for name in ALARM_NAMES}
+        doc["null_observed_over_expected"] = {
+            o: observed_over_expected(
+                np.stack([r.series[f"health.rate_observed.{o}"] for r in null_runs])[:, reference:],
+                np.stack([r.series[f"health.rate_expected.{o}"] for r in null_runs])[:, reference:],
+            )
+            for o in OUTCOMES
+        }
     for kind in kinds:
         shift = Shift.of(kind, shift_batch, sizes.get(kind))
         started = time.monotonic()
@@ -188,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="The JSON file written.")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="The first experiment seed.")
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument(
         "--shift-batch", type=int, default=8, help="The first shifted batch, 0-based (8: the 9th batch)."
@@ -209,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     config = ExperimentConfig(
         world=EmailWorldConfig(n_users=args.users),
         seeds=args.seeds,
+        first_seed=args.first_seed,
         batches=args.batches,
         methods=(args.method,),
         baseline=args.method,
@@ -226,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     for row in table(doc):
         print(" | ".join(row))
+    for outcome, r in doc.get("null_observed_over_expected", {}).items():
+        print(f"null {outcome}: observed/expected {r['ratio']:.3f} [{r['lower']:.3f}, {r['upper']:.3f}]")
 
 
 if __name__ == "__main__":
