@@ -50,6 +50,13 @@ def tune(
     ),
     min_feedback: int = typer.Option(50, "--min-feedback", min=1, help="--live: feedback an arm needs to count."),
     max_arms: int = typer.Option(8, "--max-arms", min=1, help="--live: arms published at most."),
+    min_overlap: float | None = typer.Option(
+        None,
+        "--min-overlap",
+        min=0.0,
+        max=1.0,
+        help="--live: exploration-stability guardrail, an arm's mean overlap@K between consecutive decisions >= it.",
+    ),
     windows: int = typer.Option(
         12, "--windows", min=1, help="--live: the newest tune-metrics windows that count (older ones age out)."
     ),
@@ -78,7 +85,7 @@ def tune(
     if publish or live:
         _broker_mode(
             ctx, publish, experiment, arm, salt, knob, period_s, periods, max_unsubscription_rate, min_feedback,
-            max_arms, log_level, windows, out,
+            max_arms, log_level, windows, out, min_overlap,
         )  # fmt: skip
         return
     try:
@@ -149,6 +156,7 @@ def _broker_mode(
     log_level: str,
     windows: int = 12,
     out: Path | None = None,
+    min_overlap: float | None = None,
 ) -> None:
     """``--publish`` (one distribution, printed) or ``--live`` (the tuner job until SIGTERM or ``periods``)."""
     import signal
@@ -191,6 +199,7 @@ def _broker_mode(
             max_arms=max_arms,
             initial_arms=min(TunerJobConfig().initial_arms, max_arms),
             windows=windows,
+            min_overlap=min_overlap,
             metrics_app_id=TunerJobConfig().metrics_app_id,
         )
         stop = threading.Event()

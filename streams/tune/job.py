@@ -12,7 +12,8 @@ and turns every arm it knows the knobs of (those of the distributions it has see
     x = the arm's knob values (``knobs`` order),  y = (value_sum / n_feedback, unsubscriptions / n_feedback),
 
 the reward and the unsubscriptions per send, fits one GP per metric (``models.tuner``: reward the primary,
-unsubscriptions per send ``<= max_unsubscription_rate`` the guardrail) and publishes the Thompson
+unsubscriptions per send ``<= max_unsubscription_rate`` the guardrail; with ``min_overlap`` also the arm's
+mean overlap@K between consecutive decisions ``>= min_overlap``, exploration stability) and publishes the Thompson
 distribution over the candidates, its ``max_arms`` most probable arms renormalised (fewer arms keep the
 layout small and each arm's traffic large enough to measure). With fewer than ``min_arms`` observations it
 publishes nothing; with no distribution on the topic yet it starts one: ``initial_arms`` settings evenly
@@ -58,6 +59,9 @@ class TunerJobConfig:
         n_samples, n_candidates: S and the Sobol candidates of each step (``TunerConfig``).
         seed: the tuner's seed (each step's draws are ``default_rng([seed, step])``).
         windows: how many of the tune-metrics app's windows count (the newest ones; older ones age out).
+        min_overlap: an exploration-stability guardrail, the arm's mean per-user overlap@K between
+            consecutive decisions ``>= min_overlap`` (None: none; set, an arm needs a user decided
+            twice in a row under it to count).
         metrics_app_id: the tune-metrics app whose windowed tables' changelogs are read.
     """
 
@@ -73,6 +77,7 @@ class TunerJobConfig:
     n_candidates: int = 128
     seed: int = 0
     windows: int = 12
+    min_overlap: float | None = None
     metrics_app_id: str = "banditlp-tune-metrics"
 
     def __post_init__(self) -> None:
@@ -84,6 +89,8 @@ class TunerJobConfig:
             raise ConfigError(f"need 1 <= initial_arms ({self.initial_arms}) <= max_arms ({self.max_arms}) <= 1000")
         if self.windows < 1:
             raise ConfigError(f"windows must be >= 1, got {self.windows}")
+        if self.min_overlap is not None and not 0.0 <= self.min_overlap <= 1.0:
+            raise ConfigError(f"min_overlap must be in [0, 1], got {self.min_overlap}")
 
 
 @dataclass
@@ -94,12 +101,16 @@ class ArmTotals:
     conversions: int = 0
     unsubscriptions: int = 0
     value_sum: float = 0.0
+    overlap_sum: float = 0.0
+    overlap_users: int = 0
 
     def add(self, value: dict[str, float]) -> None:
         self.n_feedback += int(value["n_feedback"])
         self.conversions += int(value["conversions"])
         self.unsubscriptions += int(value["unsubscriptions"])
         self.value_sum += float(value["value_sum"])
+        self.overlap_sum += float(value.get("overlap_sum", 0.0))
+        self.overlap_users += int(value.get("overlap_users", 0))
 
     @classmethod
     def of_windows(cls, windows: list[ArmWindow]) -> ArmTotals:
@@ -127,19 +138,23 @@ class TunerState:
 
 
 def observations(state: TunerState, config: TunerJobConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(X (n, d), Y (n, 2), arm ids)``: every arm with known knobs and ``min_feedback`` feedback,
-    its reward and unsubscriptions per send."""
+    """``(X (n, d), Y (n, m), arm ids)``: every arm with known knobs and ``min_feedback`` feedback, its
+    reward and unsubscriptions per send (m = 2), and its mean overlap@K when ``min_overlap`` is set (m = 3)."""
     names = [k for k, _, _ in config.knobs]
+    stability = config.min_overlap is not None
     rows, ys, arms = [], [], []
     for arm, t in sorted(state.totals.items()):
         knobs = state.knobs_of.get(arm)
         if knobs is None or t.n_feedback < config.min_feedback or any(k not in knobs for k in names):
             continue
+        if stability and t.overlap_users < 1:
+            continue
         rows.append([knobs[k] for k in names])
-        ys.append([t.value_sum / t.n_feedback, t.unsubscriptions / t.n_feedback])
+        y = [t.value_sum / t.n_feedback, t.unsubscriptions / t.n_feedback]
+        ys.append(y + [t.overlap_sum / t.overlap_users] if stability else y)
         arms.append(arm)
-    d = len(names)
-    return np.array(rows, dtype=np.float64).reshape(-1, d), np.array(ys, dtype=np.float64).reshape(-1, 2), arms
+    d, m = len(names), 3 if stability else 2
+    return np.array(rows, dtype=np.float64).reshape(-1, d), np.array(ys, dtype=np.float64).reshape(-1, m), arms
 
 
 def initial_arms(config: TunerJobConfig) -> list[ArmSpec]:
@@ -160,7 +175,8 @@ def tuned_arms(state: TunerState, config: TunerJobConfig) -> list[ArmSpec] | Non
         return None
     tuner = TunerConfig(
         bounds=tuple((lo, hi) for _, lo, hi in config.knobs),
-        guardrails=(Guardrail(config.max_unsubscription_rate, "<="),),
+        guardrails=(Guardrail(config.max_unsubscription_rate, "<="),)
+        + ((Guardrail(config.min_overlap, ">="),) if config.min_overlap is not None else ()),
         n_samples=config.n_samples,
         n_candidates=config.n_candidates,
         seed=config.seed,

@@ -149,7 +149,7 @@ def test_per_arm_windows_equal_the_hand_computation_across_a_kill(
         job.reader.close()
 
     # the tuner's totals of the newest 2 windows (W1, W2): W0 aged out
-    assert job.state.totals == {"a": ArmTotals(4, 1, 0, 1.5), "b": ArmTotals(11, 0, 3, 0.5)}
+    assert job.state.totals == {"a": ArmTotals(4, 1, 0, 1.5, 1.0, 2), "b": ArmTotals(11, 0, 3, 0.5)}
     assert {arm: [w.start_s for w in ws] for arm, ws in job.state.windows.items()} == {
         "a": [t0 + SIZE, t0 + 2 * SIZE],
         "b": [t0 + SIZE, t0 + 2 * SIZE],

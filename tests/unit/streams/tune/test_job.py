@@ -55,3 +55,30 @@ def test_tuned_arms_concentrate_near_the_best_feasible_tau() -> None:
 
 def test_too_few_observations_publish_nothing() -> None:
     assert tuned_arms(state_of({0.5: 0.2}, {0.5: 0.01}), CONFIG) is None
+
+
+def test_an_overlap_floor_keeps_the_mass_where_decisions_are_stable() -> None:
+    """Reward grows with tau, overlap@K falls with it (1 - tau / 2): with a floor of 0.6 the best feasible
+    tau is 0.8, without one 1.9."""
+    taus = [0.1, 0.4, 0.7, 1.0, 1.3, 1.6, 1.9]
+    config = TunerJobConfig(
+        min_feedback=10, max_arms=4, n_samples=256, n_candidates=32, max_unsubscription_rate=0.05, min_overlap=0.6
+    )
+    state = state_of({t: 0.5 + 0.2 * t for t in taus}, {t: 0.01 for t in taus})
+    for t in taus:
+        state.totals[f"t{t:g}"].add(
+            {"n_feedback": 0, "conversions": 0, "unsubscriptions": 0, "value_sum": 0.0,
+             "overlap_sum": 100 * (1 - t / 2), "overlap_users": 100}
+        )  # fmt: skip
+    state.knobs_of["unstable"] = {"tau": 0.2}
+    state.totals["unstable"] = ArmTotals(1000, 0, 0, 900.0)  # no user decided twice: not an observation
+    X, Y, arms = observations(state, config)
+    assert "unstable" not in arms and Y.shape == (7, 3)
+    np.testing.assert_allclose(Y[:, 2], [1 - t / 2 for t in taus])
+    arms_floor = tuned_arms(state, config)
+    assert arms_floor is not None
+    assert sum(a.probability for a in arms_floor if a.parameters["tau"] <= 0.8 + 0.15) >= 0.8
+    arms_free = tuned_arms(state, TunerJobConfig(**{**config.__dict__, "min_overlap": None}))
+    assert arms_free is not None and sum(a.probability for a in arms_free if a.parameters["tau"] > 1.5) >= 0.8
+    with pytest.raises(Exception, match="min_overlap"):
+        TunerJobConfig(min_overlap=1.5)

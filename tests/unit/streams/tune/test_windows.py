@@ -115,7 +115,7 @@ def test_windows_are_summed_over_partitions_and_tables_and_tombstones_left_out()
     assert (w0.start_s, w0.size_s, w1.start_s) == (100.0, 10.0, 110.0)
     assert w0.sums["n_feedback"] == 5 and w0.sums["decisions"] == 4 and w0.sums["sends"] == 5
     assert w0.sums["overlap_sum"] == 1.5 and "offset" not in w0.sums
-    assert ArmTotals.of_windows(windows["a"]) == ArmTotals(12, 0, 1, 3.0)
+    assert ArmTotals.of_windows(windows["a"]) == ArmTotals(12, 0, 1, 3.0, 1.5, 2)
 
 
 def test_old_windows_age_out_relative_to_the_newest() -> None:
