@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.policies.base import Policy
-from streams.errors import ConfigError, ValidationError
+from streams.errors import ConfigError
 from streams.records import CandidatesRecord
 from streams.score.model import ScoreArrays
 from streams.score.policy_round import Catalogue, policy_scores
@@ -121,8 +121,9 @@ class PolicyStates:
         """The policy ``name`` of ``partition`` for rounds of width ``dim``.
 
         Raises:
-            ValidationError: the stored state is for another width or catalogue size (a record of
-                another width than the policy's, or a worker restarted with another ``--policy-actions``).
+            ConfigError: the stored state is for another width or catalogue size (the model's
+                features changed width, or the worker restarted with another ``--policy-actions``):
+                the worker stops, since every record of the partition would fail alike.
         """
         policy = self._live.get((partition, name))
         if policy is None:
@@ -135,7 +136,7 @@ class PolicyStates:
                 policy = policy_class(name).from_bytes(data)
             self._live[(partition, name)] = policy
         if policy.dim != dim or policy.n_actions != self.catalogue.n_actions:
-            raise ValidationError(
+            raise ConfigError(
                 f"policy {name} holds state for {policy.n_actions} arms x {policy.dim} features, "
                 f"not {self.catalogue.n_actions} x {dim}"
             )

@@ -13,7 +13,7 @@ from scipy import stats
 
 from models.policies.registry import make_policy, policy_names
 from models.tuner.assignment import user_positions
-from streams.errors import ValidationError
+from streams.errors import ConfigError
 from streams.records import CandidatesRecord
 from streams.score.model import ScoreArrays
 from streams.score.policy_round import Catalogue, policy_scores
@@ -84,7 +84,7 @@ def test_states_are_fresh_then_restored_per_partition_and_refuse_another_width()
     np.testing.assert_array_equal(
         restored.score(X, np.random.default_rng(1)).value, policy.score(X, np.random.default_rng(1)).value
     )
-    with pytest.raises(ValidationError, match="8 arms x 3 features, not 8 x 4"):
+    with pytest.raises(ConfigError, match="8 arms x 3 features, not 8 x 4"):
         states.get(0, "linucb", 4, lambda: None)
 
 
