@@ -245,17 +245,20 @@ def learn_agent(p: Processors) -> Agent:
                         "learner",
                     )
                     continue
+                # The policy first: it dedupes on its own digests (a take's snapshot may be lost
+                # in a crash after the user's head, written per record, was stored).
+                if policy != BANDITLP and policy in p.mix.names and p.policy_states is not None:
+                    live = p.policy(event, policy, context.features.shape[1])
+                    if p.policy_states.first_time(msg.partition, policy, fb.feedback_id):
+                        learn_policy(live, fb, context, p.policy_states.catalogue)
+                        p.policy_states.mark(msg.partition, policy, fb.feedback_id)
+                        last_event[msg.partition] = event
                 state = p.user_state(fb.user_id, context.item_features.shape[1])
                 learned = learn(fb, context, state, p.noise_var, cfg.seen_limit)
                 if learned is None:
                     p.stats.feedback_duplicate += 1
                     continue
                 p.users[fb.user_id.encode()] = learned.state.encode()
-                if policy != BANDITLP and policy in p.mix.names and p.policy_states is not None:
-                    live = p.policy(event, policy, context.features.shape[1])
-                    learn_policy(live, fb, context, p.policy_states.catalogue)
-                    p.policy_states.mark(msg.partition, policy)
-                    last_event[msg.partition] = event
                 p.stats.feedback_applied += 1
                 per_arm.setdefault(arm, FeedbackMetrics(arm_id=arm)).add(fb)
                 await p.topics["training-rows"].send(

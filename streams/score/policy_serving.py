@@ -23,7 +23,9 @@ State (:class:`PolicyStates`): the registered policies keep one state shared by 
 partition's policy learns from the feedback of that partition's users: ``feedback`` is keyed by
 user like ``candidates``, so the state is co-partitioned with both, and a restarted worker
 restores it from the table's changelog. The live objects are cached per (partition, name); the
-worker clears the cache when its partitions move.
+worker clears the cache when its partitions move. Next to the snapshot the value keeps the digests
+of the last :data:`POLICY_SEEN_LIMIT` feedback ids the policy learned from, so a record delivered
+again (faust is at-least-once; the snapshot is written once per take) updates it once.
 """
 
 from __future__ import annotations
@@ -35,13 +37,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.policies.base import Policy
-from streams.errors import ConfigError
+from streams.errors import ConfigError, DecodeError
+from streams.learn.state_codec import pack, unpack
+from streams.learn.user_state import feedback_digest
 from streams.records import CandidatesRecord
 from streams.score.model import ScoreArrays
 from streams.score.policy_round import Catalogue, policy_scores
 
 #: The neural Thompson model behind the LP: the scorer's own policy, not one of the registry.
 BANDITLP = "banditlp"
+
+#: Feedback digests a policy's table value keeps per partition (64 KB). A redelivery replays what
+#: the worker read since its last commit (1 s, a few takes of 500), far fewer than this.
+POLICY_SEEN_LIMIT = 8192
 
 
 class UnknownPolicy(ConfigError):
@@ -115,6 +123,7 @@ class PolicyStates:
     catalogue: Catalogue
     seed: int = 0
     _live: dict[tuple[int, str], Policy] = field(default_factory=dict)
+    _seen: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     _dirty: set[tuple[int, str]] = field(default_factory=set)
 
     def get(self, partition: int, name: str, dim: int, read: Callable[[], bytes | None]) -> Policy:
@@ -132,9 +141,12 @@ class PolicyStates:
             data = read()
             if data is None:
                 policy = make_policy(name, self.catalogue.n_actions, dim, seed=self.seed)
+                seen = np.zeros(0, dtype="<u8")
             else:
-                policy = policy_class(name).from_bytes(data)
+                snapshot, seen = decode_policy_value(data)
+                policy = policy_class(name).from_bytes(snapshot)
             self._live[(partition, name)] = policy
+            self._seen[(partition, name)] = seen
         if policy.dim != dim or policy.n_actions != self.catalogue.n_actions:
             raise ConfigError(
                 f"policy {name} holds state for {policy.n_actions} arms x {policy.dim} features, "
@@ -142,20 +154,53 @@ class PolicyStates:
             )
         return policy
 
-    def mark(self, partition: int, name: str) -> None:
-        """Record that ``name``'s policy of ``partition`` learned (its snapshot is to be written)."""
-        self._dirty.add((partition, name))
+    def first_time(self, partition: int, name: str, feedback_id: str) -> bool:
+        """Whether ``name``'s policy of ``partition`` (already got) has not absorbed ``feedback_id``.
+
+        The policy keeps its own digests of the feedback it learned from, apart from the user's
+        head: the head is written per record and the snapshot per take, so after a crash between
+        the two a redelivered record is a duplicate to the head but new to the policy."""
+        return not bool(np.any(self._seen[(partition, name)] == feedback_digest(feedback_id)))
+
+    def mark(self, partition: int, name: str, feedback_id: str) -> None:
+        """Record that ``name``'s policy of ``partition`` learned from ``feedback_id`` (its value
+        is to be written)."""
+        key = (partition, name)
+        self._seen[key] = np.append(self._seen[key], feedback_digest(feedback_id))[-POLICY_SEEN_LIMIT:]
+        self._dirty.add(key)
 
     def dirty(self) -> list[tuple[int, str, bytes]]:
-        """``(partition, name, snapshot)`` of every policy changed since the last call."""
-        out = [(part, name, self._live[(part, name)].to_bytes()) for part, name in sorted(self._dirty)]
+        """``(partition, name, table value)`` of every policy changed since the last call."""
+        out = [
+            (part, name, encode_policy_value(self._live[(part, name)].to_bytes(), self._seen[(part, name)]))
+            for part, name in sorted(self._dirty)
+        ]
         self._dirty.clear()
         return out
 
     def clear(self) -> None:
         """Forget every live object (the partitions moved: the table is the truth)."""
         self._live.clear()
+        self._seen.clear()
         self._dirty.clear()
+
+
+def encode_policy_value(snapshot: bytes, seen: np.ndarray) -> bytes:
+    """The ``policies`` table's value: the policy's snapshot and the digests ``(m,)`` of the
+    feedback ids it absorbed last."""
+    return pack({"snapshot": np.frombuffer(snapshot, dtype=np.uint8), "seen": seen.astype("<u8", copy=False)})
+
+
+def decode_policy_value(data: bytes) -> tuple[bytes, np.ndarray]:
+    """Inverse of :func:`encode_policy_value`: ``(snapshot, seen digests)``.
+
+    Raises:
+        DecodeError: not a ``policies`` table value.
+    """
+    arrays, _ = unpack(data)
+    if "snapshot" not in arrays or "seen" not in arrays:
+        raise DecodeError("state", f"a policies table value holds snapshot and seen, not {sorted(arrays)}")
+    return arrays["snapshot"].tobytes(), arrays["seen"]
 
 
 def serve_policies(

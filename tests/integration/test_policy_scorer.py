@@ -43,7 +43,7 @@ from streams.errors import BrokerError
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames, create_topics, delete_topics, topic_specs
 from streams.score.policy_round import DEFAULT_ACTIONS, Catalogue, policy_scores
-from streams.score.policy_serving import PolicyMix, record_rng
+from streams.score.policy_serving import PolicyMix, decode_policy_value, record_rng
 from streams.settings import Settings
 from streams.simulate.feed import SimulatorConfig, SimulatorFeed
 from streams.simulate.warm_start import publish_warm_start
@@ -132,7 +132,9 @@ def run(
 
         def observations(snapshots: dict[str, dict[int, bytes]]) -> dict[str, int]:
             return {
-                name: sum(policy_class(name).from_bytes(v).n_observations for v in parts.values())
+                name: sum(
+                    policy_class(name).from_bytes(decode_policy_value(v)[0]).n_observations for v in parts.values()
+                )
                 for name, parts in snapshots.items()
             }
 
@@ -215,7 +217,7 @@ def test_the_policys_users_are_decided_on_its_scores_and_its_state_learns(run: R
     assert run.observations.get(name, 0) == run.sent[name]
     if run.sent[name]:
         fresh_bytes = make_policy(name, DEFAULT_ACTIONS, features.shape[1], seed=0).to_bytes()
-        assert any(snapshot != fresh_bytes for snapshot in run.snapshots[name].values())
+        assert any(decode_policy_value(value)[0] != fresh_bytes for value in run.snapshots[name].values())
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -232,7 +234,7 @@ def test_scores_after_a_restart_are_those_of_the_state_learned_before_it(run: Ru
         policy = (
             make_policy(name, DEFAULT_ACTIONS, features.shape[1], seed=0)
             if stored is None
-            else policy_class(name).from_bytes(stored)
+            else policy_class(name).from_bytes(decode_policy_value(stored)[0])
         )
         want = policy_scores(
             policy, features, catalogue.arms([it["item_id"] for it in items]), record_rng(0, s["batch_id"], user)

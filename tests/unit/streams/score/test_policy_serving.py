@@ -13,7 +13,9 @@ from scipy import stats
 
 from models.policies.registry import make_policy, policy_names
 from models.tuner.assignment import user_positions
-from streams.errors import ConfigError
+from streams.errors import ConfigError, DecodeError
+from streams.learn.state_codec import pack
+from streams.learn.user_state import feedback_digest
 from streams.records import CandidatesRecord
 from streams.score.model import ScoreArrays
 from streams.score.policy_round import Catalogue, policy_scores
@@ -23,6 +25,7 @@ from streams.score.policy_serving import (
     PolicyStates,
     UnknownPolicy,
     check_policies,
+    decode_policy_value,
     record_rng,
     serve_policies,
 )
@@ -73,7 +76,7 @@ def test_states_are_fresh_then_restored_per_partition_and_refuse_another_width()
     assert states.get(0, "linucb", 3, lambda: pytest.fail("cached: no read")) is policy
     assert states.get(1, "linucb", 3, lambda: None) is not policy  # another partition, its own state
     policy.update(2, np.ones((8, 3)), 1.0)
-    states.mark(0, "linucb")
+    states.mark(0, "linucb", "fb-1")
     [(part, name, snapshot)] = states.dirty()
     assert (part, name) == (0, "linucb") and states.dirty() == []
     table[(0, "linucb")] = snapshot
@@ -86,6 +89,30 @@ def test_states_are_fresh_then_restored_per_partition_and_refuse_another_width()
     )
     with pytest.raises(ConfigError, match="8 arms x 3 features, not 8 x 4"):
         states.get(0, "linucb", 4, lambda: None)
+
+
+def test_a_policy_learns_from_each_feedback_id_once_across_a_restore() -> None:
+    """The digests travel in the table value: after a restore, an id absorbed before is refused
+    and a new one accepted; the value decodes to the policy's own snapshot bytes."""
+    cat = Catalogue(8)
+    table: dict[tuple[int, str], bytes] = {}
+    states = PolicyStates(cat, seed=5)
+    policy = states.get(0, "lints", 3, lambda: None)
+    assert states.first_time(0, "lints", "fb-1")
+    policy.update(1, np.ones((8, 3)), 1.0)
+    states.mark(0, "lints", "fb-1")
+    assert not states.first_time(0, "lints", "fb-1") and states.first_time(0, "lints", "fb-2")
+    [(_, _, value)] = states.dirty()
+    snapshot, seen = decode_policy_value(value)
+    assert snapshot == policy.to_bytes() and seen.tolist() == [int(feedback_digest("fb-1"))]
+    table[(0, "lints")] = value
+    states.clear()
+    states.get(0, "lints", 3, lambda: table.get((0, "lints")))
+    assert not states.first_time(0, "lints", "fb-1") and states.first_time(0, "lints", "fb-2")
+    states.get(1, "lints", 3, lambda: None)
+    assert states.first_time(1, "lints", "fb-1")  # another partition's policy has its own digests
+    with pytest.raises(DecodeError):
+        decode_policy_value(pack({"A": np.zeros(2)}))
 
 
 def neural_like(n_pairs: int, n_draws: int, rng: np.random.Generator) -> ScoreArrays:
