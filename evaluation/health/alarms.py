@@ -21,7 +21,7 @@ Thresholds and how they were chosen (:class:`HealthThresholds`):
   ~0.004 with a 99.9% point of ~0.012 for 3,000 against 9,000 rows.
 * outcome rates (conversion, unsubscription): the Bernoulli likelihood-ratio CUSUM of
   :mod:`evaluation.health.rates` on the sent pairs' outcomes against the model's calibrated
-  predictions of those pairs, tuned to odds x ``rate_ratio`` (2) either way, started after the
+  predictions of those pairs, tuned to odds x ``rate_ratio`` (1.5) either way, started after the
   reference batches; ``h`` gives a two-sided in-control ARL of ``rate_arl0`` = 500 batches (0.2%
   false alarms per batch), computed by the Markov chain of :func:`~evaluation.health.rates.cusum_arl`
   for batches like the reference ones (their mean sends and mean expected count), unless
