@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -21,9 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from banditlp.errors import BanditLPError
+from evaluation.email_world import EmailWorldConfig
+from streams.avro.serde import AvroSerde
 from streams.cli.common import console, default_of, fail, settings_of
 from streams.cli.processes import WorkerSet
+from streams.kafka.topics import TopicNames
 from streams.processors.config import ProcessorConfig
+from streams.settings import Settings
 
 
 def play_batches(feed, batches: int, check: Callable[[], None] = lambda: None, first: int = 0) -> list:
@@ -101,6 +107,93 @@ ProvidersOpt = typer.Option(8, help="Providers owning the items.")
 CandidatesOpt = typer.Option(10, help="Candidates per user per batch.")
 
 
+@dataclass
+class Pipeline:
+    """A run's pipeline on the broker: its settings (the run's topic prefix), the topics' names and
+    serde, the workers' environment and the started workers."""
+
+    run: Settings
+    names: TopicNames
+    serde: AvroSerde
+    env: dict[str, str]
+    workers: WorkerSet
+
+
+@contextmanager
+def simulated_pipeline(
+    settings: Settings,
+    run_dir: Path,
+    label: str,
+    world: EmailWorldConfig,
+    *,
+    seed: int,
+    warm_start_batches: int,
+    processor_args: list[str],
+    keep_topics: bool,
+) -> Iterator[Pipeline]:
+    """The broker (the local one started if none answers), this run's topics (prefix
+    ``<label>-<time>-``), model v1 trained on a random policy's logged batches, and the processors,
+    allocator and trainer started as processes; on exit every worker is stopped and the topics are
+    deleted unless ``keep_topics``.
+
+    Raises:
+        BanditLPError: the broker, the topics or the warm start failed.
+    """
+    from streams.kafka.local_broker import ensure_kafka
+    from streams.kafka.topics import create_topics, delete_topics, topic_specs
+    from streams.simulate.warm_start import publish_warm_start
+
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    prefix = f"{settings.topic_prefix}{label}-{time.strftime('%Y%m%d-%H%M%S')}-"
+    run = settings.with_prefix(prefix)
+    names, serde = run.names, run.serde()
+    workers = WorkerSet(run_dir / "logs")
+    created = False
+    try:
+        with console.status("checking for a Kafka broker (starting the local one if none answers) ..."):
+            ensure_kafka(
+                settings.connection,
+                settings.kafka_home,
+                settings.kafka_port,
+                external=settings.bootstrap != f"127.0.0.1:{settings.kafka_port}",
+            )
+        created = True
+        create_topics(settings.connection, names, topic_specs(settings.partitions))
+        with console.status("training version 1 on logged data of a random policy ..."):
+            n_logged = publish_warm_start(run.connection, serde, names, world, "email", warm_start_batches, seed)
+        console.print(f"model v1 trained on {n_logged} logged sends of a uniformly random policy")
+        # The workers read the same settings from their environment (the root options' envvars).
+        env = {**os.environ, **run.to_env(), "BANDITLP_STATE_DIR": str((run_dir / "state").resolve())}
+        workers.start("processors", ["worker", "processors", "--instance", "0", *processor_args], env)
+        workers.start("allocator", ["worker", "allocator"], env)
+        users = world.n_users
+        workers.start(
+            "trainer",
+            [
+                "worker",
+                "trainer",
+                "--retrain-every",
+                str(users),
+                "--min-rows",
+                str(min(200, users)),
+                "--retrain-interval-s",
+                "5",
+            ],
+            env,
+        )
+        yield Pipeline(run, names, serde, env, workers)
+    finally:
+        workers.stop()
+        # Every partition a broker ever held is recovered at its next start; a run's topics
+        # are left behind only on request.
+        if created and not keep_topics:
+            try:
+                gone = delete_topics(settings.connection, prefix)
+                console.print(f"deleted the run's {len(gone)} topics ({prefix}*); --keep-topics keeps them")
+            except BanditLPError as exc:
+                console.print(f"[yellow]could not delete the run's topics ({prefix}*):[/] {exc}")
+
+
 def demo(
     ctx: typer.Context,
     batches: int = BatchesOpt,
@@ -120,77 +213,34 @@ def demo(
     ),
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
-    from evaluation.email_world import EmailWorldConfig
-    from streams.kafka.local_broker import ensure_kafka
-    from streams.kafka.topics import create_topics, delete_topics, topic_specs
     from streams.simulate.feed import SimulatorConfig, SimulatorFeed
-    from streams.simulate.warm_start import publish_warm_start
 
     settings = settings_of(ctx)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = run_dir or Path("runs") / f"demo-{stamp}"
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    prefix = f"{settings.topic_prefix}demo-{stamp}-"
-    run = settings.with_prefix(prefix)
-    names, serde = run.names, run.serde()
-    workers = WorkerSet(run_dir / "logs")
-    created = False
+    run_dir = run_dir or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    world = EmailWorldConfig(
+        n_users=users, n_items=items, n_providers=providers, candidates_per_user=candidates, seed=seed
+    )
     try:
-        with console.status("checking for a Kafka broker (starting the local one if none answers) ..."):
-            ensure_kafka(
-                settings.connection,
-                settings.kafka_home,
-                settings.kafka_port,
-                external=settings.bootstrap != f"127.0.0.1:{settings.kafka_port}",
+        with simulated_pipeline(
+            settings,
+            run_dir,
+            "demo",
+            world,
+            seed=seed,
+            warm_start_batches=warm_start_batches,
+            processor_args=["--tau", str(tau), "--seed", str(seed), "--draws", str(draws)],
+            keep_topics=keep_topics,
+        ) as pipe:
+            feed = SimulatorFeed(
+                SimulatorConfig(names=pipe.names, world=world, seed=seed), pipe.run.connection, pipe.serde
             )
-        created = True
-        create_topics(settings.connection, names, topic_specs(settings.partitions))
-        world = EmailWorldConfig(
-            n_users=users, n_items=items, n_providers=providers, candidates_per_user=candidates, seed=seed
-        )
-        with console.status("training version 1 on logged data of a random policy ..."):
-            n_logged = publish_warm_start(run.connection, serde, names, world, "email", warm_start_batches, seed)
-        console.print(f"model v1 trained on {n_logged} logged sends of a uniformly random policy")
-        # The workers read the same settings from their environment (the root options' envvars).
-        env = {**os.environ, **run.to_env(), "BANDITLP_STATE_DIR": str((run_dir / "state").resolve())}
-        workers.start(
-            "processors",
-            ["worker", "processors", "--instance", "0", "--tau", str(tau), "--seed", str(seed), "--draws", str(draws)],
-            env,
-        )
-        workers.start("allocator", ["worker", "allocator"], env)
-        workers.start(
-            "trainer",
-            [
-                "worker",
-                "trainer",
-                "--retrain-every",
-                str(users),
-                "--min-rows",
-                str(min(200, users)),
-                "--retrain-interval-s",
-                "5",
-            ],
-            env,
-        )
-        feed = SimulatorFeed(SimulatorConfig(names=names, world=world, seed=seed), run.connection, serde)
-        runs = play_batches(feed, batches, check=workers.check)
-        feed.close()
-        report_run(runs, run_dir, f"BanditLP demo: {batches} batches x {users} users x {candidates} candidates")
-        console.print(f"logs: {run_dir / 'logs'}")
-        check_decided(runs)
+            runs = play_batches(feed, batches, check=pipe.workers.check)
+            feed.close()
+            report_run(runs, run_dir, f"BanditLP demo: {batches} batches x {users} users x {candidates} candidates")
+            console.print(f"logs: {run_dir / 'logs'}")
+            check_decided(runs)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; stopping workers[/]")
         raise typer.Exit(code=130) from None
     except BanditLPError as exc:
         fail(exc)
-    finally:
-        workers.stop()
-        # Every partition a broker ever held is recovered at its next start; a demo's topics
-        # are left behind only on request.
-        if created and not keep_topics:
-            try:
-                gone = delete_topics(settings.connection, prefix)
-                console.print(f"deleted the run's {len(gone)} topics ({prefix}*); --keep-topics keeps them")
-            except BanditLPError as exc:
-                console.print(f"[yellow]could not delete the run's topics ({prefix}*):[/] {exc}")

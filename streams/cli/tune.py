@@ -15,7 +15,10 @@ Through the broker (``streams.tune``):
   one above the newest there, laid out from its layout), prints it and exits;
 - ``banditlp tune --live --experiment NAME --knob tau=0:2 --period-s 60`` runs the tuner job: every period
   it fits the per-arm metrics of the newest ``--windows`` windows of ``banditlp worker tune-metrics`` and
-  publishes the next distribution (``--periods N``: stop after N).
+  publishes the next distribution (``--periods N``: stop after N);
+- ``banditlp tune --simulate --batches 12 --out DIR`` runs that loop against the simulated email world:
+  the demo's pipeline plus tune-metrics, the job stepped once per send batch
+  (``streams.cli.tune_simulate``); ``banditlp report DIR`` renders the run and the tuner's steps.
 
 The scorers (``banditlp worker processors --experiment NAME``) serve each user the arm its hash falls in.
 """
@@ -35,6 +38,24 @@ def tune(
     synthetic: bool = typer.Option(False, "--synthetic", help="Run on the synthetic problem (no broker)."),
     live: bool = typer.Option(False, "--live", help="Run the tuner job against the broker until SIGTERM/Ctrl-C."),
     publish: bool = typer.Option(False, "--publish", help="Publish the --arm distribution once and exit."),
+    simulate: bool = typer.Option(
+        False,
+        "--simulate",
+        help="Run the live tuner against the simulated email world on the broker (the demo's pipeline), one "
+        "step per send batch; --out is the run directory (default runs/tune-<time>).",
+    ),
+    batches: int = typer.Option(12, "--batches", "-r", min=1, help="--simulate: send batches to play."),
+    users: int = typer.Option(300, "--users", min=1, help="--simulate: users in the simulated world."),
+    items: int = typer.Option(40, "--items", min=1, help="--simulate: items."),
+    providers: int = typer.Option(8, "--providers", min=1, help="--simulate: providers."),
+    seed: int = typer.Option(0, "--seed", min=0, help="--simulate: the world's, simulator's and tuner's seed."),
+    warm_start_batches: int = typer.Option(
+        5, "--warm-start-batches", min=1, help="--simulate: logged random-policy batches that train model v1."
+    ),
+    window_s: float = typer.Option(
+        20.0, "--window-s", help="--simulate: the tune-metrics window, seconds (about one send batch)."
+    ),
+    keep_topics: bool = typer.Option(False, "--keep-topics", help="--simulate: keep the run's topics at the end."),
     experiment: str = typer.Option("tau", "--experiment", help="The experiment (the scorers' --experiment)."),
     arm: list[str] = typer.Option(
         [], "--arm", help="--publish: an arm, [ARM_ID/]KNOB=VALUE[,KNOB=VALUE...]:PROBABILITY (repeat it)."
@@ -80,8 +101,14 @@ def tune(
     publish a parameter distribution (--publish) or run the live tuner (--live) on the broker."""
     from streams.errors import ConfigError
 
-    if sum((synthetic, live, publish)) != 1:
-        fail(ConfigError("pass exactly one of --synthetic, --live and --publish"))
+    if sum((synthetic, live, publish, simulate)) != 1:
+        fail(ConfigError("pass exactly one of --synthetic, --live, --publish and --simulate"))
+    if simulate:
+        _simulate_mode(
+            ctx, experiment, knob, max_unsubscription_rate, min_feedback, max_arms, windows, min_overlap, out,
+            batches, users, items, providers, seed, warm_start_batches, window_s, keep_topics,
+        )  # fmt: skip
+        return
     if publish or live:
         _broker_mode(
             ctx, publish, experiment, arm, salt, knob, period_s, periods, max_unsubscription_rate, min_feedback,
@@ -126,6 +153,64 @@ def tune(
     typer.echo(paths["table"].read_text())  # plain: the tables are markdown and must not be wrapped
     for path in paths.values():
         typer.echo(f"wrote {path}")
+
+
+def _simulate_mode(
+    ctx: typer.Context,
+    experiment: str,
+    knob: list[str],
+    max_unsubscription_rate: float,
+    min_feedback: int,
+    max_arms: int,
+    windows: int,
+    min_overlap: float | None,
+    out: Path | None,
+    batches: int,
+    users: int,
+    items: int,
+    providers: int,
+    seed: int,
+    warm_start_batches: int,
+    window_s: float,
+    keep_topics: bool,
+) -> None:
+    """``--simulate``: the tuner job stepped per batch against the simulated world (``streams.cli.tune_simulate``)."""
+    import time
+
+    from evaluation.email_world import EmailWorldConfig
+    from streams.cli.common import settings_of
+    from streams.cli.tune_simulate import run_simulated_tuning
+    from streams.tune.job import TunerJobConfig
+
+    try:
+        config = TunerJobConfig(
+            experiment=experiment,
+            knobs=tuple(_parse_knob(k) for k in knob) or TunerJobConfig().knobs,
+            max_unsubscription_rate=max_unsubscription_rate,
+            min_feedback=min_feedback,
+            max_arms=max_arms,
+            initial_arms=min(TunerJobConfig().initial_arms, max_arms),
+            windows=windows,
+            min_overlap=min_overlap,
+            seed=seed,
+        )
+        world = EmailWorldConfig(n_users=users, n_items=items, n_providers=providers, seed=seed)
+        run_simulated_tuning(
+            settings_of(ctx),
+            config,
+            world,
+            out or Path("runs") / f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            batches=batches,
+            seed=seed,
+            warm_start_batches=warm_start_batches,
+            window_s=window_s,
+            keep_topics=keep_topics,
+        )
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; stopping workers[/]")
+        raise typer.Exit(code=130) from None
+    except BanditLPError as exc:
+        fail(exc)
 
 
 def _parse_knob(spec: str) -> tuple[str, float, float]:
