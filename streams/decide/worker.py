@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from types import FrameType
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -47,6 +48,51 @@ log = logging.getLogger("banditlp.allocator")
 _POS_PREFIX = "pos="
 # commit_transaction attempts on a retriable error before the transaction is aborted
 COMMIT_ATTEMPTS = 5
+
+T = TypeVar("T")
+
+# Coordinator errors a seconds-old (or just restarted) broker answers while it loads the offsets or
+# transaction state: librdkafka does not always flag them retriable, but waiting clears them.
+_COORDINATOR_CODES = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def is_transient(exc: KafkaException) -> bool:
+    """Whether ``exc`` is worth retrying as is: retriable, or a coordinator still loading, and
+    neither fatal nor requiring a transaction abort."""
+    err = exc.args[0] if exc.args else None
+    if not isinstance(err, KafkaError) or err.fatal() or err.txn_requires_abort():
+        return False
+    return bool(err.retriable()) or err.code() in _COORDINATOR_CODES
+
+
+def retry_transient(
+    what: str,
+    call: Callable[[], T],
+    deadline_s: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """``call()``, retried with backoff (0.5 s doubling to 5 s) while it raises a transient
+    :class:`KafkaException` (:func:`is_transient`) and ``deadline_s`` has not passed; the last
+    error, or any other, is raised."""
+    end = clock() + deadline_s
+    wait = 0.5
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if not is_transient(exc) or clock() + wait > end:
+                raise
+            log.warning("%s: %s; retrying in %.1f s", what, exc, wait)
+            sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 class AllocatorWorker:
@@ -105,8 +151,13 @@ class AllocatorWorker:
         )
         # Fences a zombie with our transactional.id and aborts its open transaction, so the
         # reports read next and the offsets fetched after are final.
-        with self.watchdog.guard("init_transactions"):
-            self.producer.init_transactions(cfg.transaction_timeout_s)
+        producer = self.producer
+
+        def init() -> None:
+            with self.watchdog.guard("init_transactions"):
+                producer.init_transactions(cfg.transaction_timeout_s)
+
+        retry_transient("init_transactions", init, cfg.transaction_timeout_s)
         self.arm_knobs.start()
         if not self.arm_knobs.caught_up.wait(cfg.transaction_timeout_s):
             log.warning("parameter distributions not read to their end; deciding with the arms' knobs read so far")
@@ -142,8 +193,13 @@ class AllocatorWorker:
         """
         assert self.consumer is not None
         tps = [TopicPartition(t, p) for t in self.intake.topics for p in self._partitions(t)]
-        with self.watchdog.guard("committed offsets"):
-            committed = self.consumer.committed(tps, timeout=self.cfg.transaction_timeout_s)
+        consumer, timeout = self.consumer, self.cfg.transaction_timeout_s
+
+        def fetch() -> list[TopicPartition]:
+            with self.watchdog.guard("committed offsets"):
+                return consumer.committed(tps, timeout=timeout)
+
+        committed = retry_transient("committed offsets", fetch, timeout)
         horizon = self.intake.horizon
         horizon.clear()
         self.committed.clear()
