@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from types import FrameType
-from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -38,6 +37,7 @@ from streams.errors import DecodeError
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.reading import read_to_end
+from streams.kafka.retry import retry_transient
 from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, start_worker_metrics
 from streams.metrics.batch import BatchObservation
 
@@ -48,51 +48,6 @@ log = logging.getLogger("banditlp.allocator")
 _POS_PREFIX = "pos="
 # commit_transaction attempts on a retriable error before the transaction is aborted
 COMMIT_ATTEMPTS = 5
-
-T = TypeVar("T")
-
-# Coordinator errors a seconds-old (or just restarted) broker answers while it loads the offsets or
-# transaction state: librdkafka does not always flag them retriable, but waiting clears them.
-_COORDINATOR_CODES = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-)
-
-
-def is_transient(exc: KafkaException) -> bool:
-    """Whether ``exc`` is worth retrying as is: retriable, or a coordinator still loading, and
-    neither fatal nor requiring a transaction abort."""
-    err = exc.args[0] if exc.args else None
-    if not isinstance(err, KafkaError) or err.fatal() or err.txn_requires_abort():
-        return False
-    return bool(err.retriable()) or err.code() in _COORDINATOR_CODES
-
-
-def retry_transient(
-    what: str,
-    call: Callable[[], T],
-    deadline_s: float,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> T:
-    """``call()``, retried with backoff (0.5 s doubling to 5 s) while it raises a transient
-    :class:`KafkaException` (:func:`is_transient`) and ``deadline_s`` has not passed; the last
-    error, or any other, is raised."""
-    end = clock() + deadline_s
-    wait = 0.5
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            if not is_transient(exc) or clock() + wait > end:
-                raise
-            log.warning("%s: %s; retrying in %.1f s", what, exc, wait)
-            sleep(wait)
-            wait = min(wait * 2, 5.0)
 
 
 class AllocatorWorker:
