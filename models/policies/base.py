@@ -115,6 +115,21 @@ def argmax_set(value: FloatArray) -> np.ndarray:
     return np.flatnonzero(value == value.max())
 
 
+def deterministic_propensity(value: FloatArray, action: int) -> float:
+    """P(argmax of ``value`` ((n_actions,)) with uniform ties picks ``action``): a UCB or greedy rule's."""
+    ties = argmax_set(value)
+    return 1.0 / ties.size if action in ties else 0.0
+
+
+def mc_propensity(draws: FloatArray, action: int) -> float:
+    """Smoothed Monte Carlo P(argmax = action) from ``(M, n_actions)`` extra draws of the values.
+
+    ``(1 + hits) / (1 + M)``: the draw that made the choice counts as a hit, so it is never 0.
+    """
+    hits = int(np.count_nonzero(np.argmax(draws, axis=1) == action))
+    return float((1.0 + hits) / (1.0 + draws.shape[0]))
+
+
 class Policy(SnapshotMixin, ABC):
     """A contextual-bandit policy over rounds of ``(n_actions, dim)`` features.
 

@@ -37,7 +37,7 @@ from torch import nn
 from banditlp.arrays import FloatArray
 from models.errors import ModelInputError
 from models.inputs import check_positive
-from models.policies.base import Policy, PolicyParams, Scores, argmax_set
+from models.policies.base import Policy, PolicyParams, Scores, deterministic_propensity, mc_propensity
 from models.policies.registry import register
 from models.posterior import BayesianLinearHead, LinearHeadConfig
 
@@ -220,11 +220,9 @@ class NeuralLinearTS(_NeuralPolicy):
 
     def _rule_propensity(self, features: FloatArray, scores: Scores, action: int, rng: np.random.Generator) -> float:
         if self.params.tau == 0.0:
-            ties = argmax_set(scores.value)
-            return 1.0 / ties.size if action in ties else 0.0
+            return deterministic_propensity(scores.value, action)
         W = self.head.sample_weights(self.params.propensity_draws, rng, self.params.tau)  # (M, hidden + 1)
-        hits = int(np.count_nonzero(np.argmax(W @ self.phi(features).T, axis=1) == action))
-        return float((1.0 + hits) / (1.0 + W.shape[0]))
+        return mc_propensity(W @ self.phi(features).T, action)
 
     def update(self, action: int, features: FloatArray, reward: float) -> None:
         """Fast speed: the head learns the row; slow speed: every N rows, retrain and rebuild the head."""
@@ -304,8 +302,7 @@ class MCDropout(_NeuralPolicy):
     def _rule_propensity(self, features: FloatArray, scores: Scores, action: int, rng: np.random.Generator) -> float:
         P = self._passes(features, self.params.propensity_draws, _torch_generator(rng)).numpy()  # (R, T, K)
         values = P.mean(axis=1) + self.params.alpha * P.std(axis=1, ddof=1)
-        hits = int(np.count_nonzero(np.argmax(values, axis=1) == action))
-        return float((1.0 + hits) / (1.0 + values.shape[0]))
+        return mc_propensity(values, action)
 
     def update(self, action: int, features: FloatArray, reward: float) -> None:
         """Remember the row; every N rows, retrain with dropout on."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from banditlp.arrays import FloatArray
 from models.errors import ModelInputError
-from models.policies.base import PolicyParams, Scores, check_in
+from models.policies.base import PolicyParams, Scores, check_in, mc_propensity
 from models.policies.registry import register
 from models.policies.two_stage import (
     BetaParams,
@@ -192,8 +192,7 @@ class NDropoutUcb(_Tower):
         head = self.item_head
         assert isinstance(head, TowerHead)
         values: FloatArray = head.acquisition(features, self.beta, rng=rng, repeats=self.params.propensity_draws)[2]
-        hits = int(np.count_nonzero(np.argmax(values, axis=1) == action))
-        return float((1.0 + hits) / (1.0 + values.shape[0]))
+        return mc_propensity(values, action)
 
     @classmethod
     def greedy_params(cls) -> dict[str, Any]:
