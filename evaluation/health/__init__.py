@@ -2,8 +2,9 @@
 
 * ``metrics`` — the closed forms: selection entropy, item coverage, overlap@K, allocation
   variance, calibration (ECE over equal-mass bins, the gap and its SE), population stability index;
-* ``alarms`` — :class:`Alarm`, the documented thresholds (:class:`HealthThresholds`) and the CUSUM
-  behind the outcome-rate alarms;
+* ``alarms`` — :class:`Alarm`, the documented thresholds (:class:`HealthThresholds`) and a CUSUM
+  of normal increments;
+* ``rates`` — the outcome-rate alarms' likelihood-ratio CUSUM and its ARL (a Markov chain);
 * ``monitor`` — :class:`HealthMonitor`: one :class:`BatchHealth` per batch against a reference window;
 * ``series`` — the monitor inside the offline experiment, and the series its results hold;
 * ``report`` — an experiment's ``health.json`` and ``health.png``;
