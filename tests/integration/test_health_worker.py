@@ -178,8 +178,8 @@ def test_one_health_record_per_batch_recomputed_from_the_decisions(run: Any) -> 
         y = converted[h["batch_id"]]
         z = (sum(y) - sum(p)) / math.sqrt(sum(q * (1 - q) for q in p))
         assert h["values"]["rate_z.conversion"] == pytest.approx(z, rel=1e-9)
-        # the batch's log-likelihood ratio of doubled conversion odds (null odds 1)
-        llr = sum(yi * math.log(2.0) - math.log(1.0 + q) for q, yi in zip(p, y))
+        # the batch's log-likelihood ratio of conversion odds x1.5 (the default ratio; null odds 1)
+        llr = sum(yi * math.log(1.5) - math.log(1.0 + 0.5 * q) for q, yi in zip(p, y))
         assert h["values"]["rate_llr.conversion"] == pytest.approx(llr, rel=1e-9, abs=1e-12)
     log = (logs / "health.log").read_text()
     assert "Traceback" not in log
