@@ -17,8 +17,8 @@ Thresholds and how they were chosen (:class:`HealthThresholds`):
   batches of the drift experiment); scoring both populations with the batch's own model leaves only
   what the population moved. The batch's model is known through its predictions: a least-squares
   fit of their logits on the pair features (a linear read-out of the model), applied to both sets
-  of rows. Under no drift this is the PSI of one fixed projection, about ``(1/n + 1/m) chi2(9)``,
-  ~0.004 with a 99.9% point of ~0.012 for 3,000 against 9,000 rows.
+  of rows. Under no drift this is the PSI of one fixed projection, about ``(1/n + 1/m) chi2(9)``:
+  ~0.004 (99.9% point 0.012) for 3,000 rows against 9,000, ~0.009 (0.028) against 1,500.
 * outcome rates (conversion, unsubscription): the Bernoulli likelihood-ratio CUSUM of
   :mod:`evaluation.health.rates` on the sent pairs' outcomes against the model's calibrated
   predictions of those pairs, tuned to odds x ``rate_ratio`` (1.5) either way, started after the
