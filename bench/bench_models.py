@@ -29,7 +29,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from models.neural import NeuralConfig, NeuralThompsonModel
+from models.neural import NeuralThompsonModel
+from models.neural_net import NeuralConfig
 
 
 def _time_round_robin(

@@ -252,7 +252,8 @@ def feedback_value(decision_id: str, user_id: str, item_id: str = "i0", value: f
 def model_snapshot_value(name: str = "email", version: int = 2, feature_dim: int = 2) -> dict[str, Any]:
     """A ``model-snapshots`` value of a tiny neural model at its prior (one hidden layer of width
     2: a ~2 KB payload) whose header agrees with the envelope; the scorer can score with it."""
-    from models.neural import NeuralConfig, NeuralThompsonModel
+    from models.neural import NeuralThompsonModel
+    from models.neural_net import NeuralConfig
 
     model = NeuralThompsonModel(NeuralConfig(user_dim=feature_dim, item_dim=0, hidden=(2,)))
     model.fitted = True  # at its prior, as the scorer's cold-start model (ScoringModel.prior)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.neural import NeuralConfig, NeuralThompsonModel
+from models.neural import NeuralThompsonModel
+from models.neural_net import NeuralConfig
 
 BERNOULLI = ("conversion", "unsubscription")
 

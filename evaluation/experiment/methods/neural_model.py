@@ -20,7 +20,8 @@ import torch
 from banditlp.arrays import Float32Array, FloatArray
 from evaluation.experiment.batches import Rows
 from models.calibration import fit_calibrator
-from models.neural import NeuralConfig, NeuralThompsonModel, fit_or_refit
+from models.neural import NeuralThompsonModel, fit_or_refit
+from models.neural_net import NeuralConfig
 
 #: The Bernoulli outcomes, which have calibrators.
 BERNOULLI = ("conversion", "unsubscription")

@@ -8,7 +8,8 @@ import torch
 from scipy.special import expit
 
 from models.errors import ModelInputError, NotFittedError, ShapeError
-from models.neural import NeuralConfig, NeuralThompsonModel, concat_features
+from models.neural import NeuralThompsonModel
+from models.neural_net import NeuralConfig, concat_features
 
 torch.set_num_threads(1)
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from models.calibration import IsotonicCalibrator, PlattCalibrator
 from models.errors import SnapshotError
 from models.logistic import BayesianLogisticHead, LogisticHeadConfig
-from models.neural import NeuralConfig, NeuralThompsonModel
+from models.neural import NeuralThompsonModel
+from models.neural_net import NeuralConfig
 from models.posterior import BayesianLinearHead, LinearHeadConfig
 from models.snapshot import (
     MAGIC,

@@ -70,7 +70,8 @@ def test_a_newer_snapshot_of_another_kind_is_rejected_and_the_current_model_stay
 
 
 def test_a_snapshot_of_a_model_never_fitted_is_rejected_before_it_can_stop_the_scorer() -> None:
-    from models.neural import NeuralConfig, NeuralThompsonModel
+    from models.neural import NeuralThompsonModel
+    from models.neural_net import NeuralConfig
 
     unfitted = NeuralThompsonModel(NeuralConfig(user_dim=2, item_dim=0, hidden=(2,)))
     value = {**model_snapshot_value("email", 4), "payload": unfitted.to_bytes(name="email", version=4)}
