@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from allocator.arm_rows import arm_budget_rows
 from streams.avro.serde import AvroSerde
 from streams.decide.batch_lp import BatchLP
 from streams.errors import ValidationError
@@ -165,31 +166,6 @@ def blended_objective(
     w = np.nan_to_num(weight, nan=0.0)
     blend = (1.0 - w) * conversion + w * value_reward
     return np.where(np.isfinite(weight), blend, reward)
-
-
-def arm_budget_rows(
-    cost: np.ndarray, budget: np.ndarray, pair_group: np.ndarray, group_users: np.ndarray, scale: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The per-arm rows of the scaled budgets.
-
-    Args:
-        cost: ``(K, L_s, E)`` the scaled budgets' cost draws.
-        budget: ``(L_s,)`` their limits.
-        pair_group: ``(E,)`` int64 group of each pair's user.
-        group_users: ``(G,)`` scored users per group.
-        scale: ``(G,)`` each group's ``budget_scale``.
-
-    Returns:
-        ``(rows (K, L_s * G, E), limits (L_s * G,))``, budget-major: row ``l * G + g`` is budget l's
-        cost on group g's pairs (0 elsewhere), limited to ``scale_g * budget_l * group_users_g / n``.
-    """
-    n_groups = group_users.shape[0]
-    mask = pair_group[None, :] == np.arange(n_groups)[:, None]  # (G, E)
-    rows = cost[:, :, None, :] * mask[None, None, :, :]  # (K, L_s, G, E)
-    share = scale * group_users / max(int(group_users.sum()), 1)  # (G,)
-    limits = budget[:, None] * share[None, :]  # (L_s, G)
-    k, n_budgets, _, e = rows.shape
-    return rows.reshape(k, n_budgets * n_groups, e), limits.reshape(-1)
 
 
 def _draws_of(lp: BatchLP, outcome: str) -> np.ndarray | None:
