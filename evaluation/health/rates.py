@@ -27,7 +27,8 @@ whatever its variance. Under the null ``E exp(l) = 1`` (Wald), so the one-sided 
 probability mass function (a Markov chain on a grid of the statistic, Brook and Evans 1972: the
 statistic's transition from each grid point, split linearly between neighbouring points, then
 ``(I - Q) L = 1``); :func:`rate_threshold` solves ``h`` for a target two-sided ARL with
-``1 / ARL = 1 / ARL_upper + 1 / ARL_lower`` (the two charts rarely near their boundary together).
+``1 / ARL = 1 / ARL_upper + 1 / ARL_lower`` (the two charts are rarely near their boundary
+together; it ignores their dependence and was 3.5% above a simulation of both at an ARL of 30).
 """
 
 from __future__ import annotations
