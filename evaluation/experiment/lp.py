@@ -80,7 +80,13 @@ def allocation_problem(
         raise EvaluationInputError(f"invalid allocation LP: {exc}") from exc
 
 
-def solve_lp(batch: CandidateBatch, constraints: BatchConstraints, reward: ArrayLike, cost: ArrayLike) -> SolvedLP:
+def solve_lp(
+    batch: CandidateBatch,
+    constraints: BatchConstraints,
+    reward: ArrayLike,
+    cost: ArrayLike,
+    extra_rows: tuple[ArrayLike, ArrayLike] | None = None,
+) -> SolvedLP:
     """Solve the batch's LP on the coefficients; elastic when it is infeasible on them.
 
     Args:
@@ -88,6 +94,8 @@ def solve_lp(batch: CandidateBatch, constraints: BatchConstraints, reward: Array
         constraints: Its right-hand sides.
         reward: ``(E,)`` objective coefficients.
         cost: ``(E,)`` unsubscription-budget coefficients.
+        extra_rows: ``(rows (G, E), limits (G,))`` budget rows after the batch's (e.g. per-arm
+            rows, :func:`allocator.arm_rows.arm_budget_rows`); elastic like the batch's.
 
     Returns:
         The plan.
@@ -97,6 +105,14 @@ def solve_lp(batch: CandidateBatch, constraints: BatchConstraints, reward: Array
             feasible, so this is a solver failure.
     """
     problem = allocation_problem(batch, constraints, reward, cost)
+    if extra_rows is not None:
+        rows, limits = np.asarray(extra_rows[0], dtype=float), np.asarray(extra_rows[1], dtype=float)
+        try:
+            problem = dataclasses.replace(
+                problem, cost=np.vstack([problem.cost, rows]), budget=np.concatenate([problem.budget, limits])
+            )
+        except allocator.ProblemValidationError as exc:
+            raise EvaluationInputError(f"invalid extra budget rows: {exc}") from exc
     failures: list[str] = []
     for method in _METHODS:
         try:

@@ -26,6 +26,7 @@ from evaluation.experiment.methods.reference import (
     RandomLPMethod,
 )
 from evaluation.experiment.methods.tuned import TunedConfig, TunedMethod
+from evaluation.experiment.methods.tuned_budget import TunedBudgetConfig, TunedBudgetMethod
 from evaluation.experiment.methods.vw import vw_specs
 
 
@@ -131,6 +132,12 @@ def _specs() -> tuple[MethodSpec, ...]:
             "BanditLP with each user's tau from models/tuner's Thompson distribution (GPs per arm metric)",
             TunedConfig(),
             TunedMethod,
+        ),
+        MethodSpec(
+            "banditlp_tuned_budget",
+            "banditlp_tuned with each arm's (tau, unsubscription budget scale) tuned; one budget row per arm",
+            TunedBudgetConfig(),
+            TunedBudgetMethod,
         ),
         *vw_specs(),
         MethodSpec("linucb_lp", "LinUCB reward bound + linear mean cost + LP", LinUCBConfig(), LinUCBMethod),

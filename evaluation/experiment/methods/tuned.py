@@ -57,7 +57,7 @@ from banditlp.arrays import Float32Array, FloatArray, IntArray, weighted_bincoun
 from evaluation.email_world import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
-from evaluation.experiment.lp import solve_lp
+from evaluation.experiment.lp import SolvedLP, solve_lp
 from evaluation.experiment.methods.base import Estimates, MethodContext, Plan
 from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig
 from evaluation.experiment.methods.neural_model import NeuralScores, score_neural, version_spread
@@ -139,20 +139,30 @@ class TunedConfig:
 
 @dataclass(frozen=True)
 class ArmDistribution:
-    """The arms served: ids, their τ and probabilities (the same order), and their layout of [0, 1)."""
+    """The arms served: ids, their settings (τ first, then any other knob) and probabilities (the
+    same order), and their layout of [0, 1)."""
 
     arm_ids: tuple[str, ...]
-    taus: tuple[float, ...]
+    points: tuple[tuple[float, ...], ...]
     probs: tuple[float, ...]
     layout: Layout
 
+    @property
+    def taus(self) -> tuple[float, ...]:
+        """Each arm's τ."""
+        return tuple(p[0] for p in self.points)
+
     @staticmethod
-    def of(taus: FloatArray, probs: FloatArray, previous: Layout | None) -> ArmDistribution:
-        """Arms at ``taus`` (N,) with ``probs`` (N,), laid out from ``previous`` (fresh when None)."""
-        ids = tuple(arm_id(np.array([t])) for t in taus)
+    def of(points: FloatArray, probs: FloatArray, previous: Layout | None) -> ArmDistribution:
+        """Arms at ``points`` (N, d), or τ alone (N,), with ``probs`` (N,), laid out from ``previous``
+        (fresh when None). An arm's id is :func:`arm_id` of its setting, as the tuner names it."""
+        pts = np.asarray(points, dtype=np.float64)
+        pts = pts[:, None] if pts.ndim == 1 else pts
+        ids = tuple(arm_id(p) for p in pts)
         masses = dict(zip(ids, (float(p) for p in probs)))
         layout = initial_layout(masses) if previous is None else relayout(previous, masses)
-        return ArmDistribution(ids, tuple(float(t) for t in taus), tuple(float(p) for p in probs), layout)
+        settings = tuple(tuple(float(v) for v in p) for p in pts)
+        return ArmDistribution(ids, settings, tuple(float(p) for p in probs), layout)
 
     def user_arms(self, positions: FloatArray) -> IntArray:
         """(U,) index into ``arm_ids`` of the arm serving each user position (U,)."""
@@ -228,19 +238,30 @@ def observations(
     ``chunk_users`` users, and each chunk with sends compared to a previous batch one row: its users'
     mean τ and (reward per user, unsubscription usage of its budget share, send-weighted overlap@K).
     Rows in order of bin, then time. A last chunk short of ``chunk_users`` waits for more."""
-    bins: dict[int, list[tuple[float, ArmTotals]]] = {}
-    for tau, count in history:
-        bins.setdefault(int(math.floor(tau / tau_bin)), []).append((tau, count))
+    return binned_observations([((tau,), count) for tau, count in history], chunk_users, (tau_bin,))
+
+
+def binned_observations(
+    history: list[tuple[tuple[float, ...], ArmTotals]], chunk_users: int, widths: tuple[float, ...]
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`observations` over d knobs: ``(X (n, d), Y (n, 3))`` from the arm-batches ``(setting
+    (d,), counts)``, grouped by the cell ``floor(x_j / widths_j)`` of the grid, each chunk's row at its
+    users' mean setting. Rows in order of cell (lexicographic), then time."""
+    d = len(widths)
+    bins: dict[tuple[int, ...], list[tuple[tuple[float, ...], ArmTotals]]] = {}
+    for point, count in history:
+        cell = tuple(int(math.floor(v / w)) for v, w in zip(point, widths))
+        bins.setdefault(cell, []).append((point, count))
     rows, ys = [], []
     for key in sorted(bins):
-        chunk, weighted = ArmTotals(), 0.0
-        for tau, count in bins[key]:
+        chunk, weighted = ArmTotals(), np.zeros(d)
+        for point, count in bins[key]:
             chunk.add(count)
-            weighted += tau * count.users
+            weighted += np.asarray(point, dtype=float) * count.users
             if chunk.users < chunk_users:
                 continue
             if chunk.compared_sends > 0 and chunk.budget > 0:
-                rows.append([weighted / chunk.users])
+                rows.append(list(weighted / chunk.users))
                 ys.append(
                     [
                         chunk.value / chunk.users,
@@ -248,8 +269,8 @@ def observations(
                         chunk.top_k_sends / chunk.compared_sends,
                     ]
                 )
-            chunk, weighted = ArmTotals(), 0.0
-    return np.array(rows, dtype=float).reshape(-1, 1), np.array(ys, dtype=float).reshape(-1, 3)
+            chunk, weighted = ArmTotals(), np.zeros(d)
+    return np.array(rows, dtype=float).reshape(-1, d), np.array(ys, dtype=float).reshape(-1, 3)
 
 
 def match_rows(batch_features: np.ndarray, row_features: np.ndarray) -> IntArray:
@@ -298,7 +319,7 @@ class TunedMethod:
         self.step = 0
         self.failed_fits = 0
         self.batches_seen = 0
-        self.history: list[tuple[float, ArmTotals]] = []
+        self.history: list[tuple[tuple[float, ...], ArmTotals]] = []
         self._positions: FloatArray | None = None
         self._served: _Served | None = None
         self._previous_top: IntArray | None = None
@@ -312,8 +333,9 @@ class TunedMethod:
             self.tuner_seed = int_seed(rng)
             ids = np.arange(self.n_users)
             self._positions = user_positions(ids.tolist(), self.config.experiment, salt=str(self.tuner_seed))
-            taus = np.array(self.config.warmup_taus, dtype=float)
-            self.distribution = ArmDistribution.of(taus, np.full(taus.size, 1.0 / taus.size), None)
+            points = self._warmup_points()
+            n = points.shape[0]
+            self.distribution = ArmDistribution.of(points, np.full(n, 1.0 / n), None)
             return
         served = self._served
         if served is None or rows.budgeted_cost is None:
@@ -331,7 +353,7 @@ class TunedMethod:
             rows.unsubscribed,
             self._previous_top,
         )
-        self.history.extend((tau, count) for tau, count in zip(dist.taus, counts) if count.users > 0)
+        self.history.extend((point, count) for point, count in zip(dist.points, counts) if count.users > 0)
         exposure = item_exposure(np.ones(pairs.size), sent_item, self.n_items)
         self._previous_top = top_k_items(exposure, self.config.overlap_k)
         self._served = None
@@ -343,11 +365,11 @@ class TunedMethod:
     def _refit(self) -> None:
         """The next distribution from the observations (unchanged with fewer than two)."""
         cfg = self.config
-        X, Y = observations(self.history, cfg.chunk_users, cfg.tau_bin)
+        X, Y = binned_observations(self.history, cfg.chunk_users, self._bin_widths())
         if X.shape[0] < 2:
             return
         tuner = TunerConfig(
-            bounds=(cfg.tau_bounds,),
+            bounds=self._bounds(),
             guardrails=(Guardrail(cfg.max_unsub_usage, "<="), Guardrail(cfg.overlap_floor, ">=")),
             lam=cfg.lam,
             n_samples=cfg.n_samples,
@@ -367,7 +389,32 @@ class TunedMethod:
         top = top[dist.probs[top] > 0]
         probs = dist.probs[top] / dist.probs[top].sum()
         assert self.distribution is not None
-        self.distribution = ArmDistribution.of(dist.points[top, 0], probs, self.distribution.layout)
+        self.distribution = ArmDistribution.of(dist.points[top], probs, self.distribution.layout)
+
+    # -- the knobs: τ alone here; a subclass adds knobs after it (τ stays the first coordinate) --
+
+    def _warmup_points(self) -> FloatArray:
+        """``(N, d)`` the warm-up arms' settings."""
+        return np.asarray(self.config.warmup_taus, dtype=float)[:, None]
+
+    def _bounds(self) -> tuple[tuple[float, float], ...]:
+        """The tuner's box, one ``(lo, hi)`` per knob."""
+        return (self.config.tau_bounds,)
+
+    def _bin_widths(self) -> tuple[float, ...]:
+        """The grid the observations are pooled on, one width per knob."""
+        return (self.config.tau_bin,)
+
+    def _solve(
+        self,
+        batch: CandidateBatch,
+        constraints: BatchConstraints,
+        reward: FloatArray,
+        cost: FloatArray,
+        user_arm: IntArray,
+    ) -> SolvedLP:
+        """The batch's LP on the draws (``user_arm`` (U,): each user's arm, for per-arm rows)."""
+        return solve_lp(batch, constraints, reward, cost)
 
     def user_taus(self) -> FloatArray:
         """``(U,)`` every user's τ under the current distribution."""
@@ -391,7 +438,7 @@ class TunedMethod:
         pair_tau = np.asarray(dist.taus, dtype=float)[user_arm[batch.pair_user]]
         s = score_by_tau(model, X, pair_tau, rng)
         reward, cost = s.samples["reward"], s.samples["unsubscription"]
-        solved = solve_lp(batch, constraints, reward, cost)
+        solved = self._solve(batch, constraints, reward, cost, user_arm)
         if self._spread is None or self._spread[0] != batch.batch_id:
             previous = self.inner.previous
             self._spread = (batch.batch_id, version_spread(previous, model, X) if previous is not None else {})
