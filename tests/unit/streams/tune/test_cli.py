@@ -16,7 +16,8 @@ NO_BROKER = ["--bootstrap", "127.0.0.1:1"]
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["tune"], "exactly one of --synthetic, --live and --publish"),
+        (["tune"], "exactly one of --synthetic, --live, --publish and --simulate"),
+        (["tune", "--simulate", "--synthetic"], "exactly one of"),
         (["tune", "--live", "--publish"], "exactly one of"),
         (["tune", "--publish"], "--publish needs at least one --arm"),
         (["tune", "--publish", "--arm", "tau=1"], "is not [ARM_ID/]KNOB=VALUE"),
