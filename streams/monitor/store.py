@@ -44,9 +44,9 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "value",
         ("health.selection_entropy", "health.item_coverage", "health.overlap_at_k", "health.allocation_variance"),
     ),
-    ("Drift (PSI)", "PSI", ("health.feature_psi_max", "health.prediction_psi.")),
+    ("Drift (PSI)", "PSI", ("health.feature_psi_max", "health.prediction_shift_psi.", "health.prediction_psi.")),
     ("Calibration", "ECE, gap", ("health.ece.", "health.gap.")),
-    ("Outcome rates", "z, CUSUM", ("health.rate_z.", "health.rate_cusum.")),
+    ("Outcome rates", "z, CUSUM and its threshold h", ("health.rate_z.", "health.rate_cusum.", "health.rate_h.")),
     ("Alarms", "fired", ("alarms",)),
     ("Health, other", "value", ("health.",)),
 )
