@@ -14,8 +14,9 @@ constrain a batch, as in the paper:
 * users: at most ``sends_per_user`` items per batch.
 
 The oracle solves the batch's LP with the true expected rewards and costs; its objective is the
-benchmark of regret. :func:`solve_allocation_lp` builds it as an :class:`allocator.AllocationProblem`
-and solves it exactly with the allocator's HiGHS solver.
+benchmark of regret (:func:`evaluation.email_batch.solve_allocation_lp`, exactly with the
+allocator's HiGHS solver). A batch, its constraints and an allocation's result are the values of
+:mod:`evaluation.email_batch`.
 
 Randomness: the world's fixed parameters come from ``SeedSequence(seed, spawn_key=(0,))``; the
 candidates of batch ``b`` from ``SeedSequence(seed, spawn_key=(1, b))``, so a batch is the same
@@ -30,13 +31,20 @@ from typing import TypeVar
 
 import numpy as np
 import scipy.optimize
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from scipy.special import expit
 
-import allocator
-from allocator import AllocationProblem, AllocatorError, InfeasibleAllocation, ProblemValidationError, Status
-from banditlp.arrays import BoolArray, Float32Array, FloatArray, IntArray, weighted_bincount
-from evaluation.errors import EvaluationInputError, OracleInfeasible
+from banditlp.arrays import BoolArray, Float32Array, FloatArray, IntArray
+from evaluation.email_batch import (
+    BatchConstraints,
+    CandidateBatch,
+    OracleResult,
+    allocation_result,
+    greedy_allocation,
+    read_only,
+    solve_allocation_lp,
+)
+from evaluation.errors import EvaluationInputError
 from evaluation.run_summary import BatchOutcome
 
 _S = TypeVar("_S", bound=np.generic)
@@ -140,75 +148,6 @@ class EmailWorldConfig:
                 raise EvaluationInputError(message)
 
 
-@dataclass(frozen=True, eq=False)
-class CandidateBatch:
-    """One send batch: every user with its candidate items, as flat pair arrays.
-
-    Pairs are grouped by user (user-major) and items are sorted within a user. ``E`` is
-    ``n_users * candidates_per_user``. Arrays are read-only.
-
-    Attributes:
-        batch_id: ``"email-s{seed}-b{batch_index:06d}"``; the Kafka key of batch-control.
-        batch_index: The index this batch was generated from.
-        user_ids: ``(n_users,)`` int64, ``0 .. n_users - 1``; a user's id is also its index
-            into :attr:`BatchConstraints.user_cap`.
-        pair_user: ``(E,)`` int64 user id of each pair.
-        pair_item: ``(E,)`` int64 item id of each pair.
-        pair_provider: ``(E,)`` int64 provider id of each pair's item.
-        features: ``(E, feature_dim)`` float32 pair features (see :meth:`EmailWorld.pair_features`).
-    """
-
-    batch_id: str
-    batch_index: int
-    user_ids: IntArray
-    pair_user: IntArray
-    pair_item: IntArray
-    pair_provider: IntArray
-    features: Float32Array
-
-    @property
-    def n_pairs(self) -> int:
-        """Number of (user, item) pairs ``E`` in the batch."""
-        return int(self.pair_user.shape[0])
-
-
-@dataclass(frozen=True, eq=False)
-class BatchConstraints:
-    """Right-hand sides of one batch's constraints (the LP rows of every allocator).
-
-    Attributes:
-        budget: ``(L,)`` platform budgets; ``L = 1`` here, row 0 on expected unsubscriptions.
-            ``inf`` means no budget.
-        provider_min: ``(P,)`` minimum expected exposure (sum of x) per provider; 0 for none.
-        provider_max: ``(P,)`` maximum exposure per provider; ``inf`` for none.
-        user_cap: ``(n_users,)`` int64 most items per user, indexed by user id.
-        budget_names: ``(L,)`` what each budget row limits.
-    """
-
-    budget: FloatArray
-    provider_min: FloatArray
-    provider_max: FloatArray
-    user_cap: IntArray
-    budget_names: tuple[str, ...] = ("expected_unsubscriptions",)
-
-
-@dataclass(frozen=True, eq=False)
-class OracleResult:
-    """An allocation of one batch and what it earns and spends under the true model.
-
-    Attributes:
-        x: ``(E,)`` float64 in [0, 1]: the (possibly fractional) send weight of each pair.
-        objective: ``sum(x * reward)``: expected reward of the allocation.
-        expected_cost: ``(L,)`` ``cost.T @ x``; here expected unsubscriptions.
-        provider_exposure: ``(P,)`` ``sum(x)`` per provider.
-    """
-
-    x: FloatArray
-    objective: float
-    expected_cost: FloatArray
-    provider_exposure: FloatArray
-
-
 class EmailWorld:
     """The simulated world: users, items, providers, true outcome models and batch constraints.
 
@@ -232,18 +171,18 @@ class EmailWorld:
         self.config = c
         rng = np.random.default_rng(np.random.SeedSequence(c.seed, spawn_key=(0,)))
 
-        self.user_features = _read_only(rng.standard_normal((c.n_users, c.user_dim)))
-        self.item_features = _read_only(rng.standard_normal((c.n_items, c.item_dim)))
+        self.user_features = read_only(rng.standard_normal((c.n_users, c.user_dim)))
+        self.item_features = read_only(rng.standard_normal((c.n_items, c.item_dim)))
         # Every provider owns one item; the others go to providers with Dirichlet weights, so
         # providers differ in size (and in how easily a minimum exposure is met).
         weights = rng.dirichlet(np.full(c.n_providers, 2.0))
         rest = rng.choice(c.n_providers, size=c.n_items - c.n_providers, p=weights)
-        self.item_provider = _read_only(
+        self.item_provider = read_only(
             rng.permutation(np.concatenate([np.arange(c.n_providers), rest])).astype(np.int64)
         )
         # Value per conversion: log-normal around 20 with sigma 0.8 (a few items are worth
         # several times the median, as with premium products in email marketing).
-        self.item_value = _read_only(rng.lognormal(np.log(20.0), 0.8, size=c.n_items))
+        self.item_value = read_only(rng.lognormal(np.log(20.0), 0.8, size=c.n_items))
 
         # Observed cross term: elementwise product of a user and an item projection, both of
         # width item_dim. It is a hint of the interactions, not the true interaction.
@@ -338,11 +277,11 @@ class EmailWorld:
         return CandidateBatch(
             batch_id=f"email-s{c.seed}-b{batch_index:06d}",
             batch_index=batch_index,
-            user_ids=_read_only(user_ids),
-            pair_user=_read_only(pair_user),
-            pair_item=_read_only(pair_item),
-            pair_provider=_read_only(self.item_provider[pair_item]),
-            features=_read_only(self.pair_features(pair_user, pair_item)),
+            user_ids=read_only(user_ids),
+            pair_user=read_only(pair_user),
+            pair_item=read_only(pair_item),
+            pair_provider=read_only(self.item_provider[pair_item]),
+            features=read_only(self.pair_features(pair_user, pair_item)),
         )
 
     def true_probabilities(
@@ -425,10 +364,10 @@ class EmailWorld:
         least = -solve_allocation_lp(-cost[:, 0], cost, batch.pair_user, batch.pair_provider, no_budget).objective
         budget = max(c.unsub_budget_fraction * greedy_spend, _FEASIBILITY_MARGIN * least)
         return BatchConstraints(
-            budget=_read_only(np.array([budget])),
-            provider_min=_read_only(provider_min),
-            provider_max=_read_only(provider_max),
-            user_cap=_read_only(user_cap),
+            budget=read_only(np.array([budget])),
+            provider_min=read_only(provider_min),
+            provider_max=read_only(provider_max),
+            user_cap=read_only(user_cap),
         )
 
     def oracle(self, batch: CandidateBatch, constraints: BatchConstraints | None = None) -> OracleResult:
@@ -461,7 +400,7 @@ class EmailWorld:
         reward, cost = self.expected_reward_and_cost(batch)
         cap = np.full(self.config.n_users, self.config.sends_per_user, dtype=np.int64)
         x = greedy_allocation(reward, batch.pair_user, cap)
-        return _allocation_result(x, reward, cost, batch.pair_provider, self.config.n_providers)
+        return allocation_result(x, reward, cost, batch.pair_provider, self.config.n_providers)
 
     def draw_outcomes(
         self, pair_user: ArrayLike, pair_item: ArrayLike, rng: np.random.Generator
@@ -583,133 +522,6 @@ class EmailWorld:
         return conv, unsub
 
 
-def greedy_allocation(reward: ArrayLike, pair_user: ArrayLike, user_cap: ArrayLike) -> FloatArray:
-    """Each user's ``user_cap`` highest-reward pairs (those with positive reward), vectorised.
-
-    Args:
-        reward: ``(E,)`` reward of each pair.
-        pair_user: ``(E,)`` int user index of each pair (into ``user_cap``); lists may be ragged.
-        user_cap: ``(n_users,)`` most pairs per user.
-
-    Returns:
-        ``(E,)`` float64 0/1 allocation.
-    """
-    reward = np.asarray(reward, dtype=float)
-    pair_user = np.asarray(pair_user, dtype=np.int64)
-    # Sort by user, then by reward descending; a pair's rank within its user is its position
-    # minus the position of its user's first pair.
-    order = np.lexsort((-reward, pair_user))
-    sorted_user = pair_user[order]
-    rank = np.arange(order.size) - np.searchsorted(sorted_user, sorted_user, side="left")
-    x = np.zeros(order.size)
-    x[order] = (rank < np.asarray(user_cap)[sorted_user]) & (reward[order] > 0)
-    return x
-
-
-def solve_allocation_lp(
-    reward: ArrayLike,
-    cost: ArrayLike,
-    pair_user: ArrayLike,
-    pair_provider: ArrayLike,
-    constraints: BatchConstraints,
-) -> OracleResult:
-    """Solve the BanditLP allocation LP exactly with the allocator's HiGHS solver.
-
-    ``max reward @ x`` s.t. ``sum_{e in user u} x_e <= user_cap[u]``,
-    ``cost[:, l] @ x <= budget[l]`` (finite budgets only),
-    ``provider_min[p] <= sum_{e in provider p} x_e <= provider_max[p]`` (positive minimums and
-    finite maximums only), ``0 <= x <= 1``. The LP is an :class:`allocator.AllocationProblem`
-    solved with ``allocator.solve(..., "highs")`` (interior point with crossover, so ``x`` is an
-    optimal vertex).
-
-    Args:
-        reward: ``(E,)`` objective coefficients.
-        cost: ``(E, L)`` budget coefficients.
-        pair_user: ``(E,)`` int user index of each pair (into ``constraints.user_cap``).
-        pair_provider: ``(E,)`` int provider index of each pair (into the provider bounds).
-        constraints: Right-hand sides.
-
-    Returns:
-        The optimal allocation, its objective, costs and exposures.
-
-    Raises:
-        EvaluationInputError: on inconsistent shapes, or inputs the LP rejects (no pairs, ids out
-            of range, NaN or infinite coefficients, a negative cap).
-        OracleInfeasible: if the LP has no feasible point, or HiGHS does not reach an optimum.
-    """
-    reward = np.asarray(reward, dtype=float)
-    cost = np.asarray(cost, dtype=float)
-    n_pairs = reward.shape[0]
-    n_providers = constraints.provider_min.shape[0]
-    if (
-        reward.ndim != 1
-        or cost.shape != (n_pairs, constraints.budget.shape[0])
-        or np.shape(pair_user) != (n_pairs,)
-        or np.shape(pair_provider) != (n_pairs,)
-        or constraints.provider_max.shape != (n_providers,)
-    ):
-        raise EvaluationInputError(
-            f"inconsistent LP shapes: reward {reward.shape}, cost {cost.shape}, "
-            f"budget {constraints.budget.shape}, pair_user {np.shape(pair_user)}, "
-            f"pair_provider {np.shape(pair_provider)}, provider bounds "
-            f"{constraints.provider_min.shape}/{constraints.provider_max.shape}"
-        )
-    # Only the rows that can bind are written: finite budgets, positive minimums, finite maximums.
-    has_budget = np.isfinite(constraints.budget)
-    provider_min = np.where(constraints.provider_min > 0, constraints.provider_min, -np.inf)
-    provider_max = np.where(np.isfinite(constraints.provider_max), constraints.provider_max, np.inf)
-    context = (
-        f"budgets {constraints.budget.tolist()}, provider minimum total "
-        f"{float(constraints.provider_min.sum()):.3f}, user cap total {int(constraints.user_cap.sum())}"
-    )
-    if np.any(short := provider_min > provider_max):
-        p = int(np.flatnonzero(short)[0])
-        raise OracleInfeasible(
-            f"allocation LP is infeasible: provider {p} has minimum {provider_min[p]} > maximum "
-            f"{provider_max[p]}; {context}"
-        )
-    try:
-        problem = AllocationProblem(
-            user=np.asarray(pair_user),
-            item=np.arange(n_pairs),
-            reward=reward,
-            cost=cost[:, has_budget].T,
-            budget=constraints.budget[has_budget],
-            provider=np.asarray(pair_provider),
-            provider_min=provider_min,
-            provider_max=provider_max,
-            user_cap=np.asarray(constraints.user_cap, dtype=float),
-        )
-    except ProblemValidationError as exc:
-        raise EvaluationInputError(f"invalid allocation LP: {exc}") from exc
-    try:
-        result = allocator.solve(problem, "highs", crossover=True)
-    except InfeasibleAllocation as exc:
-        raise OracleInfeasible(f"{exc}; {context}") from exc
-    except AllocatorError as exc:
-        raise OracleInfeasible(f"allocation LP not solved: {exc}; {context}") from exc
-    if result.status not in (Status.OPTIMAL, Status.OPTIMAL_PRIMAL):
-        raise OracleInfeasible(f"allocation LP not solved to optimality (status {result.status}); {context}")
-    return _allocation_result(result.x, reward, cost, np.asarray(pair_provider), n_providers)
-
-
-def _allocation_result(
-    x: FloatArray, reward: FloatArray, cost: FloatArray, pair_provider: IntArray, n_providers: int
-) -> OracleResult:
-    return OracleResult(
-        x=_read_only(x),
-        objective=float(reward @ x),
-        expected_cost=_read_only(cost.T @ x),
-        provider_exposure=_read_only(weighted_bincount(pair_provider, x, n_providers)),
-    )
-
-
 def _offset_for_mean(logits: FloatArray, target: float) -> float:
     # mean(sigmoid(a + logits)) increases strictly in a: one root, bracketed generously.
     return float(scipy.optimize.brentq(lambda a: float(expit(a + logits).mean()) - target, -30.0, 30.0))
-
-
-def _read_only(array: NDArray[_S]) -> NDArray[_S]:
-    # Arrays held by frozen records are made read-only so the records really are immutable.
-    array.flags.writeable = False
-    return array

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from banditlp.arrays import BoolArray, Float32Array, FloatArray
-from evaluation.email_world import BatchConstraints, CandidateBatch, EmailWorld
+from evaluation.email_batch import BatchConstraints, CandidateBatch
+from evaluation.email_world import EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.seeding import OUTCOMES, WARM_START, generator
 from evaluation.health.shift import world_at

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 import allocator
 from allocator import AllocationProblem, AllocatorError, InfeasibleAllocation, Status
 from banditlp.arrays import FloatArray
-from evaluation.email_world import BatchConstraints, CandidateBatch
+from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError, OracleInfeasible
 
 # HiGHS' interior point with crossover first (an optimal vertex); its dual simplex when the

@@ -23,7 +23,8 @@ from typing import Protocol
 import numpy as np
 
 from banditlp.arrays import FloatArray
-from evaluation.email_world import BatchConstraints, CandidateBatch, EmailWorld
+from evaluation.email_batch import BatchConstraints, CandidateBatch
+from evaluation.email_world import EmailWorld
 from evaluation.experiment.batches import Rows
 
 

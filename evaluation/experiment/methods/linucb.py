@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from banditlp.arrays import FloatArray
-from evaluation.email_world import BatchConstraints, CandidateBatch
+from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
 from evaluation.experiment.lp import solve_lp

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from evaluation.email_world import BatchConstraints, CandidateBatch, greedy_allocation
+from evaluation.email_batch import BatchConstraints, CandidateBatch, greedy_allocation
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
 from evaluation.experiment.lp import solve_lp, solve_lp_checked

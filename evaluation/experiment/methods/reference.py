@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from evaluation.email_world import BatchConstraints, CandidateBatch, EmailWorld
+from evaluation.email_batch import BatchConstraints, CandidateBatch
+from evaluation.email_world import EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
 from evaluation.experiment.lp import solve_lp

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from banditlp.arrays import Float32Array, FloatArray, IntArray, weighted_bincount
-from evaluation.email_world import BatchConstraints, CandidateBatch
+from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
 from evaluation.experiment.lp import SolvedLP, solve_lp

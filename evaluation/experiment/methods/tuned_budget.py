@@ -31,7 +31,7 @@ import numpy as np
 
 from allocator.arm_rows import arm_budget_rows
 from banditlp.arrays import FloatArray, IntArray
-from evaluation.email_world import BatchConstraints, CandidateBatch
+from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.lp import SolvedLP, solve_lp
 from evaluation.experiment.methods.base import MethodContext

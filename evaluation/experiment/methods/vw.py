@@ -54,7 +54,8 @@ import numpy as np
 import vowpalwabbit
 
 from banditlp.arrays import Float32Array, FloatArray, IntArray, weighted_bincount
-from evaluation.email_world import BatchConstraints, CandidateBatch, EmailWorld
+from evaluation.email_batch import BatchConstraints, CandidateBatch
+from evaluation.email_world import EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import FIRST_LOGGED_BATCH, Rows
 from evaluation.experiment.methods.base import MethodContext, Plan

@@ -19,14 +19,8 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluation.email_world import (
-    BatchConstraints,
-    CandidateBatch,
-    EmailWorld,
-    EmailWorldConfig,
-    greedy_allocation,
-    solve_allocation_lp,
-)
+from evaluation.email_batch import BatchConstraints, CandidateBatch, greedy_allocation, solve_allocation_lp
+from evaluation.email_world import EmailWorld, EmailWorldConfig
 from evaluation.errors import EvaluationInputError, OracleInfeasible
 
 TOL = 1e-7

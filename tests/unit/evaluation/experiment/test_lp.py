@@ -10,7 +10,8 @@ import scipy.optimize
 
 import allocator
 from allocator import AllocatorError
-from evaluation.email_world import BatchConstraints, EmailWorld
+from evaluation.email_batch import BatchConstraints
+from evaluation.email_world import EmailWorld
 from evaluation.errors import OracleInfeasible
 from evaluation.experiment.lp import allocation_problem, solve_lp
 

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluation.email_world import EmailWorld, greedy_allocation
+from evaluation.email_batch import greedy_allocation
+from evaluation.email_world import EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment import METHODS
 from evaluation.experiment.batches import BatchBook

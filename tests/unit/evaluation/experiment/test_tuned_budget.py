@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from evaluation.email_world import BatchConstraints, CandidateBatch, EmailWorld
+from evaluation.email_batch import BatchConstraints, CandidateBatch
+from evaluation.email_world import EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment import results_document, run_experiment
 from evaluation.experiment.batches import BatchBook

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluation.email_world import BatchConstraints, EmailWorld, EmailWorldConfig
+from evaluation.email_batch import BatchConstraints
+from evaluation.email_world import EmailWorld, EmailWorldConfig
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment import DEFAULT_METHODS, METHODS
 from evaluation.experiment.batches import BatchBook, Rows
