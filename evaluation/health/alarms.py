@@ -46,7 +46,7 @@ from numpy.typing import ArrayLike
 
 from banditlp.arrays import FloatArray
 from evaluation.errors import EvaluationInputError
-from evaluation.health.rates import DEFAULT_ARL0, DEFAULT_NULL_ODDS, DEFAULT_RATIO
+from evaluation.health.rates import DEFAULT_ARL0, DEFAULT_NULL_ODDS, DEFAULT_RATIO, DEFAULT_REF_NULL_ODDS
 
 #: The correction of Siegmund's approximation for a normal CUSUM (the overshoot of the boundary).
 SIEGMUND_OVERSHOOT = 1.166
@@ -95,10 +95,14 @@ class HealthThresholds:
             which prediction drift is alarmed.
         rate_ratio: The odds ratio the outcome-rate CUSUM is tuned to (and its inverse).
         rate_arl0: The rate CUSUM's two-sided in-control average run length, in batches.
-        rate_h: Its threshold; None: solved from ``rate_arl0`` for the reference batches.
+        rate_h: Its threshold (and the frozen-reference chart's); None: solved from ``rate_arl0``
+            for the reference batches (the first monitored one for the frozen-reference chart).
         rate_null_odds_conversion: Odds of the observed over the predicted conversions on sent
             pairs when nothing has shifted (the null of the rate CUSUM).
         rate_null_odds_unsubscription: The same for unsubscriptions.
+        rate_ref_null_odds_conversion: Odds of the observed conversions over the frozen read-out's
+            predictions of the sent pairs when nothing has shifted (the null of ``rate_shift_ref``).
+        rate_ref_null_odds_unsubscription: The same for unsubscriptions.
         ece_z: Standard deviations of the null ECE above its null mean.
         entropy_ratio: Entropy below this fraction of the reference is a collapse.
         coverage_ratio: Coverage below this fraction of the reference.
@@ -113,6 +117,8 @@ class HealthThresholds:
     rate_h: float | None = None
     rate_null_odds_conversion: float = DEFAULT_NULL_ODDS["conversion"]
     rate_null_odds_unsubscription: float = DEFAULT_NULL_ODDS["unsubscription"]
+    rate_ref_null_odds_conversion: float = DEFAULT_REF_NULL_ODDS["conversion"]
+    rate_ref_null_odds_unsubscription: float = DEFAULT_REF_NULL_ODDS["unsubscription"]
     ece_z: float = 3.09
     entropy_ratio: float = 0.8
     coverage_ratio: float = 0.5
@@ -133,6 +139,8 @@ class HealthThresholds:
             (self.rate_h is None or self.rate_h > 0, "rate_h"),
             (self.rate_null_odds_conversion > 0, "rate_null_odds_conversion"),
             (self.rate_null_odds_unsubscription > 0, "rate_null_odds_unsubscription"),
+            (self.rate_ref_null_odds_conversion > 0, "rate_ref_null_odds_conversion"),
+            (self.rate_ref_null_odds_unsubscription > 0, "rate_ref_null_odds_unsubscription"),
             (self.ece_z > 0, "ece_z"),
             (0 < self.entropy_ratio <= 1, "entropy_ratio"),
             (0 < self.coverage_ratio <= 1, "coverage_ratio"),
@@ -146,6 +154,10 @@ class HealthThresholds:
     def null_odds(self, outcome: str) -> float:
         """The rate CUSUM's null odds ratio of ``outcome``."""
         return float(getattr(self, f"rate_null_odds_{outcome}"))
+
+    def ref_null_odds(self, outcome: str) -> float:
+        """The frozen-reference rate CUSUM's null odds ratio of ``outcome``."""
+        return float(getattr(self, f"rate_ref_null_odds_{outcome}"))
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ ALARM_OF = {
     "conversion": "rate_shift.conversion",
     "unsubscription": "rate_shift.unsubscription",
 }
+#: The second alarm of a kind, against the frozen read-out (reported beside, and "either" of both).
+REF_ALARM_OF = {
+    "conversion": "rate_shift_ref.conversion",
+    "unsubscription": "rate_shift_ref.unsubscription",
+}
 
 
 def first_alarm_delays(alarms: FloatArray, shift_batch: int) -> list[int | None]:
@@ -113,6 +118,33 @@ def _alarm_matrix(runs: list[Any], name: str) -> FloatArray:
     return np.stack([run.series[f"alarm.{name}"] for run in runs])
 
 
+def _series(runs: list[Any], name: str) -> FloatArray:
+    return np.stack([run.series[f"health.{name}"] for run in runs])
+
+
+def per_batch_ratio(runs: list[Any], observed: str, expected: str, first: int) -> list[float | None]:
+    """Observed over expected per batch from ``first`` on, pooled over the runs (None where nothing was expected)."""
+    y, p = _series(runs, observed)[:, first:], _series(runs, expected)[:, first:]
+    ys, ps = np.nansum(y, axis=0), np.nansum(p, axis=0)
+    return [float(a / b) if b > 0 else None for a, b in zip(ys, ps, strict=True)]
+
+
+def reference_null(runs: list[Any], first: int) -> dict[str, Any]:
+    """The frozen read-out's null per outcome: pooled observed over its expected outcomes of the
+    sent pairs (with the Poisson interval), the same per batch, and the read-out's R² per run."""
+    out: dict[str, Any] = {}
+    for o in OUTCOMES:
+        out[o] = {
+            "pooled": observed_over_expected(
+                _series(runs, f"rate_observed.{o}")[:, first:], _series(runs, f"rate_ref_expected.{o}")[:, first:]
+            ),
+            "per_batch": per_batch_ratio(runs, f"rate_observed.{o}", f"rate_ref_expected.{o}", first),
+            "deployed_per_batch": per_batch_ratio(runs, f"rate_observed.{o}", f"rate_expected.{o}", first),
+            "fit_r2": [float(r.series[f"health.reference_fit_r2.{o}"][first]) for r in runs],
+        }
+    return out
+
+
 def measure_drift(
     config: Any,
     shift_batch: int,
@@ -164,6 +196,7 @@ def measure_drift(
             )
             for o in OUTCOMES
         }
+        doc["null_reference"] = reference_null(null_runs, reference)
     for kind in kinds:
         shift = Shift.of(kind, shift_batch, sizes.get(kind))
         started = time.monotonic()
@@ -192,6 +225,31 @@ def measure_drift(
             ),
             "other_alarm_delays": other,
         }
+        ref = REF_ALARM_OF.get(kind)
+        if ref is not None:
+            runs = shifted.methods[method]
+            either = np.maximum(_alarm_matrix(runs, alarm), _alarm_matrix(runs, ref))
+            null_either = (
+                None
+                if null_runs is None
+                else np.maximum(_alarm_matrix(null_runs, alarm), _alarm_matrix(null_runs, ref))
+            )
+            ref_delays = first_alarm_delays(_alarm_matrix(runs, ref), shift_batch)
+            either_delays = first_alarm_delays(either, shift_batch)
+            doc["kinds"][kind]["reference"] = {
+                "alarm": ref,
+                "delays": ref_delays,
+                "detected": sum(d is not None for d in ref_delays),
+                "false_alarms_same_batches": (
+                    None if null_runs is None else false_alarm_rates(_alarm_matrix(null_runs, ref), shift_batch)
+                ),
+                "either_delays": either_delays,
+                "either_detected": sum(d is not None for d in either_delays),
+                "either_false_alarms_same_batches": (
+                    None if null_either is None else false_alarm_rates(null_either, shift_batch)
+                ),
+                "shifted_reference": reference_null(runs, shift_batch),
+            }
     return doc
 
 
@@ -261,6 +319,17 @@ def main(argv: list[str] | None = None) -> None:
         print(" | ".join(row))
     for outcome, r in doc.get("null_observed_over_expected", {}).items():
         print(f"null {outcome}: observed/expected {r['ratio']:.3f} [{r['lower']:.3f}, {r['upper']:.3f}]")
+    for outcome, r in doc.get("null_reference", {}).items():
+        pooled = r["pooled"]
+        print(
+            f"null {outcome} against the frozen read-out: {pooled['ratio']:.3f} [{pooled['lower']:.3f}, "
+            f"{pooled['upper']:.3f}], R2 {np.round(r['fit_r2'], 2).tolist()}, per batch "
+            f"{[None if v is None else round(v, 2) for v in r['per_batch']]}"
+        )
+    for kind, k in doc["kinds"].items():
+        if "reference" in k:
+            ref = k["reference"]
+            print(f"{kind}: {ref['alarm']} delays {ref['delays']}, either {ref['either_delays']}")
 
 
 if __name__ == "__main__":

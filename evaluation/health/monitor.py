@@ -20,7 +20,14 @@ metrics compare against:
   (:mod:`evaluation.health.rates`), whose threshold is solved for batches like the ones seen
   by the end of the reference window. The CUSUM starts after the reference batches: a model
   fitted on a small warm start is miscalibrated on the pairs its LP picks first (the winner's
-  curse of the LP), which is not a change of the world.
+  curse of the LP), which is not a change of the world;
+* the frozen read-out of each outcome's model (:mod:`evaluation.health.reference`): fitted on the
+  last reference batch's pairs and predictions, then kept (refitted only after
+  ``reference_refresh`` batches without a rate alarm of the outcome, when that is set), and a
+  second likelihood-ratio CUSUM of the sent pairs' outcomes against its predictions
+  (``rate_shift_ref.<outcome>``; null odds ``rate_ref_null_odds_*``): a model retrained every
+  batch absorbs a shift of the rate within a few retrains, the frozen read-out does not. It needs
+  the sent pairs' features (``BatchObservation.sent``).
 
 Metric names (the keys of :attr:`BatchHealth.values`): ``selection_entropy``, ``item_coverage``,
 ``overlap_at_k``, ``allocation_variance``, ``feature_psi_max``, ``feature_psi.<j>``,
@@ -28,9 +35,12 @@ Metric names (the keys of :attr:`BatchHealth.values`): ``selection_entropy``, ``
 ``ece.<outcome>``, ``ece_threshold.<outcome>``, ``gap.<outcome>``, ``gap_se.<outcome>``,
 ``rate_z.<outcome>``, ``rate_expected.<outcome>`` (sum of the sent pairs' predictions),
 ``rate_observed.<outcome>`` (their outcomes), ``rate_llr.<outcome>`` (the batch's log-likelihood
-ratio of odds x ratio), ``rate_cusum.<outcome>``, ``rate_h.<outcome>``, ``outcomes.<outcome>``
+ratio of odds x ratio), ``rate_cusum.<outcome>``, ``rate_h.<outcome>``, ``rate_ref_expected.<outcome>``
+(sum of the frozen read-out's predictions of the sent pairs), ``rate_ref_cusum.<outcome>``,
+``rate_ref_h.<outcome>``, ``reference_fit_r2.<outcome>`` (the read-out's R²), ``outcomes.<outcome>``
 (nan where a batch had nothing to measure).
 Alarm names: ``feature_drift``, ``prediction_drift.<outcome>``, ``rate_shift.<outcome>``,
+``rate_shift_ref.<outcome>``,
 ``calibration.<outcome>``, ``entropy_collapse``, ``coverage_collapse``, ``overlap_collapse``,
 ``variance_collapse``.
 """
@@ -58,6 +68,7 @@ from evaluation.health.metrics import (
     send_variance,
 )
 from evaluation.health.rates import RateCusum, null_probability, odds_llr, poisson_like, rate_threshold
+from evaluation.health.reference import FrozenReadout, fit_readout
 
 #: The outcomes whose rates and calibration are watched.
 OUTCOMES = ("conversion", "unsubscription")
@@ -66,6 +77,7 @@ ALARM_NAMES = (
     "feature_drift",
     *(f"prediction_drift.{o}" for o in OUTCOMES),
     *(f"rate_shift.{o}" for o in OUTCOMES),
+    *(f"rate_shift_ref.{o}" for o in OUTCOMES),
     *(f"calibration.{o}" for o in OUTCOMES),
     "entropy_collapse",
     "coverage_collapse",
@@ -98,6 +110,8 @@ class BatchObservation:
         outcomes: Outcome -> ``(predicted (n_o,), observed (n_o,) 0/1)`` of the sends observed.
         tie: ``(E,)`` ints that order equal propensities in a user's top K (the item id when None;
             the worker passes the rank of the item's name, so ties follow the names).
+        sent: ``(n_o,)`` the rows of ``features`` of the observed sends, in the order of
+            ``outcomes`` (every outcome's), or None: then no frozen-reference rate chart.
     """
 
     batch: int
@@ -109,6 +123,7 @@ class BatchObservation:
     predicted: Mapping[str, FloatArray] = field(default_factory=dict)
     outcomes: Mapping[str, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
     tie: IntArray | None = None
+    sent: IntArray | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,9 @@ class MonitorConfig:
         reference_batches: Batches that form the reference of the predictions and exploration metrics.
         calibration_window: Last outcomes the calibration error is computed over.
         calibration_bins: Equal-mass bins of the ECE.
+        readout_degree: Polynomial degree of the frozen read-out (1 or 2).
+        reference_refresh: Refit the frozen read-out from the current batch after this many
+            monitored batches in a row without a rate alarm of the outcome (either chart); None: never.
     """
 
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
@@ -143,6 +161,8 @@ class MonitorConfig:
     reference_batches: int = 3
     calibration_window: int = 2000
     calibration_bins: int = 10
+    readout_degree: int = 2
+    reference_refresh: int | None = None
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot measure.
@@ -154,6 +174,11 @@ class MonitorConfig:
             raise EvaluationInputError(
                 "overlap_k, reference_batches, calibration_window and calibration_bins must be >= 1, got "
                 f"{self.overlap_k}, {self.reference_batches}, {self.calibration_window}, {self.calibration_bins}"
+            )
+        if self.readout_degree not in (1, 2) or (self.reference_refresh is not None and self.reference_refresh < 1):
+            raise EvaluationInputError(
+                f"readout_degree must be 1 or 2 and reference_refresh None or >= 1, got "
+                f"{self.readout_degree}, {self.reference_refresh}"
             )
 
 
@@ -182,6 +207,10 @@ class HealthMonitor:
         self._rate_h: dict[str, float | None] = {o: self.config.thresholds.rate_h for o in OUTCOMES}
         # (sends, expected count under the null) of every batch with outcomes, until h is solved
         self._rate_batches: dict[str, list[tuple[int, float]]] = {o: [] for o in OUTCOMES}
+        self._readout: dict[str, FrozenReadout | None] = {o: None for o in OUTCOMES}
+        self._ref_rate = {o: RateCusum() for o in OUTCOMES}
+        self._ref_h: dict[str, float | None] = {o: None for o in OUTCOMES}
+        self._quiet = {o: 0 for o in OUTCOMES}  # monitored batches since the last rate alarm or refit
         window = self.config.calibration_window
         self._recent: dict[str, tuple[deque[float], deque[float]]] = {
             o: (deque(maxlen=window), deque(maxlen=window)) for o in OUTCOMES
@@ -210,6 +239,7 @@ class HealthMonitor:
         for outcome in OUTCOMES:
             values.update(self._prediction_drift(obs, outcome, in_reference, alarms))
             values.update(self._outcome_health(obs, outcome, in_reference, alarms))
+            values.update(self._reference_rate(obs, outcome, in_reference, alarms))
 
         for metric, alarm, ratio_name in _COLLAPSES:
             value = values[metric]
@@ -317,6 +347,53 @@ class HealthMonitor:
         expected = min(max(expected, 1e-3), 0.5 * sends)
         t = self.config.thresholds
         return rate_threshold(poisson_like(expected, sends), t.rate_ratio, t.rate_arl0)
+
+    def _reference_rate(
+        self, obs: BatchObservation, outcome: str, in_reference: bool, alarms: list[Alarm]
+    ) -> dict[str, float]:
+        # The chart of the sent pairs' outcomes against the frozen read-out (module docstring).
+        t, c = self.config.thresholds, self.config
+        predicted = obs.predicted.get(outcome)
+        features = None if obs.features is None else np.asarray(obs.features, dtype=float)
+        rows = (features, predicted) if predicted is not None and features is not None else None
+        if rows is not None and len(rows[0]) != len(rows[1]):
+            rows = None
+        if in_reference and rows is not None:
+            # the last reference batch's model: the best trained one before the reference closes
+            self._readout[outcome] = fit_readout(*rows, c.readout_degree)
+        readout = self._readout[outcome]
+        out = {
+            f"rate_ref_expected.{outcome}": math.nan,
+            f"rate_ref_cusum.{outcome}": math.nan,
+            f"rate_ref_h.{outcome}": math.nan,
+            f"reference_fit_r2.{outcome}": math.nan if readout is None else readout.r2,
+        }
+        pair = obs.outcomes.get(outcome)
+        if in_reference or readout is None or pair is None or obs.sent is None or features is None:
+            return out
+        y = np.asarray(pair[1], dtype=float)
+        if y.size == 0:
+            return out
+        q = readout.predict(features[np.asarray(obs.sent)])
+        null = t.ref_null_odds(outcome)
+        h = self._ref_h[outcome] if t.rate_h is None else t.rate_h
+        if h is None:
+            # h for batches like the first monitored one (the chart's ARL barely depends on their size)
+            expected = min(max(float(null_probability(q, null).sum()), 1e-3), 0.5 * max(2, y.size))
+            h = self._ref_h[outcome] = rate_threshold(poisson_like(expected, max(2, y.size)), t.rate_ratio, t.rate_arl0)
+        self._ref_rate[outcome], stat, fired = self._ref_rate[outcome].step(q, y, t.rate_ratio, null, h)
+        if fired:
+            alarms.append(Alarm(f"rate_shift_ref.{outcome}", obs.batch, stat, h))
+        out[f"rate_ref_expected.{outcome}"] = float(q.sum())
+        out[f"rate_ref_cusum.{outcome}"] = stat
+        out[f"rate_ref_h.{outcome}"] = h
+        if c.reference_refresh is not None:
+            alarmed = fired or any(a.name == f"rate_shift.{outcome}" for a in alarms)
+            self._quiet[outcome] = 0 if alarmed else self._quiet[outcome] + 1
+            if self._quiet[outcome] >= c.reference_refresh and rows is not None:
+                self._readout[outcome] = fit_readout(*rows, c.readout_degree)
+                self._quiet[outcome] = 0
+        return out
 
 
 def model_scored_psi(reference: ArrayLike, features: ArrayLike, predicted: ArrayLike) -> tuple[float, float]:

@@ -61,6 +61,9 @@ DEFAULT_ARL0 = 500.0
 #: [0.93, 1.10] for unsubscription, so 1: the calibrated means show no optimizer's curse on the
 #: pairs the LP sends there (the uncalibrated and sampled ones do, DESIGN.md).
 DEFAULT_NULL_ODDS: Mapping[str, float] = {"conversion": 1.0, "unsubscription": 1.0}
+#: Null odds ratio of the outcomes over the frozen read-out's predictions of the sent pairs
+#: (``rate_shift_ref``), measured on the same unshifted runs (README).
+DEFAULT_REF_NULL_ODDS: Mapping[str, float] = {"conversion": 1.0, "unsubscription": 1.0}
 
 
 def null_probability(predicted: ArrayLike, null_odds: float) -> FloatArray:

@@ -31,6 +31,10 @@ SERIES_METRICS = (
     *(f"rate_observed.{o}" for o in OUTCOMES),
     *(f"rate_cusum.{o}" for o in OUTCOMES),
     *(f"rate_h.{o}" for o in OUTCOMES),
+    *(f"rate_ref_expected.{o}" for o in OUTCOMES),
+    *(f"rate_ref_cusum.{o}" for o in OUTCOMES),
+    *(f"rate_ref_h.{o}" for o in OUTCOMES),
+    *(f"reference_fit_r2.{o}" for o in OUTCOMES),
     *(f"ece.{o}" for o in OUTCOMES),
     *(f"gap.{o}" for o in OUTCOMES),
 )
@@ -89,4 +93,5 @@ def planned_batch(
         features=np.asarray(features, dtype=float),
         predicted=predicted,
         outcomes=outcomes,
+        sent=np.asarray(sent, dtype=np.int64),
     )
