@@ -85,7 +85,8 @@ def _streams(
         y = (rng.random((streams, frozen.size)) < true).astype(float)
         seen = counts[-2:]
         learnt = sum(seen, np.zeros(streams)) / (len(seen) * expected) if seen else np.ones(streams)
-        learner = null_probability(np.broadcast_to(q_null, (streams, frozen.size)), learnt[:, None])
+        odds = learnt[:, None]  # (streams, 1): the learner's odds multiplier of the frozen null
+        learner = odds * q_null / (1.0 - q_null + odds * q_null)
         for k, (pred, c) in enumerate(((np.broadcast_to(frozen, y.shape), null), (learner, 1.0))):
             charts[k, 0] = cusum_update(charts[k, 0], odds_llr(pred, y, ratio, c))
             charts[k, 1] = cusum_update(charts[k, 1], odds_llr(pred, y, 1 / ratio, c))
