@@ -320,6 +320,7 @@ class TunedMethod:
         self.failed_fits = 0
         self.batches_seen = 0
         self.history: list[tuple[tuple[float, ...], ArmTotals]] = []
+        self.batch_starts: list[int] = []  # where each fed-back batch's arm-batches start in history
         self._positions: FloatArray | None = None
         self._served: _Served | None = None
         self._previous_top: IntArray | None = None
@@ -353,6 +354,7 @@ class TunedMethod:
             rows.unsubscribed,
             self._previous_top,
         )
+        self.batch_starts.append(len(self.history))
         self.history.extend((point, count) for point, count in zip(dist.points, counts) if count.users > 0)
         exposure = item_exposure(np.ones(pairs.size), sent_item, self.n_items)
         self._previous_top = top_k_items(exposure, self.config.overlap_k)
@@ -365,7 +367,7 @@ class TunedMethod:
     def _refit(self) -> None:
         """The next distribution from the observations (unchanged with fewer than two)."""
         cfg = self.config
-        X, Y = binned_observations(self.history, cfg.chunk_users, self._bin_widths())
+        X, Y = binned_observations(self._fitted_history(), cfg.chunk_users, self._bin_widths())
         if X.shape[0] < 2:
             return
         tuner = TunerConfig(
@@ -392,6 +394,10 @@ class TunedMethod:
         self.distribution = ArmDistribution.of(dist.points[top], probs, self.distribution.layout)
 
     # -- the knobs: τ alone here; a subclass adds knobs after it (τ stays the first coordinate) --
+
+    def _fitted_history(self) -> list[tuple[tuple[float, ...], ArmTotals]]:
+        """The arm-batches the fit sees (all of them here)."""
+        return self.history
 
     def _warmup_points(self) -> FloatArray:
         """``(N, d)`` the warm-up arms' settings."""

@@ -35,7 +35,7 @@ from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.lp import SolvedLP, solve_lp
 from evaluation.experiment.methods.base import MethodContext
-from evaluation.experiment.methods.tuned import TunedConfig, TunedMethod
+from evaluation.experiment.methods.tuned import ArmTotals, TunedConfig, TunedMethod
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,12 +48,16 @@ class TunedBudgetConfig(TunedConfig):
             Latin square over the box: every τ level and every s level once).
         scale_bin: Width of the grid cells in s (``tau_bin`` in τ) the observations are pooled in;
             4 × 4 cells over the default box, as many as ``banditlp_tuned``'s 16 τ bins.
+        window_batches: Fit on the arm-batches of the last this many fed-back batches only (0: all).
+            The overspend the scale corrects falls as the model learns (usage ~1.2 in the first
+            batches, ~1.0 from the tenth), so old observations describe another bias.
     """
 
     scale_bounds: tuple[float, float] = (0.7, 1.1)
     warmup_scales: tuple[float, ...] = (0.9, 1.1, 0.7, 1.0, 0.8)
     tau_bin: float = 0.5
     scale_bin: float = 0.1
+    window_batches: int = 0
     experiment: str = "banditlp_tuned_budget"
 
     def __post_init__(self) -> None:
@@ -74,6 +78,7 @@ class TunedBudgetConfig(TunedConfig):
                 "warmup_scales must pair with warmup_taus and lie inside scale_bounds",
             ),
             (self.scale_bin > 0, f"scale_bin must be > 0, got {self.scale_bin}"),
+            (self.window_batches >= 0, f"window_batches must be >= 0, got {self.window_batches}"),
         )
         for ok, message in checks:
             if not ok:
@@ -126,6 +131,13 @@ class TunedBudgetMethod(TunedMethod):
 
     def __init__(self, config: TunedBudgetConfig, context: MethodContext) -> None:
         super().__init__(config, context)
+
+    def _fitted_history(self) -> list[tuple[tuple[float, ...], ArmTotals]]:
+        """The arm-batches of the last ``window_batches`` fed-back batches (all with 0)."""
+        w = self.config.window_batches
+        if w == 0 or len(self.batch_starts) <= w:
+            return self.history
+        return self.history[self.batch_starts[-w] :]
 
     def _warmup_points(self) -> FloatArray:
         return np.column_stack([self.config.warmup_taus, self.config.warmup_scales]).astype(float)

@@ -177,3 +177,21 @@ def test_the_config_rejects_what_cannot_tune() -> None:
         TunedBudgetConfig(warmup_scales=(0.9, 1.1, 0.7, 1.0, 1.5))
     with pytest.raises(EvaluationInputError, match="tau_bounds"):
         TunedBudgetConfig(tau_bounds=(1.0, 1.0))
+
+
+def test_a_window_fits_on_the_last_batches_only(tiny_world: EmailWorld) -> None:
+    from evaluation.experiment.methods.tuned import ArmTotals
+
+    context = MethodContext(tiny_world.feature_dim, tiny_world)
+    method = TunedBudgetMethod(TunedBudgetConfig(window_batches=2), context)
+    # three fed-back batches: arm-batches 0-1, 2, 3-4
+    method.history = [((0.1 * i, 1.0), ArmTotals(users=i)) for i in range(5)]
+    method.batch_starts = [0, 2, 3]
+    assert method._fitted_history() == method.history[2:]
+    method.batch_starts = [0, 2]
+    assert method._fitted_history() == method.history
+    everything = TunedBudgetMethod(TunedBudgetConfig(), context)
+    everything.history, everything.batch_starts = method.history, [0, 2, 3]
+    assert everything._fitted_history() == method.history
+    with pytest.raises(EvaluationInputError, match="window_batches"):
+        TunedBudgetConfig(window_batches=-1)
