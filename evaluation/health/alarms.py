@@ -27,6 +27,11 @@ Thresholds and how they were chosen (:class:`HealthThresholds`):
   for batches like the reference ones (their mean sends and mean expected count), unless
   ``rate_h`` fixes it. The null odds ratio of the predictions on the sent pairs
   (``rate_null_odds_*``) was measured on unshifted runs of the email world.
+* outcome rates against a frozen reference (``rate_shift_ref.<outcome>``): the same CUSUM, ratio,
+  ARL and ``h`` rule, of the same outcomes against a read-out of the model frozen at the close of
+  the reference window (:mod:`evaluation.health.reference`), which does not learn a shift as the
+  retrained model does; its null odds take up the frozen model's bias on the pairs later policies
+  send, estimated per run from lagged batches (:class:`~evaluation.health.monitor.MonitorConfig`).
 * calibration: ECE above its null mean plus 3.09 null standard deviations (a one-sided 0.1%
   normal tail), over the last ``calibration_window`` outcomes.
 * exploration collapse: selection entropy, item coverage, overlap@K and allocation variance each
@@ -46,7 +51,7 @@ from numpy.typing import ArrayLike
 
 from banditlp.arrays import FloatArray
 from evaluation.errors import EvaluationInputError
-from evaluation.health.rates import DEFAULT_ARL0, DEFAULT_NULL_ODDS, DEFAULT_RATIO, DEFAULT_REF_NULL_ODDS
+from evaluation.health.rates import DEFAULT_ARL0, DEFAULT_NULL_ODDS, DEFAULT_RATIO
 
 #: The correction of Siegmund's approximation for a normal CUSUM (the overshoot of the boundary).
 SIEGMUND_OVERSHOOT = 1.166
@@ -96,13 +101,10 @@ class HealthThresholds:
         rate_ratio: The odds ratio the outcome-rate CUSUM is tuned to (and its inverse).
         rate_arl0: The rate CUSUM's two-sided in-control average run length, in batches.
         rate_h: Its threshold (and the frozen-reference chart's); None: solved from ``rate_arl0``
-            for the reference batches (the first monitored one for the frozen-reference chart).
+            for the reference batches (the null-odds window's for the frozen-reference chart).
         rate_null_odds_conversion: Odds of the observed over the predicted conversions on sent
             pairs when nothing has shifted (the null of the rate CUSUM).
         rate_null_odds_unsubscription: The same for unsubscriptions.
-        rate_ref_null_odds_conversion: Odds of the observed conversions over the frozen read-out's
-            predictions of the sent pairs when nothing has shifted (the null of ``rate_shift_ref``).
-        rate_ref_null_odds_unsubscription: The same for unsubscriptions.
         ece_z: Standard deviations of the null ECE above its null mean.
         entropy_ratio: Entropy below this fraction of the reference is a collapse.
         coverage_ratio: Coverage below this fraction of the reference.
@@ -117,8 +119,6 @@ class HealthThresholds:
     rate_h: float | None = None
     rate_null_odds_conversion: float = DEFAULT_NULL_ODDS["conversion"]
     rate_null_odds_unsubscription: float = DEFAULT_NULL_ODDS["unsubscription"]
-    rate_ref_null_odds_conversion: float = DEFAULT_REF_NULL_ODDS["conversion"]
-    rate_ref_null_odds_unsubscription: float = DEFAULT_REF_NULL_ODDS["unsubscription"]
     ece_z: float = 3.09
     entropy_ratio: float = 0.8
     coverage_ratio: float = 0.5
@@ -139,8 +139,6 @@ class HealthThresholds:
             (self.rate_h is None or self.rate_h > 0, "rate_h"),
             (self.rate_null_odds_conversion > 0, "rate_null_odds_conversion"),
             (self.rate_null_odds_unsubscription > 0, "rate_null_odds_unsubscription"),
-            (self.rate_ref_null_odds_conversion > 0, "rate_ref_null_odds_conversion"),
-            (self.rate_ref_null_odds_unsubscription > 0, "rate_ref_null_odds_unsubscription"),
             (self.ece_z > 0, "ece_z"),
             (0 < self.entropy_ratio <= 1, "entropy_ratio"),
             (0 < self.coverage_ratio <= 1, "coverage_ratio"),
@@ -154,10 +152,6 @@ class HealthThresholds:
     def null_odds(self, outcome: str) -> float:
         """The rate CUSUM's null odds ratio of ``outcome``."""
         return float(getattr(self, f"rate_null_odds_{outcome}"))
-
-    def ref_null_odds(self, outcome: str) -> float:
-        """The frozen-reference rate CUSUM's null odds ratio of ``outcome``."""
-        return float(getattr(self, f"rate_ref_null_odds_{outcome}"))
 
 
 @dataclass(frozen=True)

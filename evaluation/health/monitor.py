@@ -22,12 +22,16 @@ metrics compare against:
   fitted on a small warm start is miscalibrated on the pairs its LP picks first (the winner's
   curse of the LP), which is not a change of the world;
 * the frozen read-out of each outcome's model (:mod:`evaluation.health.reference`): fitted on the
-  last reference batch's pairs and predictions, then kept (refitted only after
-  ``reference_refresh`` batches without a rate alarm of the outcome, when that is set), and a
-  second likelihood-ratio CUSUM of the sent pairs' outcomes against its predictions
-  (``rate_shift_ref.<outcome>``; null odds ``rate_ref_null_odds_*``): a model retrained every
-  batch absorbs a shift of the rate within a few retrains, the frozen read-out does not. It needs
-  the sent pairs' features (``BatchObservation.sent``).
+  last reference batch's pairs and predictions, then kept, and a second likelihood-ratio CUSUM of
+  the sent pairs' outcomes against its predictions (``rate_shift_ref.<outcome>``): a model
+  retrained every batch absorbs a shift of the rate within a few retrains, the frozen read-out
+  does not. The read-out is biased on the pairs later, better-trained policies send, by an odds
+  ratio that differs from run to run (0.95-2.0 over five unshifted runs, README) but is steady
+  within one; so the chart's null odds are the run's own: the maximum-likelihood ratio of the
+  outcomes over the read-out's predictions over the monitored batches up to ``reference_lag``
+  batches back (a shift enters it only after the chart has had ``reference_lag`` batches to see
+  it at full size, and then diluted by the window), and the chart starts once that window holds
+  ``reference_calibration`` batches. It needs the sent pairs' features (``BatchObservation.sent``).
 
 Metric names (the keys of :attr:`BatchHealth.values`): ``selection_entropy``, ``item_coverage``,
 ``overlap_at_k``, ``allocation_variance``, ``feature_psi_max``, ``feature_psi.<j>``,
@@ -37,7 +41,8 @@ Metric names (the keys of :attr:`BatchHealth.values`): ``selection_entropy``, ``
 ``rate_observed.<outcome>`` (their outcomes), ``rate_llr.<outcome>`` (the batch's log-likelihood
 ratio of odds x ratio), ``rate_cusum.<outcome>``, ``rate_h.<outcome>``, ``rate_ref_expected.<outcome>``
 (sum of the frozen read-out's predictions of the sent pairs), ``rate_ref_cusum.<outcome>``,
-``rate_ref_h.<outcome>``, ``reference_fit_r2.<outcome>`` (the read-out's R²), ``outcomes.<outcome>``
+``rate_ref_h.<outcome>``, ``rate_ref_null_odds.<outcome>`` (the run's null odds of the chart),
+``reference_fit_r2.<outcome>`` (the read-out's R²), ``outcomes.<outcome>``
 (nan where a batch had nothing to measure).
 Alarm names: ``feature_drift``, ``prediction_drift.<outcome>``, ``rate_shift.<outcome>``,
 ``rate_shift_ref.<outcome>``,
@@ -67,7 +72,14 @@ from evaluation.health.metrics import (
     selection_entropy,
     send_variance,
 )
-from evaluation.health.rates import RateCusum, null_probability, odds_llr, poisson_like, rate_threshold
+from evaluation.health.rates import (
+    RateCusum,
+    null_odds_mle,
+    null_probability,
+    odds_llr,
+    poisson_like,
+    rate_threshold,
+)
 from evaluation.health.reference import FrozenReadout, fit_readout
 
 #: The outcomes whose rates and calibration are watched.
@@ -152,8 +164,9 @@ class MonitorConfig:
         calibration_window: Last outcomes the calibration error is computed over.
         calibration_bins: Equal-mass bins of the ECE.
         readout_degree: Polynomial degree of the frozen read-out (1 or 2).
-        reference_refresh: Refit the frozen read-out from the current batch after this many
-            monitored batches in a row without a rate alarm of the outcome (either chart); None: never.
+        reference_lag: The frozen-reference chart's null odds at batch ``t`` are estimated from the
+            monitored batches up to ``t - reference_lag``.
+        reference_calibration: Batches that null-odds window must hold before that chart starts.
     """
 
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
@@ -162,7 +175,8 @@ class MonitorConfig:
     calibration_window: int = 2000
     calibration_bins: int = 10
     readout_degree: int = 2
-    reference_refresh: int | None = None
+    reference_lag: int = 3
+    reference_calibration: int = 3
 
     def __post_init__(self) -> None:
         """Reject sizes that cannot measure.
@@ -175,10 +189,10 @@ class MonitorConfig:
                 "overlap_k, reference_batches, calibration_window and calibration_bins must be >= 1, got "
                 f"{self.overlap_k}, {self.reference_batches}, {self.calibration_window}, {self.calibration_bins}"
             )
-        if self.readout_degree not in (1, 2) or (self.reference_refresh is not None and self.reference_refresh < 1):
+        if self.readout_degree not in (1, 2) or self.reference_lag < 0 or self.reference_calibration < 1:
             raise EvaluationInputError(
-                f"readout_degree must be 1 or 2 and reference_refresh None or >= 1, got "
-                f"{self.readout_degree}, {self.reference_refresh}"
+                "readout_degree must be 1 or 2, reference_lag >= 0 and reference_calibration >= 1, got "
+                f"{self.readout_degree}, {self.reference_lag}, {self.reference_calibration}"
             )
 
 
@@ -210,7 +224,8 @@ class HealthMonitor:
         self._readout: dict[str, FrozenReadout | None] = {o: None for o in OUTCOMES}
         self._ref_rate = {o: RateCusum() for o in OUTCOMES}
         self._ref_h: dict[str, float | None] = {o: None for o in OUTCOMES}
-        self._quiet = {o: 0 for o in OUTCOMES}  # monitored batches since the last rate alarm or refit
+        # per monitored batch with sends: (frozen predictions, outcomes) of the sent pairs, the null odds' window
+        self._ref_seen: dict[str, list[tuple[FloatArray, FloatArray]]] = {o: [] for o in OUTCOMES}
         window = self.config.calibration_window
         self._recent: dict[str, tuple[deque[float], deque[float]]] = {
             o: (deque(maxlen=window), deque(maxlen=window)) for o in OUTCOMES
@@ -366,6 +381,7 @@ class HealthMonitor:
             f"rate_ref_expected.{outcome}": math.nan,
             f"rate_ref_cusum.{outcome}": math.nan,
             f"rate_ref_h.{outcome}": math.nan,
+            f"rate_ref_null_odds.{outcome}": math.nan,
             f"reference_fit_r2.{outcome}": math.nan if readout is None else readout.r2,
         }
         pair = obs.outcomes.get(outcome)
@@ -375,24 +391,26 @@ class HealthMonitor:
         if y.size == 0:
             return out
         q = readout.predict(features[np.asarray(obs.sent)])
-        null = t.ref_null_odds(outcome)
+        out[f"rate_ref_expected.{outcome}"] = float(q.sum())
+        seen = self._ref_seen[outcome]
+        seen.append((q, y))
+        window = seen[: len(seen) - c.reference_lag] if c.reference_lag else seen
+        if len(window) < c.reference_calibration:
+            return out
+        q_window, y_window = np.concatenate([w[0] for w in window]), np.concatenate([w[1] for w in window])
+        null = null_odds_mle(q_window, y_window)
         h = self._ref_h[outcome] if t.rate_h is None else t.rate_h
         if h is None:
-            # h for batches like the first monitored one (the chart's ARL barely depends on their size)
-            expected = min(max(float(null_probability(q, null).sum()), 1e-3), 0.5 * max(2, y.size))
-            h = self._ref_h[outcome] = rate_threshold(poisson_like(expected, max(2, y.size)), t.rate_ratio, t.rate_arl0)
+            # h for batches like the window's: their mean sends and mean expected count at the null
+            sends = max(2, round(q_window.size / len(window)))
+            expected = min(max(float(null_probability(q_window, null).sum()) / len(window), 1e-3), 0.5 * sends)
+            h = self._ref_h[outcome] = rate_threshold(poisson_like(expected, sends), t.rate_ratio, t.rate_arl0)
         self._ref_rate[outcome], stat, fired = self._ref_rate[outcome].step(q, y, t.rate_ratio, null, h)
         if fired:
             alarms.append(Alarm(f"rate_shift_ref.{outcome}", obs.batch, stat, h))
-        out[f"rate_ref_expected.{outcome}"] = float(q.sum())
         out[f"rate_ref_cusum.{outcome}"] = stat
         out[f"rate_ref_h.{outcome}"] = h
-        if c.reference_refresh is not None:
-            alarmed = fired or any(a.name == f"rate_shift.{outcome}" for a in alarms)
-            self._quiet[outcome] = 0 if alarmed else self._quiet[outcome] + 1
-            if self._quiet[outcome] >= c.reference_refresh and rows is not None:
-                self._readout[outcome] = fit_readout(*rows, c.readout_degree)
-                self._quiet[outcome] = 0
+        out[f"rate_ref_null_odds.{outcome}"] = null
         return out
 
 

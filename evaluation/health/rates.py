@@ -61,9 +61,6 @@ DEFAULT_ARL0 = 500.0
 #: [0.93, 1.10] for unsubscription, so 1: the calibrated means show no optimizer's curse on the
 #: pairs the LP sends there (the uncalibrated and sampled ones do, DESIGN.md).
 DEFAULT_NULL_ODDS: Mapping[str, float] = {"conversion": 1.0, "unsubscription": 1.0}
-#: Null odds ratio of the outcomes over the frozen read-out's predictions of the sent pairs
-#: (``rate_shift_ref``), measured on the same unshifted runs (README).
-DEFAULT_REF_NULL_ODDS: Mapping[str, float] = {"conversion": 1.0, "unsubscription": 1.0}
 
 
 def null_probability(predicted: ArrayLike, null_odds: float) -> FloatArray:
@@ -224,6 +221,25 @@ def poisson_like(mean: float, pairs: int) -> FloatArray:
     if mean <= 0 or pairs < 1 or mean >= pairs:
         raise EvaluationInputError(f"need 0 < mean < pairs, got {mean}, {pairs}")
     return np.full(pairs, mean / pairs)
+
+
+def null_odds_mle(predicted: ArrayLike, observed: ArrayLike) -> float:
+    """Maximum-likelihood ``c`` of ``odds(y) = c odds(p)`` over ``predicted (n,)`` and their
+    outcomes ``observed (n,)`` (the root of the score ``sum(y - q(c))``, monotone in ``log c``);
+    ``c`` is kept in ``[exp(-10), exp(10)]``, its bound when no outcome or every outcome occurred."""
+    p = np.asarray(predicted, dtype=float)
+    y = np.asarray(observed, dtype=float)
+    if p.shape != y.shape or p.ndim != 1 or p.size == 0:
+        raise EvaluationInputError(f"need equal non-empty (n,) predictions and outcomes: {p.shape}, {y.shape}")
+
+    def score(t: float) -> float:
+        return float((y - null_probability(p, math.exp(t))).sum())
+
+    if score(-10.0) <= 0:
+        return math.exp(-10.0)
+    if score(10.0) >= 0:
+        return math.exp(10.0)
+    return math.exp(scipy.optimize.brentq(score, -10.0, 10.0, xtol=1e-8))
 
 
 def null_odds_estimate(predicted: ArrayLike, observed: ArrayLike) -> tuple[float, float, float]:

@@ -34,6 +34,7 @@ SERIES_METRICS = (
     *(f"rate_ref_expected.{o}" for o in OUTCOMES),
     *(f"rate_ref_cusum.{o}" for o in OUTCOMES),
     *(f"rate_ref_h.{o}" for o in OUTCOMES),
+    *(f"rate_ref_null_odds.{o}" for o in OUTCOMES),
     *(f"reference_fit_r2.{o}" for o in OUTCOMES),
     *(f"ece.{o}" for o in OUTCOMES),
     *(f"gap.{o}" for o in OUTCOMES),

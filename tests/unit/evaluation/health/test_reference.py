@@ -18,6 +18,8 @@ from evaluation.health import BatchObservation, HealthMonitor, HealthThresholds,
 from evaluation.health.rates import (
     chart_arls,
     cusum_update,
+    null_odds_estimate,
+    null_odds_mle,
     null_probability,
     odds_llr,
     poisson_like,
@@ -146,11 +148,13 @@ def _null_alarms(
 
 
 def test_the_monitor_raises_the_reference_alarm_where_the_retrained_model_hides_the_shift() -> None:
-    """Streams of 1,000 sends of a model that is exactly logistic in the features (so its read-out
-    is exact); the world's unsubscription odds x2 from batch 8 on, and the model knows it at once
-    (its predictions are the truth in every batch): ``rate_shift`` has nothing to see,
-    ``rate_shift_ref`` fires within 2 batches in every stream and never before the shift (a fixed
-    h of 7: ~24 expected events a batch, ~46 after the shift, a gain of ~6.6 a batch)."""
+    """Streams of 1,000 sends of a model exactly logistic in the features (so its read-out is
+    exact). From batch 3 on the world's unsubscription odds are 1.6 x the reference model's (a
+    stale model's bias on the pairs sent later), and x2 more from batch 8 on; the deployed model
+    knows the world at once (its predictions are the truth in every batch), so ``rate_shift`` has
+    nothing to see. ``rate_shift_ref`` estimates the run's null odds 1.6 from batches 3-5 (lag 3,
+    3 batches: it starts at batch 8) and fires within 2 batches of the shift in every stream, never
+    before it (a fixed h of 7: ~37 expected events a batch at the null, ~70 after the shift)."""
     coef = np.array([-4.0, 0.6, -0.4, 0.3])
     for seed in range(5):
         rng = np.random.default_rng(seed)
@@ -158,8 +162,8 @@ def test_the_monitor_raises_the_reference_alarm_where_the_retrained_model_hides_
         fired: dict[str, list[int]] = {"rate_shift.unsubscription": [], "rate_shift_ref.unsubscription": []}
         for b in range(14):
             x = rng.normal(size=(1500, 3))
-            logit = np.c_[np.ones(1500), x] @ coef + (math.log(2.0) if b >= 8 else 0.0)
-            p = 1 / (1 + np.exp(-logit))
+            offset = (math.log(1.6) if b >= 3 else 0.0) + (math.log(2.0) if b >= 8 else 0.0)
+            p = 1 / (1 + np.exp(-(np.c_[np.ones(1500), x] @ coef + offset)))
             sent = np.sort(rng.choice(1500, 1000, replace=False))
             health = monitor.observe(
                 BatchObservation(
@@ -173,13 +177,28 @@ def test_the_monitor_raises_the_reference_alarm_where_the_retrained_model_hides_
                     sent=sent,
                 )
             )
-            assert health.values["reference_fit_r2.unsubscription"] == pytest.approx(1.0, abs=1e-9)
+            v = health.values
+            assert v["reference_fit_r2.unsubscription"] == pytest.approx(1.0, abs=1e-9)
+            assert math.isnan(v["rate_ref_cusum.unsubscription"]) == (b < 8)
+            if b == 8:
+                assert v["rate_ref_null_odds.unsubscription"] == pytest.approx(1.6, rel=0.2)
             for a in health.alarms:
                 if a.name in fired:
                     fired[a.name].append(b)
         ref = fired["rate_shift_ref.unsubscription"]
-        assert ref and min(ref) in (8, 9, 10) and all(b >= 8 for b in ref), (seed, fired)
+        assert ref and min(ref) in (8, 9, 10), (seed, fired)
         assert len(fired["rate_shift.unsubscription"]) <= 1, (seed, fired)
+
+
+def test_the_null_odds_mle_solves_its_score_and_recovers_a_known_ratio() -> None:
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.01, 0.2, 20000)
+    y = (rng.random(p.size) < null_probability(p, 1.7)).astype(float)
+    c = null_odds_mle(p, y)
+    assert float((y - null_probability(p, c)).sum()) == pytest.approx(0.0, abs=1e-5)
+    assert c == pytest.approx(1.7, rel=0.05)
+    assert c == pytest.approx(null_odds_estimate(p, y)[0], rel=1e-6)
+    assert null_odds_mle(p[:5], np.zeros(5)) == pytest.approx(math.exp(-10.0))
 
 
 def test_without_sent_rows_there_is_no_reference_chart() -> None:
