@@ -5,6 +5,8 @@
 * ``alarms`` — :class:`Alarm`, the documented thresholds (:class:`HealthThresholds`) and a CUSUM
   of normal increments;
 * ``rates`` — the outcome-rate alarms' likelihood-ratio CUSUM and its ARL (a Markov chain);
+* ``reference`` — the frozen read-out of a model from its predictions, the reference of the second
+  rate chart (``rate_shift_ref``), which a retrained model cannot absorb a shift into;
 * ``monitor`` — :class:`HealthMonitor`: one :class:`BatchHealth` per batch against a reference window;
 * ``series`` — the monitor inside the offline experiment, and the series its results hold;
 * ``report`` — an experiment's ``health.json`` and ``health.png``;
