@@ -34,6 +34,7 @@ snapshot's JSON); None puts every action in a topic of its own.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -125,9 +126,14 @@ class OneStage(Policy):
         self.last_scored = 0
         self._drawn = False  # whether the last score() drew anything at random
 
+    @abstractmethod
     def new_head(self, n_arms: int, stream: int) -> Head:
         """A fresh head for ``n_arms`` arms (``stream`` 0: items, 1: topics)."""
-        raise NotImplementedError
+
+    @classmethod
+    def greedy_params(cls) -> dict[str, Any]:
+        """β = 0 where the head has a UCB bonus (no parameter otherwise)."""
+        return {"beta": 0.0} if issubclass(cls.Params, BetaParams) else {}
 
     @property
     def beta(self) -> float:
@@ -279,20 +285,10 @@ class _Galm(OneStage):
         confidence: Confidence = "paper" if getattr(self.params, "confidence", "shared") == "paper" else "shared"
         return GalmHead(self.d1, self.d2, self.params.gamma, self.params.eta, n_arms=n_arms, confidence=confidence)
 
-    @classmethod
-    def greedy_params(cls) -> dict[str, Any]:
-        """β = 0."""
-        return {"beta": 0.0} if issubclass(cls.Params, BetaParams) else {}
-
 
 class _Gblm(OneStage):
     def new_head(self, n_arms: int, stream: int) -> Head:
         return GblmHead(self.d1, self.d2, self.params.eta)
-
-    @classmethod
-    def greedy_params(cls) -> dict[str, Any]:
-        """β = 0."""
-        return {"beta": 0.0}
 
 
 @register

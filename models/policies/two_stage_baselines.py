@@ -135,11 +135,6 @@ class GlmUcb(OneStage):
     def new_head(self, n_arms: int, stream: int) -> Head:
         return GlmHead(self.d1, self.d2, self.params.eta)
 
-    @classmethod
-    def greedy_params(cls) -> dict[str, Any]:
-        """β = 0."""
-        return {"beta": 0.0}
-
 
 @register
 class NGlmUcb(OneStage):
@@ -151,11 +146,6 @@ class NGlmUcb(OneStage):
 
     def new_head(self, n_arms: int, stream: int) -> Head:
         return NGlmHead(self.d1, self.d2, self.params.tower(), self.params.eta, self.seed, stream)
-
-    @classmethod
-    def greedy_params(cls) -> dict[str, Any]:
-        """β = 0."""
-        return {"beta": 0.0}
 
 
 class _Tower(OneStage):
@@ -193,11 +183,6 @@ class NDropoutUcb(_Tower):
         assert isinstance(head, TowerHead)
         values: FloatArray = head.acquisition(features, self.beta, rng=rng, repeats=self.params.propensity_draws)[2]
         return mc_propensity(values, action)
-
-    @classmethod
-    def greedy_params(cls) -> dict[str, Any]:
-        """β = 0: the value is the mean of the T passes."""
-        return {"beta": 0.0}
 
 
 @register

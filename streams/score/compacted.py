@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
@@ -29,7 +30,7 @@ from streams.kafka.connection import ConnectionConfig
 log = logging.getLogger("banditlp.feeds")
 
 
-class CompactedFeed:
+class CompactedFeed(ABC):
     """Reads ``topic`` (subject ``subject``) from its beginning and hands each value to ``handle``.
 
     Attributes:
@@ -57,13 +58,13 @@ class CompactedFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def handle(self, value: dict[str, Any]) -> None:
         """Use one decoded value.
 
         Raises:
             ValidationError: the record is unusable (it is dead-lettered).
         """
-        raise NotImplementedError
 
     async def wait_caught_up(self, timeout_s: float) -> bool:
         """Wait (without blocking the event loop) until the topic has been read to the end offset it
