@@ -83,7 +83,7 @@ def run_simulated_tuning(
         processor_args=["--experiment", config.experiment, "--seed", str(seed)],
         keep_topics=keep_topics,
     ) as pipe:
-        # Windows as long as the run (none ages out) unless --windows says otherwise.
+        # The worker keeps as many windows as the job counts (--windows, at least 2).
         pipe.workers.start(
             "tune-metrics",
             ["worker", "tune-metrics", "--window-s", str(window_s), "--windows-kept", str(max(config.windows, 2))],
