@@ -168,6 +168,12 @@ def allocator(
     stats_interval_s: float = typer.Option(
         default_of(AllocatorWorkerConfig, "stats_interval_s"), help="Seconds between stats log lines."
     ),
+    mean_budget_rows: bool = typer.Option(
+        default_of(AllocatorWorkerConfig, "mean_budget_rows"),
+        "--mean-budget-rows/--no-mean-budget-rows",
+        help="Each budget row gets a twin on the calibrated posterior means (same limit): every plan meets "
+        "the budget under its own draw and under the means.",
+    ),
     poll_timeout_s: float = typer.Option(
         default_of(AllocatorWorkerConfig, "poll_timeout_s"), hidden=True, help="Consumer poll timeout in seconds."
     ),
@@ -200,6 +206,7 @@ def allocator(
             unknown_batch_timeout_s=unknown_batch_timeout_s,
             open_timeout_s=open_timeout_s,
             stats_interval_s=stats_interval_s,
+            mean_budget_rows=mean_budget_rows,
             poll_timeout_s=poll_timeout_s,
             stuck_call_s=stuck_call_s,
             debug_sleep_before_commit_s=debug_sleep_before_commit_s,

@@ -20,7 +20,11 @@ arm its record names:
   first (each arm spends at most its users' share), a scale above 1 spends what other arms leave.
   The arm rows follow the batch's rows (``BatchLP.budget_names`` ``"<budget>@<parameter_version>"``),
   so they are solved, checked, priced and reported like any budget; the fallback uses only the
-  batch's rows.
+  batch's rows. When the LP has mean rows (``BatchLP.mean_rows``), every arm row gets its twin on
+  the posterior means too (``"<budget>@<parameter_version>@mean"``, the same limit), after the arm
+  rows: each arm meets its share under its draw and under the means. Without them the batch's mean
+  row would be the only mean row, pooled over the arms, and where it binds (the arms' draws
+  under-state their spend alike) the arms would trade budget through it again.
 
 Why per-arm rows and not one pooled row: with a shared row the arms trade budget (a
 value-weighted arm's pairs outbid a conversion-weighted one's), so an arm's measured
@@ -40,8 +44,9 @@ from typing import Any
 import numpy as np
 
 from allocator.arm_rows import arm_budget_rows
+from allocator.budget_rows import mean_budget_rows
 from streams.avro.serde import AvroSerde
-from streams.decide.batch_lp import BatchLP
+from streams.decide.batch_lp import MEAN_SUFFIX, BatchLP
 from streams.errors import ValidationError
 from streams.kafka.connection import ConnectionConfig
 from streams.records import BatchControlRecord
@@ -201,9 +206,15 @@ def with_arm_knobs(lp: BatchLP, control: BatchControlRecord, table: KnobTable) -
     if scaled and any(k.budget_scale is not None for k in group_knobs):
         scale = np.array([1.0 if k.budget_scale is None else k.budget_scale for k in group_knobs])
         group_users = np.bincount(user_group, minlength=len(names)).astype(np.float64)
+        # ``scaled`` indexes the batch's own budgets, rows 0..L0-1 of the LP (their mean twins follow)
         rows, limits = arm_budget_rows(lp.cost_draws[:, scaled, :], lp.budget[scaled], pair_group, group_users, scale)
-        cost_draws = np.concatenate([lp.cost_draws, rows], axis=1)
         row_names = [f"{lp.budget_names[b]}@{v}" for b in scaled for v in names]
+        if lp.mean_rows:
+            means = lp.cost_means[None, scaled, :]  # (1, L_s, E)
+            mean_rows, _ = arm_budget_rows(means, lp.budget[scaled], pair_group, group_users, scale)
+            rows, limits = mean_budget_rows(rows, mean_rows[0], limits)
+            row_names = [*row_names, *(f"{name}{MEAN_SUFFIX}" for name in row_names)]
+        cost_draws = np.concatenate([lp.cost_draws, rows], axis=1)
         out = replace(
             out,
             cost_draws=cost_draws,

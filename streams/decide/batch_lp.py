@@ -1,4 +1,12 @@
-"""The allocation LP of one batch, flattened from its scores records (vectorised over pairs)."""
+"""The allocation LP of one batch, flattened from its scores records (vectorised over pairs).
+
+Budget rows, in order: the batch's ``L0`` budgets on each Thompson draw's sampled costs; with
+``mean_rows`` their twins on the calibrated posterior means (``allocator.budget_rows``, names
+``"<budget>@mean"``, the same limits); then any per-arm rows (``streams.decide.arm_knobs``).
+Why the twins: each plan is chosen on one draw, and the LP favours the pairs whose cost draw came
+out low, so a plan's sampled cost under-states what it spends (the optimizer's curse); a plan that
+also fits the budget on the means, which its selection did not pick for being low, does not.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,11 @@ from itertools import chain
 import numpy as np
 
 from allocator import AllocationProblem, violations
+from allocator.budget_rows import mean_budget_rows
 from streams.records import BatchControlRecord, ScoresRecord
+
+#: Suffix of a budget row's twin on the posterior means.
+MEAN_SUFFIX = "@mean"
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,11 +45,17 @@ class BatchLP:
             uses a draw every user has.
         budget: ``(L,)`` float64 limits.
         budget_names: ``(L,)`` names.
+        cost_means: ``(L0, E)`` float64 posterior mean cost of each of the batch's ``L0`` budgets
+            (the record's calibrated ``means``, else the mean of the pair's K draws).
+        mean_rows: rows ``L0..2 L0 - 1`` are the twins of rows ``0..L0 - 1`` on ``cost_means``.
         provider: ``(E,)`` int64 provider index of each pair.
         provider_names: ``(P,)`` provider ids.
         provider_min, provider_max: ``(P,)`` float64 exposure bounds (``inf`` allowed).
         n_constrained: providers ``0..n_constrained-1`` are the batch's constrained ones.
         user_cap: ``(n,)`` float64 most items per user.
+
+    ``L`` counts every budget row: the batch's ``L0`` budgets, their ``L0`` twins when
+    ``mean_rows``, then the per-arm rows that ``streams.decide.arm_knobs.with_arm_knobs`` appends.
     """
 
     user_ids: list[str]
@@ -58,6 +76,8 @@ class BatchLP:
     user_cap: np.ndarray
     reward_draws: np.ndarray
     cost_draws: np.ndarray
+    cost_means: np.ndarray
+    mean_rows: bool
 
     @property
     def n_pairs(self) -> int:
@@ -75,9 +95,23 @@ class BatchLP:
     def n_users(self) -> int:
         return len(self.user_ids)
 
+    @property
+    def n_budgets(self) -> int:
+        """``L0``: the batch's own budgets (rows ``0..L0 - 1``)."""
+        return int(self.cost_means.shape[0])
+
+    def batch_row_duals(self, budget_dual: np.ndarray) -> np.ndarray:
+        """``(L0,)`` the price of each of the batch's budgets from the duals of every row ``(L,)``:
+        its draw row's plus its mean twin's (both rows charge the same outcome, and where they
+        coincide the solver may split the price between them in any proportion)."""
+        b = self.n_budgets
+        duals = np.asarray(budget_dual, dtype=np.float64)
+        return duals[:b] + duals[b : 2 * b] if self.mean_rows else duals[:b].copy()
+
     @classmethod
-    def build(cls, control: BatchControlRecord, scores: dict[str, ScoresRecord]) -> BatchLP:
-        """Flatten one batch's scores into LP arrays.
+    def build(cls, control: BatchControlRecord, scores: dict[str, ScoresRecord], mean_rows: bool = False) -> BatchLP:
+        """Flatten one batch's scores into LP arrays; ``mean_rows``: each budget gets its twin on
+        the posterior means (module docstring; ``AllocatorWorkerConfig.mean_budget_rows``).
 
         The per-user list comprehensions only gather each record's arrays; every per-pair
         quantity is then built by one ``np.concatenate`` / ``np.repeat``, and the ids become
@@ -105,8 +139,27 @@ class BatchLP:
             if control.budgets
             else np.zeros((n_draws, 0, n_pairs))
         )
-        reward, cost = reward_draws[0], cost_draws[0]
         budget = np.array([b.limit for b in control.budgets], dtype=np.float64)
+        budget_names = [b.name for b in control.budgets]
+
+        def mean(outcome: str, draws: np.ndarray) -> np.ndarray:
+            """``(E,)`` the outcome's calibrated means; a pair without one: the mean of its draws."""
+            if not records:
+                return np.zeros(0)
+            means = np.concatenate(
+                [np.asarray(r.means.get(outcome, np.full(len(r.item_ids), np.nan)), np.float64) for r in records]
+            )
+            return np.where(np.isfinite(means), means, draws.mean(axis=0))
+
+        cost_means = (
+            np.stack([mean(spec.outcome, cost_draws[:, b, :]) for b, spec in enumerate(control.budgets)])
+            if control.budgets
+            else np.zeros((0, n_pairs))
+        )
+        if mean_rows and control.budgets:
+            cost_draws, budget = mean_budget_rows(cost_draws, cost_means, budget)
+            budget_names = [*budget_names, *(f"{name}{MEAN_SUFFIX}" for name in budget_names)]
+        reward, cost = reward_draws[0], cost_draws[0]
 
         def indices(ids: list[str], index: dict[str, int]) -> np.ndarray:
             return np.fromiter(map(index.__getitem__, ids), dtype=np.int64, count=len(ids))
@@ -143,7 +196,7 @@ class BatchLP:
             reward,
             cost,
             budget,
-            [b.name for b in control.budgets],
+            budget_names,
             provider,
             names,
             provider_min,
@@ -152,6 +205,8 @@ class BatchLP:
             user_cap,
             reward_draws,
             cost_draws,
+            cost_means,
+            bool(mean_rows and control.budgets),
         )
 
     def to_problem(self) -> AllocationProblem:

@@ -33,6 +33,13 @@ class AllocatorWorkerConfig:
             with the users scored so far (its report's status says so).
         max_relative_violation: largest relative constraint violation of the LP's x accepted
             from a solver before falling back (dual -> HiGHS -> elastic).
+        mean_budget_rows: every budget row of the LP gets a twin on the calibrated posterior
+            means with the same limit (``allocator.budget_rows``), so each of the K plans meets
+            the budget under its own draw and under the means. Why: a plan chosen on sampled
+            costs picks the pairs whose cost draw came out low, so its sampled cost under-states
+            what it spends (offline, the expected unsubscriptions under the true probabilities
+            averaged 1.06 times the budget); the means were not selected for being low. Off: the
+            LP on the draws alone.
         stats_interval_s: period of the stats log line.
         transaction_timeout_s: blocking timeout of transactional calls.
         stuck_call_s: a Kafka call of the worker blocked this long ends the process with exit
@@ -54,6 +61,7 @@ class AllocatorWorkerConfig:
     unknown_batch_timeout_s: float = 300.0
     open_timeout_s: float = 3600.0
     max_relative_violation: float = 1e-6
+    mean_budget_rows: bool = True
     stats_interval_s: float = 30.0
     transaction_timeout_s: float = 60.0
     stuck_call_s: float = 90.0

@@ -7,7 +7,9 @@ that the policy sends pair ``e`` is then exactly ``(1/K) sum_k P(send e | plan k
 what every candidate's logged propensity is (``plans_of``). With K = 1 it is ``x_e`` of the one
 plan, which an LP solved on one draw makes almost always 0 or 1: no off-policy estimate can be
 made from such logs, which is why K > 1 exists. Every plan meets the budgets and provider
-bounds on its own draw, so the mixture meets them in expectation over the draws.
+bounds on its own draw, so the mixture meets them in expectation over the draws; with the mean
+rows (``AllocatorWorkerConfig.mean_budget_rows``, ``streams.decide.batch_lp``) every plan also meets
+each budget on the posterior means.
 
 Users of the batch that the LP did not decide (never scored; all of them when no plan could be
 solved) are decided by the fallback (``streams.decide.fallback_batch``) in the same transaction,
@@ -158,7 +160,7 @@ def decide_batch(
     assert window.opened is not None
     memory = memory if memory is not None else FallbackMemory()
     control = window.opened
-    lp = BatchLP.build(control, window.scores)
+    lp = BatchLP.build(control, window.scores, mean_rows=cfg.mean_budget_rows)
     per_pair = pair_estimates(lp, control.reward_outcome, [b.outcome for b in control.budgets])
     estimates = Estimates.of_batch(lp, per_pair)
     lp = with_arm_knobs(lp, control, knobs) if knobs is not None else lp  # after the fallback's estimates
@@ -238,8 +240,9 @@ def decide_batch(
     fallback = None
     if unscored:
         # the LP's prices when it had users; with none (an empty LP), the last batch's
-        n_rows = len(control.budgets)  # the batch's own rows; per-arm rows (arm_knobs) follow them
-        cost, budget_dual = lp.draw(k).cost[:n_rows], sol.budget_dual[:n_rows]
+        # the batch's own rows (their mean twins and the per-arm rows follow them); each budget is
+        # priced by its draw row's dual plus its mean twin's
+        cost, budget_dual = lp.draw(k).cost[: lp.n_budgets], lp.batch_row_duals(sol.budget_dual)
         plan = LPPlan(sol.x, cost, budget_dual, sol.provider_dual) if lp.n_pairs else None
         fallback = decide_fallback(window, lp, plan, per_pair, estimates, memory, unscored, decided_at)
     # window_seconds ends here: the decisions are encoded and go to the producer next.

@@ -8,9 +8,11 @@ with no candidates: nothing is sent, and the decision says it was decided.
 With what: each candidate's estimates (``streams.decide.estimates``: the item's mean over the
 batch's scored pairs, else the memory's, else the batch's or the memory's overall mean; a pair
 with none is never sent), priced by this batch's LP duals, or the last batch's when this LP has
-none (no scored user, or no publishable plan); what the LP's plan left: each budget less the
-larger of the plan's use on its own draw and on the estimates (so both views of the plan plus the
-fallback stay within it), each provider maximum less the plan's exposure, each minimum's deficit.
+none (no scored user, or no publishable plan; a budget's price is its row's dual plus its mean
+twin's); what the LP's plan left: each budget less the larger of the plan's use on its own draw
+and on the estimates (so both views of the plan plus the fallback stay within it: the LP's pair
+estimates are its mean rows' costs, so the fallback keeps the mean rows as well as the draw's),
+each provider maximum less the plan's exposure, each minimum's deficit.
 
 The sends are checked again before they are published (caps, budgets and maximums on the
 fallback's estimates); a plan that failed the check (a bug) would be replaced by sending nothing.
@@ -27,7 +29,7 @@ import numpy as np
 
 from banditlp.arrays import FloatArray
 from streams.avro.decisions import DecisionColumns
-from streams.decide.batch_lp import BatchLP
+from streams.decide.batch_lp import MEAN_SUFFIX, BatchLP
 from streams.decide.estimates import Estimates, FallbackMemory, estimate_items
 from streams.decide.fallback import FallbackPlan, FallbackProblem, plan_fallback
 from streams.decide.listing import CandidateListing
@@ -46,8 +48,9 @@ class LPPlan:
 
     Attributes:
         x: ``(E,)`` the picked plan's values.
-        draw_cost: ``(L, E)`` the costs of the draw that plan was solved on.
-        budget_dual: ``(L,)``; provider_dual: ``(P_lp,)`` its duals (allocator sign).
+        draw_cost: ``(L, E)`` the costs of the batch's ``L`` budgets in the draw that plan was solved on.
+        budget_dual: ``(L,)`` each budget's price (its row's dual plus its mean twin's, if any);
+            provider_dual: ``(P_lp,)`` its duals (allocator sign).
     """
 
     x: FloatArray
@@ -146,7 +149,9 @@ def decide_fallback(
         lp_dual = dict(zip(lp.provider_names, map(float, plan.provider_dual)))
         provider_dual = np.array([lp_dual.get(n, 0.0) for n in names])
     else:
-        budget_dual = np.array([memory.budget_dual.get(n, 0.0) for n in budget_names])
+        # a budget's price is its row's dual plus its mean twin's (``BatchLP.batch_row_duals``)
+        duals = memory.budget_dual
+        budget_dual = np.array([duals.get(n, 0.0) + duals.get(f"{n}{MEAN_SUFFIX}", 0.0) for n in budget_names])
         provider_dual = np.array([memory.provider_dual.get(n, 0.0) for n in names])
 
     outcomes = list(dict.fromkeys((control.reward_outcome, *(b.outcome for b in control.budgets))))

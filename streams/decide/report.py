@@ -32,7 +32,10 @@ def encode_report(
     CLOSED to then. ``n_users`` counts every user decided (the LP's and ``fallback``'s); the
     fallback's own figures are beside the LP's (``n_fallback``, ``fallback_users``, each budget's
     ``fallback_used`` and provider's ``fallback_exposure``, on the fallback's estimates), and a
-    provider minimum the two together leave short is named in the status.
+    provider minimum the two together leave short is named in the status. Every row of the LP is
+    a ``budgets`` entry: the batch's budgets (``used`` on the picked plan's draw), their
+    ``"<name>@mean"`` twins when the LP has them (``used`` on the posterior means, ``fallback_used``
+    the budget's), then the per-arm rows.
     """
     x = sol.x if sol is not None else np.zeros(lp.n_pairs)
     used, exposure, _ = lp.usage(x)
@@ -48,6 +51,9 @@ def encode_report(
             short = ", ".join(f"{p} by {d:.3g}" for p, d in sorted(fallback.deficit.items()))
             base_status += f"; provider minimum short: {short}"
     f_used = fallback.budget_used if fallback is not None else {}
+    # a mean twin reports its budget's fallback use: the fallback costs its sends on estimates alone
+    n0 = lp.n_budgets
+    base = [lp.budget_names[b - n0 if lp.mean_rows and n0 <= b < 2 * n0 else b] for b in range(len(lp.budget))]
     f_exposure = fallback.exposure if fallback is not None else {}
     return serde.encode(
         "allocation-reports",
@@ -69,7 +75,7 @@ def encode_report(
                     "dual": float(bd[b]),
                     "used": float(used[b]),
                     "limit": float(lp.budget[b]),
-                    "fallback_used": f_used.get(lp.budget_names[b], 0.0),
+                    "fallback_used": f_used.get(base[b], 0.0),
                 }
                 for b in range(len(lp.budget))
             ],

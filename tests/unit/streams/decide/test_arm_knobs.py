@@ -198,16 +198,20 @@ def test_a_two_arm_batch_lp_matches_the_lp_written_out_by_hand() -> None:
     np.testing.assert_allclose((lp.cost @ x_ref)[1:], used[1:], atol=1e-7)
 
 
-def test_decide_batch_reports_the_arm_rows_and_meets_them() -> None:
+@pytest.mark.parametrize("mean_rows", [False, True])
+def test_decide_batch_reports_the_arm_rows_and_meets_them(mean_rows: bool) -> None:
     window = _two_arm_window(n_users=8, n_draws=3)
     table = KnobTable()
     table.add(distribution(1, TWO_ARMS))
-    cfg = AllocatorWorkerConfig.for_prefix(solver="highs")
+    cfg = AllocatorWorkerConfig.for_prefix(solver="highs", mean_budget_rows=mean_rows)
     decided = decide_batch(window, cfg, SERDE, DualMemory(), lambda: 0.0, knobs=table)
     report = SERDE.decode("allocation-reports", decided.report)
     rows = {b["name"]: b for b in report["budgets"]}
-    assert set(rows) == {"unsubs", "unsubs@ex@1:convert", "unsubs@ex@1:greedy"}
+    names = {"unsubs", "unsubs@ex@1:convert", "unsubs@ex@1:greedy"}
+    assert set(rows) == (names | {f"{n}@mean" for n in names} if mean_rows else names)
     assert rows["unsubs@ex@1:greedy"]["limit"] == pytest.approx(0.25 * 1.5 * 4 / 8)
+    if mean_rows:  # every row's twin on the means has its limit
+        assert all(rows[f"{n}@mean"]["limit"] == rows[n]["limit"] for n in names)
     assert all(b["used"] <= b["limit"] * (1 + 1e-6) + 1e-9 for b in rows.values())
     assert len(decided.records) == 8
     versions = {SERDE.decode("decisions", v)["parameter_version"] for _, v in decided.records}

@@ -144,8 +144,10 @@ def test_a_batch_with_no_scored_user_is_decided_by_the_fallback_with_the_last_ba
     assert len(decisions) == N_USERS and all(d["policy"] == "fallback" for d in decisions.values())
     report = SERDE.decode("allocation-reports", decided.report)
     assert report["n_users"] == report["n_fallback"] == N_USERS and report["n_pairs"] == 0
-    # the sends: priced at the earlier batch's dual, on the earlier batch's item means
-    lam = memory.budget_dual["unsubs"]
+    # the sends: priced at the earlier batch's duals (the budget's row's plus its mean twin's), on
+    # the earlier batch's item means
+    assert "unsubs@mean" in memory.budget_dual
+    lam = memory.budget_dual["unsubs"] + memory.budget_dual["unsubs@mean"]
     used = 0.0
     for d in decisions.values():
         for c in d["chosen"]:

@@ -3,11 +3,13 @@
 One fixed batch with fixed scores of K = 4 Thompson draws: the K plans are solved once, then the
 policy's random part (which plan, then systematic sampling of it) is repeated 2,000 times. The
 empirical send frequency of every pair is checked against the logged propensity, each plan
-against the constraints of its own draw, and every decision against its user's cap."""
+against the constraints of its own draw (and, with the mean rows, the budget on the posterior
+means), and every decision against its user's cap; with the mean rows on and off."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from allocator import violations
 from streams.decide.batch_lp import BatchLP
@@ -44,25 +46,39 @@ def _window() -> BatchWindow:
     return window
 
 
-def test_each_plan_meets_the_budget_and_provider_rows_of_its_own_draw() -> None:
+def _means(window: BatchWindow) -> np.ndarray:
+    """``(E,)`` every pair's calibrated mean unsubscription, users in id order (the LP's)."""
+    return np.concatenate([window.scores[u].means["unsubscription"] for u in sorted(window.scores)])
+
+
+@pytest.mark.parametrize("mean_rows", [False, True])
+def test_each_plan_meets_the_budget_and_provider_rows_of_its_own_draw(mean_rows: bool) -> None:
     window = _window()
-    lp = BatchLP.build(window.opened, window.scores)  # type: ignore[arg-type]
+    lp = BatchLP.build(window.opened, window.scores, mean_rows=mean_rows)  # type: ignore[arg-type]
     cfg = AllocatorWorkerConfig.for_prefix(solver="highs")
     plans = plans_of(lp, lp.to_problem(), cfg, DualMemory())
     assert lp.n_draws == K and len(plans.solved) == K
+    means = _means(window)
+    on_means = []
     for k, sol in enumerate(plans.solved):
         v = violations(lp.draw(k).to_problem(), sol.x)
         assert v.max_relative_violation <= 1e-6, (k, v.listing())
-        used = lp.draw(k).cost @ sol.x
-        assert used[0] <= 2.0 + 1e-6  # the budget on this draw's sampled costs
+        draw = np.concatenate([window.scores[u].draws["unsubscription"][k] for u in sorted(window.scores)])
+        assert draw @ sol.x <= 2.0 + 1e-6  # the budget on this draw's sampled costs
+        on_means.append(means @ sol.x)
+    if mean_rows:  # and on the posterior means, in every plan
+        assert max(on_means) <= 2.0 + 1e-6, on_means
+    else:  # which the plans on the draws alone overspend here: the rows above bind
+        assert min(on_means) > 2.0 * 1.2, on_means
     # the plans differ (else the mixture would explore nothing) and the propensity is their mean
     assert not np.allclose(plans.solved[0].x, plans.solved[1].x)
     np.testing.assert_allclose(plans.propensity, np.mean([s.x for s in plans.solved], axis=0))
 
 
-def test_empirical_send_frequencies_equal_the_logged_propensities_and_caps_hold() -> None:
+@pytest.mark.parametrize("mean_rows", [False, True])
+def test_empirical_send_frequencies_equal_the_logged_propensities_and_caps_hold(mean_rows: bool) -> None:
     window = _window()
-    lp = BatchLP.build(window.opened, window.scores)  # type: ignore[arg-type]
+    lp = BatchLP.build(window.opened, window.scores, mean_rows=mean_rows)  # type: ignore[arg-type]
     problem = lp.to_problem()
     cfg = AllocatorWorkerConfig.for_prefix(solver="highs")
     plans = plans_of(lp, problem, cfg, DualMemory())
@@ -87,10 +103,11 @@ def test_empirical_send_frequencies_equal_the_logged_propensities_and_caps_hold(
     assert z.max() <= 3.0, sorted(z)[-5:]
 
 
-def test_every_candidate_logs_the_mixture_propensity_and_k_on_its_decision() -> None:
+@pytest.mark.parametrize("mean_rows", [False, True])
+def test_every_candidate_logs_the_mixture_propensity_and_k_on_its_decision(mean_rows: bool) -> None:
     window = _window()
-    cfg = AllocatorWorkerConfig.for_prefix(solver="highs")
-    lp = BatchLP.build(window.opened, window.scores)  # type: ignore[arg-type]
+    cfg = AllocatorWorkerConfig.for_prefix(solver="highs", mean_budget_rows=mean_rows)
+    lp = BatchLP.build(window.opened, window.scores, mean_rows=mean_rows)  # type: ignore[arg-type]
     expected = plans_of(lp, lp.to_problem(), cfg, DualMemory()).propensity
     decided = decide_batch(window, cfg, SERDE, DualMemory(), lambda: 0.0)
     assert len(decided.records) == N_USERS
