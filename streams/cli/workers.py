@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import typer
 
+from models.errors import ModelInputError
+from models.pacing import PacingConfig
 from streams.cli.common import configure_logging, default_of, fail, settings_of
 from streams.decide.config import SOLVERS, AllocatorWorkerConfig
 from streams.errors import BanditLPError, BrokerError, ConfigError
@@ -231,16 +233,35 @@ def trainer(
         default_of(TrainerConfig, "retrain_interval_s"), help="Retrain at least this often when new rows came in."
     ),
     min_rows: int = typer.Option(default_of(TrainerConfig, "min_rows"), help="Rows needed before the first retrain."),
+    pacing_prior: float = typer.Option(
+        default_of(PacingConfig, "prior_events"),
+        help="Cost pacing: the prior's pseudo-events at factor 1; 0 turns pacing off (unsubscription costs unscaled).",
+    ),
+    pacing_memory: float = typer.Option(
+        default_of(PacingConfig, "memory"), help="Cost pacing: discount of the counts per retrain, in (0, 1]."
+    ),
+    pacing_quantile: float = typer.Option(
+        default_of(PacingConfig, "quantile"),
+        help="Cost pacing: the factor is this quantile of its posterior, in (0, 1); higher is warier.",
+    ),
     metrics_port: int | None = MetricsPortOpt,
     metrics_bind: str = MetricsBindOpt,
     log_level: str = LogLevelOpt,
 ) -> None:
-    """Retrain the global model from training-rows and publish versioned snapshots."""
+    """Retrain the global model from training-rows and publish versioned snapshots.
+
+    Each version carries a cost pacing factor for the unsubscription outcome (on by default):
+    the posterior quantile of realised unsubscriptions over the costs budgeted for them.
+    """
     from streams.train.trainer import run_trainer
 
     s = settings_of(ctx)
     metrics = metrics_config(metrics_port, metrics_bind)
     configure_logging(log_level)
+    try:
+        pacing = PacingConfig(prior_events=pacing_prior, memory=pacing_memory, quantile=pacing_quantile)
+    except ModelInputError as exc:
+        fail(exc)
     try:
         run_trainer(
             TrainerConfig(
@@ -249,6 +270,7 @@ def trainer(
                 retrain_every=retrain_every,
                 retrain_interval_s=retrain_interval_s,
                 min_rows=min_rows,
+                pacing=pacing,
             ),
             s.connection,
             s.serde(),

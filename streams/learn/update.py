@@ -2,8 +2,10 @@
 the new head, the training row and the metrics of the take (no Kafka, no tables).
 
 The decision context is what the scorer stored for the user's batch (``score.batch``): the
-pair features, the item features the user's effect acts on, and the global model's mean
-conversion of each item, against which the user's residual is measured.
+pair features, the item features the user's effect acts on, the global model's mean
+conversion of each item, against which the user's residual is measured, and each item's
+calibrated mean unsubscription before cost pacing, which the training row carries to the
+trainer as the cost budgeted for the send (``budgeted_unsub``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class DecisionContext:
         item_features: ``(n_items, k)`` features of the user's random effect.
         p_conversion: ``(n_items,)`` the global model's mean conversion probability.
         batch_id, items, model_version: what was scored, in that row order.
+        p_unsub: ``(n_items,)`` the calibrated mean unsubscription probability before the
+            pacing factor; None in a context stored before the scorer kept it.
     """
 
     features: np.ndarray
@@ -36,6 +40,7 @@ class DecisionContext:
     batch_id: str
     items: list[str]
     model_version: int
+    p_unsub: np.ndarray | None = None
 
     @classmethod
     def decode(cls, data: bytes) -> DecisionContext:
@@ -47,6 +52,7 @@ class DecisionContext:
             str(meta["batch_id"]),
             list(meta["items"]),
             int(meta["model_version"]),
+            arrays.get("p_unsub"),
         )
 
     def holds(self, fb: FeedbackRecord) -> bool:
@@ -69,7 +75,8 @@ def learn(
 
     The head learns the residual of the global model's conversion, ``y - p_global``, on the item's
     features (``models.random_effects.update``); the training row carries the pair features and
-    the outcomes for the trainer.
+    the outcomes for the trainer, and the context's ``p_unsub`` of the item as ``budgeted_unsub``
+    (None when the context has none).
     """
     if state.has_seen(fb.feedback_id):
         return None
@@ -91,6 +98,7 @@ def learn(
         "value": fb.value,
         "model_version": context.model_version,
         "observed_at_ms": fb.observed_at_ms,
+        "budgeted_unsub": None if context.p_unsub is None else float(context.p_unsub[j]),
     }
     return Learned(state.absorbed(A, b, fb.feedback_id, seen_limit), row)
 

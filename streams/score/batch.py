@@ -120,6 +120,10 @@ def score_records(
         for value, policy in zip(values, policies):
             value["policy"] = policy
     bounds = offsets.tolist()
+    # the cost the plan budgets, before pacing, against which the trainer's pacing measures the
+    # realised unsubscriptions (streams.train.pacing); none where the model has no calibrated cost
+    cost = out.budgeted_unsubscription
+    unpaced = [{} if cost is None else {"p_unsub": cost[bounds[u] : bounds[u + 1]]} for u in range(len(records))]
     contexts = []
     for u, rec in enumerate(records):
         key, seq = claim_slot(u)
@@ -131,6 +135,7 @@ def score_records(
                         "features": rec.features,
                         "item_features": rec.item_features,
                         "p_conversion": out.fixed_conversion_mean[bounds[u] : bounds[u + 1]],
+                        **unpaced[u],
                     },
                     {
                         "batch_id": rec.batch_id,
@@ -178,8 +183,13 @@ def _score_by_tau(
         return out
 
     fixed = np.empty(n_pairs, dtype=np.float64)
+    budgeted: np.ndarray | None = np.empty(n_pairs, dtype=np.float64)
     for rows, arrays in parts:
         fixed[rows] = arrays.fixed_conversion_mean
+        if budgeted is not None and arrays.budgeted_unsubscription is not None:
+            budgeted[rows] = arrays.budgeted_unsubscription
+        else:  # one model scored every part: all have a calibrated cost or none has
+            budgeted = None
     return ScoreArrays(
-        gather("samples", ()), gather("draws", (n_draws,)), gather("means", ()), gather("stds", ()), fixed
+        gather("samples", ()), gather("draws", (n_draws,)), gather("means", ()), gather("stds", ()), fixed, budgeted
     )

@@ -4,16 +4,20 @@ A ``ScoringModel`` turns pair features into calibrated Thompson samples, means a
 every outcome, vectorised over all pairs of many users, and adds a user's random effect to
 the conversion probability before calibration. The trainer publishes it as a model-snapshot
 (``NeuralThompsonModel.to_bytes``: network, last-layer posterior and one calibrator per
-Bernoulli outcome).
+Bernoulli outcome) with the cost pacing factors beside it (``cost_scale``, ``models.pacing``),
+which ``score`` applies to the calibrated probabilities: the one place the factor is applied.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from models.errors import ModelInputError
 from models.neural import NeuralThompsonModel
 from models.neural_net import NeuralConfig
 
@@ -26,7 +30,12 @@ class ScoreArrays:
 
     Outcomes: ``conversion``, ``unsubscription`` (calibrated probabilities), ``value``
     (value of a conversion) and ``reward`` = conversion x value. ``draws`` holds the K
-    Thompson draws, ``(K, n_pairs)`` per outcome; ``samples`` is draw 0.
+    Thompson draws, ``(K, n_pairs)`` per outcome; ``samples`` is draw 0. Probabilities are
+    paced (multiplied by the model's ``cost_scale``); ``budgeted_unsubscription`` is the
+    calibrated mean unsubscription before that factor, ``(n_pairs,)``: what the decision
+    context keeps as the cost the plan budgeted, against which pacing measures the realised
+    unsubscriptions. None when the model has no unsubscription calibrator (the untrained
+    prior): it has no calibrated cost to measure.
     """
 
     samples: dict[str, np.ndarray]
@@ -34,16 +43,34 @@ class ScoreArrays:
     means: dict[str, np.ndarray]
     stds: dict[str, np.ndarray]
     fixed_conversion_mean: np.ndarray  # raw global-model mean, before random effect and calibration
+    budgeted_unsubscription: np.ndarray | None = None
 
 
 class ScoringModel:
-    """One version of the global model with its calibrators."""
+    """One version of the global model with its calibrators and its cost pacing factors.
 
-    def __init__(self, name: str, version: int, model: NeuralThompsonModel) -> None:
+    ``cost_scale``: a factor > 0 per Bernoulli outcome (``BERNOULLI``), by which ``score``
+    multiplies that outcome's calibrated draws and means (clipped to [0, 1]); an outcome not
+    named keeps a factor of 1.
+
+    Raises:
+        ModelInputError: a factor of another outcome, or one not finite and > 0.
+    """
+
+    def __init__(
+        self, name: str, version: int, model: NeuralThompsonModel, cost_scale: Mapping[str, float] | None = None
+    ) -> None:
+        scale = dict(cost_scale or {})
+        for outcome, factor in scale.items():
+            if outcome not in BERNOULLI:
+                raise ModelInputError(f"cost_scale names {outcome!r}; only {', '.join(BERNOULLI)} can be scaled")
+            if not (math.isfinite(factor) and factor > 0):
+                raise ModelInputError(f"cost_scale of {outcome} must be finite and > 0, got {factor}")
         self.name = name
         self.version = version
         self.model = model
         self.feature_dim = model.config.input_dim
+        self.cost_scale = scale
 
     @classmethod
     def prior(cls, name: str, feature_dim: int, seed: int = 0) -> ScoringModel:
@@ -55,8 +82,10 @@ class ScoringModel:
         return cls(name, 0, model)
 
     @classmethod
-    def from_snapshot(cls, name: str, version: int, payload: bytes) -> ScoringModel:
-        return cls(name, version, NeuralThompsonModel.from_bytes(payload))
+    def from_snapshot(
+        cls, name: str, version: int, payload: bytes, cost_scale: Mapping[str, float] | None = None
+    ) -> ScoringModel:
+        return cls(name, version, NeuralThompsonModel.from_bytes(payload), cost_scale)
 
     def score(
         self,
@@ -70,6 +99,11 @@ class ScoringModel:
 
         One pass over the pairs (``NeuralThompsonModel.marginal_scores``): marginal Thompson
         samples, means and stds, Bernoulli heads as probabilities, stds on the logit scale.
+        The calibrated draws and means of each outcome in ``cost_scale`` are then multiplied by
+        its factor and clipped to [0, 1] (the reward is built after, from the paced conversion).
+        The stds are left: they are the raw logit-scale stds (before calibration, as the scores
+        schema says), and a factor on a small probability shifts its logit by ``log(factor)``
+        rather than widening it.
 
         Args:
             X: ``(n_pairs, d)`` float32 pair features.
@@ -95,6 +129,10 @@ class ScoringModel:
             if cal is not None:
                 draws[outcome] = cal.apply(draws[outcome].reshape(-1)).reshape(draws[outcome].shape)
                 means[outcome] = cal.apply(means[outcome])
+        unpaced = means["unsubscription"] if "unsubscription" in model.calibrators else None
+        for outcome, factor in self.cost_scale.items():
+            draws[outcome] = np.clip(draws[outcome] * factor, 0.0, 1.0)
+            means[outcome] = np.clip(means[outcome] * factor, 0.0, 1.0)
         draws["reward"] = draws["conversion"] * np.maximum(draws["value"], 0.0)
         means["reward"] = means["conversion"] * np.maximum(means["value"], 0.0)
         keep = ("conversion", "unsubscription", "value", "reward")
@@ -104,6 +142,7 @@ class ScoringModel:
             {k: means[k] for k in keep},
             {k: stds.get(k, np.zeros_like(means[k])) for k in keep},
             fixed,
+            unpaced,
         )
 
 

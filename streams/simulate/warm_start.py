@@ -34,7 +34,8 @@ def publish_warm_start(
     seed: int,
 ) -> int:
     """Log one random send per user of ``n_batches`` batches on ``training-rows``, train version 1
-    of the model on them and publish it on ``model-snapshots``. Returns the number of logged rows."""
+        of the model on them and publish it on ``model-snapshots`` (unpaced: no plan budgeted these
+    sends, so there is nothing to pace on yet). Returns the number of logged rows."""
     world = EmailWorld(world_cfg)
     rng = np.random.default_rng(seed + 7)
     X, conv, unsub, value, who = [], [], [], [], []
@@ -74,6 +75,7 @@ def publish_warm_start(
                     "value": float(value_all[j]),
                     "model_version": 0,
                     "observed_at_ms": now,
+                    "budgeted_unsub": None,  # a random send no plan budgeted: pacing does not count it
                 },
             ),
         )

@@ -6,8 +6,9 @@ importing torch (a worker that does not train, the allocator, starts faster afte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from models.pacing import PacingConfig
 from streams.kafka.topics import TopicNames
 
 
@@ -20,6 +21,8 @@ class TrainerConfig:
         retrain_interval_s: a retrain also happens this long after the last one if new rows came in.
         min_rows: rows needed before the first retrain.
         buffer_rows: rows retained (the newest); the posterior is rebuilt from them.
+        pacing: cost pacing of the unsubscription outcome over every row read with a budgeted
+            cost (``streams.train.pacing``); on by default, ``prior_events`` = 0 turns it off.
     """
 
     names: TopicNames
@@ -29,6 +32,7 @@ class TrainerConfig:
     min_rows: int = 200
     buffer_rows: int = 50_000
     seed: int = 0
+    pacing: PacingConfig = field(default_factory=PacingConfig)
 
     @property
     def group_id(self) -> str:

@@ -11,6 +11,9 @@ warm-start rows a deployment starts from are training rows like any other). It k
 offsets: on (re)start it reads the topic from the beginning to rebuild the window, and rows up
 to the end offsets seen at start count as history, not as new rows, when a model already
 exists, so a restart does not retrain on what the current model has seen.
+
+Every row read (history included) with a budgeted cost also counts for cost pacing
+(``streams.train.pacing``), whose factor and counts each published version carries.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from streams.metrics import MetricsConfig, WorkerMetrics, confluent_lag, start_w
 from streams.score.model import neural_config
 from streams.score.model_feed import ModelSnapshotRecord, load_scoring_model
 from streams.train.config import TrainerConfig
+from streams.train.pacing import PacingLedger, snapshot_fields
 
 log = logging.getLogger("banditlp.trainer")
 
@@ -85,6 +89,7 @@ class Trainer:
         self.serde = serde
         self.stop_event = threading.Event()
         self.buffer: deque[tuple[np.ndarray, bool, bool, float]] = deque(maxlen=cfg.buffer_rows)
+        self.pacing = PacingLedger(cfg.pacing)
         self.published = 0
 
     def run(self, max_seconds: float | None = None) -> None:
@@ -136,6 +141,9 @@ class Trainer:
                         features = np.asarray(row["features"], dtype=np.float32)
                         if not np.all(np.isfinite(features)) or not np.isfinite(row["value"]):
                             raise BanditLPError("training row holds NaN or inf")
+                        budgeted = row.get("budgeted_unsub")
+                        if budgeted is not None and not 0.0 <= budgeted <= 1.0:  # NaN fails too
+                            raise BanditLPError(f"training row's budgeted_unsub {budgeted} is not a probability")
                     except BanditLPError as exc:
                         topic, partition, offset = clients.position(msg)
                         clients.produce(
@@ -157,6 +165,7 @@ class Trainer:
                         self.metrics.produced(names("dead-letters"))
                         continue
                     self.buffer.append((features, row["converted"], row["unsubscribed"], row["value"]))
+                    self.pacing.add(row["unsubscribed"], budgeted)
                     _, partition, offset = clients.position(msg)
                     new_rows += offset >= history_end.get(partition, 0)
                 due = new_rows >= cfg.retrain_every or (
@@ -181,6 +190,7 @@ class Trainer:
         t0 = time.monotonic()
         model = fit_model(X, converted, unsub, value, seed=self.cfg.seed + version, previous=previous)
         payload = model.to_bytes(name=self.cfg.model_name, version=version)
+        pacing = snapshot_fields(self.pacing.fold())
         clients.produce(
             producer,
             self.cfg.names("model-snapshots"),
@@ -194,6 +204,7 @@ class Trainer:
                     "created_at_ms": int(time.time() * 1000),
                     "n_observations": len(X),
                     "payload": payload,
+                    **pacing,
                 },
             ),
         )
@@ -202,7 +213,15 @@ class Trainer:
         seconds = time.monotonic() - t0
         self.metrics.produced(self.cfg.names("model-snapshots"))
         self.metrics.trained(seconds, self.cfg.model_name, version)
-        log.info("published %s v%d from %d rows in %.1f s", self.cfg.model_name, version, len(X), seconds)
+        log.info(
+            "published %s v%d from %d rows in %.1f s, cost scale %s from %d budgeted rows",
+            self.cfg.model_name,
+            version,
+            len(X),
+            seconds,
+            pacing["cost_scale"] or "none",
+            self.pacing.n_rows,
+        )
         return model
 
 

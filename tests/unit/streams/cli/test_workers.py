@@ -116,3 +116,17 @@ def test_a_processors_worker_is_named_by_its_option_or_its_environment(
 def test_a_bad_instance_name_is_one_line_and_exit_code_2(calls: list) -> None:
     result = CliRunner().invoke(app, ["worker", "processors", "--instance", "a b"], env=ENV)
     assert result.exit_code == 2 and "worker instance" in result.output and calls == []
+
+
+def test_the_trainer_paces_by_default_and_its_pacing_options_reach_its_config(calls: list) -> None:
+    from models.pacing import PacingConfig
+
+    assert CliRunner().invoke(app, ["worker", "trainer"], env=ENV).exit_code == 0
+    flags = ["--pacing-prior", "5", "--pacing-memory", "0.9", "--pacing-quantile", "0.8"]
+    assert CliRunner().invoke(app, ["worker", "trainer", *flags], env=ENV).exit_code == 0
+    assert [cfg.pacing for _, cfg, _, _ in calls] == [
+        PacingConfig(),
+        PacingConfig(prior_events=5.0, memory=0.9, quantile=0.8),
+    ]
+    result = CliRunner().invoke(app, ["worker", "trainer", "--pacing-quantile", "1"], env=ENV)
+    assert result.exit_code == 2 and "quantile must be in (0, 1)" in result.output and len(calls) == 2

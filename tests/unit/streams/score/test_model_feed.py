@@ -79,3 +79,69 @@ def test_a_snapshot_of_a_model_never_fitted_is_rejected_before_it_can_stop_the_s
     with pytest.raises(ValidationError, match="never fitted"):
         f.offer(value)
     assert f.version == -1
+
+
+def _v1_bytes(value: dict[str, Any]) -> bytes:
+    """``value`` written with the v1 model-snapshots schema (before cost pacing), on the wire."""
+    import io
+    import json
+    import struct
+
+    import fastavro
+
+    from streams.avro.registry import SCHEMA_DIR, schema_id_of
+
+    old = fastavro.parse_schema(json.loads((SCHEMA_DIR / "history" / "model-snapshots.v1.avsc").read_text()))
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, schema_id_of(old)))
+    fastavro.schemaless_writer(buf, old, {k: v for k, v in value.items() if k not in ("cost_scale", "cost_pacing")})
+    return buf.getvalue()
+
+
+PACING = {
+    "outcome": "unsubscription",
+    "realised": 31.0,
+    "budgeted": 24.5,
+    "n_rows": 900,
+    "prior_events": 20.0,
+    "memory": 1.0,
+    "quantile": 0.5,
+}
+
+
+def test_a_v1_snapshot_reads_unpaced_and_a_paced_one_round_trips_to_the_scorers_model() -> None:
+    from models.pacing import CostPacing, PacingConfig
+
+    value = model_snapshot_value("email", 4)
+    old = ModelSnapshotRecord.from_avro(SERDE.decode("model-snapshots", _v1_bytes(value)))
+    assert old.cost_scale == {} and old.cost_pacing is None and old.unsubscription_factor == 1.0
+    f = feed()
+    assert f.offer(SERDE.decode("model-snapshots", _v1_bytes(value)))
+    assert f.model_for(2).cost_scale == {}
+
+    paced = {**model_snapshot_value("email", 5), "cost_scale": {"unsubscription": 1.19}, "cost_pacing": PACING}
+    snap = ModelSnapshotRecord.from_avro(SERDE.decode("model-snapshots", SERDE.encode("model-snapshots", paced)))
+    assert snap.cost_scale == {"unsubscription": 1.19} and snap.unsubscription_factor == 1.19
+    assert snap.cost_pacing is not None and snap.cost_pacing.n_rows == 900
+    assert snap.cost_pacing.pacing == CostPacing(PacingConfig(), 31.0, 24.5)
+    assert snap.cost_pacing.to_avro() == PACING
+    assert f.offer(SERDE.decode("model-snapshots", SERDE.encode("model-snapshots", paced)))
+    assert f.model_for(2).cost_scale == {"unsubscription": 1.19}
+
+
+BAD_PACING: list[tuple[dict[str, Any], str]] = [
+    ({"cost_scale": {"unsubscription": 0.0}}, "cost_scale of unsubscription must be finite and > 0, got 0.0"),
+    ({"cost_scale": {"unsubscription": float("inf")}}, "cost_scale of unsubscription must be finite and > 0"),
+    ({"cost_scale": {"value": 2.0}}, "cost_scale names 'value'"),
+    ({"cost_pacing": {**PACING, "quantile": 1.0}}, "cost_pacing: quantile must be in (0, 1)"),
+    ({"cost_pacing": {**PACING, "realised": -1.0}}, "cost_pacing: pacing counts must be finite and >= 0"),
+    ({"cost_pacing": {**PACING, "n_rows": -1}}, "cost_pacing n_rows -1 is below 0"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_PACING, ids=[m for _, m in BAD_PACING])
+def test_a_snapshot_with_a_bad_factor_or_counts_is_rejected(changes: dict[str, Any], message: str) -> None:
+    f = feed()
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        f.offer({**model_snapshot_value("email", 5), **changes})
+    assert f.version == -1
