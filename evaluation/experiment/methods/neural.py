@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
+from allocator.budget_rows import mean_budget_rows
+from banditlp.arrays import FloatArray
 from evaluation.email_batch import BatchConstraints, CandidateBatch, greedy_allocation
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
-from evaluation.experiment.lp import solve_lp, solve_lp_checked
+from evaluation.experiment.lp import SolvedLP, solve_lp, solve_lp_checked
 from evaluation.experiment.methods.base import Estimates, MethodContext, Plan
 from evaluation.experiment.methods.neural_model import (
     Calibration,
@@ -35,6 +36,7 @@ from evaluation.experiment.methods.neural_model import (
 )
 from evaluation.experiment.seeding import int_seed
 from models.neural import NeuralThompsonModel
+from models.pacing import CostPacing, PacingConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +59,10 @@ class NeuralMethodConfig:
             whose cost draw came out low is not also what it is judged by. ``"quantile"``: the
             same, with the ``budget_quantile`` of the plan's cost over ``budget_draws`` joint
             posterior draws of the last layer (calibrated) in place of its cost under the means:
-            a chance constraint that is wary where the model knows little.
+            a chance constraint that is wary where the model knows little. ``"mean_row"``: the
+            plan is chosen on the samples with a second budget row on the calibrated means, so
+            it meets the budget under its draw and under the means in one LP (the streamed
+            allocator's rule, :func:`allocator.budget_rows.mean_budget_rows`).
         pacing_prior: 0 for no pacing; > 0: the budgeted costs are multiplied by a bias factor
             rho learnt from feedback, realised unsubscriptions of the method's own sends against
             the costs its plans budgeted for them, with a Gamma(a, a) prior (``a`` = this many
@@ -77,7 +82,7 @@ class NeuralMethodConfig:
     tau: float = 1.0
     holdout: float = 0.2
     buffer_rows: int = 50_000
-    budget_on: Literal["decision", "mean", "quantile"] = "decision"
+    budget_on: Literal["decision", "mean", "quantile", "mean_row"] = "decision"
     pacing_prior: float = 0.0
     pacing_memory: float = 1.0
     pacing_quantile: float = 0.5
@@ -105,8 +110,10 @@ class NeuralMethodConfig:
             raise EvaluationInputError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.buffer_rows < 1:
             raise EvaluationInputError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
-        if self.budget_on not in ("decision", "mean", "quantile"):
-            raise EvaluationInputError(f"budget_on must be decision, mean or quantile, got {self.budget_on!r}")
+        if self.budget_on not in ("decision", "mean", "quantile", "mean_row"):
+            raise EvaluationInputError(
+                f"budget_on must be decision, mean, quantile or mean_row, got {self.budget_on!r}"
+            )
         if not 0.0 < self.budget_quantile < 1.0 or self.budget_draws < 1:
             raise EvaluationInputError("budget_quantile must be in (0, 1) and budget_draws >= 1")
         if not (np.isfinite(self.pacing_prior) and self.pacing_prior >= 0):
@@ -117,6 +124,16 @@ class NeuralMethodConfig:
             raise EvaluationInputError(f"retrain must be 'warm' or 'scratch', got {self.retrain!r}")
         if not 0.0 < self.pacing_quantile < 1.0:
             raise EvaluationInputError(f"pacing_quantile must be in (0, 1), got {self.pacing_quantile}")
+
+
+def banditlp_config() -> NeuralMethodConfig:
+    """BanditLP's decision rule, the streams' default: calibrated Thompson samples of reward and
+    cost in the LP, whose budget holds on the draw and on the calibrated means (the mean row),
+    the costs paced by the realised/budgeted unsubscriptions of its own sends (median of rho's
+    posterior, 20 prior pseudo-events). The ablation in the README justifies each part."""
+    return NeuralMethodConfig(
+        scores="thompson", calibration="heuristic", decision="lp", budget_on="mean_row", pacing_prior=20.0
+    )
 
 
 class NeuralMethod:
@@ -135,18 +152,16 @@ class NeuralMethod:
         self.previous: NeuralThompsonModel | None = None
         # The version spread of the last batch planned (replans of a batch reuse it).
         self._spread: tuple[str, dict[str, float]] | None = None
-        # Pacing counts: discounted realised unsubscriptions and budgeted costs of own sends.
-        self._realised = 0.0
-        self._budgeted = 0.0
+        self.pacing = CostPacing(
+            PacingConfig(prior_events=config.pacing_prior, memory=config.pacing_memory, quantile=config.pacing_quantile)
+        )
 
     def learn(self, rows: Rows, rng: np.random.Generator) -> None:
         """Count the rows' unsubscriptions against their budgeted costs (pacing), append the rows
         and retrain the model on the newest ``buffer_rows`` (from the previous weights unless
         ``retrain="scratch"``)."""
         if rows.budgeted_cost is not None:
-            gamma = self.config.pacing_memory
-            self._realised = gamma * self._realised + float(rows.unsubscribed.sum())
-            self._budgeted = gamma * self._budgeted + float(rows.budgeted_cost.sum())
+            self.pacing = self.pacing.update(float(rows.unsubscribed.sum()), float(rows.budgeted_cost.sum()))
         rows = Rows(rows.features, rows.converted, rows.unsubscribed, rows.value)
         kept = rows if self._rows is None else Rows.concat([self._rows, rows])
         if kept.n > self.config.buffer_rows:
@@ -195,7 +210,7 @@ class NeuralMethod:
             x, elastic = scaled.solved.x, scaled.solved.elastic
             policy["budget_scale"] = scaled.budget_scale
         else:
-            solved = solve_lp(batch, constraints, reward, rho * cost)
+            solved = self.solve(batch, constraints, reward, cost, budgeted)
             x, elastic = solved.x, solved.elastic
         if self._spread is None or self._spread[0] != batch.batch_id:
             spread = version_spread(self.previous, self.model, X) if self.previous is not None else {}
@@ -210,15 +225,34 @@ class NeuralMethod:
         )
         return Plan(x=x, reward=reward, cost=budgeted, elastic=elastic, estimates=estimates, policy=policy)
 
-    def pacing_factor(self) -> float:
-        """The bias factor rho the budgeted costs are multiplied by (1 without pacing).
+    def solve(
+        self,
+        batch: CandidateBatch,
+        constraints: BatchConstraints,
+        reward: FloatArray,
+        cost: FloatArray,
+        mean_cost: FloatArray,
+        extra_rows: tuple[FloatArray, FloatArray] | None = None,
+    ) -> SolvedLP:
+        """The batch's LP on ``reward`` and the paced ``cost`` (both ``(E,)``), with the mean row
+        of ``budget_on="mean_row"`` on the paced ``mean_cost`` (:mod:`allocator.budget_rows`)
+        before any ``extra_rows`` (``(rows (G, E), limits (G,))``, e.g. per-arm rows)."""
+        rho = self.pacing_factor()
+        budget = np.asarray(constraints.budget[:1], dtype=float)
+        rows: list[tuple[FloatArray, FloatArray]] = []
+        if self.config.budget_on == "mean_row" and np.all(np.isfinite(budget)):
+            stacked, limits = mean_budget_rows(
+                rho * np.asarray(cost, dtype=float)[None, None, :],
+                rho * np.asarray(mean_cost, dtype=float)[None, :],
+                budget,
+            )
+            rows.append((stacked[0, 1:], limits[1:]))  # row 0 is the batch's own (on the draw)
+        if extra_rows is not None:
+            rows.append((np.asarray(extra_rows[0], dtype=float), np.asarray(extra_rows[1], dtype=float)))
+        extra = (np.vstack([r for r, _ in rows]), np.concatenate([lim for _, lim in rows])) if rows else None
+        return solve_lp(batch, constraints, reward, rho * np.asarray(cost, dtype=float), extra_rows=extra)
 
-        Posterior ``Gamma(a + R, a + C)`` of rho with ``R`` the discounted realised
-        unsubscriptions of the method's sends and ``C`` the discounted costs its plans budgeted
-        for them; its ``pacing_quantile``.
-        """
-        a = self.config.pacing_prior
-        if a <= 0:
-            return 1.0
-        shape, rate = a + self._realised, a + self._budgeted
-        return float(stats.gamma.ppf(self.config.pacing_quantile, shape, scale=1.0 / rate))
+    def pacing_factor(self) -> float:
+        """The bias factor rho the budgeted costs are multiplied by (1 without pacing): the
+        ``pacing_quantile`` of its Gamma posterior (:class:`models.pacing.CostPacing`)."""
+        return self.pacing.factor()

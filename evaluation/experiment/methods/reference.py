@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.email_world import EmailWorld
@@ -31,6 +30,7 @@ from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
 from evaluation.experiment.lp import solve_lp
 from evaluation.experiment.methods.base import MethodContext, Plan
+from models.pacing import CostPacing, PacingConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,21 +148,17 @@ class OracleLevelLPMethod:
     def __init__(self, config: OracleLevelLPConfig, context: MethodContext) -> None:
         self.config = config
         self.world: EmailWorld = context.world
-        self._realised = 0.0
-        self._expected = 0.0
+        self.pacing = CostPacing(PacingConfig(prior_events=config.prior, quantile=config.quantile))
 
     def learn(self, rows: Rows, rng: np.random.Generator) -> None:
         """Count the rows' unsubscriptions against their expected number at ``rho = 1``."""
-        self._realised += float(rows.unsubscribed.sum())
-        if rows.budgeted_cost is None:
-            self._expected += rows.n * self.world.config.unsub_rate
-        else:
-            self._expected += float(rows.budgeted_cost.sum())
+        expected = rows.n * self.world.config.unsub_rate if rows.budgeted_cost is None else rows.budgeted_cost.sum()
+        self.pacing = self.pacing.update(float(rows.unsubscribed.sum()), float(expected))
 
     def level(self) -> float:
-        """``rho_q``: the ``quantile`` of ``Gamma(a + R, a + C)``, R realised and C expected unsubscriptions."""
-        a = self.config.prior
-        return float(stats.gamma.ppf(self.config.quantile, a + self._realised, scale=1.0 / (a + self._expected)))
+        """``rho_q``: the ``quantile`` of ``Gamma(a + R, a + C)``, R realised and C expected
+        unsubscriptions (:class:`models.pacing.CostPacing`)."""
+        return self.pacing.factor()
 
     def plan(self, batch: CandidateBatch, constraints: BatchConstraints, rng: np.random.Generator) -> Plan:
         """The LP on the true rewards and ``rho_q`` times the true costs."""

@@ -16,7 +16,7 @@ from typing import Any
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.methods.base import Method, MethodContext
 from evaluation.experiment.methods.linucb import LinUCBConfig, LinUCBMethod
-from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig
+from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig, banditlp_config
 from evaluation.experiment.methods.reference import (
     OracleLevelLPConfig,
     OracleLevelLPMethod,
@@ -51,14 +51,14 @@ def _specs() -> tuple[MethodSpec, ...]:
     return (
         MethodSpec(
             "banditlp",
-            "neural TS + last-layer Laplace + heuristic calibration + LP",
-            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp"),
+            "neural TS + last-layer Laplace + heuristic calibration + LP, budget on the draw and the means, paced",
+            banditlp_config(),
             NeuralMethod,
         ),
         MethodSpec(
             "banditlp_naive_calibration",
             "BanditLP with isotonic maps fitted on Thompson samples",
-            NeuralMethodConfig(scores="thompson", calibration="naive", decision="lp"),
+            dataclasses.replace(banditlp_config(), calibration="naive"),
             NeuralMethod,
         ),
         MethodSpec(
@@ -103,6 +103,18 @@ def _specs() -> tuple[MethodSpec, ...]:
             NeuralMethodConfig(
                 scores="thompson", calibration="heuristic", decision="lp", budget_on="mean", pacing_prior=20.0
             ),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_unguarded",
+            "BanditLP with the budget on the Thompson draws alone, no pacing (the paper's rule)",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp"),
+            NeuralMethod,
+        ),
+        MethodSpec(
+            "banditlp_mean_row",
+            "BanditLP's guard without pacing: the budget on the draw and on the calibrated means",
+            NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", budget_on="mean_row"),
             NeuralMethod,
         ),
         MethodSpec(

@@ -57,9 +57,9 @@ from banditlp.arrays import Float32Array, FloatArray, IntArray, weighted_bincoun
 from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment.batches import Rows
-from evaluation.experiment.lp import SolvedLP, solve_lp
+from evaluation.experiment.lp import SolvedLP
 from evaluation.experiment.methods.base import Estimates, MethodContext, Plan
-from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig
+from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig, banditlp_config
 from evaluation.experiment.methods.neural_model import NeuralScores, score_neural, version_spread
 from evaluation.experiment.metrics import item_exposure, top_k_items
 from evaluation.experiment.seeding import int_seed
@@ -68,10 +68,6 @@ from models.neural import NeuralThompsonModel
 from models.tuner.assignment import Layout, initial_layout, relayout, user_positions
 from models.tuner.config import Guardrail, TunerConfig
 from models.tuner.thompson import arm_id, thompson_distribution
-
-
-def _banditlp() -> NeuralMethodConfig:
-    return NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +91,7 @@ class TunedConfig:
         experiment: The assignment hash's experiment name.
     """
 
-    model: NeuralMethodConfig = field(default_factory=_banditlp)
+    model: NeuralMethodConfig = field(default_factory=banditlp_config)
     tau_bounds: tuple[float, float] = (0.0, 2.0)
     warmup_taus: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
     warmup_batches: int = 5
@@ -417,10 +413,12 @@ class TunedMethod:
         constraints: BatchConstraints,
         reward: FloatArray,
         cost: FloatArray,
+        mean_cost: FloatArray,
         user_arm: IntArray,
     ) -> SolvedLP:
-        """The batch's LP on the draws (``user_arm`` (U,): each user's arm, for per-arm rows)."""
-        return solve_lp(batch, constraints, reward, cost)
+        """The batch's LP on the draws, as ``banditlp`` solves it (:meth:`NeuralMethod.solve`:
+        pacing, the mean row); ``user_arm`` (U,): each user's arm, for per-arm rows."""
+        return self.inner.solve(batch, constraints, reward, cost, mean_cost)
 
     def user_taus(self) -> FloatArray:
         """``(U,)`` every user's τ under the current distribution."""
@@ -444,7 +442,9 @@ class TunedMethod:
         pair_tau = np.asarray(dist.taus, dtype=float)[user_arm[batch.pair_user]]
         s = score_by_tau(model, X, pair_tau, rng)
         reward, cost = s.samples["reward"], s.samples["unsubscription"]
-        solved = self._solve(batch, constraints, reward, cost, user_arm)
+        mean_cost = s.means["unsubscription"]
+        solved = self._solve(batch, constraints, reward, cost, mean_cost, user_arm)
+        budgeted = cost if self.config.model.budget_on == "decision" else mean_cost
         if self._spread is None or self._spread[0] != batch.batch_id:
             previous = self.inner.previous
             self._spread = (batch.batch_id, version_spread(previous, model, X) if previous is not None else {})
@@ -456,7 +456,7 @@ class TunedMethod:
             version_spread=self._spread[1],
         )
         return Plan(
-            x=solved.x, reward=reward, cost=cost, elastic=solved.elastic, estimates=estimates, policy=self.policy()
+            x=solved.x, reward=reward, cost=budgeted, elastic=solved.elastic, estimates=estimates, policy=self.policy()
         )
 
     def policy(self) -> dict[str, float]:
@@ -468,6 +468,8 @@ class TunedMethod:
         probs = np.asarray(self.distribution.probs)
         order = np.argsort(taus, kind="stable")
         out = {"tau_mean": float(taus @ probs), "tuner_steps": float(self.step), "failed_fits": float(self.failed_fits)}
+        if self.config.model.pacing_prior > 0:
+            out["pacing_factor"] = self.inner.pacing_factor()
         for k in range(self.config.max_arms):
             inside = k < order.size
             out[f"arm{k}_tau"] = float(taus[order[k]]) if inside else math.nan

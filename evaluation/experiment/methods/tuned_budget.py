@@ -33,7 +33,7 @@ from allocator.arm_rows import arm_budget_rows
 from banditlp.arrays import FloatArray, IntArray
 from evaluation.email_batch import BatchConstraints, CandidateBatch
 from evaluation.errors import EvaluationInputError
-from evaluation.experiment.lp import SolvedLP, solve_lp
+from evaluation.experiment.lp import SolvedLP
 from evaluation.experiment.methods.base import MethodContext
 from evaluation.experiment.methods.tuned import ArmTotals, TunedConfig, TunedMethod
 
@@ -154,16 +154,18 @@ class TunedBudgetMethod(TunedMethod):
         constraints: BatchConstraints,
         reward: FloatArray,
         cost: FloatArray,
+        mean_cost: FloatArray,
         user_arm: IntArray,
     ) -> SolvedLP:
-        """The batch's LP with one unsubscription row per arm beside the batch's (:func:`batch_arm_rows`)."""
+        """The batch's LP with one unsubscription row per arm (on the paced draws,
+        :func:`batch_arm_rows`) beside the batch's rows as ``banditlp`` has them."""
         budget = float(constraints.budget[0])
         if not math.isfinite(budget):  # no budget, nothing to share
-            return solve_lp(batch, constraints, reward, cost)
+            return self.inner.solve(batch, constraints, reward, cost, mean_cost)
         assert self.distribution is not None
         scale = np.array([p[1] for p in self.distribution.points], dtype=float)
-        rows = batch_arm_rows(cost, budget, batch.pair_user, user_arm, scale)
-        return solve_lp(batch, constraints, reward, cost, extra_rows=rows)
+        rows = batch_arm_rows(self.inner.pacing_factor() * cost, budget, batch.pair_user, user_arm, scale)
+        return self.inner.solve(batch, constraints, reward, cost, mean_cost, extra_rows=rows)
 
     def policy(self) -> dict[str, float]:
         """``banditlp_tuned``'s scalars, and ``scale_mean`` and ``arm{k}_scale`` (the arms in the same

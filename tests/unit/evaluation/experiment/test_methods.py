@@ -8,12 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
 
+import allocator
 from evaluation.email_batch import greedy_allocation
 from evaluation.email_world import EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment import METHODS
 from evaluation.experiment.batches import BatchBook
+from evaluation.experiment.lp import allocation_problem
 from evaluation.experiment.methods import MethodContext, build_method, configured, method_spec
 from evaluation.experiment.methods.linucb import LinUCBMethod
 from evaluation.experiment.methods.neural import NeuralMethod, NeuralMethodConfig
@@ -116,22 +119,68 @@ def test_banditlp_budgets_its_calibrated_samples_and_nn_lp_its_calibrated_means(
 ) -> None:
     truth = tiny_book.truth(0)
     X = np.array(truth.batch.features)
-    for name, tau in (("banditlp", 1.0), ("nn_lp", 0.0)):
+    budget = truth.constraints.budget[0]
+    for name, tau in (("banditlp_unguarded", 1.0), ("banditlp", 1.0), ("nn_lp", 0.0)):
         method = _learnt(name, tiny_book, tiny_world)
         assert isinstance(method, NeuralMethod) and method.model is not None
         plan = method.plan(truth.batch, truth.constraints, np.random.default_rng(6))
         scores = score_neural(method.model, X, tau, np.random.default_rng(6))
         used = scores.samples if tau > 0 else scores.means
-        np.testing.assert_array_equal(plan.cost, used["unsubscription"])
         np.testing.assert_array_equal(plan.reward, used["reward"])
         assert plan.estimates is not None
         np.testing.assert_array_equal(plan.estimates.unsub_predicted, scores.raw_means["unsubscription"])
-        if not plan.elastic:
-            assert plan.cost @ plan.x <= truth.constraints.budget[0] + 1e-7
+        np.testing.assert_array_equal(plan.estimates.unsub_decision, used["unsubscription"])
+        rho = method.pacing_factor()
+        if name == "banditlp":
+            # The guard: budgeted on the calibrated means, the plan fits the paced budget on its
+            # draw and on the means; the prior alone (no own sends yet) gives Gamma(20, 20)'s median.
+            np.testing.assert_array_equal(plan.cost, scores.means["unsubscription"])
+            assert rho == pytest.approx(stats.gamma.ppf(0.5, 20.0, scale=1 / 20.0), rel=1e-12)
+            if not plan.elastic:
+                assert rho * used["unsubscription"] @ plan.x <= budget + 1e-7
+                assert rho * plan.cost @ plan.x <= budget + 1e-7
+        else:
+            assert rho == 1.0
+            np.testing.assert_array_equal(plan.cost, used["unsubscription"])
+            if not plan.elastic:
+                assert plan.cost @ plan.x <= budget + 1e-7
         # planning does not change the method: the same generator gives the same plan
         again = method.plan(truth.batch, truth.constraints, np.random.default_rng(6))
         np.testing.assert_array_equal(plan.x, again.x)
-        assert method.stochastic == (name == "banditlp")
+        assert method.stochastic == (name != "nn_lp")
+
+
+def test_banditlp_mean_row_is_the_lp_with_both_budget_rows_solved_by_highs(
+    tiny_book: BatchBook, tiny_world: EmailWorld
+) -> None:
+    """The guarded plan's objective equals HiGHS' on the LP stacked here by hand (the batch's rows on
+    the paced draw, one more on the paced means), and it is elastic exactly where that LP is
+    infeasible."""
+    method = _learnt("banditlp", tiny_book, tiny_world)
+    assert isinstance(method, NeuralMethod) and method.model is not None
+    rho = method.pacing_factor()
+    feasible = 0
+    truth = tiny_book.truth(0)
+    for scale in (1.0, 2.0, 4.0):  # the tiny world's model over-estimates costs: its own budget is infeasible
+        constraints = dataclasses.replace(truth.constraints, budget=truth.constraints.budget * scale)
+        plan = method.plan(truth.batch, constraints, np.random.default_rng(6))
+        assert plan.estimates is not None
+        draw_cost = np.asarray(plan.estimates.unsub_decision)
+        problem = allocation_problem(truth.batch, constraints, plan.reward, rho * draw_cost)
+        problem = dataclasses.replace(
+            problem,
+            cost=np.vstack([problem.cost, rho * np.asarray(plan.cost)[None, :]]),
+            budget=np.concatenate([problem.budget, problem.budget[:1]]),
+        )
+        try:
+            exact = allocator.solve(problem, "highs", method="simplex")
+        except allocator.InfeasibleAllocation:
+            assert plan.elastic
+            continue
+        assert not plan.elastic
+        feasible += 1
+        assert plan.reward @ plan.x == pytest.approx(plan.reward @ exact.x, rel=1e-7, abs=1e-9)
+    assert feasible > 0
 
 
 def test_linucb_scores_equal_the_closed_form_posterior(tiny_book: BatchBook, tiny_world: EmailWorld) -> None:
