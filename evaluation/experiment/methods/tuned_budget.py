@@ -158,14 +158,21 @@ class TunedBudgetMethod(TunedMethod):
         user_arm: IntArray,
     ) -> SolvedLP:
         """The batch's LP with one unsubscription row per arm (on the paced draws,
-        :func:`batch_arm_rows`) beside the batch's rows as ``banditlp`` has them."""
+        :func:`batch_arm_rows`, and with ``banditlp``'s mean row their twins on the paced means)
+        beside the batch's rows as ``banditlp`` has them."""
         budget = float(constraints.budget[0])
         if not math.isfinite(budget):  # no budget, nothing to share
             return self.inner.solve(batch, constraints, reward, cost, mean_cost)
         assert self.distribution is not None
         scale = np.array([p[1] for p in self.distribution.points], dtype=float)
-        rows = batch_arm_rows(self.inner.pacing_factor() * cost, budget, batch.pair_user, user_arm, scale)
-        return self.inner.solve(batch, constraints, reward, cost, mean_cost, extra_rows=rows)
+        rho = self.inner.pacing_factor()
+        rows, limits = batch_arm_rows(rho * cost, budget, batch.pair_user, user_arm, scale)
+        if self.config.model.budget_on == "mean_row":
+            # each arm's row gets its twin on the means, as in the streamed allocator: a pooled
+            # mean row alone would let the arms trade budget again
+            twins, twin_limits = batch_arm_rows(rho * mean_cost, budget, batch.pair_user, user_arm, scale)
+            rows, limits = np.vstack([rows, twins]), np.concatenate([limits, twin_limits])
+        return self.inner.solve(batch, constraints, reward, cost, mean_cost, extra_rows=(rows, limits))
 
     def policy(self) -> dict[str, float]:
         """``banditlp_tuned``'s scalars, and ``scale_mean`` and ``arm{k}_scale`` (the arms in the same

@@ -201,3 +201,26 @@ def test_a_window_fits_on_the_last_batches_only(tiny_world: EmailWorld) -> None:
     assert everything._fitted_history() == method.history
     with pytest.raises(EvaluationInputError, match="window_batches"):
         TunedBudgetConfig(window_batches=-1)
+
+
+def test_with_banditlp_s_guard_each_arm_also_spends_its_share_on_the_paced_means(
+    tiny_world: EmailWorld, tiny_book: BatchBook
+) -> None:
+    method = TunedBudgetMethod(QUICK, MethodContext(tiny_world.feature_dim, tiny_world))
+    method.learn(tiny_book.warm_start(0, 80), generator(0, NAME, -1, "train"))
+    truth = tiny_book.truth(0)
+    # the tiny world's model over-estimates costs; a looser budget keeps the guarded LP feasible
+    constraints = dataclasses.replace(truth.constraints, budget=truth.constraints.budget * 4.0)
+    plan = method.plan(truth.batch, constraints, np.random.default_rng(1))
+    assert not plan.elastic
+    dist, positions = method.distribution, method._positions
+    assert dist is not None and positions is not None and plan.estimates is not None
+    rho = method.inner.pacing_factor()
+    budget = float(constraints.budget[0])
+    n = np.unique(truth.batch.pair_user).size
+    pair_arm = dist.user_arms(positions)[truth.batch.pair_user]
+    for a, (_, s) in enumerate(dist.points):
+        on = pair_arm == a
+        share = s * budget * np.unique(truth.batch.pair_user[on]).size / n + 1e-7
+        assert rho * plan.estimates.unsub_decision[on] @ plan.x[on] <= share
+        assert rho * plan.cost[on] @ plan.x[on] <= share  # plan.cost: the calibrated means
