@@ -404,6 +404,53 @@ def test_one_decision_per_batch_and_user_within_caps_budget_and_provider_bounds(
         assert r["status"] in ("optimal", "optimal_primal"), r["status"]
 
 
+def test_the_learners_rows_carry_the_unpaced_cost_and_the_scores_the_snapshots_factor(pipeline: PipelineRun) -> None:
+    """Cost pacing through the real workers: every row the learner wrote carries a budgeted cost,
+    and the scores of its (batch, user) by the version that scored it hold that cost times the
+    version's factor (1 for the warm start's) as their unsubscription mean, bit for bit; each
+    retrained version's factor is the Gamma posterior quantile of its own counts, which cannot
+    exceed what the topic holds."""
+    from scipy import stats
+
+    from streams.score.model_feed import ModelSnapshotRecord
+
+    rows = [v for _, v in read_all(pipeline.bootstrap, pipeline.names("training-rows"), "training-rows")]
+    learned = [r for r in rows if r["model_version"] >= 1]  # the warm start's rows say version 0
+    assert learned and all(r["budgeted_unsub"] is None for r in rows if r["model_version"] == 0)
+    snaps = [
+        ModelSnapshotRecord.from_avro(v)
+        for _, v in read_all(pipeline.bootstrap, pipeline.names("model-snapshots"), "model-snapshots")
+    ]
+    factor = {s.version: s.unsubscription_factor for s in snaps}
+    assert factor[1] == 1.0 and len(factor) >= 2
+    for s in snaps:
+        if s.version == 1:
+            continue
+        c = s.cost_pacing
+        assert c is not None and 0 < c.n_rows <= len(learned)
+        assert c.pacing.realised <= sum(r["unsubscribed"] for r in learned)
+        a = c.pacing.config.prior_events
+        want = stats.gamma.ppf(c.pacing.config.quantile, a + c.pacing.realised, scale=1 / (a + c.pacing.budgeted))
+        assert factor[s.version] == pytest.approx(want, rel=1e-9) and factor[s.version] != 1.0
+    means: dict[tuple[str, str, int], dict[str, float]] = {}
+    serde = Settings().serde()
+    for _, _, key, value in read_raw(pipeline.bootstrap, pipeline.names("scores")):
+        if key is None or key.startswith(b"junk-"):
+            continue
+        v = serde.decode("scores", value)
+        means[(v["batch_id"], v["user_id"], v["model_version"])] = {
+            it["item_id"]: it["means"]["unsubscription"] for it in v["items"]
+        }
+    paced = 0
+    for r in learned:
+        cost = r["budgeted_unsub"]
+        assert cost is not None and 0.0 <= cost <= 1.0
+        scored = means[(r["batch_id"], r["user_id"], r["model_version"])][r["item_id"]]
+        assert scored == min(1.0, cost * factor[r["model_version"]]), r
+        paced += r["model_version"] >= 2
+    assert paced > 0  # rows of sends that a retrained, paced version scored
+
+
 def test_posterior_table_holds_the_closed_form_of_each_users_feedback(pipeline: PipelineRun) -> None:
     """A_u = lambda I + sum over the user's observed items of z z^T / sigma^2, from the changelog."""
     z_sum: dict[str, np.ndarray] = defaultdict(lambda: PRIOR_PRECISION * np.eye(WORLD.item_dim))
