@@ -471,6 +471,7 @@ def measure_batch(
                 "solve_seconds",
                 "window_seconds",
                 "iterations",
+                "budgets",
             )
         },
         "cpu_seconds": meter.used,
@@ -493,6 +494,7 @@ class PipelineRun:
     worker_env: tuple[str, ...]
     seed: int
     py_spy: Path | None
+    allocator_args: tuple[str, ...] = ()
 
 
 FEATURE_ARMS = {"on": True, "off": False}
@@ -548,7 +550,7 @@ def run_pipeline(
                 {**env, "BANDITLP_STATE_DIR": str(tmp / prefix / f"state-{w}")},
                 features,
             )
-        workers.start("allocator", ["worker", "allocator"], env)
+        workers.start("allocator", ["worker", "allocator", *run.allocator_args], env)
         reader = DecisionReader(boot, serde, names, run.partitions)
         warm = SimulatorFeed(
             SimulatorConfig(
