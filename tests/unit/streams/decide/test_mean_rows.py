@@ -41,8 +41,8 @@ def _budgets() -> tuple[BudgetSpec, ...]:
 
 def _record(u: int, mean_scale: float | None) -> ScoresRecord:
     """User ``u``'s scores; ``mean_scale`` set: every cost mean is that multiple of the pair's
-    smallest draw (below 1: below every draw), or for a negative one, ``-mean_scale`` times its
-    largest (above every draw)."""
+    smallest draw (below 1: below every draw) or, for a negative one, ``-mean_scale`` times its
+    largest draw (above 1: above every draw)."""
     rec = scores_record(
         f"u{u:02d}",
         n=N_ITEMS,
@@ -54,11 +54,10 @@ def _record(u: int, mean_scale: float | None) -> ScoresRecord:
     )
     if mean_scale is None:
         return rec
-    of = rec.draws.__getitem__
-    scaled = {
-        o: mean_scale * of(o).min(axis=0) if mean_scale > 0 else -mean_scale * of(o).max(axis=0) for o in OUTCOMES
-    }
-    means = {o: (scaled[o] if o != "reward" else m) for o, m in rec.means.items()}
+    means = dict(rec.means)
+    for o in ("unsubscription", "complaint"):
+        d = rec.draws[o]  # (K, n)
+        means[o] = mean_scale * d.min(axis=0) if mean_scale > 0 else -mean_scale * d.max(axis=0)
     return replace(rec, means=means)
 
 
