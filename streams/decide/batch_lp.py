@@ -142,17 +142,8 @@ class BatchLP:
         budget = np.array([b.limit for b in control.budgets], dtype=np.float64)
         budget_names = [b.name for b in control.budgets]
 
-        def mean(outcome: str, draws: np.ndarray) -> np.ndarray:
-            """``(E,)`` the outcome's calibrated means; a pair without one: the mean of its draws."""
-            if not records:
-                return np.zeros(0)
-            means = np.concatenate(
-                [np.asarray(r.means.get(outcome, np.full(len(r.item_ids), np.nan)), np.float64) for r in records]
-            )
-            return np.where(np.isfinite(means), means, draws.mean(axis=0))
-
         cost_means = (
-            np.stack([mean(spec.outcome, cost_draws[:, b, :]) for b, spec in enumerate(control.budgets)])
+            np.stack([pair_means(records, spec.outcome, cost_draws[:, b, :]) for b, spec in enumerate(control.budgets)])
             if control.budgets
             else np.zeros((0, n_pairs))
         )
@@ -243,6 +234,17 @@ class BatchLP:
             return 0.0, 0.0
         v = violations(self.to_problem(), x)
         return v.max_violation, v.max_relative_violation
+
+
+def pair_means(records: list[ScoresRecord], outcome: str, draws: np.ndarray) -> np.ndarray:
+    """``(E,)`` every pair's calibrated mean of ``outcome`` (the records' ``means``, in their order),
+    or the mean of its ``draws (K, E)`` where a record gives none."""
+    if not records:
+        return np.zeros(0)
+    means = np.concatenate(
+        [np.asarray(r.means.get(outcome, np.full(len(r.item_ids), np.nan)), np.float64) for r in records]
+    )
+    return np.where(np.isfinite(means), means, draws.mean(axis=0))
 
 
 def batch_seed(seed: int, batch_id: str) -> int:

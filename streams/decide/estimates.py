@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from banditlp.arrays import FloatArray, IntArray
-from streams.decide.batch_lp import BatchLP
+from streams.decide.batch_lp import BatchLP, pair_means
 
 #: Items whose estimates the memory keeps (the least recently scored are dropped first).
 MEMORY_ITEMS = 100_000
@@ -30,19 +30,12 @@ MEMORY_ITEMS = 100_000
 
 def pair_estimates(lp: BatchLP, reward_outcome: str, budget_outcomes: Sequence[str]) -> dict[str, FloatArray]:
     """``{outcome: (E,) float64}``: every LP pair's estimate (its calibrated mean, else the mean of
-    its draws) of the reward's outcome and of each budget's outcome."""
-    rows = {reward_outcome: lp.reward_draws}
+    its draws: ``batch_lp.pair_means``) of the reward's outcome and of each of the batch's budget
+    outcomes (``budget_outcomes`` in the batch's order; their means are the LP's ``cost_means``)."""
+    out: dict[str, FloatArray] = {reward_outcome: pair_means(lp.records, reward_outcome, lp.reward_draws)}
     for b, outcome in enumerate(budget_outcomes):
-        rows.setdefault(outcome, lp.cost_draws[:, b, :])
-    out: dict[str, FloatArray] = {}
-    for outcome, draws in rows.items():
-        if not lp.n_pairs:
-            out[outcome] = np.zeros(0)
-            continue
-        means = np.concatenate(
-            [np.asarray(r.means.get(outcome, np.full(len(r.item_ids), np.nan)), dtype=np.float64) for r in lp.records]
-        )
-        out[outcome] = np.where(np.isfinite(means), means, draws.mean(axis=0))
+        if outcome not in out:
+            out[outcome] = lp.cost_means[b]
     return out
 
 
