@@ -42,7 +42,7 @@ from streams.metrics import MetricsConfig, WorkerMetrics, committed_lag, start_w
 from streams.processors.agents import Processors, learn_agent, score_agent
 from streams.processors.config import ProcessorConfig
 from streams.processors.membership import Worker
-from streams.processors.recovery import StallWatch, reseek_after_rebalance
+from streams.processors.recovery import StallWatch, commit_whole_runs, reseek_after_rebalance
 from streams.score.model_feed import ModelFeed
 from streams.score.parameter_feed import ParameterFeed
 from streams.score.publisher import ScorePublisher
@@ -178,6 +178,14 @@ def build_app(
         parameters.start()
 
     reseek_after_rebalance(app)
+    build_consumer = app._new_consumer  # faust builds its consumer when the worker starts
+
+    def new_consumer() -> Any:
+        consumer = build_consumer()
+        commit_whole_runs(consumer)
+        return consumer
+
+    app._new_consumer = new_consumer  # type: ignore[method-assign]
     stall_watch = StallWatch(app, {names("candidates"), names("feedback")})
     app.timer(interval=cfg.stall_check_s)(stall_watch.check)
     app.banditlp_stats = p.stats  # type: ignore[attr-defined]  # for tests and debuggers
