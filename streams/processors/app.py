@@ -36,13 +36,14 @@ from models.random_effects import RandomEffectConfig
 from streams.avro.serde import AvroSerde
 from streams.dead_letters import DeadLetterSink
 from streams.kafka.connection import ConnectionConfig
+from streams.kafka.faust_commits import install_commit_whole_runs
 from streams.kafka.topics import ensure_changelog_topics
 from streams.learn.context_slots import ContextIndex
 from streams.metrics import MetricsConfig, WorkerMetrics, committed_lag, start_worker_metrics
 from streams.processors.agents import Processors, learn_agent, score_agent
 from streams.processors.config import ProcessorConfig
 from streams.processors.membership import Worker
-from streams.processors.recovery import StallWatch, commit_whole_runs, reseek_after_rebalance
+from streams.processors.recovery import StallWatch, reseek_after_rebalance
 from streams.score.model_feed import ModelFeed
 from streams.score.parameter_feed import ParameterFeed
 from streams.score.publisher import ScorePublisher
@@ -178,14 +179,7 @@ def build_app(
         parameters.start()
 
     reseek_after_rebalance(app)
-    build_consumer = app._new_consumer  # faust builds its consumer when the worker starts
-
-    def new_consumer() -> Any:
-        consumer = build_consumer()
-        commit_whole_runs(consumer)
-        return consumer
-
-    app._new_consumer = new_consumer  # type: ignore[method-assign]
+    install_commit_whole_runs(app)
     stall_watch = StallWatch(app, {names("candidates"), names("feedback")})
     app.timer(interval=cfg.stall_check_s)(stall_watch.check)
     app.banditlp_stats = p.stats  # type: ignore[attr-defined]  # for tests and debuggers

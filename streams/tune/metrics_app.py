@@ -29,6 +29,7 @@ from typing import Any
 from streams.avro.serde import AvroSerde
 from streams.errors import ConfigError, DecodeError
 from streams.kafka.connection import ConnectionConfig, GroupTimeouts
+from streams.kafka.faust_commits import install_commit_whole_runs
 from streams.kafka.topics import TopicNames, ensure_changelog_topics
 from streams.tune.windows import (
     BATCH_TABLE,
@@ -102,6 +103,7 @@ def build_app(cfg: TuneMetricsConfig, connection: ConnectionConfig, serde: AvroS
         agent_supervisor="mode.CrashingSupervisor",  # as the processors: an agent that raises stops the worker
         **cfg.group.faust_options(),
     )
+    install_commit_whole_runs(app)
     raw: dict[str, Any] = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     metrics_topic = app.topic(cfg.names("metrics"), partitions=1, **raw)
     decisions_topic = app.topic(cfg.names("decisions"), partitions=cfg.partitions, **raw)

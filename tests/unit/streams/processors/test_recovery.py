@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from streams.processors.recovery import StallWatch, commit_whole_runs, reseek_after_rebalance
+from streams.processors.recovery import StallWatch, reseek_after_rebalance
 
 
 class FlowControl:
@@ -145,67 +145,3 @@ def test_caught_up_idle_or_rebalancing_partitions_are_left_alone() -> None:
     app.rebalancing = False
     asyncio.run(watch.check())
     assert c.seeks == []
-
-
-# -- commit_whole_runs ---------------------------------------------------------------------------
-
-
-def _faust_consumer() -> Any:
-    """A real faust consumer (built, never started: no broker is needed to choose offsets)."""
-    import faust
-
-    app = faust.App("banditlp-test-commit-runs", broker="kafka://127.0.0.1:1", store="memory://")
-    return app.consumer
-
-
-def _leading_run_end(acked: set[int], committed: int) -> int:
-    """Brute force: the first offset at or after ``committed`` that is not acked."""
-    o = committed
-    while o in acked:
-        o += 1
-    return o
-
-
-def test_duplicated_acks_commit_the_whole_run_where_faust_moves_one_offset() -> None:
-    from faust.types import TP
-
-    tp = TP("feedback", 0)
-    processed = set(range(1200, 1400))
-    for patched in (False, True):
-        consumer = _faust_consumer()
-        if patched:
-            commit_whole_runs(consumer)
-        consumer._committed_offset[tp] = 1200
-        # every offset acked twice: a gap's offsets appended, then the same records acked after a seek back
-        consumer._acked[tp] = sorted([*processed, *processed])
-        consumer._acked_index[tp] = set(processed)
-        new = consumer._new_offset(tp)
-        if patched:
-            assert new == _leading_run_end(processed, 1200) == 1400
-            assert consumer._acked[tp] == [] and consumer._acked_index[tp] == set()
-        else:  # faust-streaming's own rule: the run breaks at the first duplicate
-            assert new == 1201
-
-
-def test_patched_rule_keeps_holes_markers_and_gaps() -> None:
-    from faust.types import TP
-
-    tp = TP("candidates", 1)
-    consumer = _faust_consumer()
-    commit_whole_runs(consumer)
-    consumer._committed_offset[tp] = 100
-    consumer._acked[tp] = [103, 104, 105]  # records 100-102 not acked yet: nothing to commit
-    consumer._acked_index[tp] = {103, 104, 105}
-    assert consumer._new_offset(tp) is None
-    assert consumer._acked[tp] == [103, 104, 105]
-    consumer._acked[tp] = [100, 101, 103, 104]  # 102 missing: a transaction marker ends the first run
-    consumer._acked_index[tp] = {100, 101, 103, 104}
-    assert consumer._new_offset(tp) == 102
-    consumer._committed_offset[tp] = 102
-    assert consumer._new_offset(tp) == 105  # a single missing offset at the head is passed over
-    consumer._committed_offset[tp] = 105
-    consumer._acked[tp] = [105, 106, 110]  # a gap 107-109 the fetcher saw (control records) fills the hole
-    consumer._acked_index[tp] = {105, 106, 110}
-    consumer._gap[tp].addi(107, 110)
-    assert consumer._new_offset(tp) == 111
-    assert not consumer._gap[tp]
