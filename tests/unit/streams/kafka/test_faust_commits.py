@@ -61,11 +61,10 @@ def test_patched_rule_keeps_holes_markers_and_gaps() -> None:
     consumer._committed_offset[tp] = 102
     assert consumer._new_offset(tp) == 105  # a single missing offset at the head is passed over
     consumer._committed_offset[tp] = 105
-    consumer._acked[tp] = [105, 106, 110]  # a gap 107-109 the fetcher saw (control records) fills the hole
+    consumer._acked[tp] = [105, 106, 110]  # the first run commits; gaps wait for a hole to last
     consumer._acked_index[tp] = {105, 106, 110}
     consumer._gap[tp].addi(107, 110)
-    assert consumer._new_offset(tp) == 111
-    assert not consumer._gap[tp]
+    assert consumer._new_offset(tp) == 107
 
 
 def test_an_installed_app_builds_its_consumer_with_the_rule() -> None:
@@ -80,3 +79,58 @@ def test_an_installed_app_builds_its_consumer_with_the_rule() -> None:
     consumer._acked[tp] = [10, 10, 11, 11, 12]
     consumer._acked_index[tp] = {10, 11, 12}
     assert consumer._new_offset(tp) == 13
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_gap_fills_a_hole_only_after_the_grace_and_gaps_below_the_commit_are_dropped() -> None:
+    from faust.types import TP
+
+    tp = TP("metrics", 0)
+    consumer, clock = _faust_consumer(), Clock()
+    rule = commit_whole_runs(consumer, hole_grace_s=60.0, clock=clock)
+    consumer._committed_offset[tp] = 107
+    consumer._acked[tp] = [110, 111]  # 107-109 never delivered: an aborted transaction's records
+    consumer._acked_index[tp] = {110, 111}
+    consumer._gap[tp].addi(107, 110)
+    consumer._gap[tp].addi(20, 30)  # settled long ago
+    assert consumer._new_offset(tp) is None
+    clock.t += 59.0
+    assert consumer._new_offset(tp) is None
+    clock.t += 1.0
+    assert consumer._new_offset(tp) == 112
+    assert not consumer._gap[tp] and rule.hole_since == {}
+
+
+def test_a_gap_recorded_before_a_seek_back_does_not_commit_records_being_read_again() -> None:
+    """The record at 150 was fetched before a seek back to 100 and arrived after it: faust took
+    101-150 for a gap. Records 101-149 are read again after 100; until they are acked the commit
+    must not pass them (a crash would skip them)."""
+    from faust.types import TP
+
+    tp = TP("feedback", 1)
+    for patched in (False, True):
+        consumer, clock = _faust_consumer(), Clock()
+        if patched:
+            commit_whole_runs(consumer, clock=clock)
+        consumer._committed_offset[tp] = 100
+        consumer._gap[tp].addi(101, 151)
+        consumer._acked[tp] = [100, 150]
+        consumer._acked_index[tp] = {100, 150}
+        first = consumer._new_offset(tp)
+        if not patched:  # faust's rule: past 101-149, none of them processed yet
+            assert first == 151
+            continue
+        assert first == _leading_run_end({100, 150}, 100) == 101
+        consumer._committed_offset[tp] = 101
+        reread = set(range(101, 150))
+        consumer._acked[tp].extend(sorted(reread))
+        consumer._acked_index[tp].update(reread)
+        clock.t += 5.0
+        assert consumer._new_offset(tp) == _leading_run_end({150} | reread, 101) == 151
