@@ -141,6 +141,19 @@ def claim_port_pair(lock_dir: Path, ports: range = PORTS) -> tuple[int, TextIO]:
     raise ConfigError(f"no free port pair in {ports.start}-{ports.stop}")
 
 
+def clear_worker_state(work_dir: Path) -> list[Path]:
+    """Delete the workers' RocksDB state left in ``work_dir`` by an earlier run; returns what it
+    deleted. The soak's broker starts from empty storage, and a worker whose local tables record
+    changelog offsets past the new changelogs' ends stops at start-up (faust's ConsistencyError),
+    so a reused ``--work-dir`` would leave every batch to the fallback."""
+    stale = sorted(p for p in work_dir.glob("state-*") if p.is_dir())
+    for path in stale:
+        shutil.rmtree(path)
+    if stale:
+        log.info("deleted the workers' state of an earlier run: %s", ", ".join(p.name for p in stale))
+    return stale
+
+
 def run_soak(cfg: SoakConfig, progress: Callable[[SoakProgress], None] = lambda p: None) -> SoakResult:
     """Run one soak (see the module docstring); returns its result, also when it is failing."""
     from streams.simulate.warm_start import publish_warm_start
@@ -150,6 +163,7 @@ def run_soak(cfg: SoakConfig, progress: Callable[[SoakProgress], None] = lambda 
     broker = LocalBroker(LocalBrokerConfig(home=cfg.kafka_home, port=port, name="soak-broker", start_timeout_s=240))
     state = SoakProgress()
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    clear_worker_state(cfg.work_dir)
     (cfg.work_dir / "logs").mkdir(exist_ok=True)
     settings = Settings(connection=broker.config.connection, kafka_home=cfg.kafka_home, kafka_port=port)
     settings = settings.with_prefix(PREFIX)
