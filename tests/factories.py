@@ -284,3 +284,13 @@ def parameter_distribution_value(experiment: str, rng: np.random.Generator, n_ar
             for a, p in enumerate(shares)
         ],
     }
+
+
+class ManualClock:
+    """A clock the test moves by hand: calling it returns ``now`` (seconds)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -6,18 +6,11 @@ from __future__ import annotations
 import threading
 
 from streams.decide.watchdog import EXIT_STUCK, Watchdog
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.factories import ManualClock
 
 
 def test_a_call_past_its_limit_ends_the_process_and_one_within_it_does_not() -> None:
-    clock, exits = Clock(), []
+    clock, exits = ManualClock(), []
     dog = Watchdog(30.0, exit=exits.append, clock=clock)
     assert not dog.check()  # no call running
     with dog.guard("send_offsets_to_transaction"):

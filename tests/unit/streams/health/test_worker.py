@@ -15,6 +15,7 @@ from streams.health.worker import HealthWorker, HealthWorkerConfig
 from streams.kafka.connection import ConnectionConfig
 from streams.kafka.topics import TopicNames
 from streams.settings import Settings
+from tests.factories import ManualClock
 
 SERDE = Settings().serde()
 NAMES = TopicNames("t-")
@@ -52,14 +53,6 @@ class FakeProducer:
 
     def poll(self, timeout: float) -> int:
         return 0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _batch(
@@ -105,8 +98,8 @@ def _batch(
     return out
 
 
-def _worker() -> tuple[HealthWorker, Clock]:
-    clock = Clock()
+def _worker() -> tuple[HealthWorker, ManualClock]:
+    clock = ManualClock()
     worker = HealthWorker(HealthWorkerConfig(names=NAMES, quiet_s=2.0), ConnectionConfig("127.0.0.1:1"), SERDE, clock)
     return worker, clock
 

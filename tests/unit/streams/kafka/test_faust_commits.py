@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams.kafka.faust_commits import commit_whole_runs, install_commit_whole_runs
+from tests.factories import ManualClock
 
 
 def _faust_consumer() -> Any:
@@ -81,19 +82,11 @@ def test_an_installed_app_builds_its_consumer_with_the_rule() -> None:
     assert consumer._new_offset(tp) == 13
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_a_gap_fills_a_hole_only_after_the_grace_and_gaps_below_the_commit_are_dropped() -> None:
     from faust.types import TP
 
     tp = TP("metrics", 0)
-    consumer, clock = _faust_consumer(), Clock()
+    consumer, clock = _faust_consumer(), ManualClock(1000.0)
     rule = commit_whole_runs(consumer, hole_grace_s=60.0, clock=clock)
     consumer._committed_offset[tp] = 107
     consumer._acked[tp] = [110, 111]  # 107-109 never delivered: an aborted transaction's records
@@ -101,9 +94,9 @@ def test_a_gap_fills_a_hole_only_after_the_grace_and_gaps_below_the_commit_are_d
     consumer._gap[tp].addi(107, 110)
     consumer._gap[tp].addi(20, 30)  # settled long ago
     assert consumer._new_offset(tp) is None
-    clock.t += 59.0
+    clock.now += 59.0
     assert consumer._new_offset(tp) is None
-    clock.t += 1.0
+    clock.now += 1.0
     assert consumer._new_offset(tp) == 112
     assert not consumer._gap[tp] and rule.hole_since == {}
 
@@ -116,7 +109,7 @@ def test_a_gap_recorded_before_a_seek_back_does_not_commit_records_being_read_ag
 
     tp = TP("feedback", 1)
     for patched in (False, True):
-        consumer, clock = _faust_consumer(), Clock()
+        consumer, clock = _faust_consumer(), ManualClock(1000.0)
         if patched:
             commit_whole_runs(consumer, clock=clock)
         consumer._committed_offset[tp] = 100
@@ -132,5 +125,5 @@ def test_a_gap_recorded_before_a_seek_back_does_not_commit_records_being_read_ag
         reread = set(range(101, 150))
         consumer._acked[tp].extend(sorted(reread))
         consumer._acked_index[tp].update(reread)
-        clock.t += 5.0
+        clock.now += 5.0
         assert consumer._new_offset(tp) == _leading_run_end({150} | reread, 101) == 151
