@@ -81,8 +81,9 @@ class WholeRunCommits:
         if gap and committed is not None:
             gap.chop(0, committed)
         if committed is not None and int(offsets[0]) - committed > 1:
-            since = self.hole_since.setdefault(tp, self.clock())
-            if gap and self.clock() - since >= self.hole_grace_s:
+            now = self.clock()
+            since = self.hole_since.setdefault(tp, now)
+            if gap and now - since >= self.hole_grace_s:
                 offsets = self._fill(offsets, gap)
             if int(offsets[0]) - committed > 1:
                 acked[:] = offsets.tolist()
