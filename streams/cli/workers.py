@@ -15,6 +15,7 @@ import typer
 
 from models.errors import ModelInputError
 from models.pacing import PacingConfig
+from models.version_guard import VersionGuardConfig
 from streams.cli.common import configure_logging, default_of, fail, settings_of
 from streams.decide.config import SOLVERS, AllocatorWorkerConfig
 from streams.errors import BanditLPError, BrokerError, ConfigError
@@ -244,6 +245,10 @@ def trainer(
         default_of(PacingConfig, "quantile"),
         help="Cost pacing: the factor is this quantile of its posterior, in (0, 1); higher is warier.",
     ),
+    version_guard: int = typer.Option(
+        default_of(VersionGuardConfig, "versions"),
+        help="Version guard: scale costs by the warier of the last N model versions on the new rows; 1 turns it off.",
+    ),
     metrics_port: int | None = MetricsPortOpt,
     metrics_bind: str = MetricsBindOpt,
     log_level: str = LogLevelOpt,
@@ -260,6 +265,7 @@ def trainer(
     configure_logging(log_level)
     try:
         pacing = PacingConfig(prior_events=pacing_prior, memory=pacing_memory, quantile=pacing_quantile)
+        guard = VersionGuardConfig(versions=version_guard)
     except ModelInputError as exc:
         fail(exc)
     try:
@@ -271,6 +277,7 @@ def trainer(
                 retrain_interval_s=retrain_interval_s,
                 min_rows=min_rows,
                 pacing=pacing,
+                version_guard=guard,
             ),
             s.connection,
             s.serde(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.pacing import PacingConfig
+from models.version_guard import VersionGuardConfig
 from streams.kafka.topics import TopicNames
 
 
@@ -23,6 +24,9 @@ class TrainerConfig:
         buffer_rows: rows retained (the newest); the posterior is rebuilt from them.
         pacing: cost pacing of the unsubscription outcome over every row read with a budgeted
             cost (``streams.train.pacing``); on by default, ``prior_events`` = 0 turns it off.
+        version_guard: the versions whose costs of the newest rows the version guard compares
+            (``models.version_guard``); its factor multiplies the published cost scale, and
+            ``versions`` = 1 turns it off.
     """
 
     names: TopicNames
@@ -33,6 +37,7 @@ class TrainerConfig:
     buffer_rows: int = 50_000
     seed: int = 0
     pacing: PacingConfig = field(default_factory=PacingConfig)
+    version_guard: VersionGuardConfig = field(default_factory=VersionGuardConfig)
 
     @property
     def group_id(self) -> str:

@@ -48,11 +48,13 @@ class PacingLedger:
         return PacingCounts(PACED_OUTCOME, self.pacing, self.n_rows)
 
 
-def snapshot_fields(counts: PacingCounts) -> dict[str, Any]:
-    """The ``model-snapshots`` fields of ``counts``: the factor (when pacing is on; off, none, so
-    the scorer applies 1) and the counts."""
+def snapshot_fields(counts: PacingCounts, version_factor: float = 1.0) -> dict[str, Any]:
+    """The ``model-snapshots`` fields of ``counts``: the cost scale, the pacing factor times the
+    version guard's ``version_factor`` (``models.version_guard``; none when pacing is off and the
+    guard gives 1, so the scorer applies 1), and the counts."""
     on = counts.pacing.config.prior_events > 0
+    scale = (counts.pacing.factor() if on else 1.0) * version_factor
     return {
-        "cost_scale": {counts.outcome: counts.pacing.factor()} if on else {},
+        "cost_scale": {counts.outcome: scale} if on or version_factor != 1.0 else {},
         "cost_pacing": counts.to_avro(),
     }

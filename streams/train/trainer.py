@@ -13,7 +13,11 @@ to the end offsets seen at start count as history, not as new rows, when a model
 exists, so a restart does not retrain on what the current model has seen.
 
 Every row read (history included) with a budgeted cost also counts for cost pacing
-(``streams.train.pacing``), whose factor and counts each published version carries.
+(``streams.train.pacing``), whose factor and counts each published version carries. The
+version guard (``models.version_guard``) compares the newest versions' costs of the new rows read
+since the previous retrain and multiplies its factor into the published cost scale; the
+versions it compares are the ones this process trained and the one it started from (the
+compacted topic keeps only the newest), so a restarted trainer's guard starts again from that one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from banditlp.errors import BanditLPError
 from models.neural import NeuralThompsonModel, fit_or_refit
+from models.version_guard import VersionGuard
 from streams.avro.serde import AvroSerde
 from streams.dead_letters import dead_letter
 from streams.kafka import clients
@@ -90,6 +95,10 @@ class Trainer:
         self.stop_event = threading.Event()
         self.buffer: deque[tuple[np.ndarray, bool, bool, float]] = deque(maxlen=cfg.buffer_rows)
         self.pacing = PacingLedger(cfg.pacing)
+        self.guard: VersionGuard[NeuralThompsonModel] = VersionGuard(cfg.version_guard, calibrated_cost)
+        # features of the rows read since the last retrain that are not history: the version
+        # guard's pairs (bounded: a retrain is due after retrain_every of them)
+        self.recent: list[np.ndarray] = []
         self.published = 0
 
     def run(self, max_seconds: float | None = None) -> None:
@@ -97,6 +106,8 @@ class Trainer:
         names = cfg.names
         version, payload = latest_version(self.connection, self.serde, names("model-snapshots"), cfg.model_name)
         previous = NeuralThompsonModel.from_bytes(payload) if payload else None
+        if previous is not None:
+            self.guard.push(previous)
         log.info("trainer: model %s at version %d", cfg.model_name, version)
         if version:
             self.metrics.set_model_version(cfg.model_name, version)
@@ -167,7 +178,9 @@ class Trainer:
                     self.buffer.append((features, row["converted"], row["unsubscribed"], row["value"]))
                     self.pacing.add(row["unsubscribed"], budgeted)
                     _, partition, offset = clients.position(msg)
-                    new_rows += offset >= history_end.get(partition, 0)
+                    if offset >= history_end.get(partition, 0):
+                        new_rows += 1
+                        self.recent.append(features)
                 due = new_rows >= cfg.retrain_every or (
                     new_rows and time.monotonic() - last_fit >= cfg.retrain_interval_s
                 )
@@ -190,7 +203,10 @@ class Trainer:
         t0 = time.monotonic()
         model = fit_model(X, converted, unsub, value, seed=self.cfg.seed + version, previous=previous)
         payload = model.to_bytes(name=self.cfg.model_name, version=version)
-        pacing = snapshot_fields(self.pacing.fold())
+        self.guard.push(model)
+        guard = self.guard.factor(np.stack(self.recent) if self.recent else X[:0])
+        self.recent = []
+        pacing = snapshot_fields(self.pacing.fold(), version_factor=guard)
         clients.produce(
             producer,
             self.cfg.names("model-snapshots"),
@@ -214,15 +230,22 @@ class Trainer:
         self.metrics.produced(self.cfg.names("model-snapshots"))
         self.metrics.trained(seconds, self.cfg.model_name, version)
         log.info(
-            "published %s v%d from %d rows in %.1f s, cost scale %s from %d budgeted rows",
+            "published %s v%d from %d rows in %.1f s, cost scale %s from %d budgeted rows, version guard %.3f",
             self.cfg.model_name,
             version,
             len(X),
             seconds,
             pacing["cost_scale"] or "none",
             self.pacing.n_rows,
+            guard,
         )
         return model
+
+
+def calibrated_cost(model: NeuralThompsonModel, features: np.ndarray) -> np.ndarray:
+    """``(n,)`` the model's calibrated MAP unsubscription probability of each row of ``features`` ``(n, d)``."""
+    X = np.ascontiguousarray(features, dtype=np.float32)
+    return np.asarray(model.mean_scores(X, calibrate=True)["unsubscription"], dtype=np.float64)
 
 
 def fit_model(

@@ -10,7 +10,9 @@ the v1 schema (before the field existed) and 400 rows with known ``budgeted_unsu
 - the snapshot's factor equals the Gamma(a + R, rate a + C) median computed with scipy from
   the 400 budgeted rows (the others do not count), and its counts are R, C and 400;
 - a restarted trainer, given 100 more budgeted rows, re-reads the topic and publishes v2 whose
-  counts are those of all 500 budgeted rows (history included), with its factor the closed form;
+  counts are those of all 500 budgeted rows (history included), with its factor the closed form
+  times the version guard's, the larger of 1 and v1's over v2's calibrated cost of the 100 new
+  rows (both models read back from their payloads);
 - the scorer's model feed, reading the real topic, loads v2 with that factor; scores built
   with it (``score_records``, encoded and read back through the broker) carry unsubscription
   means equal to clip(factor x the context's unpaced mean), and that unpaced mean is the
@@ -31,6 +33,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from models.neural import NeuralThompsonModel
 from models.pacing import PacingConfig
 from streams.avro.registry import SCHEMA_DIR, schema_id_of
 from streams.kafka import clients
@@ -168,7 +171,15 @@ def test_the_trainer_publishes_the_closed_form_factor_and_the_scorer_applies_it(
     v2 = snapshots(kafka_connection, names)[2]
     R, C, factor = closed_form(first + more, cfg.pacing)
     assert v2.cost_pacing is not None and v2.cost_pacing.n_rows == 500 and v2.cost_pacing.pacing.realised == R
-    assert v2.unsubscription_factor == pytest.approx(factor, rel=1e-9)
+    # The version guard (on by default) compares v1, which the restarted trainer loaded, with v2
+    # on the 100 new rows: their calibrated mean costs, from the published payloads.
+    X_new = np.array([r["features"] for r in more], dtype=np.float32)
+    totals = [
+        float(NeuralThompsonModel.from_bytes(v.payload).mean_scores(X_new, calibrate=True)["unsubscription"].sum())
+        for v in (v1, v2)
+    ]
+    guard = max(1.0, totals[0] / totals[1])
+    assert v2.unsubscription_factor == pytest.approx(factor * guard, rel=1e-9)
 
     feed = ModelFeed(kafka_connection, SERDE, names("model-snapshots"), "email")
     feed.start()

@@ -37,6 +37,7 @@ from evaluation.experiment.methods.neural_model import (
 from evaluation.experiment.seeding import int_seed
 from models.neural import NeuralThompsonModel
 from models.pacing import CostPacing, PacingConfig
+from models.version_guard import VersionGuard, VersionGuardConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +75,9 @@ class NeuralMethodConfig:
         retrain: ``"warm"``: every version after the first is the previous one retrained from
             its weights (the trainer's behaviour); ``"scratch"``: a new network with a new seed
             every batch (the ablation).
+        version_guard: The model versions the version guard compares (:mod:`models.version_guard`:
+            the budgeted costs are also multiplied by the largest ratio of an older version's
+            calibrated mean cost of the newest sends to the newest version's); 1 turns it off.
     """
 
     scores: Literal["thompson", "mean"] = "thompson"
@@ -89,6 +93,7 @@ class NeuralMethodConfig:
     budget_quantile: float = 0.9
     budget_draws: int = 32
     retrain: Literal["warm", "scratch"] = "warm"
+    version_guard: int = 1
 
     def __post_init__(self) -> None:
         """Reject settings that describe no method.
@@ -124,15 +129,23 @@ class NeuralMethodConfig:
             raise EvaluationInputError(f"retrain must be 'warm' or 'scratch', got {self.retrain!r}")
         if not 0.0 < self.pacing_quantile < 1.0:
             raise EvaluationInputError(f"pacing_quantile must be in (0, 1), got {self.pacing_quantile}")
+        if self.version_guard < 1:
+            raise EvaluationInputError(f"version_guard must be >= 1, got {self.version_guard}")
 
 
 def banditlp_config() -> NeuralMethodConfig:
     """BanditLP's decision rule, the streams' default: calibrated Thompson samples of reward and
     cost in the LP, whose budget holds on the draw and on the calibrated means (the mean row),
     the costs paced by the realised/budgeted unsubscriptions of its own sends (median of rho's
-    posterior, 20 prior pseudo-events). The ablation in the README justifies each part."""
+    posterior, 20 prior pseudo-events) and held to the warier of the last 5 model versions (the
+    version guard). The ablation in the README justifies each part."""
     return NeuralMethodConfig(
-        scores="thompson", calibration="heuristic", decision="lp", budget_on="mean_row", pacing_prior=20.0
+        scores="thompson",
+        calibration="heuristic",
+        decision="lp",
+        budget_on="mean_row",
+        pacing_prior=20.0,
+        version_guard=VersionGuardConfig().versions,
     )
 
 
@@ -155,6 +168,10 @@ class NeuralMethod:
         self.pacing = CostPacing(
             PacingConfig(prior_events=config.pacing_prior, memory=config.pacing_memory, quantile=config.pacing_quantile)
         )
+        self.guard: VersionGuard[NeuralThompsonModel] = VersionGuard(
+            VersionGuardConfig(versions=config.version_guard), calibrated_cost
+        )
+        self.version_factor = 1.0
 
     def learn(self, rows: Rows, rng: np.random.Generator) -> None:
         """Count the rows' unsubscriptions against their budgeted costs (pacing), append the rows
@@ -179,6 +196,8 @@ class NeuralMethod:
             rng=rng,
             previous=self.previous if cfg.retrain == "warm" else None,
         )
+        self.guard.push(self.model)
+        self.version_factor = self.guard.factor(np.asarray(rows.features))
 
     def plan(self, batch: CandidateBatch, constraints: BatchConstraints, rng: np.random.Generator) -> Plan:
         """Score the batch and decide (LP or top-k); the state is left as it is.
@@ -195,10 +214,12 @@ class NeuralMethod:
         chosen = s.samples if thompson else s.means
         reward, cost = chosen["reward"], chosen["unsubscription"]
         budgeted = cost if cfg.budget_on == "decision" else s.means["unsubscription"]
-        rho = self.pacing_factor()
+        rho = self.cost_factor()
         policy: dict[str, float] = {}
         if cfg.pacing_prior > 0:
-            policy["pacing_factor"] = rho
+            policy["pacing_factor"] = self.pacing_factor()
+        if cfg.version_guard > 1:
+            policy["version_factor"] = self.version_factor
         if cfg.decision == "top_k":
             x, elastic = greedy_allocation(reward, batch.pair_user, constraints.user_cap), False
         elif cfg.budget_on in ("mean", "quantile"):
@@ -237,7 +258,7 @@ class NeuralMethod:
         """The batch's LP on ``reward`` and the paced ``cost`` (both ``(E,)``), with the mean row
         of ``budget_on="mean_row"`` on the paced ``mean_cost`` (:mod:`allocator.budget_rows`)
         before any ``extra_rows`` (``(rows (G, E), limits (G,))``, e.g. per-arm rows)."""
-        rho = self.pacing_factor()
+        rho = self.cost_factor()
         budget = np.asarray(constraints.budget[:1], dtype=float)
         rows: list[tuple[FloatArray, FloatArray]] = []
         if self.config.budget_on == "mean_row" and np.all(np.isfinite(budget)):
@@ -256,3 +277,13 @@ class NeuralMethod:
         """The bias factor rho the budgeted costs are multiplied by (1 without pacing): the
         ``pacing_quantile`` of its Gamma posterior (:class:`models.pacing.CostPacing`)."""
         return self.pacing.factor()
+
+    def cost_factor(self) -> float:
+        """What the budgeted costs are multiplied by: the pacing factor times the version guard's."""
+        return self.pacing_factor() * self.version_factor
+
+
+def calibrated_cost(model: NeuralThompsonModel, features: np.ndarray) -> FloatArray:
+    """``(n,)`` the model's calibrated MAP unsubscription probability of each of ``features`` ``(n, d)``."""
+    X = np.ascontiguousarray(features, dtype=np.float32)
+    return np.asarray(model.mean_scores(X, calibrate=True)["unsubscription"], dtype=np.float64)

@@ -126,6 +126,12 @@ def _specs() -> tuple[MethodSpec, ...]:
             NeuralMethod,
         ),
         MethodSpec(
+            "banditlp_no_version_guard",
+            "BanditLP without the version guard: its costs paced, not held to the warier of the last versions",
+            dataclasses.replace(banditlp_config(), version_guard=1),
+            NeuralMethod,
+        ),
+        MethodSpec(
             "banditlp_chance",
             "BanditLP, budget held at the 90% quantile of joint posterior draws of the plan's cost",
             NeuralMethodConfig(scores="thompson", calibration="heuristic", decision="lp", budget_on="quantile"),

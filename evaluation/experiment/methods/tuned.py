@@ -48,6 +48,7 @@ replans of a batch neither change nor depend on it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -68,6 +69,12 @@ from models.neural import NeuralThompsonModel
 from models.tuner.assignment import Layout, initial_layout, relayout, user_positions
 from models.tuner.config import Guardrail, TunerConfig
 from models.tuner.thompson import arm_id, thompson_distribution
+
+
+def measured_model() -> NeuralMethodConfig:
+    """``banditlp``'s rule as the tuner's figures were measured (README, ``bench/results/experiment-tuned*``):
+    without the version guard, which came later, so the commands there reproduce them."""
+    return dataclasses.replace(banditlp_config(), version_guard=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +98,7 @@ class TunedConfig:
         experiment: The assignment hash's experiment name.
     """
 
-    model: NeuralMethodConfig = field(default_factory=banditlp_config)
+    model: NeuralMethodConfig = field(default_factory=measured_model)
     tau_bounds: tuple[float, float] = (0.0, 2.0)
     warmup_taus: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
     warmup_batches: int = 5

@@ -165,7 +165,7 @@ class TunedBudgetMethod(TunedMethod):
             return self.inner.solve(batch, constraints, reward, cost, mean_cost)
         assert self.distribution is not None
         scale = np.array([p[1] for p in self.distribution.points], dtype=float)
-        rho = self.inner.pacing_factor()
+        rho = self.inner.cost_factor()
         rows, limits = batch_arm_rows(rho * cost, budget, batch.pair_user, user_arm, scale)
         if self.config.model.budget_on == "mean_row":
             # each arm's row gets its twin on the means, as in the streamed allocator: a pooled

@@ -15,7 +15,7 @@ from evaluation.email_batch import greedy_allocation
 from evaluation.email_world import EmailWorld
 from evaluation.errors import EvaluationInputError
 from evaluation.experiment import METHODS
-from evaluation.experiment.batches import BatchBook
+from evaluation.experiment.batches import BatchBook, Rows
 from evaluation.experiment.lp import allocation_problem
 from evaluation.experiment.methods import MethodContext, build_method, configured, method_spec
 from evaluation.experiment.methods.linucb import LinUCBMethod
@@ -181,6 +181,50 @@ def test_banditlp_mean_row_is_the_lp_with_both_budget_rows_solved_by_highs(
         feasible += 1
         assert plan.reward @ plan.x == pytest.approx(plan.reward @ exact.x, rel=1e-7, abs=1e-9)
     assert feasible > 0
+
+
+def test_banditlp_holds_its_costs_to_the_warier_of_its_last_versions(
+    tiny_book: BatchBook, tiny_world: EmailWorld
+) -> None:
+    """After two batches of its own sends, banditlp's version factor is the brute-force largest
+    ratio of a kept version's calibrated cost of the newest sends (scored here by
+    ``score_neural``) to the newest version's, and its plan meets the budget on the paced,
+    guarded draw and means; the ablation without the guard keeps a factor of 1."""
+    method = _learnt("banditlp", tiny_book, tiny_world)
+    plain = _learnt("banditlp_no_version_guard", tiny_book, tiny_world)
+    assert isinstance(method, NeuralMethod) and isinstance(plain, NeuralMethod)
+    assert method.config.version_guard == 5 and plain.config.version_guard == 1
+    rng = np.random.default_rng(8)
+    for b in (0, 1):
+        truth = tiny_book.truth(b)
+        for m in (method, plain):
+            plan = m.plan(truth.batch, truth.constraints, rng)
+            sent = rng.random(plan.x.size) < plan.x
+            rows = Rows(
+                truth.batch.features[sent],
+                (rng.random(sent.sum()) < 0.2).astype(float),
+                (rng.random(sent.sum()) < 0.1).astype(float),
+                np.zeros(sent.sum()),
+                plan.cost[sent],
+            )
+            m.learn(rows, np.random.default_rng(b))
+            if m is method:
+                newest = np.array(rows.features)  # banditlp's own sends of this batch
+    assert len(method.guard.models) == 3 and plain.version_factor == 1.0
+    totals = [
+        float(score_neural(v, newest, 0.0, np.random.default_rng(0)).means["unsubscription"].sum())
+        for v in method.guard.models
+    ]
+    assert method.version_factor == pytest.approx(max(1.0, max(totals) / totals[-1]), rel=1e-9)
+    truth = tiny_book.truth(2)
+    constraints = dataclasses.replace(truth.constraints, budget=truth.constraints.budget * 4.0)
+    plan = method.plan(truth.batch, constraints, np.random.default_rng(6))
+    assert plan.estimates is not None and plan.policy["version_factor"] == method.version_factor
+    scale = method.pacing_factor() * method.version_factor
+    assert method.cost_factor() == pytest.approx(scale, rel=1e-12)
+    if not plan.elastic:
+        assert scale * np.asarray(plan.estimates.unsub_decision) @ plan.x <= constraints.budget[0] + 1e-7
+        assert scale * np.asarray(plan.cost) @ plan.x <= constraints.budget[0] + 1e-7
 
 
 def test_linucb_scores_equal_the_closed_form_posterior(tiny_book: BatchBook, tiny_world: EmailWorld) -> None:

@@ -92,3 +92,18 @@ def test_pacing_off_publishes_no_factor_and_the_scorer_reads_one() -> None:
         SERDE.decode("model-snapshots", SERDE.encode("model-snapshots", {**model_snapshot_value(), **fields}))
     )
     assert snap.unsubscription_factor == 1.0 and snap.cost_pacing is not None
+
+
+@pytest.mark.parametrize("prior", [0.0, 20.0])
+def test_the_version_guard_multiplies_the_published_scale_with_or_without_pacing(prior: float) -> None:
+    ledger = PacingLedger(PacingConfig(prior_events=prior))
+    for unsubscribed, budgeted in retrains()[0]:
+        ledger.add(unsubscribed, budgeted)
+    counts = ledger.fold()
+    pacing = counts.pacing.factor() if prior > 0 else 1.0
+    fields = snapshot_fields(counts, version_factor=1.7)
+    assert fields["cost_scale"]["unsubscription"] == pytest.approx(1.7 * pacing, rel=1e-12)
+    snap = ModelSnapshotRecord.from_avro(
+        SERDE.decode("model-snapshots", SERDE.encode("model-snapshots", {**model_snapshot_value(), **fields}))
+    )
+    assert snap.unsubscription_factor == fields["cost_scale"]["unsubscription"]
