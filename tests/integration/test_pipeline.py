@@ -408,8 +408,9 @@ def test_the_learners_rows_carry_the_unpaced_cost_and_the_scores_the_snapshots_f
     """Cost pacing through the real workers: every row the learner wrote carries a budgeted cost,
     and the scores of its (batch, user) by the version that scored it hold that cost times the
     version's factor (1 for the warm start's) as their unsubscription mean, bit for bit; each
-    retrained version's factor is the Gamma posterior quantile of its own counts, which cannot
-    exceed what the topic holds."""
+    retrained version's factor is at least the Gamma posterior quantile of its own counts (the
+    version guard multiplies it by a factor >= 1), and the counts cannot exceed what the topic
+    holds."""
     from scipy import stats
 
     from streams.score.model_feed import ModelSnapshotRecord
@@ -431,7 +432,9 @@ def test_the_learners_rows_carry_the_unpaced_cost_and_the_scores_the_snapshots_f
         assert c.pacing.realised <= sum(r["unsubscribed"] for r in learned)
         a = c.pacing.config.prior_events
         want = stats.gamma.ppf(c.pacing.config.quantile, a + c.pacing.realised, scale=1 / (a + c.pacing.budgeted))
-        assert factor[s.version] == pytest.approx(want, rel=1e-9) and factor[s.version] != 1.0
+        # the published scale is that quantile times the version guard's factor, which is >= 1
+        # (its exact value, from the versions' payloads, is checked in test_cost_pacing)
+        assert factor[s.version] >= want * (1 - 1e-9) and factor[s.version] != 1.0
     means: dict[tuple[str, str, int], dict[str, float]] = {}
     serde = Settings().serde()
     for _, _, key, value in read_raw(pipeline.bootstrap, pipeline.names("scores")):
