@@ -44,6 +44,10 @@ class ExperimentConfig:
             (:class:`evaluation.health.shift.Shift`), or None for the world as it is.
         health: Measure the batch health and its alarms (:mod:`evaluation.health`) every batch;
             always on with a shift. Off, the results are those of an experiment without it.
+        version_guard: The version guard's N for the methods that have one (``banditlp``,
+            ``banditlp_naive_calibration``; :func:`evaluation.experiment.methods.registry.configured`),
+            or None for their registered N. Run under the same method name, a changed N is an
+            ablation paired by draws.
     """
 
     world: EmailWorldConfig = field(default_factory=EmailWorldConfig)
@@ -62,6 +66,7 @@ class ExperimentConfig:
     baseline: str = "nn_lp"
     shift: Shift | None = None
     health: bool = False
+    version_guard: int | None = None
 
     def __post_init__(self) -> None:
         """Reject a configuration that cannot run.
@@ -89,6 +94,10 @@ class ExperimentConfig:
             (
                 self.shift is None or self.shift.batch < self.batches,
                 f"the shift batch must be below batches={self.batches}",
+            ),
+            (
+                self.version_guard is None or self.version_guard >= 1,
+                f"version_guard must be >= 1, got {self.version_guard}",
             ),
         )
         for ok, message in checks:
@@ -138,7 +147,7 @@ class ExperimentConfig:
             "summary_from": self.summary_from,
             "baseline": self.baseline,
             "method_configs": {
-                name: config_json(configured(name, self.tau))
+                name: config_json(configured(name, self.tau, self.version_guard))
                 for name in dict.fromkeys(self.methods + self.sweep_methods)
             },
         }
@@ -147,4 +156,6 @@ class ExperimentConfig:
             doc["shift"] = self.shift.to_json()
         if self.measures_health:
             doc["health"] = True
+        if self.version_guard is not None:
+            doc["version_guard"] = self.version_guard
         return doc

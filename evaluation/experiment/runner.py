@@ -151,7 +151,9 @@ def run_seed(
     """
     world = book.world
     n_items, n_providers = world.config.n_items, world.config.n_providers
-    method = build_method(method_name, MethodContext(world.feature_dim, world), config.tau if tau is None else tau)
+    method = build_method(
+        method_name, MethodContext(world.feature_dim, world), config.tau if tau is None else tau, config.version_guard
+    )
     rows0 = config.warm_start_rows if warm_start_rows is None else warm_start_rows
     warm_start = book.warm_start(seed, rows0)
     method.learn(warm_start, generator(seed, method_name, -1, "train"))

@@ -92,6 +92,10 @@ def experiment(
         "offset (rates, default log 2 = 0.693).",
     ),
     health: bool = typer.Option(False, help="Measure the batch health and its alarms (always on with --shift)."),
+    version_guard: int | None = typer.Option(
+        None,
+        help="The version guard's N for banditlp and banditlp_naive_calibration (default: theirs, 5; 1 turns it off).",
+    ),
 ) -> None:
     """Compare BanditLP with NN-LP, NNTS, LinUCB-LP, Random-LP and the oracle LP, offline."""
     import torch
@@ -133,6 +137,7 @@ def experiment(
             baseline=baseline,
             shift=None if shift is None else _shift(shift, shift_batch, shift_size),
             health=health,
+            version_guard=version_guard,
         )
         started = time.monotonic()
         with Progress(

@@ -203,17 +203,24 @@ def method_spec(name: str) -> MethodSpec:
         raise EvaluationInputError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}") from None
 
 
-def configured(name: str, tau: float) -> Any:
-    """The configuration of method ``name`` at temperature ``tau`` (unchanged when it has no ``tau``)."""
+def configured(name: str, tau: float, version_guard: int | None = None) -> Any:
+    """The configuration of method ``name`` at temperature ``tau`` (unchanged when it has no ``tau``).
+
+    ``version_guard``: the N of every method that holds its costs to a version guard (a
+    ``version_guard`` field above 1: ``banditlp``, ``banditlp_naive_calibration``); the methods
+    without one, and the ablation that turns it off, keep theirs. None changes nothing."""
     config = method_spec(name).config
-    if any(f.name == "tau" for f in dataclasses.fields(config)):
-        return dataclasses.replace(config, tau=float(tau))
+    names = {f.name for f in dataclasses.fields(config)}
+    if "tau" in names:
+        config = dataclasses.replace(config, tau=float(tau))
+    if version_guard is not None and "version_guard" in names and config.version_guard > 1:
+        config = dataclasses.replace(config, version_guard=int(version_guard))
     return config
 
 
-def build_method(name: str, context: MethodContext, tau: float) -> Method:
-    """A fresh instance of method ``name`` at temperature ``tau``."""
-    return method_spec(name).build(configured(name, tau), context)
+def build_method(name: str, context: MethodContext, tau: float, version_guard: int | None = None) -> Method:
+    """A fresh instance of method ``name`` at temperature ``tau`` (and version guard, see :func:`configured`)."""
+    return method_spec(name).build(configured(name, tau, version_guard), context)
 
 
 def config_json(config: Any) -> dict[str, Any]:

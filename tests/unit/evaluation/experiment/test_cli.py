@@ -52,4 +52,6 @@ def test_bad_options_end_with_one_line_and_code_2(tmp_path: Path) -> None:
     unknown = runner.invoke(_app(), ["experiment", *TINY, "--methods", "banditlp,magic", "--out", str(tmp_path)])
     assert unknown.exit_code == 2
     assert "unknown method 'magic'" in unknown.output
+    no_guard = runner.invoke(_app(), ["experiment", *TINY, "--version-guard", "0", "--out", str(tmp_path)])
+    assert no_guard.exit_code == 2 and "version_guard must be >= 1" in no_guard.output
     assert not (tmp_path / "results.json").exists()

@@ -48,6 +48,20 @@ def test_tau_reaches_the_configs_that_have_one() -> None:
     assert configured("oracle_lp", 0.3) == METHODS["oracle_lp"].config
 
 
+def test_the_version_guard_override_reaches_only_the_guarded_methods() -> None:
+    assert configured("banditlp", 1.0, 3).version_guard == 3
+    assert configured("banditlp_naive_calibration", 1.0, 8).version_guard == 8
+    assert configured("banditlp", 1.0).version_guard == 5
+    # the ablation without the guard, the baselines and the tuned variants keep their rules
+    assert configured("banditlp_no_version_guard", 1.0, 3).version_guard == 1
+    assert configured("nn_lp", 0.0, 3).version_guard == 1
+    assert configured("banditlp_tuned", 1.0, 3) == METHODS["banditlp_tuned"].config
+    assert configured("oracle_lp", 1.0, 3) == METHODS["oracle_lp"].config
+    with pytest.raises(EvaluationInputError, match="version_guard must be >= 1"):
+        tiny_config(version_guard=0)
+    assert tiny_config(version_guard=3).to_json()["method_configs"]["banditlp"]["version_guard"] == 3
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
