@@ -38,7 +38,7 @@ class VersionGuardConfig:
         versions: The newest version and the ``versions - 1`` before it; 1 turns the guard off.
     """
 
-    versions: int = 5
+    versions: int = 1
 
     def __post_init__(self) -> None:
         """Raises ModelInputError unless ``versions`` >= 1."""

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from banditlp.errors import BanditLPError
 from evaluation.email_world import EmailWorldConfig
+from models.version_guard import VersionGuardConfig
 from streams.avro.serde import AvroSerde
 from streams.cli.common import console, default_of, fail, settings_of
 from streams.cli.processes import WorkerSet
@@ -130,6 +131,7 @@ def simulated_pipeline(
     warm_start_batches: int,
     processor_args: list[str],
     keep_topics: bool,
+    trainer_args: tuple[str, ...] = (),
 ) -> Iterator[Pipeline]:
     """The broker (the local one started if none answers), this run's topics (prefix
     ``<label>-<time>-``), model v1 trained on a random policy's logged batches, and the processors,
@@ -178,6 +180,7 @@ def simulated_pipeline(
                 str(min(200, users)),
                 "--retrain-interval-s",
                 "5",
+                *trainer_args,
             ],
             env,
         )
@@ -211,6 +214,11 @@ def demo(
     keep_topics: bool = typer.Option(
         False, "--keep-topics", help="Keep the run's topics on the broker (default: delete them at the end)."
     ),
+    version_guard: int = typer.Option(
+        default_of(VersionGuardConfig, "versions"),
+        min=1,
+        help="The trainer's version guard: the model versions it compares (1: off).",
+    ),
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
     from streams.simulate.feed import SimulatorConfig, SimulatorFeed
@@ -230,6 +238,7 @@ def demo(
             warm_start_batches=warm_start_batches,
             processor_args=["--tau", str(tau), "--seed", str(seed), "--draws", str(draws)],
             keep_topics=keep_topics,
+            trainer_args=("--version-guard", str(version_guard)),
         ) as pipe:
             feed = SimulatorFeed(
                 SimulatorConfig(names=pipe.names, world=world, seed=seed), pipe.run.connection, pipe.serde

@@ -35,6 +35,7 @@ from scipy import stats
 
 from models.neural import NeuralThompsonModel
 from models.pacing import PacingConfig
+from models.version_guard import VersionGuardConfig
 from streams.avro.registry import SCHEMA_DIR, schema_id_of
 from streams.kafka import clients
 from streams.kafka.connection import ConnectionConfig
@@ -163,7 +164,13 @@ def test_the_trainer_publishes_the_closed_form_factor_and_the_scorer_applies_it(
 
     more = rows(100, rng, True, 600)
     train_once(
-        TrainerConfig(names=names, retrain_every=100, retrain_interval_s=3600.0, min_rows=100),
+        TrainerConfig(
+            names=names,
+            retrain_every=100,
+            retrain_interval_s=3600.0,
+            min_rows=100,
+            version_guard=VersionGuardConfig(versions=5),
+        ),
         kafka_connection,
         history=600,
         then=lambda: produce(kafka_connection, names, [SERDE.encode("training-rows", r) for r in more]),
@@ -171,7 +178,7 @@ def test_the_trainer_publishes_the_closed_form_factor_and_the_scorer_applies_it(
     v2 = snapshots(kafka_connection, names)[2]
     R, C, factor = closed_form(first + more, cfg.pacing)
     assert v2.cost_pacing is not None and v2.cost_pacing.n_rows == 500 and v2.cost_pacing.pacing.realised == R
-    # The version guard (on by default) compares v1, which the restarted trainer loaded, with v2
+    # The version guard (asked for: 5 versions) compares v1, which the restarted trainer loaded, with v2
     # on the 100 new rows: their calibrated mean costs, from the published payloads.
     X_new = np.array([r["features"] for r in more], dtype=np.float32)
     totals = [
