@@ -381,3 +381,10 @@ def fit_or_refit(
         model = NeuralThompsonModel(config)
         model.fit(features, outcomes)
     return model
+
+
+def calibrated_unsubscription(model: NeuralThompsonModel, features: np.ndarray) -> FloatArray:
+    """``(n,)`` the model's calibrated MAP unsubscription probability of each row of ``features``
+    ``(n, d)``: the cost the version guard compares across versions (``models.version_guard``)."""
+    X = np.ascontiguousarray(features, dtype=np.float32)
+    return np.asarray(model.mean_scores(X, calibrate=True)["unsubscription"], dtype=np.float64)

@@ -32,7 +32,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Producer, TopicPartition
 
 from banditlp.errors import BanditLPError
-from models.neural import NeuralThompsonModel, fit_or_refit
+from models.neural import NeuralThompsonModel, calibrated_unsubscription, fit_or_refit
 from models.version_guard import VersionGuard
 from streams.avro.serde import AvroSerde
 from streams.dead_letters import dead_letter
@@ -95,7 +95,7 @@ class Trainer:
         self.stop_event = threading.Event()
         self.buffer: deque[tuple[np.ndarray, bool, bool, float]] = deque(maxlen=cfg.buffer_rows)
         self.pacing = PacingLedger(cfg.pacing)
-        self.guard: VersionGuard[NeuralThompsonModel] = VersionGuard(cfg.version_guard, calibrated_cost)
+        self.guard: VersionGuard[NeuralThompsonModel] = VersionGuard(cfg.version_guard, calibrated_unsubscription)
         # features of the rows read since the last retrain that are not history: the version
         # guard's pairs (bounded: a retrain is due after retrain_every of them)
         self.recent: list[np.ndarray] = []
@@ -240,12 +240,6 @@ class Trainer:
             guard,
         )
         return model
-
-
-def calibrated_cost(model: NeuralThompsonModel, features: np.ndarray) -> np.ndarray:
-    """``(n,)`` the model's calibrated MAP unsubscription probability of each row of ``features`` ``(n, d)``."""
-    X = np.ascontiguousarray(features, dtype=np.float32)
-    return np.asarray(model.mean_scores(X, calibrate=True)["unsubscription"], dtype=np.float64)
 
 
 def fit_model(

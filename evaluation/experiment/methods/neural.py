@@ -35,7 +35,7 @@ from evaluation.experiment.methods.neural_model import (
     version_spread,
 )
 from evaluation.experiment.seeding import int_seed
-from models.neural import NeuralThompsonModel
+from models.neural import NeuralThompsonModel, calibrated_unsubscription
 from models.pacing import CostPacing, PacingConfig
 from models.version_guard import VersionGuard, VersionGuardConfig
 
@@ -174,7 +174,7 @@ class NeuralMethod:
             PacingConfig(prior_events=config.pacing_prior, memory=config.pacing_memory, quantile=config.pacing_quantile)
         )
         self.guard: VersionGuard[NeuralThompsonModel] = VersionGuard(
-            VersionGuardConfig(versions=config.version_guard), calibrated_cost
+            VersionGuardConfig(versions=config.version_guard), calibrated_unsubscription
         )
         self.version_factor = 1.0
 
@@ -286,9 +286,3 @@ class NeuralMethod:
     def cost_factor(self) -> float:
         """What the budgeted costs are multiplied by: the pacing factor times the version guard's."""
         return self.pacing_factor() * self.version_factor
-
-
-def calibrated_cost(model: NeuralThompsonModel, features: np.ndarray) -> FloatArray:
-    """``(n,)`` the model's calibrated MAP unsubscription probability of each of ``features`` ``(n, d)``."""
-    X = np.ascontiguousarray(features, dtype=np.float32)
-    return np.asarray(model.mean_scores(X, calibrate=True)["unsubscription"], dtype=np.float64)
