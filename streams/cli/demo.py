@@ -28,6 +28,7 @@ from models.version_guard import VersionGuardConfig
 from streams.avro.serde import AvroSerde
 from streams.cli.common import console, default_of, fail, settings_of
 from streams.cli.processes import WorkerSet
+from streams.decide.config import AllocatorWorkerConfig
 from streams.kafka.topics import TopicNames
 from streams.processors.config import ProcessorConfig
 from streams.settings import Settings
@@ -132,6 +133,7 @@ def simulated_pipeline(
     processor_args: list[str],
     keep_topics: bool,
     trainer_args: tuple[str, ...] = (),
+    allocator_args: tuple[str, ...] = (),
 ) -> Iterator[Pipeline]:
     """The broker (the local one started if none answers), this run's topics (prefix
     ``<label>-<time>-``), model v1 trained on a random policy's logged batches, and the processors,
@@ -167,7 +169,7 @@ def simulated_pipeline(
         # The workers read the same settings from their environment (the root options' envvars).
         env = {**os.environ, **run.to_env(), "BANDITLP_STATE_DIR": str((run_dir / "state").resolve())}
         workers.start("processors", ["worker", "processors", "--instance", "0", *processor_args], env)
-        workers.start("allocator", ["worker", "allocator"], env)
+        workers.start("allocator", ["worker", "allocator", *allocator_args], env)
         users = world.n_users
         workers.start(
             "trainer",
@@ -219,6 +221,10 @@ def demo(
         min=1,
         help="The trainer's version guard: the model versions it compares (1: off).",
     ),
+    exploration_floor: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "exploration_floor"),
+        help="The allocator's exploration floor: the share of every plan mixed with a spread plan (0: off).",
+    ),
 ) -> None:
     """Run the whole pipeline on the simulated email world and summarise it."""
     from streams.simulate.feed import SimulatorConfig, SimulatorFeed
@@ -239,6 +245,7 @@ def demo(
             processor_args=["--tau", str(tau), "--seed", str(seed), "--draws", str(draws)],
             keep_topics=keep_topics,
             trainer_args=("--version-guard", str(version_guard)),
+            allocator_args=("--exploration-floor", str(exploration_floor)),
         ) as pipe:
             feed = SimulatorFeed(
                 SimulatorConfig(names=pipe.names, world=world, seed=seed), pipe.run.connection, pipe.serde

@@ -177,6 +177,11 @@ def allocator(
         help="Each budget row gets a twin on the calibrated posterior means (same limit): every plan meets "
         "the budget under its own draw and under the means.",
     ),
+    exploration_floor: float = typer.Option(
+        default_of(AllocatorWorkerConfig, "exploration_floor"),
+        help="Share in [0, 1) of every plan mixed with a spread plan that keeps every row: no candidate has "
+        "propensity 0, so a replay sees every pair (costs at most that share of the objective; 0: off).",
+    ),
     poll_timeout_s: float = typer.Option(
         default_of(AllocatorWorkerConfig, "poll_timeout_s"), hidden=True, help="Consumer poll timeout in seconds."
     ),
@@ -210,6 +215,7 @@ def allocator(
             open_timeout_s=open_timeout_s,
             stats_interval_s=stats_interval_s,
             mean_budget_rows=mean_budget_rows,
+            exploration_floor=exploration_floor,
             poll_timeout_s=poll_timeout_s,
             stuck_call_s=stuck_call_s,
             debug_sleep_before_commit_s=debug_sleep_before_commit_s,

@@ -40,6 +40,12 @@ class AllocatorWorkerConfig:
             what it spends (offline, the expected unsubscriptions under the true probabilities
             averaged 1.06 times the budget); the means were not selected for being low. Off: the
             LP on the draws alone.
+        exploration_floor: share in [0, 1) of each plan mixed with a plan that spreads every
+            user's cap over all its candidates, scaled to every budget and provider maximum
+            (``allocator.exploration``; with ``"sample"`` rounding only): each of the K plans still
+            meets every row on its draw, and no candidate has propensity 0, so a replay sees every
+            pair a target policy might send. It costs at most that share of the plan's objective.
+            0: off.
         stats_interval_s: period of the stats log line.
         transaction_timeout_s: blocking timeout of transactional calls.
         stuck_call_s: a Kafka call of the worker blocked this long ends the process with exit
@@ -62,6 +68,7 @@ class AllocatorWorkerConfig:
     open_timeout_s: float = 3600.0
     max_relative_violation: float = 1e-6
     mean_budget_rows: bool = True
+    exploration_floor: float = 0.0
     stats_interval_s: float = 30.0
     transaction_timeout_s: float = 60.0
     stuck_call_s: float = 90.0
@@ -72,6 +79,8 @@ class AllocatorWorkerConfig:
             raise ValueError(f"rounding must be 'sample' or 'top', not {self.rounding!r}")
         if self.stuck_call_s <= 0:
             raise ValueError(f"stuck_call_s must be > 0, not {self.stuck_call_s}")
+        if not 0.0 <= self.exploration_floor < 1.0:
+            raise ValueError(f"exploration_floor must lie in [0, 1), not {self.exploration_floor!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}")
 

@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from allocator import AllocationProblem, AllocatorError, round_allocation
+from allocator.exploration import with_floor
 from streams.avro.decisions import DecisionColumns
 from streams.avro.serde import AvroSerde
 from streams.decide.arm_knobs import KnobTable, with_arm_knobs
@@ -95,7 +96,9 @@ def plans_of(lp: BatchLP, problem: AllocationProblem | None, cfg: AllocatorWorke
     """Solve the LP of every Thompson draw (each dual solve warm-started from the last one's duals).
 
     A draw whose LP cannot be solved into a publishable plan is left out of the mixture (the
-    propensities are those of the mixture actually used).
+    propensities are those of the mixture actually used). With ``cfg.exploration_floor`` > 0 each
+    plan is mixed with its draw's spread plan (``allocator.exploration``: every row of the draw's
+    LP still holds, and every candidate gets a send probability).
 
     Raises:
         AllocationRejected: no draw could be solved.
@@ -105,7 +108,11 @@ def plans_of(lp: BatchLP, problem: AllocationProblem | None, cfg: AllocatorWorke
     for k in range(lp.n_draws):
         draw = lp.draw(k)
         try:
-            solved.append(solve_batch(draw, cfg, draw.to_problem() if problem is not None else None, duals))
+            draw_problem = draw.to_problem() if problem is not None else None
+            sol = solve_batch(draw, cfg, draw_problem, duals)
+            if cfg.exploration_floor > 0 and draw_problem is not None and cfg.rounding == "sample":
+                sol = replace(sol, x=with_floor(draw_problem, sol.x, cfg.exploration_floor).x)
+            solved.append(sol)
         except AllocationRejected as exc:
             failures.append(f"draw {k + 1}: {exc}")
     if not solved:

@@ -1,0 +1,99 @@
+"""Exploration floor: mix an LP plan with a spread plan so that every candidate has a send probability.
+
+An LP's plan is a vertex: almost every ``x_e`` is 0 or 1, and a pair the plans of a batch never
+choose has propensity 0. Off-policy estimates of another policy then cannot see that pair (the
+replay's "unsupported" mass). The floor mixes each plan ``x`` with a plan ``s`` that spreads
+every user's cap over all its candidates:
+
+    u_e = min(1, k_u / n_u)                          (n_u: the user's candidates)
+    alpha = min(1, min_l B_l / sum_e c_{l,e} u_e, min_p hi_p / sum_{e of p} u_e)
+    s = beta x + (1 - beta) alpha u,   beta the least in [0, 1] that meets every provider minimum
+    x' = (1 - share) x + share s  =  (1 - w) x + w alpha u,   w = share (1 - beta)
+
+``alpha u`` meets the user caps, every budget row and every provider maximum; mixing it with
+``x`` keeps those; ``beta`` restores the provider minimums, which ``x`` meets and ``alpha u`` may
+not. So ``x'`` is feasible whenever ``x`` is (every row is linear and both ends meet it), and
+every pair gets at least ``w alpha u_e``. What it costs: at most the fraction ``w`` of the plan's
+objective, traded for the spread plan's (the reward of ``alpha u``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.errors import ProblemValidationError
+from allocator.problem import AllocationProblem
+from banditlp.arrays import FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class FlooredPlan:
+    """A plan after the exploration floor.
+
+    Attributes:
+        x: ``(E,)`` the mixed plan ``(1 - weight) x + weight * alpha u``.
+        weight: ``w``, the share of the spread plan actually mixed in (``share (1 - beta)``).
+        alpha: the spread plan's scale (1 when no budget or maximum binds it).
+    """
+
+    x: FloatArray
+    weight: float
+    alpha: float
+
+
+def spread_plan(problem: AllocationProblem) -> FloatArray:
+    """``(E,)`` ``u_e = min(1, k_u / n_u)``: each user's cap spread evenly over its candidates."""
+    n_u = np.bincount(problem.user, minlength=problem.n_users).astype(np.float64)
+    per_user = np.minimum(1.0, problem.caps / np.maximum(n_u, 1.0))
+    return per_user[problem.user]
+
+
+def _ratio(limit: FloatArray, used: FloatArray) -> float:
+    """``min(1, min_j limit_j / used_j)`` over the rows that ``used`` loads (``used > 0``)."""
+    loaded = used > 0
+    if not loaded.any():
+        return 1.0
+    return float(min(1.0, np.min(np.maximum(limit[loaded], 0.0) / used[loaded])))
+
+
+def with_floor(problem: AllocationProblem, x: FloatArray, share: float) -> FlooredPlan:
+    """Mix ``x`` (a plan of ``problem``) with the spread plan, keeping every row ``x`` keeps.
+
+    Args:
+        problem: The LP the plan was solved on (its rows are the ones kept).
+        x: ``(E,)`` the plan, in [0, 1].
+        share: The floor's share in [0, 1); 0 returns ``x`` unchanged.
+
+    Returns:
+        The mixed plan, the weight mixed in and the spread plan's scale.
+
+    Raises:
+        ProblemValidationError: on a share outside [0, 1) or a plan of the wrong shape.
+    """
+    if not (math.isfinite(share) and 0.0 <= share < 1.0):
+        raise ProblemValidationError(f"exploration floor share must lie in [0, 1), got {share!r}")
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != (problem.n_pairs,):
+        raise ProblemValidationError(f"plan: expected shape ({problem.n_pairs},), got {x.shape}")
+    if share == 0.0:
+        return FlooredPlan(x, 0.0, 1.0)
+    u = spread_plan(problem)
+    alpha = _ratio(problem.budget, problem.cost @ u)
+    prov_u = np.bincount(problem.provider, weights=u, minlength=problem.n_providers).astype(np.float64)
+    alpha = min(alpha, _ratio(problem.provider_max, prov_u))
+    spread = alpha * u
+    # beta_p = (lo_p - S_p) / (X_p - S_p) where the spread falls short of a minimum that x meets.
+    s_p = alpha * prov_u
+    x_p = np.bincount(problem.provider, weights=x, minlength=problem.n_providers)
+    short = np.isfinite(problem.provider_min) & (s_p < problem.provider_min)
+    beta = 0.0
+    if short.any():
+        gap = x_p[short] - s_p[short]
+        need = problem.provider_min[short] - s_p[short]
+        beta = float(np.max(np.where(gap > 0, need / np.where(gap > 0, gap, 1.0), 1.0)))
+        beta = min(1.0, max(0.0, beta))
+    weight = share * (1.0 - beta)
+    return FlooredPlan((1.0 - weight) * x + weight * spread, weight, alpha)
