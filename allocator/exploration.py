@@ -2,19 +2,22 @@
 
 An LP's plan is a vertex: almost every ``x_e`` is 0 or 1, and a pair the plans of a batch never
 choose has propensity 0. Off-policy estimates of another policy then cannot see that pair (the
-replay's "unsupported" mass). The floor mixes each plan ``x`` with a plan ``s`` that spreads
-every user's cap over all its candidates:
+replay's "unsupported" mass). The floor mixes each plan ``x`` with a plan that spreads every
+user's cap over all its candidates, weighted by provider:
 
-    u_e = min(1, k_u / n_u)                          (n_u: the user's candidates)
+    u_e = min(1, k_u w_p(e) / sum_{e' of u} w_p(e'))    (w: provider weights, see below)
     alpha = min(1, min_l B_l / sum_e c_{l,e} u_e, min_p hi_p / sum_{e of p} u_e)
     s = beta x + (1 - beta) alpha u,   beta the least in [0, 1] that meets every provider minimum
     x' = (1 - share) x + share s  =  (1 - w) x + w alpha u,   w = share (1 - beta)
 
-``alpha u`` meets the user caps, every budget row and every provider maximum; mixing it with
-``x`` keeps those; ``beta`` restores the provider minimums, which ``x`` meets and ``alpha u`` may
-not. So ``x'`` is feasible whenever ``x`` is (every row is linear and both ends meet it), and
-every pair gets at least ``w alpha u_e``. What it costs: at most the fraction ``w`` of the plan's
-objective, traded for the spread plan's (the reward of ``alpha u``).
+The provider weights start at 1 and are rescaled a few times (iterative proportional fitting)
+until the spread meets every provider's minimum and maximum, since an LP's plan typically sits
+exactly at the minimums of the providers it would rather not send, and a plain even spread that
+falls short of one of them leaves ``beta = 1``: no floor at all. ``alpha u`` meets the user caps,
+every budget row and every provider maximum; mixing it with ``x`` keeps those; ``beta`` restores
+the provider minimums, which ``x`` meets. So ``x'`` is feasible whenever ``x`` is (every row is
+linear and both ends meet it), and every pair gets at least ``w alpha u_e``. What it costs: at
+most the fraction ``w`` of the plan's objective, traded for the spread plan's.
 """
 
 from __future__ import annotations
@@ -44,11 +47,35 @@ class FlooredPlan:
     alpha: float
 
 
-def spread_plan(problem: AllocationProblem) -> FloatArray:
-    """``(E,)`` ``u_e = min(1, k_u / n_u)``: each user's cap spread evenly over its candidates."""
-    n_u = np.bincount(problem.user, minlength=problem.n_users).astype(np.float64)
-    per_user = np.minimum(1.0, problem.caps / np.maximum(n_u, 1.0))
-    return per_user[problem.user]
+def spread_plan(problem: AllocationProblem, iterations: int = 50) -> FloatArray:
+    """``(E,)`` each user's cap spread over its candidates, provider-weighted towards the bounds.
+
+    ``iterations`` rescalings of the provider weights by ``lo_p / S_p`` (a provider below its
+    minimum, aiming 5% above it) or ``hi_p / S_p`` (above its maximum); with no provider bounds
+    this is the even spread ``min(1, k_u / n_u)``.
+    """
+    lo = np.where(np.isfinite(problem.provider_min), problem.provider_min, 0.0)
+    hi = problem.provider_max
+    weight = np.ones(problem.n_providers)
+    u = _weighted_spread(problem, weight)
+    for _ in range(iterations):
+        s_p = np.bincount(problem.provider, weights=u, minlength=problem.n_providers)
+        low, high = (s_p < lo) & (s_p > 0), s_p > hi
+        if not (low.any() or high.any()):
+            break
+        scale = np.ones_like(weight)
+        scale[low] = 1.05 * lo[low] / s_p[low]
+        scale[high] = hi[high] / s_p[high]
+        weight = weight * scale
+        u = _weighted_spread(problem, weight)
+    return u
+
+
+def _weighted_spread(problem: AllocationProblem, provider_weight: FloatArray) -> FloatArray:
+    """``u_e = min(1, k_u w_e / sum_{e' of u} w_e')`` with ``w_e`` its provider's weight."""
+    w = provider_weight[problem.provider]
+    total = np.bincount(problem.user, weights=w, minlength=problem.n_users)
+    return np.minimum(1.0, problem.caps[problem.user] * w / np.maximum(total[problem.user], 1e-300))
 
 
 def _ratio(limit: FloatArray, used: FloatArray) -> float:

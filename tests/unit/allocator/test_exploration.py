@@ -97,3 +97,11 @@ def test_bad_share_is_a_typed_error(share: float) -> None:
     p = random_instance(5, 3, 2, 1, 1, 0.7, seed=0)
     with pytest.raises(ProblemValidationError):
         with_floor(p, np.zeros(p.n_pairs), share)
+
+
+def test_where_the_spread_meets_the_rows_every_pair_gets_a_send_probability() -> None:
+    # budgets at the unconstrained optimum: the spread plan meets the provider bounds after its scaling
+    p = random_instance(400, (5, 15), 20, 2, (1, 2), 1.0, seed=3)
+    out = with_floor(p, _solved(p), 0.1)
+    assert out.weight > 0.0
+    assert out.x.min() >= out.weight * out.alpha * spread_plan(p).min() > 0.0

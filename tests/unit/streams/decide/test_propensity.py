@@ -4,7 +4,8 @@ One fixed batch with fixed scores of K = 4 Thompson draws: the K plans are solve
 policy's random part (which plan, then systematic sampling of it) is repeated 2,000 times. The
 empirical send frequency of every pair is checked against the logged propensity, each plan
 against the constraints of its own draw (and, with the mean rows, the budget on the posterior
-means), and every decision against its user's cap; with the mean rows on and off."""
+means), and every decision against its user's cap; with the mean rows on and off, and with the
+exploration floor off and on (``allocator.exploration``: every pair then has a propensity > 0)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from allocator import violations
+from allocator.exploration import with_floor
 from streams.decide.batch_lp import BatchLP
 from streams.decide.config import AllocatorWorkerConfig
 from streams.decide.decision import decide_batch, pick_and_round, plans_of
@@ -51,11 +53,15 @@ def _means(window: BatchWindow) -> np.ndarray:
     return np.concatenate([window.scores[u].means["unsubscription"] for u in sorted(window.scores)])
 
 
+FLOORS = pytest.mark.parametrize("floor", [0.0, 0.2])
+
+
+@FLOORS
 @pytest.mark.parametrize("mean_rows", [False, True])
-def test_each_plan_meets_the_budget_and_provider_rows_of_its_own_draw(mean_rows: bool) -> None:
+def test_each_plan_meets_the_budget_and_provider_rows_of_its_own_draw(mean_rows: bool, floor: float) -> None:
     window = _window()
     lp = BatchLP.build(window.opened, window.scores, mean_rows=mean_rows)  # type: ignore[arg-type]
-    cfg = AllocatorWorkerConfig.for_prefix(solver="highs")
+    cfg = AllocatorWorkerConfig.for_prefix(solver="highs", exploration_floor=floor)
     plans = plans_of(lp, lp.to_problem(), cfg, DualMemory())
     assert lp.n_draws == K and len(plans.solved) == K
     means = _means(window)
@@ -68,19 +74,25 @@ def test_each_plan_meets_the_budget_and_provider_rows_of_its_own_draw(mean_rows:
         on_means.append(means @ sol.x)
     if mean_rows:  # and on the posterior means, in every plan
         assert max(on_means) <= 2.0 + 1e-6, on_means
-    else:  # which the plans on the draws alone overspend here: the rows above bind
+    elif floor == 0:  # which the plans on the draws alone overspend here: the rows above bind
         assert min(on_means) > 2.0 * 1.2, on_means
+    if floor > 0:  # each plan is its unfloored plan with the floor of its own draw's LP
+        bare = plans_of(lp, lp.to_problem(), AllocatorWorkerConfig.for_prefix(solver="highs"), DualMemory())
+        for k, sol in enumerate(plans.solved):
+            floored = with_floor(lp.draw(k).to_problem(), bare.solved[k].x, floor)
+            np.testing.assert_allclose(sol.x, floored.x, rtol=0, atol=1e-12)
     # the plans differ (else the mixture would explore nothing) and the propensity is their mean
     assert not np.allclose(plans.solved[0].x, plans.solved[1].x)
     np.testing.assert_allclose(plans.propensity, np.mean([s.x for s in plans.solved], axis=0))
 
 
+@FLOORS
 @pytest.mark.parametrize("mean_rows", [False, True])
-def test_empirical_send_frequencies_equal_the_logged_propensities_and_caps_hold(mean_rows: bool) -> None:
+def test_empirical_send_frequencies_equal_the_logged_propensities_and_caps_hold(mean_rows: bool, floor: float) -> None:
     window = _window()
     lp = BatchLP.build(window.opened, window.scores, mean_rows=mean_rows)  # type: ignore[arg-type]
     problem = lp.to_problem()
-    cfg = AllocatorWorkerConfig.for_prefix(solver="highs")
+    cfg = AllocatorWorkerConfig.for_prefix(solver="highs", exploration_floor=floor)
     plans = plans_of(lp, problem, cfg, DualMemory())
     sent = np.zeros(lp.n_pairs)
     for r in range(REPEATS):
@@ -103,10 +115,11 @@ def test_empirical_send_frequencies_equal_the_logged_propensities_and_caps_hold(
     assert z.max() <= 3.0, sorted(z)[-5:]
 
 
+@FLOORS
 @pytest.mark.parametrize("mean_rows", [False, True])
-def test_every_candidate_logs_the_mixture_propensity_and_k_on_its_decision(mean_rows: bool) -> None:
+def test_every_candidate_logs_the_mixture_propensity_and_k_on_its_decision(mean_rows: bool, floor: float) -> None:
     window = _window()
-    cfg = AllocatorWorkerConfig.for_prefix(solver="highs", mean_budget_rows=mean_rows)
+    cfg = AllocatorWorkerConfig.for_prefix(solver="highs", mean_budget_rows=mean_rows, exploration_floor=floor)
     lp = BatchLP.build(window.opened, window.scores, mean_rows=mean_rows)  # type: ignore[arg-type]
     expected = plans_of(lp, lp.to_problem(), cfg, DualMemory()).propensity
     decided = decide_batch(window, cfg, SERDE, DualMemory(), lambda: 0.0)
