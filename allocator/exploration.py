@@ -29,7 +29,7 @@ import numpy as np
 
 from allocator.errors import ProblemValidationError
 from allocator.problem import AllocationProblem
-from banditlp.arrays import FloatArray
+from banditlp.arrays import FloatArray, weighted_bincount
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +59,7 @@ def spread_plan(problem: AllocationProblem, iterations: int = 50) -> FloatArray:
     weight = np.ones(problem.n_providers)
     u = _weighted_spread(problem, weight)
     for _ in range(iterations):
-        s_p = np.bincount(problem.provider, weights=u, minlength=problem.n_providers)
+        s_p = weighted_bincount(problem.provider, u, problem.n_providers)
         low, high = (s_p < lo) & (s_p > 0), s_p > hi
         if not (low.any() or high.any()):
             break
@@ -74,7 +74,7 @@ def spread_plan(problem: AllocationProblem, iterations: int = 50) -> FloatArray:
 def _weighted_spread(problem: AllocationProblem, provider_weight: FloatArray) -> FloatArray:
     """``u_e = min(1, k_u w_e / sum_{e' of u} w_e')`` with ``w_e`` its provider's weight."""
     w = provider_weight[problem.provider]
-    total = np.bincount(problem.user, weights=w, minlength=problem.n_users)
+    total = weighted_bincount(problem.user, w, problem.n_users)
     return np.minimum(1.0, problem.caps[problem.user] * w / np.maximum(total[problem.user], 1e-300))
 
 
@@ -86,13 +86,17 @@ def _ratio(limit: FloatArray, used: FloatArray) -> float:
     return float(min(1.0, np.min(np.maximum(limit[loaded], 0.0) / used[loaded])))
 
 
-def with_floor(problem: AllocationProblem, x: FloatArray, share: float) -> FlooredPlan:
+def with_floor(
+    problem: AllocationProblem, x: FloatArray, share: float, spread: FloatArray | None = None
+) -> FlooredPlan:
     """Mix ``x`` (a plan of ``problem``) with the spread plan, keeping every row ``x`` keeps.
 
     Args:
         problem: The LP the plan was solved on (its rows are the ones kept).
         x: ``(E,)`` the plan, in [0, 1].
         share: The floor's share in [0, 1); 0 returns ``x`` unchanged.
+        spread: ``spread_plan(problem)`` when the caller has it: it depends on the users, caps and
+            provider bounds only, so the K draws of one batch share it (computed here if None).
 
     Returns:
         The mixed plan, the weight mixed in and the spread plan's scale.
@@ -107,20 +111,20 @@ def with_floor(problem: AllocationProblem, x: FloatArray, share: float) -> Floor
         raise ProblemValidationError(f"plan: expected shape ({problem.n_pairs},), got {x.shape}")
     if share == 0.0:
         return FlooredPlan(x, 0.0, 1.0)
-    u = spread_plan(problem)
+    u = spread_plan(problem) if spread is None else spread
     alpha = _ratio(problem.budget, problem.cost @ u)
-    prov_u = np.bincount(problem.provider, weights=u, minlength=problem.n_providers).astype(np.float64)
+    prov_u = weighted_bincount(problem.provider, u, problem.n_providers)
     alpha = min(alpha, _ratio(problem.provider_max, prov_u))
     spread = alpha * u
     # beta_p = (lo_p - S_p) / (X_p - S_p) where the spread falls short of a minimum that x meets.
     s_p = alpha * prov_u
-    x_p = np.bincount(problem.provider, weights=x, minlength=problem.n_providers)
+    x_p = weighted_bincount(problem.provider, x, problem.n_providers)
     short = np.isfinite(problem.provider_min) & (s_p < problem.provider_min)
     beta = 0.0
     if short.any():
-        gap = x_p[short] - s_p[short]
-        need = problem.provider_min[short] - s_p[short]
-        beta = float(np.max(np.where(gap > 0, need / np.where(gap > 0, gap, 1.0), 1.0)))
-        beta = min(1.0, max(0.0, beta))
+        gap, need = x_p[short] - s_p[short], problem.provider_min[short] - s_p[short]
+        # a minimum x does not exceed the spread's exposure at (gap <= 0) leaves no room: beta = 1
+        ratio = np.divide(need, gap, out=np.ones_like(need), where=gap > 0)
+        beta = min(1.0, max(0.0, float(ratio.max())))
     weight = share * (1.0 - beta)
     return FlooredPlan((1.0 - weight) * x + weight * spread, weight, alpha)

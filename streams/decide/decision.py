@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from allocator import AllocationProblem, AllocatorError, round_allocation
-from allocator.exploration import with_floor
+from allocator.exploration import spread_plan, with_floor
 from streams.avro.decisions import DecisionColumns
 from streams.avro.serde import AvroSerde
 from streams.decide.arm_knobs import KnobTable, with_arm_knobs
@@ -105,13 +105,16 @@ def plans_of(lp: BatchLP, problem: AllocationProblem | None, cfg: AllocatorWorke
     """
     solved: list[Solved] = []
     failures: list[str] = []
+    floored = cfg.exploration_floor > 0 and problem is not None and cfg.rounding == "sample"
+    # the draws differ in their cost rows only: one spread plan serves all K
+    spread = spread_plan(problem) if floored and problem is not None else None
     for k in range(lp.n_draws):
         draw = lp.draw(k)
         try:
             draw_problem = draw.to_problem() if problem is not None else None
             sol = solve_batch(draw, cfg, draw_problem, duals)
-            if cfg.exploration_floor > 0 and draw_problem is not None and cfg.rounding == "sample":
-                sol = replace(sol, x=with_floor(draw_problem, sol.x, cfg.exploration_floor).x)
+            if spread is not None and draw_problem is not None:
+                sol = replace(sol, x=with_floor(draw_problem, sol.x, cfg.exploration_floor, spread).x)
             solved.append(sol)
         except AllocationRejected as exc:
             failures.append(f"draw {k + 1}: {exc}")
